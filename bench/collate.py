@@ -1,0 +1,192 @@
+"""Collation: many job folders -> one long DataFrame -> a summary table (mean, 95% CI) and a figure.
+
+    python -m bench.collate results/sweeps/<stamp>      # or: bench-collate <folder> ...
+
+A multirun collates itself at its end (the ``CollateOnMultirunEnd`` Hydra callback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from hydra.experimental.callback import Callback
+from scipy import stats
+
+from bench.io import RECORD, SCORES, atomic_write_bytes, atomic_write_text
+
+log = logging.getLogger("bench.collate")
+
+GROUP = ["model", "dataset", "method", "metric"]
+
+
+def find_job_dirs(roots: Iterable[str | Path]) -> list[Path]:
+    """Every folder at or below ``roots`` holding a job record, sorted."""
+    found: set[Path] = set()
+    for root in roots:
+        root = Path(root)
+        if (root / RECORD).is_file():
+            found.add(root)
+        found.update(p.parent for p in root.rglob(RECORD))
+    return sorted(found)
+
+
+def read_record(job: Path) -> dict[str, Any]:
+    return json.loads((job / RECORD).read_text())
+
+
+def collate_dirs(dirs: Sequence[str | Path]) -> pd.DataFrame:
+    """Rows of every completed job under ``dirs``, with a ``job`` column and each metric's direction
+    (``higher_is_better``) and aggregation (``aggregate``) from the job records."""
+    frames = []
+    for job in find_job_dirs(dirs):
+        record = read_record(job)
+        if record.get("status") != "completed" or not (job / SCORES).is_file():
+            continue
+        df = pd.read_csv(job / SCORES, keep_default_na=False, na_values=["nan", "NaN", ""],
+                         dtype={"image_id": str, "flag": str})
+        meta = record.get("metrics", {})
+        base = df["metric"].str.split(".").str[0]
+        df["higher_is_better"] = base.map(lambda m: meta.get(m, {}).get("higher_is_better", True))
+        df["aggregate"] = base.map(lambda m: meta.get(m, {}).get("aggregate", ""))
+        df["job"] = str(job)
+        frames.append(df)
+    if not frames:
+        return pd.DataFrame(columns=[*GROUP, "value", "job"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def failed_jobs(dirs: Sequence[str | Path]) -> list[tuple[Path, str]]:
+    """``(folder, error)`` of every job under ``dirs`` that did not complete."""
+    out = []
+    for job in find_job_dirs(dirs):
+        record = read_record(job)
+        if record.get("status") != "completed":
+            out.append((job, record.get("error", record.get("status", "unknown"))))
+    return out
+
+
+def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and the Student-t confidence interval of the mean of ``values`` (NaNs dropped)."""
+    v = values[~np.isnan(values)]
+    if len(v) == 0:
+        return float("nan"), float("nan"), float("nan")
+    m = float(v.mean())
+    if len(v) < 2:
+        return m, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    return m, m - half, m + half
+
+
+def summarise(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """One row per (model, dataset, method, metric): n, mean, CI bounds, direction and, for
+    metrics whose protocol averages over classes (pointing game), the unweighted class mean."""
+    out = []
+    for key, g in df.groupby(GROUP, sort=True):
+        values = g["value"].to_numpy(dtype=float)
+        m, lo, hi = mean_ci(values, level)
+        row = dict(zip(GROUP, key))
+        row.update(n=int((~np.isnan(values)).sum()), mean=m, ci_low=lo, ci_high=hi,
+                   higher_is_better=bool(g["higher_is_better"].iloc[0]))
+        if "aggregate" in g and g["aggregate"].iloc[0] == "class_mean":
+            row["class_mean"] = float(g.groupby("target")["value"].mean().mean())
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def format_table(summary: pd.DataFrame) -> str:
+    """A Markdown table: one row per (model, dataset, method), a column per metric, ``mean ± half CI``."""
+    if summary.empty:
+        return "(no completed jobs)"
+    cell = summary.apply(
+        lambda r: f"{r['mean']:.3f}" + ("" if np.isnan(r["ci_high"]) else f" ± {(r['ci_high'] - r['ci_low']) / 2:.3f}"),
+        axis=1,
+    )
+    arrows = summary.groupby("metric")["higher_is_better"].first().map({True: "↑", False: "↓"})
+    table = summary.assign(cell=cell).pivot_table(
+        index=["model", "dataset", "method"], columns="metric", values="cell", aggfunc="first"
+    )
+    table.columns = [f"{c} {arrows[c]}" for c in table.columns]
+    n = summary.groupby(["model", "dataset", "method"])["n"].max()
+    table.insert(0, "n", n)
+    table = table.reset_index()
+    header = "| " + " | ".join(map(str, table.columns)) + " |"
+    sep = "|" + "|".join("---" for _ in table.columns) + "|"
+    lines = [header, sep] + ["| " + " | ".join(map(str, r)) + " |" for r in table.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def plot(summary: pd.DataFrame, path: Path) -> None:
+    """Bar chart per metric: each method's mean with its 95% CI."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = sorted(summary["metric"].unique())
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        s = summary[summary["metric"] == metric]
+        labels = [f"{m}\n{mo}" if summary["model"].nunique() > 1 else m for m, mo in zip(s["method"], s["model"])]
+        err = np.stack([s["mean"] - s["ci_low"], s["ci_high"] - s["mean"]]).clip(min=0)
+        ax.bar(range(len(s)), s["mean"], yerr=np.nan_to_num(err), capsize=3, color="#4c72b0")
+        ax.set_xticks(range(len(s)), labels, rotation=45, ha="right", fontsize=8)
+        arrow = "↑ higher is better" if s["higher_is_better"].iloc[0] else "↓ lower is better"
+        ax.set_title(f"{metric}\n({arrow})", fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_summary(root: Path, df: pd.DataFrame | None = None) -> tuple[pd.DataFrame, str]:
+    """Collate ``root``; write ``scores_all.csv``, ``summary.csv``, ``summary.md``, ``summary.png``."""
+    df = collate_dirs([root]) if df is None else df
+    summary = summarise(df)
+    table = format_table(summary)
+    if not df.empty:
+        atomic_write_text(root / "scores_all.csv", df.to_csv(index=False))
+        atomic_write_text(root / "summary.csv", summary.to_csv(index=False))
+        atomic_write_text(root / "summary.md", table + "\n")
+        plot(summary, root / "summary.png")
+    return summary, table
+
+
+class CollateOnMultirunEnd(Callback):
+    """Hydra callback: collate the sweep folder when a multirun ends; fail if any job failed."""
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        root = Path(config.hydra.sweep.dir)
+        _, table = write_summary(root)
+        print(f"\nSummary of {root} (mean ± 95% CI half-width):\n\n{table}\n")
+        print(f"Written: {root}/summary.md, summary.csv, summary.png, scores_all.csv")
+        failed = failed_jobs([root])
+        if failed:
+            for job, error in failed:
+                print(f"FAILED {job.name}: {error}", file=sys.stderr)
+            raise SystemExit(1)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Collate job folders into one summary table.")
+    p.add_argument("folders", nargs="+", help="sweep or job folders (searched recursively)")
+    p.add_argument("--out", default=None, help="where to write the summary (default: the first folder)")
+    args = p.parse_args(argv)
+    df = collate_dirs(args.folders)
+    _, table = write_summary(Path(args.out or args.folders[0]), df)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""What a metric may use besides the batch: the model, the method, a chunked forward and counters."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from bench.errors import ConfigError
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(name: str) -> torch.device:
+    """Turn ``cpu | cuda | cuda:N | mps`` into a device, or raise a ConfigError naming the choices."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"device={name} is not valid; accepted: cpu, cuda, cuda:N, mps.") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} was asked for, but torch sees no CUDA device; use device=cpu.")
+    return device
+
+
+def chunks(n: int, size: int) -> Iterator[slice]:
+    """Slices covering ``range(n)`` in pieces of at most ``size``."""
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+@dataclass
+class Context:
+    """Run-wide services handed to metrics.
+
+    Attributes:
+        model: the classifier in eval mode, on ``device``.
+        device: where every tensor of the hot path lives.
+        chunk_size: most images sent through the model in one forward pass (the memory bound).
+        precision: ``fp32 | bf16 | fp16`` autocast for metric forward passes.
+        method: the attribution method of the run (sanity checks re-run it), or None.
+        seed: the run seed; metrics derive their ``torch.Generator`` from it.
+        forward_images: images sent through :meth:`forward` so far (the cost counter).
+    """
+
+    model: nn.Module
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    chunk_size: int = 256
+    precision: str = "fp32"
+    method: Callable[..., Tensor] | None = None
+    seed: int = 0
+    forward_images: int = 0
+    forward_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"precision={self.precision} is not valid; accepted: {', '.join(PRECISIONS)}."
+            )
+        if self.chunk_size < 1:
+            raise ConfigError(f"chunk_size={self.chunk_size} is not valid; accepted: an integer >= 1.")
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        """A fresh generator on the run's device, seeded by ``seed + offset``."""
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(self.seed + offset)
+        return gen
+
+    @contextmanager
+    def _autocast(self) -> Iterator[None]:
+        if self.precision == "fp32":
+            yield
+        else:
+            with torch.autocast(self.device.type, dtype=PRECISIONS[self.precision]):
+                yield
+
+    @torch.no_grad()
+    def forward(self, images: Tensor) -> Tensor:
+        """Logits ``[N, C]`` (float32) of ``images`` ``[N, 3, H, W]``, in chunks of ``chunk_size``."""
+        start = time.perf_counter()
+        outs = []
+        with self._autocast():
+            for sl in chunks(images.shape[0], self.chunk_size):
+                outs.append(self.model(images[sl]).float())
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.forward_seconds += time.perf_counter() - start
+        self.forward_images += images.shape[0]
+        return torch.cat(outs) if outs else images.new_zeros((0, 0))
+
+    @torch.no_grad()
+    def probabilities(self, images: Tensor, targets: Tensor) -> Tensor:
+        """Softmax probability ``[N]`` of ``targets`` ``[N]`` for ``images`` ``[N, 3, H, W]``."""
+        return self.forward(images).softmax(dim=1).gather(1, targets[:, None]).squeeze(1)
+
+    @torch.no_grad()
+    def predictions(self, images: Tensor) -> Tensor:
+        """Top-1 classes ``[N]`` (long) of ``images``."""
+        return self.forward(images).argmax(dim=1)
+
+    def map_forward(
+        self, n: int, make: Callable[[slice], Tensor], reduce: Callable[[slice, Tensor], Tensor]
+    ) -> Tensor:
+        """Build ``n`` perturbed inputs chunk by chunk, forward them, and reduce each chunk's logits.
+
+        ``make(sl)`` returns the images ``[len(sl), 3, H, W]`` of items ``sl``; ``reduce(sl, logits)``
+        turns their logits into one value per item. Peak memory is one chunk of images.
+        """
+        outs = [reduce(sl, self.forward(make(sl))) for sl in chunks(n, self.chunk_size)]
+        return torch.cat(outs)

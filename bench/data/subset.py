@@ -1,0 +1,85 @@
+"""Subsetting and sharding: which items of a dataset one job scores."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from bench.data.base import ImageDataset
+from bench.errors import ConfigError
+
+#: Keys of the ``dataset`` config node that select items rather than configure the loader.
+SUBSET_KEYS = ("limit", "sample", "ids", "shard", "num_shards")
+
+
+class Selection(Dataset):
+    """The items ``indices`` of ``base``, keeping the base dataset's metadata attributes."""
+
+    def __init__(self, base: ImageDataset, indices: Sequence[int]) -> None:
+        self.base = base
+        self.indices = list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        return self.base[self.indices[i]]
+
+    def __getattr__(self, name: str):
+        if name in ("base", "indices"):
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+
+def _read_ids(ids: str | Sequence[str]) -> list[str]:
+    if isinstance(ids, str):
+        path = Path(ids)
+        if not path.is_file():
+            raise ConfigError(f"dataset.ids={ids} is not a file; accepted: a list of ids or a file of ids, one a line.")
+        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return [str(i) for i in ids]
+
+
+def select(
+    dataset: ImageDataset,
+    limit: int | None = None,
+    sample: int | None = None,
+    ids: str | Sequence[str] | None = None,
+    shard: int = 0,
+    num_shards: int = 1,
+    seed: int = 0,
+) -> Selection:
+    """Pick items: an explicit id list, else a seeded random ``sample``, else the first ``limit``;
+    then shard ``shard`` of ``num_shards`` (round robin, so every item lands in exactly one shard)."""
+    if num_shards < 1 or not 0 <= shard < num_shards:
+        raise ConfigError(
+            f"dataset.shard={shard} dataset.num_shards={num_shards} is not valid; accepted: "
+            "num_shards >= 1 and 0 <= shard < num_shards."
+        )
+    n = len(dataset)
+    indices = list(range(n))
+    if ids is not None:
+        wanted = _read_ids(ids)
+        index_of = dataset.index_of_ids(wanted) if hasattr(dataset, "index_of_ids") else None
+        if index_of is None:
+            lookup = {dataset[i].id: i for i in range(n)}
+            missing = [i for i in wanted if i not in lookup]
+            if missing:
+                raise ConfigError(
+                    f"dataset.ids: {len(missing)} id(s) not in dataset={dataset.name}, e.g. {missing[:3]}."
+                )
+            index_of = [lookup[i] for i in wanted]
+        indices = list(index_of)
+    elif sample is not None:
+        if not 0 < sample <= n:
+            raise ConfigError(f"dataset.sample={sample} is not valid; accepted: 1..{n}.")
+        gen = torch.Generator().manual_seed(seed)
+        indices = sorted(torch.randperm(n, generator=gen)[:sample].tolist())
+    elif limit is not None:
+        if limit < 1:
+            raise ConfigError(f"dataset.limit={limit} is not valid; accepted: an integer >= 1 or null.")
+        indices = indices[: min(limit, n)]
+    return Selection(dataset, indices[shard::num_shards])
