@@ -1,6 +1,15 @@
-"""Localisation metrics: does the map point at the ground-truth object?"""
+"""Localisation metrics: does the map point at, or put its mass on, the ground-truth object?
+
+Every metric here compares the map with the class region Omega of the target: the union of its
+boxes (``region: boxes``, scored at the original image size, the map resized bilinearly as in
+TorchRay) or its pixel mask (``region: masks``). PROTOCOLS.md sections 3 and 4.
+"""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -10,8 +19,30 @@ from bench.context import Context
 from bench.data.base import Batch
 from bench.errors import ConfigError, choice_error
 from metrics.base import Metric, MetricOutput
+from metrics.faithfulness import TIES, rank_pixels
 
 REGIONS = ("boxes", "masks")
+
+#: How a ``[B, H, W]`` map becomes the non-negative relevance ``R`` (PROTOCOLS.md section 4).
+#: Channel pooling itself is the method's ``reduction`` key (``methods.base.REDUCTIONS``): with
+#: ``reduction: sum``, ``abs`` is CLEVR-XAI's "sum,abs" and ``positive`` its "sum,pos"; with
+#: ``max_abs | l1 | l2 | l2_squared`` the map is already non-negative and all three agree.
+POOLINGS = ("abs", "positive", "none")
+
+
+def nonnegative(maps: Tensor, pooling: str) -> tuple[Tensor, Tensor]:
+    """``R`` = ``|m|``, ``max(m, 0)`` or ``m`` for ``maps`` ``[B, H, W]``, and bool ``[B]``: True
+    where ``R`` cannot be a relevance distribution (a negative value with ``none``, a zero sum, or a
+    non-finite value)."""
+    if pooling == "abs":
+        r = maps.abs()
+    elif pooling == "positive":
+        r = maps.clamp_min(0)
+    else:
+        r = maps
+    flat = r.flatten(1)
+    bad = ~torch.isfinite(flat).all(1) | (flat < 0).any(1) | ~(flat.sum(1) > 0)
+    return r, bad
 
 
 def boxes_to_masks(boxes: list[Tensor], height: int, width: int, device: torch.device) -> Tensor:
@@ -41,28 +72,89 @@ def first_argmax(maps: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def gaussian_smooth(maps: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian smoothing of ``maps`` ``[B, H, W]`` (reflect padding, 4-sigma support)."""
+    """TorchRay's ``imsmooth`` of ``maps`` ``[B, H, W]``: separable Gaussian, support ``ceil(4 sigma)``,
+    replicate padding (as ``torchray.attribution.common.saliency`` calls it)."""
     if sigma <= 0:
         return maps
-    radius = max(1, int(4 * sigma + 0.5))
+    radius = math.ceil(4 * sigma)
     x = torch.arange(-radius, radius + 1, device=maps.device, dtype=maps.dtype)
     k = torch.exp(-0.5 * (x / sigma) ** 2)
     k = k / k.sum()
     m = maps[:, None]
-    m = F.conv2d(F.pad(m, (radius, radius, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
-    m = F.conv2d(F.pad(m, (0, 0, radius, radius), mode="reflect"), k.view(1, 1, -1, 1))
+    m = F.conv2d(F.pad(m, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1))
+    m = F.conv2d(F.pad(m, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
     return m[:, 0]
+
+
+def point_hits(u: Tensor, v: Tensor, omega: Tensor, tolerance: float, strict: bool = True) -> Tensor:
+    """1.0 where the point ``(u[i], v[i])`` (pixel indices, may be fractional: TorchRay's centre
+    point is ``(W/2, H/2)``) lies within ``tolerance`` of a pixel of ``omega`` bool ``[B, H, W]``:
+    squared distance ``< tolerance**2`` (``<=`` when not ``strict``)."""
+    h, w = omega.shape[-2:]
+    dv2 = (torch.arange(h, device=omega.device) - v.to(omega.device, torch.float32)[:, None]) ** 2
+    du2 = (torch.arange(w, device=omega.device) - u.to(omega.device, torch.float32)[:, None]) ** 2
+    d2 = dv2[:, :, None] + du2[:, None, :]  # [B, H, W]
+    near = d2 < tolerance**2 if strict else d2 <= tolerance**2
+    return (near & omega).flatten(1).any(1).float()
+
+
+def scored_regions(
+    batch: Batch, maps: Tensor, region: str, resize_masks: bool
+) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """Groups ``(index [g], maps [g, h, w], omega bool [g, h, w])`` where each metric scores.
+
+    Boxes live in the original image's pixels: one group per original size, the map resized there
+    bilinearly (``align_corners=False``, as TorchRay). Masks live at the input resolution: with
+    ``resize_masks`` they are resized (nearest) to the original size like the map, otherwise the
+    whole batch is scored at the input resolution without resizing anything.
+    """
+    device = maps.device
+    if region == "masks" and not resize_masks:
+        masks = batch.masks.to(device).bool()
+        if masks.shape != maps.shape:
+            raise ValueError(f"masks must be [B, H, W] = {list(maps.shape)}; got {list(masks.shape)}.")
+        yield torch.arange(maps.shape[0], device=device), maps, masks
+        return
+    sizes = [tuple(s) for s in batch.orig_sizes.tolist()]
+    for size in sorted(set(sizes)):  # one group per original size
+        idx = [i for i, s in enumerate(sizes) if s == size]
+        sel = torch.tensor(idx, device=device)
+        m = maps[sel]
+        if tuple(m.shape[-2:]) != size:
+            m = F.interpolate(m[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+        if region == "masks":
+            omega = batch.masks.to(device)[sel]
+            if tuple(omega.shape[-2:]) != size:
+                omega = F.interpolate(omega[:, None].float(), size=size, mode="nearest")[:, 0] > 0.5
+            omega = omega.bool()
+        else:
+            omega = boxes_to_masks([batch.boxes[i] for i in idx], size[0], size[1], device)
+        yield sel, m, omega
+
+
+def check_choice(key: str, value: str, accepted: Sequence[str]) -> str:
+    """``value`` if it is one of ``accepted``, else a ConfigError naming ``key`` and the choices."""
+    if value not in accepted:
+        raise choice_error(key, value, accepted)
+    return value
 
 
 class PointingGame(Metric):
     """Pointing game (Zhang et al., ECCV 2016), as in TorchRay's benchmark.
 
-    Protocol (PROTOCOLS.md §3): the map is resized bilinearly to the original image size, the
-    point is the first maximum in row-major order, and it is a hit when a pixel of the class
-    region lies at squared distance ``< tolerance**2`` (``<=`` with ``strict: false``). The score
-    per (image, class) pair is 1 (hit) or 0 (miss); collation reports the per-sample mean and the
-    unweighted mean over classes. ``pointing_game.difficult`` repeats the score on the pairs the
-    dataset flags as difficult.
+    Protocol (PROTOCOLS.md §3): the map is resized bilinearly to the original image size
+    (optionally smoothed as TorchRay's ``imsmooth``), the point is the first maximum in row-major
+    order, and it is a hit when a pixel of the class region lies at squared distance
+    ``< tolerance**2`` (``<=`` with ``strict: false``). The score per (image, class) pair is 1 (hit)
+    or 0 (miss); NaN, flagged ``no_region``, when the region is empty (TorchRay skips such pairs).
+    Collation reports the per-sample mean and the unweighted mean over classes.
+    ``pointing_game.difficult`` repeats the score on the pairs the dataset flags as difficult.
+    Quantus' variant is ``tolerance: 0, strict: false`` except for ties (Quantus: a hit when any
+    tied maximum lies in the region; here only the first one counts).
+
+    Centre baseline: TorchRay's ``center`` method points at ``(W/2, H/2)`` of the original image;
+    :func:`point_hits` scores such a fractional point exactly. A map whose unique maximum is that
+    pixel (even sizes) gives the same hits through this metric.
 
     Args:
         tolerance: radius in pixels of the original image (15 in TorchRay, meant for ~224 px images).
@@ -75,29 +167,22 @@ class PointingGame(Metric):
     higher_is_better = True
     category = "localisation"
     citation = "Zhang et al. Top-down Neural Attention by Excitation Backprop. ECCV 2016 (TorchRay protocol)."
+    requires = frozenset({"boxes"})
     aggregate = "class_mean"
 
     def __init__(
         self, tolerance: float = 15.0, region: str = "boxes", strict: bool = True, smooth: float = 0.0
     ) -> None:
-        if region not in REGIONS:
-            raise choice_error("region", region, REGIONS)
+        check_choice("region", region, REGIONS)
         if tolerance < 0:
             raise ConfigError(f"tolerance={tolerance} is not valid; accepted: pixels >= 0.")
+        if smooth < 0:
+            raise ConfigError(f"smooth={smooth} is not valid; accepted: a fraction >= 0 (0 = none).")
         self.tolerance = float(tolerance)
         self.region = region
         self.strict = bool(strict)
         self.smooth = float(smooth)
         self.requires = frozenset({region})
-
-    def regions(self, batch: Batch, height: int, width: int, device: torch.device) -> Tensor:
-        """The class regions at the original size ``[B, H, W]`` (one size for the whole batch)."""
-        if self.region == "masks":
-            masks = batch.masks.to(device)
-            if masks.shape[-2:] != (height, width):
-                masks = F.interpolate(masks[:, None].float(), size=(height, width), mode="nearest")[:, 0] > 0.5
-            return masks
-        return boxes_to_masks(batch.boxes, height, width, device)
 
     def hits(self, maps: Tensor, omega: Tensor) -> Tensor:
         """1.0 where the first maximum of ``maps`` is within tolerance of ``omega`` (both ``[B, H, W]``)."""
@@ -105,37 +190,18 @@ class PointingGame(Metric):
         if self.smooth > 0:
             maps = gaussian_smooth(maps, self.smooth * max(h, w))
         u, v = first_argmax(maps)
-        vv = torch.arange(h, device=maps.device)[None, :, None]
-        uu = torch.arange(w, device=maps.device)[None, None, :]
-        d2 = (vv - v[:, None, None]) ** 2 + (uu - u[:, None, None]) ** 2
-        near = d2 < self.tolerance**2 if self.strict else d2 <= self.tolerance**2
-        return (near & omega).flatten(1).any(1).float()
+        return point_hits(u, v, omega, self.tolerance, self.strict)
 
     def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:
         b = maps.shape[0]
-        scores = torch.empty(b, device=maps.device)
-        sizes = batch.orig_sizes.tolist()
-        for size in sorted({tuple(s) for s in sizes}):  # one group per original size
-            idx = [i for i, s in enumerate(sizes) if tuple(s) == size]
-            sel = torch.tensor(idx, device=maps.device)
-            m = maps[sel]
-            if tuple(m.shape[-2:]) != size:
-                m = F.interpolate(m[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-            sub = Batch(
-                images=batch.images[sel],
-                targets=batch.targets[sel],
-                ids=[batch.ids[i] for i in idx],
-                orig_sizes=batch.orig_sizes[idx],
-                boxes=None if batch.boxes is None else [batch.boxes[i] for i in idx],
-                masks=None if batch.masks is None else batch.masks[sel],
-            )
-            scores[sel] = self.hits(m, self.regions(sub, size[0], size[1], maps.device))
-        no_region = torch.tensor(
-            [len(bx) == 0 for bx in batch.boxes] if self.region == "boxes" and batch.boxes is not None
-            else [False] * b,
-            device=maps.device,
-        )
-        scores = torch.where(no_region, torch.full_like(scores, float("nan")), scores)
+        scores = torch.full((b,), float("nan"), device=maps.device)
+        has_region = torch.zeros(b, dtype=torch.bool, device=maps.device)
+        for sel, m, omega in scored_regions(batch, maps, self.region, resize_masks=True):
+            scores[sel] = self.hits(m, omega)
+            has_region[sel] = omega.flatten(1).any(1)
+        no_region = ~has_region
+        finite = torch.isfinite(maps.flatten(1)).all(1)
+        scores = torch.where(no_region | ~finite, torch.full_like(scores, float("nan")), scores)
         out = MetricOutput(scores={"": scores}, flags={"": no_region}, flag_reason="no_region")
         difficult = batch.difficult.to(maps.device) if len(batch.difficult) == b else None
         if difficult is not None and bool(difficult.any()):
@@ -143,3 +209,150 @@ class PointingGame(Metric):
             out.flags["difficult"] = no_region
             out.omit["difficult"] = ~difficult
         return out
+
+
+class RelevanceMassAccuracy(Metric):
+    """Relevance mass accuracy (Arras et al., CLEVR-XAI): the share of ``R`` inside the region.
+
+    ``sum_{p in Omega} R(p) / sum_p R(p)`` with ``R`` the non-negative map given by ``pooling``
+    (PROTOCOLS.md §4). Chance for an i.i.d. random map: ``|Omega| / N``. NaN, flagged
+    ``degenerate``, when the region is empty or ``R`` is not a distribution (zero sum, a negative
+    value with ``pooling: none``, a non-finite value). Masks are scored at the input resolution
+    (as the reference, where heatmap and ground truth share their size); boxes at the original
+    image size.
+
+    Args:
+        region: ``masks`` (the pixel mask, CLEVR-XAI) or ``boxes`` (the union of the class's boxes).
+        pooling: ``abs`` | ``positive`` | ``none``: how the map becomes ``R`` (see :data:`POOLINGS`).
+    """
+
+    higher_is_better = True
+    category = "localisation"
+    citation = (
+        "Arras, Osman, Samek. CLEVR-XAI: A benchmark dataset for the ground truth evaluation of "
+        "neural network explanations. Information Fusion 81, 2022."
+    )
+    requires = frozenset({"masks"})
+
+    def __init__(self, region: str = "masks", pooling: str = "abs") -> None:
+        self.region = check_choice("region", region, REGIONS)
+        self.pooling = check_choice("pooling", pooling, POOLINGS)
+        self.requires = frozenset({region})
+
+    def score(self, ctx: Context, r: Tensor, omega: Tensor) -> Tensor:
+        """Per-image score ``[g]`` of relevance ``r`` ``[g, h, w]`` against ``omega`` ``[g, h, w]``."""
+        inside = (r * omega).flatten(1).sum(1)
+        return inside / r.flatten(1).sum(1)
+
+    def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:
+        b = maps.shape[0]
+        r, bad = nonnegative(maps, self.pooling)
+        scores = torch.full((b,), float("nan"), device=maps.device)
+        empty = torch.ones(b, dtype=torch.bool, device=maps.device)
+        for sel, m, omega in scored_regions(batch, r, self.region, resize_masks=False):
+            scores[sel] = self.score(ctx, m, omega).to(scores.dtype)
+            empty[sel] = ~omega.flatten(1).any(1)
+        degenerate = bad | empty
+        scores = torch.where(degenerate, torch.full_like(scores, float("nan")), scores)
+        return MetricOutput(scores={"": scores}, flags={"": degenerate}, flag_reason="degenerate")
+
+
+class EnergyPointingGame(RelevanceMassAccuracy):
+    """Energy-based pointing game (Wang et al., Score-CAM, CVPRW 2020): the share of the map's
+    energy inside the union of the class's boxes.
+
+    The same formula as :class:`RelevanceMassAccuracy` (``sum_{p in Omega} R / sum R``), with the
+    Score-CAM defaults: boxes, scored at the original image size (rows indexed by y; the reference
+    snippet swaps the axes). Chance: the box area fraction. Quantus calls it
+    ``AttributionLocalisation`` (Kohlbrenner et al. 2020).
+
+    Args:
+        region: ``boxes`` (Score-CAM) or ``masks``.
+        pooling: ``abs`` | ``positive`` | ``none`` (see :data:`POOLINGS`).
+    """
+
+    citation = (
+        "Wang et al. Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural "
+        "Networks. CVPR Workshops 2020."
+    )
+    requires = frozenset({"boxes"})
+
+    def __init__(self, region: str = "boxes", pooling: str = "abs") -> None:
+        super().__init__(region=region, pooling=pooling)
+
+
+class RelevanceRankAccuracy(RelevanceMassAccuracy):
+    """Relevance rank accuracy (Arras et al., CLEVR-XAI): the share of the ``|Omega|`` highest
+    pixels of ``R`` that lie in the region.
+
+    Order-based, so any strictly increasing transform of ``R`` leaves it unchanged (ties aside).
+    Chance for an i.i.d. random map: ``|Omega| / N``. Ties in ``R`` are broken by ``ties``:
+    ``stable`` (by pixel index, row-major) or ``random`` (seeded by the run); the reference's
+    ``argsort`` leaves them to the sort algorithm.
+
+    Args:
+        region: ``masks`` (CLEVR-XAI) or ``boxes``.
+        pooling: ``abs`` | ``positive`` | ``none`` (see :data:`POOLINGS`).
+        ties: ``stable`` | ``random``.
+    """
+
+    def __init__(self, region: str = "masks", pooling: str = "abs", ties: str = "stable") -> None:
+        super().__init__(region=region, pooling=pooling)
+        self.ties = check_choice("ties", ties, TIES)
+
+    def score(self, ctx: Context, r: Tensor, omega: Tensor) -> Tensor:
+        gen = ctx.generator(offset=1) if self.ties == "random" else None
+        rank = rank_pixels(r, self.ties, gen)  # [g, N], 0 = most relevant
+        inside = omega.flatten(1)
+        k = inside.sum(1, keepdim=True)
+        return (inside & (rank < k)).sum(1) / k[:, 0].clamp_min(1)
+
+
+def union_area(boxes: Tensor, height: int, width: int) -> float:
+    """Exact area of the union of ``boxes`` ``[K, 4]`` (xyxy, exclusive end) clipped to the image."""
+    if len(boxes) == 0:
+        return 0.0
+    b = boxes.detach().double().cpu()
+    b = torch.stack([b[:, 0].clamp(0, width), b[:, 1].clamp(0, height),
+                     b[:, 2].clamp(0, width), b[:, 3].clamp(0, height)], 1)
+    xs = torch.unique(torch.cat([b[:, 0], b[:, 2]]))
+    ys = torch.unique(torch.cat([b[:, 1], b[:, 3]]))
+    cx, cy = (xs[:-1] + xs[1:]) / 2, (ys[:-1] + ys[1:]) / 2  # centres of the elementary cells
+    inside = ((cx[None, None] >= b[:, 0, None, None]) & (cx[None, None] < b[:, 2, None, None])
+              & (cy[None, :, None] >= b[:, 1, None, None]) & (cy[None, :, None] < b[:, 3, None, None]))
+    cell = (ys[1:] - ys[:-1])[:, None] * (xs[1:] - xs[:-1])[None, :]  # [Y, X]
+    return float((inside.any(0) * cell).sum())
+
+
+def difficult_pairs(
+    class_boxes: Mapping[int, Tensor], image_size: tuple[int, int], max_fraction: float = 0.25
+) -> dict[int, bool]:
+    """The paper's "difficult" (image, class) pairs of one image (Zhang et al. 2016, §5.1).
+
+    A pair is difficult when the image also holds another class (a distractor) and the union of the
+    target's boxes covers less than ``max_fraction`` (1/4) of the image. Dataset loaders call this
+    when no flag file (TorchRay's ``pointing_game_ebp_*_difficult.txt``) is given.
+
+    Args:
+        class_boxes: class id -> its boxes ``[K, 4]`` (xyxy, original pixels, exclusive end) for
+            every class present in the image.
+        image_size: ``(H, W)`` of the original image.
+        max_fraction: the area threshold (strict ``<``).
+
+    Returns:
+        class id -> whether the pair is difficult.
+    """
+    h, w = image_size
+    distractor = len(class_boxes) > 1
+    return {c: distractor and union_area(bx, h, w) < max_fraction * h * w
+            for c, bx in class_boxes.items()}
+
+
+def load_difficult_flags(path: str | Path) -> dict[str, list[bool]]:
+    """Read a TorchRay flag file: one line per image, ``name<TAB>0/1`` per class id."""
+    flags: dict[str, list[bool]] = {}
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            name, *bits = line.rstrip("\n").split("\t")
+            flags[name] = [bool(int(x)) for x in bits]
+    return flags
