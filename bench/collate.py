@@ -54,8 +54,8 @@ def collate_dirs(dirs: Sequence[str | Path]) -> pd.DataFrame:
                          dtype={"image_id": str, "flag": str})
         meta = record.get("metrics", {})
         base = df["metric"].str.split(".").str[0]
-        df["higher_is_better"] = base.map(lambda m: meta.get(m, {}).get("higher_is_better", True))
-        df["aggregate"] = base.map(lambda m: meta.get(m, {}).get("aggregate", ""))
+        df["higher_is_better"] = base.map({m: v.get("higher_is_better", True) for m, v in meta.items()})
+        df["aggregate"] = base.map({m: v.get("aggregate", "") for m, v in meta.items()}).fillna("")
         df["job"] = str(job)
         frames.append(df)
     if not frames:
@@ -167,9 +167,10 @@ class CollateOnMultirunEnd(Callback):
 
     def on_multirun_end(self, config, **kwargs) -> None:
         root = Path(config.hydra.sweep.dir)
-        _, table = write_summary(root)
+        summary, table = write_summary(root)
         print(f"\nSummary of {root} (mean ± 95% CI half-width):\n\n{table}\n")
-        print(f"Written: {root}/summary.md, summary.csv, summary.png, scores_all.csv")
+        if not summary.empty:
+            print(f"Written: {root}/summary.md, summary.csv, summary.png, scores_all.csv")
         failed = failed_jobs([root])
         if failed:
             for job, error in failed:

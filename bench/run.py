@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -180,7 +181,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         return record
     except BaseException as err:
         record["status"] = "failed" if not isinstance(err, KeyboardInterrupt) else "interrupted"
-        record["error"] = f"{type(err).__name__}: {err}"
+        user = as_config_error(err)
+        record["error"] = str(user) if user is not None else f"{type(err).__name__}: {err}"
         if writer is not None:
             kept = writer.close(complete=False)
             record["rows"] = writer.count
@@ -192,6 +194,18 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         atomic_write_json(out_dir / RECORD, record)
 
 
+def as_config_error(err: BaseException) -> ConfigError | None:
+    """The user-facing ConfigError behind ``err`` (Hydra wraps errors raised while instantiating)."""
+    seen = err
+    while seen is not None:
+        if isinstance(seen, ConfigError):
+            return seen
+        seen = seen.__cause__
+    if isinstance(err, InstantiationException):  # e.g. an unknown key for a method's constructor
+        return ConfigError(" ".join(line.strip() for line in str(err).splitlines() if line.strip()))
+    return None
+
+
 def task(cfg: DictConfig) -> None:
     """Hydra task: run one cell; a configuration error becomes one line on stderr, not a traceback."""
     hc = HydraConfig.get()
@@ -199,13 +213,14 @@ def task(cfg: DictConfig) -> None:
     multirun = hc.mode == RunMode.MULTIRUN
     try:
         record = run(cfg, out_dir)
-    except ConfigError as err:
-        log.error("%s", err)
-        if multirun:  # the other jobs go on; the collation callback reports the failure
-            return
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
     except Exception as err:
+        user = as_config_error(err)
+        if user is not None:
+            if multirun:  # the other jobs go on; the collation callback reports the failure
+                log.error("%s", user)
+                return
+            print(f"error: {user}", file=sys.stderr)
+            sys.exit(2)
         if multirun:
             log.exception("job failed: %s", err)
             return

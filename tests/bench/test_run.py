@@ -1,0 +1,130 @@
+"""The runner end to end: one job, a sweep with collation, bad overrides, interrupted runs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from bench import ROOT
+from bench.cli import check_overrides, options
+from bench.collate import collate_dirs, find_job_dirs, summarise
+from bench.errors import ConfigError
+from bench.io import ROW_COLUMNS, RowWriter
+from bench.schema import register
+from tests.conftest import run_bench
+
+
+def compose_cfg(overrides: list[str]):
+    register()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides, return_hydra_config=False)
+
+
+def test_every_config_option_composes_and_metric_files_do_not_merge():
+    for method in options("method"):
+        cfg = compose_cfg([f"method={method}"])
+        assert cfg.method._target_.startswith("methods.")
+    cfg = compose_cfg([])
+    # each metric file carries its own `# @package metric.<name>`: three separate nodes
+    assert set(cfg.metric) == {"deletion", "insertion", "pointing_game"}
+    assert cfg.metric.deletion._target_.endswith("Deletion")
+    assert cfg.metric.insertion._target_.endswith("Insertion")
+    for name in options("metric"):
+        first = (ROOT / "conf" / "metric" / f"{name}.yaml").read_text().splitlines()[0]
+        assert first == f"# @package metric.{name}", name
+
+
+def test_check_overrides_lists_accepted_values_with_close_matches():
+    with pytest.raises(ConfigError, match="method=gradcm.*accepted:.*gradcam.*Did you mean gradcam"):
+        check_overrides(["method=gradcm"])
+    with pytest.raises(ConfigError, match="method=nope"):
+        check_overrides(["-m", "method=gradcam,nope"])
+    check_overrides(["method=gradcam", "dataset.limit=3", "metric=[deletion,insertion]"])
+
+
+def test_single_job_writes_rows_record_and_curves(tmp_path):
+    out = tmp_path / "job"
+    res = run_bench(["method=gradcam", "dataset.limit=6", "batch_size=4", f"hydra.run.dir={out}"])
+    assert res.returncode == 0, res.stderr[-2000:]
+    df = pd.read_csv(out / "scores.csv", dtype={"image_id": str})
+    assert list(df.columns) == ROW_COLUMNS
+    assert len(df) == 6 * 3 and set(df["metric"]) == {"deletion", "insertion", "pointing_game"}
+    assert df["image_id"].nunique() == 6 and (df["method"] == "gradcam").all()
+    record = json.loads((out / "record.json").read_text())
+    assert record["status"] == "completed" and record["rows"] == 18
+    assert {"load_model", "attribute", "metric.deletion"} <= set(record["timings"])
+    assert record["versions"]["torch"] == torch.__version__.split("+")[0] or record["versions"]["torch"]
+    assert record["metrics"]["deletion"]["settings"]["step"] == 224
+    assert record["metrics"]["deletion"]["higher_is_better"] is False
+    # 112x112 images, step 224: 56 steps, 57 points per curve, per metric
+    assert record["forward"]["images"] == 6 * (1 + 57) + 6 * (1 + 57)
+    import numpy as np
+
+    curves = np.load(out / "curves.npz")
+    assert curves["deletion"].shape == (6, 57) and list(curves["deletion.ids"]) == sorted(df["image_id"].unique())
+    assert "mean" in res.stdout or "|" in res.stdout  # the summary table is printed
+
+
+def test_bad_overrides_end_with_one_line_errors(tmp_path):
+    res = run_bench(["method=nosuch", f"hydra.run.dir={tmp_path}/a"])
+    assert res.returncode == 2
+    assert res.stderr.strip().count("\n") == 0 and "method=nosuch" in res.stderr and "gradcam" in res.stderr
+    res = run_bench(["model.checkpoint=missing.pt", "dataset.limit=2", f"hydra.run.dir={tmp_path}/b"])
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().count("\n") == 0 and "missing.pt" in res.stderr
+    record = json.loads((tmp_path / "b" / "record.json").read_text())
+    assert record["status"] == "failed" and "missing.pt" in record["error"]
+    res = run_bench(["explain=maybe", "dataset.limit=2", f"hydra.run.dir={tmp_path}/c"])
+    assert res.returncode == 2 and "explain=maybe" in res.stderr and "label" in res.stderr
+
+
+def test_sweep_collates_and_reports_failed_jobs(tmp_path):
+    sweep = tmp_path / "sweep"
+    res = run_bench(["-m", "method=random,gradcam", "dataset.limit=4", "batch_size=4",
+                     "metric=[pointing_game]", f"hydra.sweep.dir={sweep}"])
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert len(find_job_dirs([sweep])) == 2
+    summary = pd.read_csv(sweep / "summary.csv")
+    assert set(summary["method"]) == {"random", "gradcam"} and (summary["n"] == 4).all()
+    assert (sweep / "summary.md").read_text().startswith("| model")
+    assert (sweep / "summary.png").stat().st_size > 1000
+    # one job failing does not stop the others; the sweep exits non-zero and names it
+    bad = tmp_path / "bad"
+    res = run_bench(["-m", "method=random", "dataset.limit=2", "metric=[pointing_game]",
+                     "dataset.num_shards=2", "dataset.shard=0,5", f"hydra.sweep.dir={bad}"])
+    assert res.returncode == 1 and "FAILED" in res.stderr and "shard=5" in res.stderr
+    assert len(pd.read_csv(bad / "summary.csv")) == 1
+
+
+def test_interrupted_run_keeps_its_rows(tmp_path):
+    writer = RowWriter(tmp_path / "scores.csv")
+    writer.write([{c: 1 for c in ROW_COLUMNS}])
+    kept = writer.close(complete=False)
+    assert kept.name == "scores.csv.partial" and not (tmp_path / "scores.csv").exists()
+    assert len(pd.read_csv(kept)) == 1
+
+
+def test_summary_mean_ci_and_class_mean():
+    df = pd.DataFrame({
+        "model": "m", "dataset": "d", "method": "x", "metric": "pointing_game",
+        "target": [0, 0, 0, 1], "value": [1.0, 1.0, 0.0, 0.0],
+        "higher_is_better": True, "aggregate": "class_mean",
+    })
+    s = summarise(df).iloc[0]
+    assert s["n"] == 4 and s["mean"] == pytest.approx(0.5)
+    assert s["class_mean"] == pytest.approx((2 / 3 + 0) / 2)  # unweighted mean over classes
+    from scipy import stats
+
+    half = stats.t.ppf(0.975, 3) * df["value"].std(ddof=1) / 2
+    assert s["ci_high"] - s["mean"] == pytest.approx(half)
+    nan = summarise(df.assign(value=[math.nan, 1.0, 1.0, 0.0])).iloc[0]
+    assert nan["n"] == 3
+
+
+def test_collate_skips_incomplete_jobs(tmp_path):
+    assert collate_dirs([tmp_path]).empty
