@@ -57,6 +57,66 @@ def trapezoid_auc(curve: Tensor) -> Tensor:
     return (curve.sum(1) - curve[:, 0] / 2 - curve[:, -1] / 2) / n
 
 
+def box_blur(images: Tensor, size: int) -> Tensor:
+    """Per-channel uniform ``size x size`` blur of ``images`` ``[B, C, H, W]``, zero padding size//2."""
+    kernel = torch.full((size, size), 1.0 / (size * size))
+    return blur(images, kernel)
+
+
+def check_choice(key: str, value: object, accepted: tuple[str, ...]) -> None:
+    """Raise a ConfigError naming ``key`` when ``value`` is not one of ``accepted``."""
+    if value not in accepted:
+        raise choice_error(key, value, accepted)
+
+
+def explained_targets(ctx: Context, batch: Batch, rule: str) -> Tensor:
+    """The class ``[B]`` each image is scored on: the top-1 prediction or the label."""
+    return ctx.predictions(batch.images) if rule == "prediction" else batch.targets
+
+
+def target_scores(logits: Tensor, targets: Tensor, score: str) -> Tensor:
+    """Softmax probability or logit ``[N]`` of ``targets`` ``[N]`` from ``logits`` ``[N, C]``."""
+    out = logits.softmax(1) if score == "probability" else logits
+    return out.gather(1, targets[:, None]).squeeze(1)
+
+
+def perturbation_curves(
+    ctx: Context,
+    start: Tensor,
+    finish: Tensor,
+    rank: Tensor,
+    counts: Tensor,
+    targets: Tensor,
+    score: str,
+) -> Tensor:
+    """Scores ``[B, R, T]`` along R perturbation orders of T steps, all batched through ``map_forward``.
+
+    Args:
+        start: float ``[B, C, H, W]``, the images before any change.
+        finish: float ``[B, C, H, W]``, the value each pixel takes once changed.
+        rank: long ``[B, R, H*W]``: under order ``r`` a pixel changes once ``counts[t] > rank``
+            (pixels of one patch share a rank).
+        counts: long ``[T]``, how many rank units are changed at each point of the curve.
+        targets: long ``[B]``, the class scored.
+        score: ``probability | logit``.
+    """
+    b, _, h, w = start.shape
+    r_len, t_len = rank.shape[1], counts.shape[0]
+    per_image = r_len * t_len
+
+    def make(sl: slice) -> Tensor:
+        k = torch.arange(sl.start, sl.stop, device=start.device)
+        bi, ri, ti = k // per_image, (k // t_len) % r_len, k % t_len
+        changed = (rank[bi, ri] < counts[ti, None]).view(-1, 1, h, w)
+        return torch.where(changed, finish[bi], start[bi])
+
+    def reduce(sl: slice, logits: Tensor) -> Tensor:
+        bi = torch.arange(sl.start, sl.stop, device=start.device) // per_image
+        return target_scores(logits, targets[bi], score)
+
+    return ctx.map_forward(b * per_image, make, reduce).view(b, r_len, t_len)
+
+
 class _PixelCurve(Metric):
     """Shared engine of deletion and insertion: ``step`` pixels move from ``start`` to ``finish``."""
 
@@ -76,6 +136,8 @@ class _PixelCurve(Metric):
     ) -> None:
         if step < 1:
             raise ConfigError(f"step={step} is not valid; accepted: an integer >= 1 (pixels per step).")
+        if blur_size < 1 or blur_size % 2 == 0:
+            raise ConfigError(f"blur_size={blur_size} is not valid; accepted: an odd integer >= 1.")
         for key, value, accepted in (
             ("substrate", substrate, self.substrates),
             ("target", target, TARGETS),
@@ -103,26 +165,12 @@ class _PixelCurve(Metric):
     def curve(self, ctx: Context, batch: Batch, maps: Tensor) -> Tensor:
         """Scores ``[B, n_steps + 1]`` of the target class along the perturbation path."""
         x = batch.images
-        b, _, h, w = x.shape
-        n_steps = math.ceil(h * w / self.step)
-        t_len = n_steps + 1
-        targets = ctx.predictions(x) if self.target == "prediction" else batch.targets
+        n_steps = math.ceil(x.shape[-2] * x.shape[-1] / self.step)
+        targets = explained_targets(ctx, batch, self.target)
         rank = rank_pixels(maps, self.ties, ctx.generator() if self.ties == "random" else None)
         start, finish = self.endpoints(x)
-        counts = torch.arange(t_len, device=x.device) * self.step
-
-        def make(sl: slice) -> Tensor:
-            k = torch.arange(sl.start, sl.stop, device=x.device)
-            bi, ti = k // t_len, k % t_len
-            changed = (rank[bi] < counts[ti, None]).view(-1, 1, h, w)
-            return torch.where(changed, finish[bi], start[bi])
-
-        def reduce(sl: slice, logits: Tensor) -> Tensor:
-            bi = torch.arange(sl.start, sl.stop, device=x.device) // t_len
-            out = logits.softmax(1) if self.score == "probability" else logits
-            return out.gather(1, targets[bi, None]).squeeze(1)
-
-        return ctx.map_forward(b * t_len, make, reduce).view(b, t_len)
+        counts = torch.arange(n_steps + 1, device=x.device) * self.step
+        return perturbation_curves(ctx, start, finish, rank[:, None], counts, targets, self.score)[:, 0]
 
     def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:
         curve = self.curve(ctx, batch, maps)
@@ -166,3 +214,250 @@ class Insertion(_PixelCurve):
 
     def endpoints(self, images: Tensor) -> tuple[Tensor, Tensor]:
         return self.substrate_of(images), images
+
+
+def pearson(a: Tensor, b: Tensor) -> Tensor:
+    """Pearson correlation ``[B]`` of the rows of ``a`` and ``b`` ``[B, T]`` (NaN for a constant row)."""
+    a = a - a.mean(1, keepdim=True)
+    b = b - b.mean(1, keepdim=True)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
+
+
+class _GomezCurve(Metric):
+    """Shared engine of DAUC / IAUC / DC / IC (Gomez et al.; package ``saliency-maps-metrics``).
+
+    The map is ranked on its native grid (``map_size``; ``None`` = the input's resolution), the
+    mask of the ``k`` top cells is upsampled nearest to the image, at most ``max_steps`` steps of
+    ``cells // max_steps`` cells each (the last step takes the remainder), the curve starts with the
+    unchanged image. Deletion fills literal 0 (normalised space), insertion starts from a box blur
+    of size ``max(H // 5, 9)`` (made odd), zero padding. The per-step saliency is the mean map
+    value of the cells changed in that step.
+
+    Differences from the package, each deliberate: the explained class of insertion is the
+    prediction on the *unchanged* image (the package takes it on the blurred image); ties are
+    broken by cell index (the package's ``topk`` leaves them arbitrary); ``score`` is a key (the
+    package scores the raw model output, i.e. whatever the model ends with).
+    """
+
+    category = "faithfulness"
+    citation = (
+        "Gomez, Fréour, Mouchère. Metrics for Saliency Map Evaluation of Deep Learning Explanation "
+        "Methods. ICPRAI 2022."
+    )
+    substrates = ("zero", "blur")
+    default_substrate = "zero"
+    insertion = False
+
+    def __init__(
+        self,
+        max_steps: int = 196,
+        map_size: list[int] | None = None,
+        substrate: str | None = None,
+        target: str = "prediction",
+        score: str = "probability",
+    ) -> None:
+        if max_steps < 1:
+            raise ConfigError(f"max_steps={max_steps} is not valid; accepted: an integer >= 1.")
+        substrate = substrate or self.default_substrate
+        check_choice("substrate", substrate, self.substrates)
+        check_choice("target", target, TARGETS)
+        check_choice("score", score, SCORES)
+        if map_size is not None:
+            map_size = [int(map_size)] * 2 if isinstance(map_size, int) else [int(v) for v in map_size]
+            if len(map_size) != 2 or min(map_size) < 1:
+                raise ConfigError(f"map_size={map_size} is not valid; accepted: null or [h, w] >= 1.")
+        self.max_steps = int(max_steps)
+        self.map_size = map_size
+        self.substrate = substrate
+        self.target = target
+        self.score = score
+
+    def substrate_of(self, images: Tensor) -> Tensor:
+        if self.substrate == "zero":
+            return torch.zeros_like(images)
+        size = max(images.shape[-2] // 5, 9)
+        return box_blur(images, size + 1 if size % 2 == 0 else size)
+
+    def curve(self, ctx: Context, batch: Batch, maps: Tensor) -> tuple[Tensor, Tensor]:
+        """Scores ``[B, T + 1]`` along the path and the mean saliency ``[B, T]`` of each step."""
+        x = batch.images
+        b, _, h, w = x.shape
+        grid = maps if self.map_size is None else F.adaptive_avg_pool2d(maps[:, None], self.map_size)[:, 0]
+        hg, wg = grid.shape[-2:]
+        cells = hg * wg
+        per_step = cells // min(self.max_steps, cells)
+        n_steps = math.ceil(cells / per_step)
+        order = grid.flatten(1).argsort(dim=1, descending=True, stable=True)
+        rank = torch.empty_like(order)
+        rank.scatter_(1, order, torch.arange(cells, device=x.device).expand(b, cells))
+        rank = F.interpolate(rank.view(b, 1, hg, wg).float(), size=(h, w), mode="nearest")
+        counts = (torch.arange(n_steps + 1, device=x.device) * per_step).clamp(max=cells)
+        substrate = self.substrate_of(x)
+        start, finish = (substrate, x) if self.insertion else (x, substrate)
+        targets = explained_targets(ctx, batch, self.target)
+        curve = perturbation_curves(
+            ctx, start, finish, rank.long().view(b, 1, h * w), counts, targets, self.score
+        )[:, 0]
+        csum = F.pad(grid.flatten(1).gather(1, order).cumsum(1), (1, 0))
+        step_saliency = (csum[:, counts[1:]] - csum[:, counts[:-1]]) / (counts[1:] - counts[:-1])
+        return curve, step_saliency
+
+
+class _GomezAUC(_GomezCurve):
+    def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:
+        curve, _ = self.curve(ctx, batch, maps)
+        return MetricOutput(scores={"": trapezoid_auc(curve)}, curves={"": curve})
+
+
+class _GomezCorrelation(_GomezCurve):
+    def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:
+        curve, saliency = self.curve(ctx, batch, maps)
+        change = curve[:, 1:] - curve[:, :-1]
+        corr = pearson(-change if not self.insertion else change, saliency)
+        return MetricOutput(scores={"": corr}, curves={"": curve}, flags={"": corr.isnan()},
+                            flag_reason="constant")
+
+
+class DAUC(_GomezAUC):
+    """DAUC (Gomez et al. 2022): deletion AUC on the map's native grid, literal-0 fill; lower is better."""
+
+    higher_is_better = False
+
+
+class IAUC(_GomezAUC):
+    """IAUC (Gomez et al. 2022): insertion AUC from a box-blurred image; higher is better."""
+
+    higher_is_better = True
+    default_substrate = "blur"
+    insertion = True
+
+
+class DC(_GomezCorrelation):
+    """Deletion correlation (Gomez et al. 2022): Pearson of each step's score drop and its mean saliency.
+
+    Higher is better; NaN (flagged ``constant``) when the curve or the per-step saliency is constant.
+    """
+
+    higher_is_better = True
+
+
+class IC(_GomezCorrelation):
+    """Insertion correlation (Gomez et al. 2022): Pearson of each step's score gain and its mean saliency.
+
+    Higher is better; NaN (flagged ``constant``) when the curve or the per-step saliency is constant.
+    """
+
+    higher_is_better = True
+    default_substrate = "blur"
+    insertion = True
+
+
+FILLS = ("min", "mean", "max")
+ORDERS = ("morf", "lerf")
+
+
+class _PixelFlipping(Metric):
+    """Shared engine of MoRF / LeRF pixel flipping (Bach et al. 2015; Samek et al. 2017).
+
+    The map is averaged over non-overlapping ``patch_size`` tiles, tiles are ordered most relevant
+    first (MoRF) or least relevant first (LeRF), ties by tile index; ``step`` tiles are replaced
+    per step, in all channels, cumulatively, by ``fill``: a number in normalised space (0 = the
+    dataset mean colour) or a per-image statistic of the unchanged image over all channels and
+    pixels (``min`` = Quantus' "black", ``mean``, ``max`` = Quantus' "white"). The curve holds
+    ``ceil(tiles / step) + 1`` points (unchanged image first); its area is the trapezoid over [0, 1].
+    """
+
+    category = "faithfulness"
+    citation = (
+        "Bach et al. On Pixel-Wise Explanations for Non-Linear Classifier Decisions by Layer-Wise "
+        "Relevance Propagation. PLOS ONE 2015; Samek et al. Evaluating the Visualization of What a "
+        "Deep Neural Network Has Learned. IEEE TNNLS 2017."
+    )
+    orders: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        patch_size: int = 1,
+        step: int = 224,
+        fill: float | str = 0.0,
+        target: str = "label",
+        score: str = "probability",
+    ) -> None:
+        if patch_size < 1:
+            raise ConfigError(f"patch_size={patch_size} is not valid; accepted: an integer >= 1.")
+        if step < 1:
+            raise ConfigError(f"step={step} is not valid; accepted: an integer >= 1 (patches per step).")
+        if isinstance(fill, str):
+            check_choice("fill", fill, FILLS)
+        elif not isinstance(fill, int | float):
+            raise ConfigError(f"fill={fill!r} is not valid; accepted: a number or one of {', '.join(FILLS)}.")
+        check_choice("target", target, TARGETS)
+        check_choice("score", score, SCORES)
+        self.patch_size = int(patch_size)
+        self.step = int(step)
+        self.fill = fill if isinstance(fill, str) else float(fill)
+        self.target = target
+        self.score = score
+
+    def fill_of(self, images: Tensor) -> Tensor:
+        """The replacement images ``[B, C, H, W]``."""
+        if not isinstance(self.fill, str):
+            return torch.full_like(images, self.fill)
+        flat = images.flatten(1)
+        value = {"min": flat.amin(1), "mean": flat.mean(1), "max": flat.amax(1)}[self.fill]
+        return value.view(-1, 1, 1, 1).expand_as(images)
+
+    def curves(self, ctx: Context, batch: Batch, maps: Tensor) -> Tensor:
+        """Scores ``[B, len(orders), n_steps + 1]`` of the target class, one row per order."""
+        x = batch.images
+        b, _, h, w = x.shape
+        p = self.patch_size
+        if h % p or w % p:
+            raise ValueError(f"{type(self).__name__}: patch_size={p} must divide the image size {h}x{w}.")
+        tiles = F.avg_pool2d(maps[:, None], p)[:, 0] if p > 1 else maps
+        ranks = []
+        for order in self.orders:  # at most two orders, each ranked for the whole batch at once
+            r = rank_pixels(tiles if order == "morf" else -tiles).view(b, h // p, w // p)
+            ranks.append(r.repeat_interleave(p, 1).repeat_interleave(p, 2).flatten(1))
+        n_tiles = tiles.shape[-2] * tiles.shape[-1]
+        n_steps = math.ceil(n_tiles / self.step)
+        counts = torch.arange(n_steps + 1, device=x.device) * self.step
+        targets = explained_targets(ctx, batch, self.target)
+        rank = torch.stack(ranks, 1)
+        return perturbation_curves(ctx, x, self.fill_of(x), rank, counts, targets, self.score)
+
+
+class MoRF(_PixelFlipping):
+    """MoRF pixel flipping: area under the curve when the most relevant tiles go first; lower is better."""
+
+    higher_is_better = False
+    orders = ("morf",)
+
+    def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:
+        curve = self.curves(ctx, batch, maps)[:, 0]
+        return MetricOutput(scores={"": trapezoid_auc(curve)}, curves={"": curve})
+
+
+class LeRF(_PixelFlipping):
+    """LeRF pixel flipping: area under the curve when the least relevant tiles go first; higher is better."""
+
+    higher_is_better = True
+    orders = ("lerf",)
+
+    def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:
+        curve = self.curves(ctx, batch, maps)[:, 0]
+        return MetricOutput(scores={"": trapezoid_auc(curve)}, curves={"": curve})
+
+
+class PixelFlippingABC(_PixelFlipping):
+    """Area between the LeRF and MoRF pixel-flipping curves, AUC(LeRF) - AUC(MoRF); higher is better."""
+
+    higher_is_better = True
+    orders = ("morf", "lerf")
+
+    def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:
+        curves = self.curves(ctx, batch, maps)
+        return MetricOutput(
+            scores={"": trapezoid_auc(curves[:, 1]) - trapezoid_auc(curves[:, 0])},
+            curves={"morf": curves[:, 0], "lerf": curves[:, 1]},
+        )
