@@ -436,3 +436,23 @@ def test_metric_files_compose_into_separate_nodes_and_instantiate():
         assert type(metric).__name__ == NEW[name]
         assert metric.settings()  # every key is recorded with the results
     assert instantiate(cfg.metric.pointing_game).tolerance == cfg.dataset.pointing_tolerance
+
+
+def test_collation_reports_torchrays_per_class_mean_and_the_per_sample_mean():
+    import pandas as pd
+
+    from bench.collate import summarise
+
+    maps = torch.cat([peak_map(8, 8, 1, 1), peak_map(8, 8, 1, 1), peak_map(8, 8, 7, 7),
+                      peak_map(8, 8, 7, 7), peak_map(8, 8, 1, 1), peak_map(8, 8, 1, 1)])
+    boxes = [[[0, 0, 2, 2]]] * 5 + [[]]  # the last pair has no region: skipped, as TorchRay does
+    batch = make_batch(maps, boxes, targets=[0, 0, 0, 1, 1, 1])
+    scores = PointingGame(tolerance=1)(CTX, batch, maps).scores[""].tolist()
+    df = pd.DataFrame({"model": "m", "dataset": "d", "method": "x", "metric": "pointing_game",
+                       "target": batch.targets.tolist(), "value": scores,
+                       "higher_is_better": True, "aggregate": PointingGame.aggregate})
+    row = summarise(df).iloc[0]
+    hits = {0: 2, 1: 1}
+    pairs = {0: 3, 1: 2}
+    torchray = np.mean([hits[c] / max(1, pairs[c]) for c in (0, 1)])  # class_accuracies.mean()
+    assert row["class_mean"] == pytest.approx(torchray) and row["mean"] == pytest.approx(3 / 5)
