@@ -1,0 +1,137 @@
+"""Infidelity and max-sensitivity (Yeh et al., NeurIPS 2019), computed by ``captum.metrics``."""
+
+from __future__ import annotations
+
+import torch
+from captum.metrics import infidelity, sensitivity_max
+from torch import Tensor
+
+from bench.context import Context
+from bench.data.base import Batch
+from bench.errors import ConfigError
+from metrics.base import Metric, MetricOutput
+from metrics.faithfulness import SCORES, TARGETS, check_choice, explained_targets
+
+YEH = (
+    "Yeh, Hsieh, Suggala, Inouye, Ravikumar. On the (In)fidelity and Sensitivity of Explanations. "
+    "NeurIPS 2019."
+)
+NORMS = ("fro", "inf")
+
+#: Generator offsets, so the two metrics never share a noise stream.
+_INFIDELITY_STREAM = 101
+_SENSITIVITY_STREAM = 102
+
+
+class Infidelity(Metric):
+    """Infidelity (Yeh et al. 2019): E[(I · m - (f(x) - f(x - I)))²] over Gaussian perturbations I.
+
+    ``I ~ N(0, noise_std²)`` i.i.d. per input element in normalised space, ``n_perturb_samples``
+    draws per image from the run's seeded generator; the map ``[H, W]`` is the attribution of each
+    pixel in every channel (``I · m = Σ_c Σ_p I_cp m_p``). ``normalize`` rescales the map by the
+    least-squares optimal factor first, as the authors' code does (captum's ``normalize``);
+    ``score`` is what ``f`` returns for the target: ``logit`` (default) or ``probability``.
+    Lower is better.
+    """
+
+    higher_is_better = False
+    category = "faithfulness"
+    citation = YEH
+
+    def __init__(
+        self,
+        noise_std: float = 0.1,
+        n_perturb_samples: int = 10,
+        normalize: bool = True,
+        target: str = "label",
+        score: str = "logit",
+    ) -> None:
+        if noise_std <= 0:
+            raise ConfigError(f"noise_std={noise_std} is not valid; accepted: a value > 0.")
+        if n_perturb_samples < 1:
+            raise ConfigError(f"n_perturb_samples={n_perturb_samples} is not valid; accepted: >= 1.")
+        check_choice("target", target, TARGETS)
+        check_choice("score", score, SCORES)
+        self.noise_std = float(noise_std)
+        self.n_perturb_samples = int(n_perturb_samples)
+        self.normalize = bool(normalize)
+        self.target = target
+        self.score = score
+
+    def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:
+        x = batch.images
+        targets = explained_targets(ctx, batch, self.target)
+        gen = ctx.generator(_INFIDELITY_STREAM)
+
+        def forward(inputs: Tensor) -> Tensor:
+            logits = ctx.forward(inputs)
+            return logits.softmax(1) if self.score == "probability" else logits
+
+        def perturb(inputs: Tensor) -> tuple[Tensor, Tensor]:
+            noise = self.noise_std * torch.randn(
+                inputs.shape, generator=gen, device=inputs.device, dtype=inputs.dtype
+            )
+            return noise, inputs - noise
+
+        scores = infidelity(
+            forward, perturb, x, maps[:, None].expand_as(x), target=targets,
+            n_perturb_samples=self.n_perturb_samples,
+            max_examples_per_batch=max(ctx.chunk_size, x.shape[0]), normalize=self.normalize,
+        )
+        return MetricOutput(scores={"": scores.float()})
+
+
+class MaxSensitivity(Metric):
+    """Max-sensitivity (Yeh et al. 2019): max over perturbations of ‖m(x + δ) − m(x)‖ / ‖m(x)‖.
+
+    ``δ ~ U[-radius, radius]`` i.i.d. per input element in normalised space (captum's default
+    perturbation), ``n_perturb_samples`` draws per image from the run's seeded generator; the
+    method of the run is re-run on each perturbed image for the same class. ``norm``: ``fro``
+    (captum's default) or ``inf``. Lower is better. The unperturbed map is recomputed by captum,
+    so a stochastic method is compared with a fresh draw of itself.
+    """
+
+    higher_is_better = False
+    category = "robustness"
+    citation = YEH
+
+    def __init__(
+        self,
+        radius: float = 0.02,
+        n_perturb_samples: int = 10,
+        norm: str = "fro",
+        target: str = "label",
+    ) -> None:
+        if radius <= 0:
+            raise ConfigError(f"radius={radius} is not valid; accepted: a value > 0.")
+        if n_perturb_samples < 1:
+            raise ConfigError(f"n_perturb_samples={n_perturb_samples} is not valid; accepted: >= 1.")
+        check_choice("norm", norm, NORMS)
+        check_choice("target", target, TARGETS)
+        self.radius = float(radius)
+        self.n_perturb_samples = int(n_perturb_samples)
+        self.norm = norm
+        self.target = target
+
+    def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:
+        if ctx.method is None:
+            raise ValueError("MaxSensitivity re-runs the attribution method, but ctx.method is None.")
+        method = ctx.method
+        x = batch.images
+        targets = explained_targets(ctx, batch, self.target)
+        gen = ctx.generator(_SENSITIVITY_STREAM)
+
+        def explain(inputs: Tensor, target: Tensor) -> Tensor:
+            with torch.enable_grad():  # captum calls this under no_grad; gradient methods need it
+                return method(ctx.model, inputs, target)
+
+        def perturb(inputs: Tensor, radius: float) -> Tensor:
+            u = torch.rand(inputs.shape, generator=gen, device=inputs.device, dtype=inputs.dtype)
+            return inputs + (2 * u - 1) * radius
+
+        scores = sensitivity_max(
+            explain, x, perturb_func=perturb, perturb_radius=self.radius,
+            n_perturb_samples=self.n_perturb_samples, norm_ord=self.norm if self.norm == "fro" else float("inf"),
+            max_examples_per_batch=max(ctx.chunk_size, x.shape[0]), target=targets,
+        )
+        return MetricOutput(scores={"": scores.float()})
