@@ -102,7 +102,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     started = time.time()
     record: dict[str, Any] = {
         "status": "running",
-        "config": OmegaConf.to_container(cfg, resolve=False),
+        "config": OmegaConf.to_container(cfg, resolve=True),
         "choices": dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {},
         "versions": versions(),
     }
@@ -201,8 +201,10 @@ def as_config_error(err: BaseException) -> ConfigError | None:
         if isinstance(seen, ConfigError):
             return seen
         seen = seen.__cause__
-    if isinstance(err, InstantiationException):  # e.g. an unknown key for a method's constructor
-        return ConfigError(" ".join(line.strip() for line in str(err).splitlines() if line.strip()))
+    if isinstance(err, InstantiationException) and isinstance(err.__cause__, TypeError):
+        # a key the constructor does not take, or a value of the wrong type
+        key = [ln.split(":", 1)[1].strip() for ln in str(err).splitlines() if ln.startswith("full_key:")]
+        return ConfigError(f"{key[0] if key else 'config'}: {err.__cause__}")
     return None
 
 
