@@ -56,6 +56,7 @@ def collate_dirs(dirs: Sequence[str | Path]) -> pd.DataFrame:
         base = df["metric"].str.split(".").str[0]
         df["higher_is_better"] = base.map({m: v.get("higher_is_better", True) for m, v in meta.items()})
         df["aggregate"] = base.map({m: v.get("aggregate", "") for m, v in meta.items()}).fillna("")
+        df["num_classes"] = record.get("dataset", {}).get("num_classes", 0) or 0
         df["job"] = str(job)
         frames.append(df)
     if not frames:
@@ -96,7 +97,12 @@ def summarise(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
         row.update(n=int((~np.isnan(values)).sum()), mean=m, ci_low=lo, ci_high=hi,
                    higher_is_better=bool(g["higher_is_better"].iloc[0]))
         if "aggregate" in g and g["aggregate"].iloc[0] == "class_mean":
-            row["class_mean"] = float(g.groupby("target")["value"].mean().mean())
+            # TorchRay: per-class accuracy, unweighted mean over all classes, a class with no
+            # scored pair counting 0; classes_scored says how many classes had pairs.
+            per_class = g.groupby("target")["value"].mean()
+            num_classes = int(g["num_classes"].max()) if "num_classes" in g else 0
+            row["classes_scored"] = int(per_class.notna().sum())
+            row["class_mean"] = float(per_class.fillna(0).sum() / max(num_classes, len(per_class)))
         out.append(row)
     return pd.DataFrame(out)
 

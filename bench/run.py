@@ -121,6 +121,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             base, dataset, subset = build_dataset(cfg.dataset, cfg.seed)
         record["model"] = meta.to_dict()
         record["dataset"] = {"name": base.name, "split": base.split, "size": len(base),
+                             "num_classes": base.num_classes,
                              "selected": len(dataset), **subset}
         if base.num_classes and base.num_classes != meta.num_classes:
             raise ConfigError(
@@ -137,7 +138,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             metrics[name] = metric
         record["method"] = {"name": method_name, "class": type(method).__name__,
                             "settings": {k: v for k, v in vars(method).items() if not k.startswith("_")}}
-        record["metrics"] = {n: {"class": type(m).__name__, **m.meta(), "settings": m.settings()}
+        record["metrics"] = {n: {"class": type(m).__name__, **m.meta(), "requires": sorted(m.requires),
+                                 "settings": m.settings()}
                              for n, m in metrics.items()}
         ctx = Context(model=model, device=device, chunk_size=cfg.chunk_size, precision=cfg.precision,
                       method=method, seed=cfg.seed)

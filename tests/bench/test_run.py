@@ -118,6 +118,10 @@ def test_summary_mean_ci_and_class_mean():
     s = summarise(df).iloc[0]
     assert s["n"] == 4 and s["mean"] == pytest.approx(0.5)
     assert s["class_mean"] == pytest.approx((2 / 3 + 0) / 2)  # unweighted mean over classes
+    assert s["classes_scored"] == 2
+    # with a class count from the record, a class without pairs counts 0 (TorchRay)
+    s3 = summarise(df.assign(num_classes=3)).iloc[0]
+    assert s3["class_mean"] == pytest.approx((2 / 3 + 0 + 0) / 3) and s3["classes_scored"] == 2
     from scipy import stats
 
     half = stats.t.ppf(0.975, 3) * df["value"].std(ddof=1) / 2
