@@ -43,6 +43,41 @@ def _read_ids(ids: str | Sequence[str]) -> list[str]:
     return [str(i) for i in ids]
 
 
+def all_ids(dataset: ImageDataset) -> list[str]:
+    """Every item's id in order: the dataset's ``sample_ids`` when it has them (no image is
+    opened), else by loading each item."""
+    ids = getattr(dataset, "sample_ids", None)
+    if ids is not None:
+        return list(ids)
+    return [dataset[i].id for i in range(len(dataset))]
+
+
+def _indices_of(dataset: ImageDataset, wanted: list[str]) -> list[int]:
+    """Indices of ``wanted`` ids in the order given; an image id (without ``:<class>``) selects
+    all of that image's pairs in a multi-label set."""
+    index_of = dataset.index_of_ids(wanted) if hasattr(dataset, "index_of_ids") else None
+    if index_of is not None:
+        return list(index_of)
+    lookup: dict[str, list[int]] = {}
+    for i, sid in enumerate(all_ids(dataset)):
+        lookup.setdefault(sid, []).append(i)
+        if ":" in sid:
+            lookup.setdefault(sid.rsplit(":", 1)[0], []).append(i)
+    missing = [i for i in wanted if i not in lookup]
+    if missing:
+        raise ConfigError(
+            f"dataset.ids: {len(missing)} id(s) not in dataset={dataset.name}, e.g. {missing[:3]}."
+        )
+    out: list[int] = []
+    seen: set[int] = set()
+    for i in wanted:
+        for j in lookup[i]:
+            if j not in seen:
+                seen.add(j)
+                out.append(j)
+    return out
+
+
 def select(
     dataset: ImageDataset,
     limit: int | None = None,
@@ -53,7 +88,10 @@ def select(
     seed: int = 0,
 ) -> Selection:
     """Pick items: an explicit id list, else a seeded random ``sample``, else the first ``limit``;
-    then shard ``shard`` of ``num_shards`` (round robin, so every item lands in exactly one shard)."""
+    then shard ``shard`` of ``num_shards`` (round robin, so every item lands in exactly one shard).
+
+    Ids are exact sample ids, or image ids that select every ``<image id>:<class>`` pair of the
+    image in a multi-label set; the selection keeps the order given, without duplicates."""
     if num_shards < 1 or not 0 <= shard < num_shards:
         raise ConfigError(
             f"dataset.shard={shard} dataset.num_shards={num_shards} is not valid; accepted: "
@@ -62,17 +100,7 @@ def select(
     n = len(dataset)
     indices = list(range(n))
     if ids is not None:
-        wanted = _read_ids(ids)
-        index_of = dataset.index_of_ids(wanted) if hasattr(dataset, "index_of_ids") else None
-        if index_of is None:
-            lookup = {dataset[i].id: i for i in range(n)}
-            missing = [i for i in wanted if i not in lookup]
-            if missing:
-                raise ConfigError(
-                    f"dataset.ids: {len(missing)} id(s) not in dataset={dataset.name}, e.g. {missing[:3]}."
-                )
-            index_of = [lookup[i] for i in wanted]
-        indices = list(index_of)
+        indices = _indices_of(dataset, _read_ids(ids))
     elif sample is not None:
         if not 0 < sample <= n:
             raise ConfigError(f"dataset.sample={sample} is not valid; accepted: 1..{n}.")

@@ -1,0 +1,110 @@
+"""COCO 2014/2017 val as (image, category) pairs with boxes, for the pointing game (TorchRay's protocol).
+
+On-disk layout (the official zips): ``<root>/<split><year>/<file_name>`` and
+``<root>/annotations/instances_<split><year>.json``. One sample per (image, category present),
+with the boxes of every annotation of that category (crowd regions included; COCO boxes
+``[x, y, w, h]`` become xyxy ``[x, y, x + w, y + h]``); images without annotations give no
+sample. Category ids (1..90, sparse) map to contiguous indices 0..79 in id order, the usual
+80-way head; ``class_indices`` maps them to another model's indices. Sample ids are
+``<image id>:<category name>``.
+
+PROTOCOLS.md §3 takes Ω from the instance masks for COCO; this loader uses the annotation boxes
+(the issue's choice; masks would need polygon/RLE rasterisation) — record it with results.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from bench.data.folder import FileDataset, Preprocess, root_dir
+from bench.data.voc import class_mapping, is_difficult_pair, read_pair_flags
+from bench.errors import ConfigError
+from bench.models import resolve_path
+
+
+class COCODataset(FileDataset):
+    """COCO instances as (image, category) pairs with boxes.
+
+    Args:
+        root: the folder holding ``<split><year>/`` and ``annotations/``.
+        input_size: the model's input ``(H, W)``.
+        mean: the model's normalisation mean.
+        std: the model's normalisation std.
+        year: 2014 or 2017.
+        split: ``val`` (or ``train``).
+        annotations: the instances JSON (default ``<root>/annotations/instances_<split><year>.json``).
+        images: the images' folder (default ``<root>/<split><year>``).
+        class_indices: the model's index of each category (list in category-id order or mapping
+            by name); null = 0..79 in category-id order.
+        model_num_classes: the model's class count, checked against the mapping.
+        difficult_file: flag file of difficult pairs; null = the paper's rule.
+        resize: ``stretch`` (default) or ``center_crop``.
+        resize_size: shorter side before a centre crop.
+        pointing_tolerance: pointing-game tolerance in original pixels (15).
+        name: the ``dataset`` column (default ``coco<yy>``).
+    """
+
+    fields = frozenset({"boxes"})
+
+    def __init__(
+        self,
+        root: str,
+        input_size: Sequence[int],
+        mean: Sequence[float],
+        std: Sequence[float],
+        year: int = 2014,
+        split: str = "val",
+        annotations: str | None = None,
+        images: str | None = None,
+        class_indices: Sequence[int] | Mapping[str, int] | None = None,
+        model_num_classes: int | None = None,
+        difficult_file: str | None = None,
+        resize: str = "stretch",
+        resize_size: int | None = None,
+        pointing_tolerance: float = 15.0,
+        name: str | None = None,
+    ) -> None:
+        base = root_dir(root)
+        self.name = name or f"coco{int(year) % 100:02d}"
+        self.split = split
+        self.pointing_tolerance = float(pointing_tolerance)
+        self.preprocess = Preprocess(input_size, mean, std, resize, resize_size)
+        ann_path = resolve_path(annotations) if annotations else base / "annotations" / f"instances_{split}{year}.json"
+        img_dir = resolve_path(images) if images else base / f"{split}{year}"
+        if not ann_path.is_file():
+            raise ConfigError(f"dataset.annotations: {ann_path} not found; set dataset.annotations=<instances json>.")
+        if not img_dir.is_dir():
+            raise ConfigError(f"dataset.images: {img_dir} is not a folder; set dataset.images=<folder of {split}{year} images>.")
+        data = json.loads(ann_path.read_text())
+        for key in ("images", "annotations", "categories"):
+            if key not in data:
+                raise ConfigError(f"{ann_path} has no '{key}'; accepted: a COCO instances JSON.")
+        cats = sorted(data["categories"], key=lambda c: c["id"])
+        self.class_names = [c["name"] for c in cats]
+        contiguous = {c["id"]: i for i, c in enumerate(cats)}
+        self.class_indices, self.num_classes = class_mapping(self.class_names, class_indices, model_num_classes)
+        flags = read_pair_flags(difficult_file) if difficult_file else None
+        by_image: dict[int, list[dict]] = {}
+        for ann in data["annotations"]:
+            if ann["category_id"] not in contiguous:
+                raise ConfigError(f"{ann_path}: annotation {ann.get('id')} has unknown category_id {ann['category_id']}.")
+            by_image.setdefault(ann["image_id"], []).append(ann)
+        self.records = []
+        for img in sorted(data["images"], key=lambda im: im["id"]):
+            anns = by_image.get(img["id"], [])
+            present = sorted({contiguous[a["category_id"]] for a in anns})
+            for k in present:
+                boxes = np.array(
+                    [[x, y, x + w, y + h] for a in anns if contiguous[a["category_id"]] == k
+                     for x, y, w, h in [a["bbox"]]], dtype=np.float32,
+                ).reshape(-1, 4)
+                pair = f"{img['id']}:{self.class_names[k]}"
+                if flags is not None:
+                    difficult = pair in flags
+                else:
+                    difficult = is_difficult_pair(boxes, set(present), int(img["height"]), int(img["width"]))
+                self.records.append({"path": img_dir / img["file_name"], "target": self.class_indices[k],
+                                     "id": pair, "boxes": boxes, "difficult": difficult})

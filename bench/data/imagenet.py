@@ -1,0 +1,108 @@
+"""ImageNet (ILSVRC2012) validation in the usual folder layout, with the ILSVRC bounding boxes.
+
+Layout: ``<root>/<wnid>/<image>.JPEG`` (the val set after the usual ``valprep.sh``; ``root`` may
+also be the folder holding ``val/``). Class indices are the sorted WordNet ids (torchvision's
+order) unless ``class_index`` gives them: a text file of wnids one a line in index order, or
+Keras' ``imagenet_class_index.json`` (``{"0": ["n01440764", "tench"], ...}``). Boxes (optional)
+come from the per-image ILSVRC XML files in ``boxes`` (``<boxes>/<image stem>.xml`` or
+``<boxes>/<wnid>/<image stem>.xml``); only the boxes of the image's label are kept. ILSVRC
+boxes are taken as 0-based inclusive pixel coordinates (``one_based: true`` for 1-based), giving
+``x1 = xmax + 1``. An image without an XML file has no boxes (its pointing-game row is flagged).
+
+Default resize is torchvision's evaluation transform (``center_crop``: boxes are moved into the
+crop window, see :mod:`bench.data.folder`), so accuracy matches the weights' published numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+
+from bench.data.folder import IMAGE_SUFFIXES, FileDataset, Preprocess, read_lines, root_dir
+from bench.data.voc import parse_annotation
+from bench.errors import ConfigError
+from bench.models import resolve_path
+
+
+def read_class_index(path: str) -> list[str]:
+    """Wnids in the model's index order from a text file (one a line) or Keras' class-index JSON."""
+    p = resolve_path(path)
+    if p.suffix == ".json":
+        if not p.is_file():
+            raise ConfigError(f"dataset.class_index={path} is not a file (looked at {p}).")
+        data = json.loads(p.read_text())
+        return [data[str(i)][0] for i in range(len(data))]
+    return [line.split()[0] for line in read_lines(path, "dataset.class_index")]
+
+
+class ImageNetDataset(FileDataset):
+    """ImageNet validation images with labels from their folders and optional ILSVRC boxes.
+
+    Args:
+        root: the val folder of ``<wnid>/`` subfolders (or its parent holding ``<split>/``).
+        input_size: the model's input ``(H, W)``.
+        mean: the model's normalisation mean.
+        std: the model's normalisation std.
+        split: ``val``.
+        boxes: folder of the per-image ILSVRC XML files; null = no boxes (no localisation metrics).
+        class_index: wnids in the model's index order (file); null = sorted subfolder names.
+        one_based: the XML boxes are 1-based inclusive (VOC style) rather than 0-based inclusive.
+        resize: ``center_crop`` (default) or ``stretch``.
+        resize_size: shorter side before the centre crop (the model's, e.g. 256 or 232).
+        pointing_tolerance: pointing-game tolerance in original pixels (15).
+        name: the ``dataset`` column of result rows.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        input_size: Sequence[int],
+        mean: Sequence[float],
+        std: Sequence[float],
+        split: str = "val",
+        boxes: str | None = None,
+        class_index: str | None = None,
+        one_based: bool = False,
+        resize: str = "center_crop",
+        resize_size: int | None = None,
+        pointing_tolerance: float = 15.0,
+        name: str = "imagenet",
+    ) -> None:
+        base = root_dir(root)
+        if (base / split).is_dir() and not any(p.suffix.lower() in IMAGE_SUFFIXES for p in base.glob("*/*")):
+            base = base / split
+        self.root = base
+        self.name = name
+        self.split = split
+        self.pointing_tolerance = float(pointing_tolerance)
+        self.preprocess = Preprocess(input_size, mean, std, resize, resize_size)
+        folders = sorted(p.name for p in base.iterdir() if p.is_dir())
+        if not folders:
+            raise ConfigError(f"dataset.root={root} has no class subfolders; accepted: <root>/<wnid>/<image>.JPEG.")
+        self.class_names = read_class_index(class_index) if class_index else folders
+        index = {w: i for i, w in enumerate(self.class_names)}
+        unknown = [f for f in folders if f not in index]
+        if unknown:
+            raise ConfigError(f"dataset.root has folders not in the class index, e.g. {unknown[:3]}.")
+        self.num_classes = len(self.class_names)
+        box_dir = root_dir(boxes, "dataset.boxes") if boxes else None
+        self.fields = frozenset({"boxes"}) if box_dir else frozenset()
+        self.records = []
+        shift = 1.0 if one_based else 0.0
+        for wnid in folders:
+            for path in sorted((base / wnid).iterdir()):
+                if path.suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                rec = {"path": path, "target": index[wnid], "id": path.stem, "boxes": None}
+                if box_dir is not None:
+                    xml = next((x for x in (box_dir / f"{path.stem}.xml", box_dir / wnid / f"{path.stem}.xml")
+                                if x.is_file()), None)
+                    found = []
+                    if xml is not None:  # parse_annotation returns VOC's xmin-1 .. xmax; undo the shift
+                        objects, _ = parse_annotation(xml)
+                        found = [b + np.array([1 - shift, 1 - shift, 1 - shift, 1 - shift], dtype=np.float32)
+                                 for name, b, _ in objects if name == wnid]
+                    rec["boxes"] = np.stack(found) if found else np.zeros((0, 4), dtype=np.float32)
+                self.records.append(rec)

@@ -1,0 +1,184 @@
+"""PASCAL VOC (2007 test by default) as a multi-label set for the pointing game (TorchRay's protocol).
+
+On-disk layout (the official tarball): ``<root>/JPEGImages/<id>.jpg``, ``<root>/Annotations/<id>.xml``
+and ``<root>/ImageSets/Main/<split>.txt``; ``root`` may be ``VOCdevkit/VOC2007`` or ``VOCdevkit``.
+One sample per (image, class present); its boxes are all boxes of that class, the ones flagged
+difficult included; a pair whose boxes are all difficult is skipped (PROTOCOLS.md §3). VOC
+coordinates are 1-based inclusive and become 0-based exclusive-end xyxy (``x0 = xmin - 1``,
+``x1 = xmax``). Sample ids are ``<image id>:<class name>``.
+
+Images are resized to the model's input without cropping (``resize: stretch``), so the map covers
+the whole image and the pointing game resizes it back to the original size.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from bench.data.folder import FileDataset, Preprocess, read_lines, root_dir
+from bench.errors import ConfigError
+
+VOC_CLASSES = [
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+    "tvmonitor",
+]
+
+
+def union_fraction(boxes: np.ndarray, height: int, width: int) -> float:
+    """Fraction of the ``height x width`` image covered by the union of ``boxes`` ``[K, 4]`` (xyxy)."""
+    cover = np.zeros((height, width), dtype=bool)
+    for x0, y0, x1, y1 in np.asarray(boxes).reshape(-1, 4):
+        cover[max(0, int(np.floor(y0))):max(0, int(np.ceil(y1))), max(0, int(np.floor(x0))):max(0, int(np.ceil(x1)))] = True
+    return float(cover.mean())
+
+
+def is_difficult_pair(boxes: np.ndarray, classes_present: set, height: int, width: int) -> bool:
+    """The pointing-game paper's "difficult" pair: another class is present in the image and the
+    target's boxes cover less than 1/4 of it (Zhang et al. 2016; TorchRay ships precomputed flags)."""
+    return len(classes_present) > 1 and union_fraction(boxes, height, width) < 0.25
+
+
+def read_pair_flags(path: str | Path, key: str = "dataset.difficult_file") -> set[str]:
+    """Pair ids from a flag file: one pair a line, as ``<image id>:<class>`` or ``<image id> <class>``."""
+    return {":".join(line.split(None, 1)) if ":" not in line else line for line in read_lines(path, key)}
+
+
+def class_mapping(
+    names: Sequence[str], class_indices: Sequence[int] | Mapping[str, int] | None, model_num_classes: int | None
+) -> tuple[list[int], int]:
+    """The model's index of each dataset class, and the class count the runner should check.
+
+    ``class_indices`` null = identity (a model whose head has exactly these classes); a list gives
+    the model index of each class in dataset order; a mapping gives it by class name.
+    """
+    if class_indices is None:
+        return list(range(len(names))), len(names)
+    if isinstance(class_indices, Mapping):
+        missing = [n for n in names if n not in class_indices]
+        if missing:
+            raise ConfigError(f"dataset.class_indices lacks {len(missing)} class(es), e.g. {missing[:3]}; accepted: every one of {', '.join(names)}.")
+        idx = [int(class_indices[n]) for n in names]
+    else:
+        idx = [int(i) for i in class_indices]
+        if len(idx) != len(names):
+            raise ConfigError(f"dataset.class_indices has {len(idx)} entries; accepted: {len(names)}, one per class in order ({', '.join(names[:3])}, ...).")
+    if model_num_classes is not None and not all(0 <= i < model_num_classes for i in idx):
+        raise ConfigError(f"dataset.class_indices {idx} has indices outside 0..{model_num_classes - 1} (the model's classes).")
+    return idx, int(model_num_classes or 0)
+
+
+def _voc_root(root: Path, year: str) -> Path:
+    if (root / "Annotations").is_dir():
+        return root
+    if (root / f"VOC{year}" / "Annotations").is_dir():
+        return root / f"VOC{year}"
+    raise ConfigError(f"dataset.root={root} holds no Annotations/ (nor VOC{year}/Annotations/); point it at VOCdevkit/VOC{year}.")
+
+
+def parse_annotation(path: Path) -> tuple[list[tuple[str, np.ndarray, bool]], tuple[int, int] | None]:
+    """Objects ``(class name, xyxy 0-based exclusive-end box, difficult)`` and the XML's ``(H, W)``."""
+    root = ET.parse(path).getroot()
+    size = root.find("size")
+    hw = None
+    if size is not None and size.findtext("height") and size.findtext("width"):
+        hw = (int(float(size.findtext("height"))), int(float(size.findtext("width"))))
+    objects = []
+    for obj in root.iter("object"):
+        name = (obj.findtext("name") or "").strip()
+        bb = obj.find("bndbox")
+        if bb is None:
+            continue
+        xmin, ymin, xmax, ymax = (float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+        difficult = (obj.findtext("difficult") or "0").strip() in ("1", "true", "True")
+        objects.append((name, np.array([xmin - 1, ymin - 1, xmax, ymax], dtype=np.float32), difficult))
+    return objects, hw
+
+
+class VOCDataset(FileDataset):
+    """PASCAL VOC as (image, class) pairs with boxes (PROTOCOLS.md §3).
+
+    Args:
+        root: ``VOCdevkit/VOC2007`` (or ``VOCdevkit``).
+        input_size: the model's input ``(H, W)``.
+        mean: the model's normalisation mean.
+        std: the model's normalisation std.
+        split: the ``ImageSets/Main/<split>.txt`` list (all annotations when the file is absent).
+        year: the VOC edition (for the folder name).
+        class_indices: the model's class index of each VOC class (list in VOC order or mapping
+            by name); null = identity, for a model fine-tuned on the 20 VOC classes.
+        model_num_classes: the model's class count, checked against the mapping.
+        difficult_file: TorchRay-style flag file of difficult pairs; null = the paper's rule.
+        resize: ``stretch`` (default) or ``center_crop``.
+        resize_size: shorter side before a centre crop.
+        pointing_tolerance: pointing-game tolerance in original pixels (15).
+        name: the ``dataset`` column of result rows.
+    """
+
+    fields = frozenset({"boxes"})
+
+    def __init__(
+        self,
+        root: str,
+        input_size: Sequence[int],
+        mean: Sequence[float],
+        std: Sequence[float],
+        split: str = "test",
+        year: str = "2007",
+        class_indices: Sequence[int] | Mapping[str, int] | None = None,
+        model_num_classes: int | None = None,
+        difficult_file: str | None = None,
+        resize: str = "stretch",
+        resize_size: int | None = None,
+        pointing_tolerance: float = 15.0,
+        name: str = "voc07",
+    ) -> None:
+        self.root = _voc_root(root_dir(root), str(year))
+        self.name = name
+        self.split = split
+        self.class_names = list(VOC_CLASSES)
+        self.pointing_tolerance = float(pointing_tolerance)
+        self.preprocess = Preprocess(input_size, mean, std, resize, resize_size)
+        self.class_indices, self.num_classes = class_mapping(self.class_names, class_indices, model_num_classes)
+        flags = read_pair_flags(difficult_file) if difficult_file else None
+        list_file = self.root / "ImageSets" / "Main" / f"{split}.txt"
+        if list_file.is_file():
+            image_ids = read_lines(list_file, "dataset.split")
+        else:
+            image_ids = sorted(p.stem for p in (self.root / "Annotations").glob("*.xml"))
+        index = {c: i for i, c in enumerate(self.class_names)}
+        self.records = []
+        for image_id in image_ids:
+            xml = self.root / "Annotations" / f"{image_id}.xml"
+            if not xml.is_file():
+                raise ConfigError(f"{list_file} lists {image_id}, but {xml} does not exist.")
+            objects, hw = parse_annotation(xml)
+            unknown = {o[0] for o in objects} - set(index)
+            if unknown:
+                raise ConfigError(f"{xml}: unknown class(es) {sorted(unknown)}; accepted: {', '.join(self.class_names)}.")
+            present = {o[0] for o in objects}
+            path = self.root / "JPEGImages" / f"{image_id}.jpg"
+            for cls in sorted(present, key=index.__getitem__):
+                mine = [o for o in objects if o[0] == cls]
+                if all(o[2] for o in mine):  # every box of the class is difficult: skip the pair
+                    continue
+                boxes = np.stack([o[1] for o in mine])
+                pair = f"{image_id}:{cls}"
+                if flags is not None:
+                    difficult = pair in flags
+                else:
+                    h, w = hw if hw else _image_hw(path)
+                    difficult = is_difficult_pair(boxes, present, h, w)
+                self.records.append({"path": path, "target": self.class_indices[index[cls]], "id": pair,
+                                     "boxes": boxes, "difficult": difficult})
+
+
+def _image_hw(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.height, im.width
