@@ -106,7 +106,7 @@ class Preprocess:
             out = img.resize((tw, th), Image.BILINEAR)
         else:
             scale = self.resize_size / min(w, h)
-            cw, ch = tw / scale, th / scale  # the crop window in original pixels
+            cw, ch = min(w, tw / scale), min(h, th / scale)  # the crop window, clamped to the image
             x0, y0 = (w - cw) / 2, (h - ch) / 2
             frame = Frame(x0, y0, cw, ch)
             out = img.resize((tw, th), Image.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
