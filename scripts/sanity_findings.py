@@ -1,0 +1,182 @@
+"""Run the sanity checks on the embedded benchmark's trained model and write the findings file.
+
+    python scripts/sanity_findings.py --images 32 --threads 1
+
+Cascading and independent model-parameter randomisation (the presets in conf/metric/) and data
+randomisation (against results/reference/models/shapes_cnn_shuffled.pt) for gradient, Grad-CAM,
+guided backprop and, where methods/ has them, guided Grad-CAM and input x gradient. Writes
+``results/reference/sanity_findings.md`` (mean similarity to the original map per randomisation
+step, per method) and a JSON twin with every number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import subprocess
+import sys
+import time
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from bench import ROOT
+from bench.context import Context
+from bench.data.base import collate
+from bench.data.shapes import ShapesDataset
+from bench.models import load_shapes_cnn, resolve_path
+from methods import cam, gradient
+from methods.base import Method
+
+CONF = ROOT / "conf" / "metric"
+
+
+class _CaptumGuidedBackprop(Method):
+    """Fallback when methods.gradient has no GuidedBackprop: captum's, max |.| over channels."""
+
+    def __init__(self) -> None:
+        super().__init__("max_abs")
+
+    def attribute(self, model, images, targets):
+        from captum.attr import GuidedBackprop
+
+        return GuidedBackprop(model).attribute(images, target=targets)
+
+
+def methods(layer: str) -> dict[str, Method]:
+    out: dict[str, Method] = {"gradient": gradient.Gradient(), "gradcam": cam.GradCAM(layer)}
+    gbp = getattr(gradient, "GuidedBackprop", None)
+    out["guided_backprop"] = gbp() if gbp is not None else _CaptumGuidedBackprop()
+    if hasattr(cam, "GuidedGradCAM"):
+        out["guided_gradcam"] = cam.GuidedGradCAM(layer)
+    if hasattr(gradient, "InputXGradient"):
+        out["input_x_gradient"] = gradient.InputXGradient()
+    return out
+
+
+def metric(name: str):
+    return instantiate(OmegaConf.load(CONF / f"{name}.yaml"))
+
+
+def mean(t: torch.Tensor) -> float:
+    return round(float(t.double().nanmean()), 3)
+
+
+def table(rows: list[str], cols: list[str], cell) -> list[str]:
+    lines = ["| | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines += ["| " + r + " | " + " | ".join(cell(r, c) for c in cols) + " |" for r in rows]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--images", type=int, default=32, help="first N images of the shapes test split")
+    p.add_argument("--checkpoint", default="results/reference/models/shapes_cnn.pt")
+    p.add_argument("--shuffled", default="results/reference/models/shapes_cnn_shuffled.pt")
+    p.add_argument("--out", default="results/reference/sanity_findings.md")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.time()
+    model = load_shapes_cnn(args.checkpoint)
+    ds = ShapesDataset("test", size=args.images)
+    batch = collate([ds[i] for i in range(len(ds))])
+    accuracy = float((model(batch.images).argmax(1) == batch.targets).float().mean())
+    meths = methods(model.bench_meta.cam_layer)
+    checks = {"cascading": metric("model_randomisation_cascading"),
+              "independent": metric("model_randomisation_independent")}
+    have_shuffled = resolve_path(args.shuffled).is_file()
+    data = metric("data_randomisation") if have_shuffled else None
+    names = checks["cascading"].layer_names(model)
+    sims = list(checks["cascading"].similarities)
+    res: dict = {"layers": names, "similarities": sims, "methods": {}}
+    for mname, method in meths.items():
+        ctx = Context(model=model, method=method, seed=args.seed)
+        maps = method(model, batch.images, batch.targets)
+        entry: dict = {}
+        # an unrandomised deep copy: the similarity a method gets when nothing changed
+        ref = checks["cascading"]
+        t0 = ctx.predictions(batch.images)
+        same = ref.similarity(method(model, batch.images, t0), method(copy.deepcopy(model), batch.images, t0))
+        entry["unrandomised_copy"] = {s: mean(v) for s, v in same.items()}
+        for kind, check in checks.items():
+            out = check(ctx, batch, maps)
+            entry[kind] = {s: [mean(c[:, i]) for i in range(c.shape[1])] for s, c in out.curves.items()}
+            entry[kind + "_score"] = {s: mean(v) for s, v in out.scores.items()}
+            entry[kind + "_flagged"] = {s: int(f.sum()) for s, f in out.flags.items()}
+        if data is not None:
+            out = data(ctx, batch, maps)
+            entry["data"] = {s: mean(v) for s, v in out.scores.items()}
+            entry["data_flagged"] = {s: int(f.sum()) for s, f in out.flags.items()}
+        res["methods"][mname] = entry
+    seconds = round(time.time() - start, 1)
+
+    command = "python scripts/sanity_findings.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    git = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                         text=True, check=False).stdout.strip()
+    cols = list(meths)
+    md = [
+        "# Sanity checks on the embedded benchmark's CNN: findings",
+        "",
+        f"Made by `{command}` (git {git}, torch {torch.__version__}, Python "
+        f"{platform.python_version()}, {torch.get_num_threads()} threads, {seconds} s). "
+        f"Model `{args.checkpoint}` (accuracy {accuracy:.3f} on these images); the first "
+        f"{len(ds)} images of the shapes test split (112 px); seed {args.seed}.",
+        "",
+        "Settings: the presets `conf/metric/model_randomisation_cascading.yaml`, "
+        "`model_randomisation_independent.yaml` and `data_randomisation.yaml` (reference protocol: "
+        "class = each model's own top-1, maps normalised by their 99th percentile, SSIM/HOG on "
+        "min–max scaled abs maps, SSIM data_range 1, HOG 16 px cells / 3x3 blocks / L2-Hys, "
+        "compared by Spearman; batch-norm running statistics kept as trained). Values are the mean "
+        "over images of the similarity to the original map (1 = unchanged); NaN steps (constant "
+        "maps) are left out of a mean and counted below.",
+        "",
+        "These are findings, not assertions: the tests only assert that gradient and Grad-CAM "
+        "change under cascading randomisation.",
+        "",
+    ]
+    for s in sims:
+        md += [f"## Cascading randomisation, top-down: {s}", "",
+               "Row = the layer whose randomisation was added at that step (all rows above it are "
+               "randomised too).", ""]
+        rows = ["unrandomised copy"] + names
+        md += table(rows, cols, lambda r, c, s=s: str(
+            res["methods"][c]["unrandomised_copy"][s] if r == "unrandomised copy"
+            else res["methods"][c]["cascading"][s][names.index(r)]))
+        md.append("")
+    md += ["## Independent randomisation (one layer at a time): spearman_abs", ""]
+    md += table(names, cols, lambda r, c: str(res["methods"][c]["independent"]["spearman_abs"][names.index(r)]))
+    md += ["", "## Scores (mean over steps) and flagged images", ""]
+    md += table([f"{k} {s}" for k in ("cascading", "independent") for s in sims], cols,
+                lambda r, c: "{} ({} flagged)".format(
+                    res["methods"][c][r.split()[0] + "_score"][r.split()[1]],
+                    res["methods"][c][r.split()[0] + "_flagged"][r.split()[1]]))
+    md.append("")
+    if data is not None:
+        rec = json.loads(resolve_path(args.shuffled).with_suffix(".json").read_text())
+        md += ["## Data randomisation", "",
+               f"Permuted-label model `{args.shuffled}`: `{rec.get('command')}` — train accuracy on "
+               f"its permuted labels {rec.get('train_accuracy')} ({rec.get('train_size')} images, "
+               f"{rec.get('epochs')} epochs), test accuracy on true labels {rec.get('test_accuracy')}.",
+               ""]
+        md += table(sims, cols, lambda r, c: "{} ({} flagged)".format(
+            res["methods"][c]["data"][r], res["methods"][c]["data_flagged"][r]))
+        md.append("")
+    else:
+        md += ["## Data randomisation", "", f"Not run: {args.shuffled} does not exist.", ""]
+    out = resolve_path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    res.update(command=command, git=git, seconds=seconds, images=len(ds), accuracy=accuracy)
+    out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
+    out.write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
