@@ -60,10 +60,20 @@ def image_keys(ids: Sequence[str], device: torch.device) -> Tensor:
 
 
 def _neighbour_sum(v: Tensor) -> Tensor:
-    """Weighted sum ``[n, C, H, W]`` of each pixel's 8 neighbours (zero outside the image)."""
-    c = v.shape[1]
-    kernel = torch.tensor(NEIGHBOUR_WEIGHTS, dtype=v.dtype, device=v.device)
-    return F.conv2d(v, kernel[None, None].expand(c, 1, 3, 3), padding=1, groups=c)
+    """Weighted sum ``[n, C, H, W]`` of each pixel's 8 neighbours (zero outside the image).
+
+    Eight shifted slices of a zero-padded copy: as fast as a depthwise convolution on a GPU and
+    much faster on a CPU in float64, where depthwise ``conv2d`` takes a slow path.
+    """
+    h, w = v.shape[-2:]
+    padded = F.pad(v, (1, 1, 1, 1))
+    out = torch.zeros_like(v)
+    for dy in range(3):
+        for dx in range(3):
+            weight = NEIGHBOUR_WEIGHTS[dy][dx]
+            if weight:
+                out = out + weight * padded[..., dy : dy + h, dx : dx + w]
+    return out
 
 
 def impute_linear(

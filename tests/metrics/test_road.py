@@ -1,0 +1,172 @@
+"""ROAD: the batched imputation solver against an exact sparse solve, and the metric against a loop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.sparse import csc_matrix, lil_matrix
+from scipy.sparse.linalg import spsolve
+
+from bench.errors import ConfigError
+from metrics.road import (
+    RoadABC,
+    RoadLeRF,
+    RoadMoRF,
+    counter_normal,
+    fraction_counts,
+    impute_linear,
+)
+from tests.metrics._faith_helpers import distinct_maps, make_batch, make_ctx, tiny_cnn
+
+WEIGHTS = {(1, 1): 1 / 12, (0, 1): 1 / 6, (-1, 1): 1 / 12, (1, -1): 1 / 12,
+           (0, -1): 1 / 6, (-1, -1): 1 / 12, (1, 0): 1 / 6, (-1, 0): 1 / 6}
+
+
+def exact_imputation(img: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """The reference system (tleemann/road_evaluation), built pixel by pixel, solved by spsolve."""
+    c, h, w = img.shape
+    idx = np.flatnonzero(removed)
+    var = -np.ones(h * w, dtype=int)
+    var[idx] = np.arange(len(idx))
+    a = lil_matrix((len(idx), len(idx)))
+    b = np.zeros((len(idx), c))
+    flat = img.reshape(c, -1)
+    for e, i in enumerate(idx):
+        r0, c0 = divmod(int(i), w)
+        total = 0.0
+        for (dy, dx), wt in WEIGHTS.items():
+            y, x = r0 + dy, c0 + dx
+            if 0 <= y < h and 0 <= x < w:
+                total += wt
+                j = y * w + x
+                if var[j] >= 0:
+                    a[e, var[j]] -= wt
+                else:
+                    b[e] += wt * flat[:, j]
+        a[e, e] += total
+    sol = spsolve(csc_matrix(a), b).reshape(len(idx), c)
+    out = flat.copy()
+    out[:, idx] = sol.T
+    return out.reshape(c, h, w)
+
+
+def blob(h: int, frac: float) -> torch.Tensor:
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(h), indexing="ij")
+    d = ((yy - h / 3) ** 2 + (xx - h / 2) ** 2).float().flatten()
+    out = torch.zeros(h * h, dtype=torch.bool)
+    out[d.argsort()[: int(frac * h * h)]] = True
+    return out.view(h, h)
+
+
+def test_batched_solver_matches_exact_sparse_solve():
+    g = torch.Generator().manual_seed(0)
+    cases = [(12, torch.rand(3, 12, 12, generator=g) < 0.5), (12, torch.rand(3, 12, 12, generator=g) < 0.9),
+             (24, torch.stack([blob(24, 0.9), blob(24, 0.3), ~blob(24, 0.5)]))]
+    for h, removed in cases:
+        images = torch.rand(3, 3, h, h, generator=g)
+        out = impute_linear(images, removed)
+        assert out.dtype == images.dtype
+        for i in range(3):
+            ref = exact_imputation(images[i].double().numpy(), removed[i].numpy())
+            assert np.abs(out[i].double().numpy() - ref).max() < 1e-4
+            kept = ~removed[i]
+            assert torch.equal(out[i][:, kept], images[i][:, kept])
+
+
+def test_imputation_hand_made_cases():
+    img = torch.zeros(1, 1, 3, 3)
+    img[0, 0] = torch.tensor([[0.0, 6.0, 0.0], [12.0, 24.0, 0.0], [0.0, 0.0, 0.0]])
+    corner = torch.zeros(1, 3, 3, dtype=torch.bool)
+    corner[0, 0, 0] = True  # neighbours: right 6 (1/6), below 12 (1/6), diagonal 24 (1/12); renormalised
+    out = impute_linear(img, corner)
+    assert abs(out[0, 0, 0, 0].item() - (6 / 6 + 12 / 6 + 24 / 12) / (5 / 12)) < 1e-6
+    centre = torch.zeros(1, 3, 3, dtype=torch.bool)
+    centre[0, 1, 1] = True
+    img2 = torch.arange(9.0).view(1, 1, 3, 3)
+    expected = sum(wt * img2[0, 0, 1 + dy, 1 + dx].item() for (dy, dx), wt in WEIGHTS.items())
+    assert abs(impute_linear(img2, centre)[0, 0, 1, 1].item() - expected) < 1e-6
+
+
+def test_counter_noise_is_standard_normal_and_keyed():
+    keys = torch.tensor([1, 2, 1])
+    z = counter_normal(0, keys, torch.zeros(3, dtype=torch.long), 20000)
+    assert torch.equal(z[0], z[2]) and not torch.equal(z[0], z[1])
+    assert abs(z.mean().item()) < 0.02 and abs(z.std().item() - 1) < 0.02
+    assert not torch.equal(z[0], counter_normal(1, keys[:1], torch.zeros(1, dtype=torch.long), 20000)[0])
+    assert not torch.equal(z[0], counter_normal(0, keys[:1], torch.ones(1, dtype=torch.long), 20000)[0])
+
+
+def test_fraction_counts_are_exact_floors():
+    assert fraction_counts([0.1, 0.7, 0.9], 100) == [10, 70, 90]
+    assert fraction_counts([0.3], 224 * 224) == [15052]
+
+
+MEAN, STD = [0.4, 0.5, 0.6], [0.2, 0.25, 0.3]
+
+
+def naive_road(model, image, smap, target, fractions, lerf):
+    """Per-image loop: exact sparse imputation in pixel space, no noise, then the model."""
+    mean, std = torch.tensor(MEAN).view(3, 1, 1), torch.tensor(STD).view(3, 1, 1)
+    pixels = (image * std + mean).double().numpy()
+    m = smap.flatten()
+    scaled = (m - m.min()) / (m.max() - m.min())
+    order = np.argsort(scaled.numpy() if lerf else -scaled.numpy(), kind="stable")
+    n = m.numel()
+    correct, probs = [], []
+    for p in fractions:
+        removed = np.zeros(n, dtype=bool)
+        removed[order[: int(np.floor(p * n + 1e-9))]] = True
+        filled = torch.from_numpy(exact_imputation(pixels, removed.reshape(smap.shape))).float()
+        with torch.no_grad():
+            logits = model(((filled - mean) / std)[None])[0]
+        correct.append(float(logits.argmax().item() == target))
+        probs.append(logits.softmax(0)[target].item())
+    return np.array(correct), np.array(probs)
+
+
+def test_road_matches_reference_loop_without_noise():
+    model = tiny_cnn()
+    images = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    maps = distinct_maps(2, 8, 8, seed=4)
+    targets = torch.tensor([1, 2])  # not class 0: the reference returns class 0's probability
+    batch = make_batch(images, targets)
+    fractions = [0.1, 0.3, 0.5, 0.9]
+    kwargs = dict(mean=MEAN, std=STD, fractions=fractions, noise=0.0, tie_noise=0.0)
+    ctx = make_ctx(model, chunk_size=5)
+    morf, lerf = RoadMoRF(**kwargs)(ctx, batch, maps), RoadLeRF(**kwargs)(ctx, batch, maps)
+    abc = RoadABC(**kwargs)(ctx, batch, maps)
+    for i in range(2):
+        for out, is_lerf in ((morf, False), (lerf, True)):
+            correct, probs = naive_road(model, images[i], maps[i], int(targets[i]), fractions, is_lerf)
+            assert np.allclose(out.curves[""][i].numpy(), correct)
+            assert np.allclose(out.curves["probability"][i].numpy(), probs, atol=1e-4)
+            assert abs(out.scores[""][i].item() - correct.mean()) < 1e-6
+            assert abs(out.scores["probability"][i].item() - probs.mean()) < 1e-4
+    assert torch.allclose(abc.scores["probability"], lerf.scores["probability"] - morf.scores["probability"], atol=1e-6)
+    assert torch.allclose(abc.curves["lerf"], lerf.curves[""]) and torch.allclose(abc.curves["morf"], morf.curves[""])
+    assert not RoadMoRF.higher_is_better and RoadLeRF.higher_is_better and RoadABC.higher_is_better
+
+
+def test_road_noise_is_small_seeded_and_independent_of_batch_and_chunks():
+    model = tiny_cnn()
+    images = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    maps = distinct_maps(3, 8, 8, seed=6)
+    batch = make_batch(images, torch.tensor([0, 1, 2]), ids=["a", "b", "c"])
+    metric = RoadABC(mean=MEAN, std=STD, fractions=[0.2, 0.6])
+    ref = metric(make_ctx(model, chunk_size=100), batch, maps)
+    again = metric(make_ctx(model, chunk_size=3), batch, maps)
+    alone = metric(make_ctx(model), make_batch(images[2:], torch.tensor([2]), ids=["c"]), maps[2:])
+    assert torch.allclose(ref.scores["probability"], again.scores["probability"], atol=1e-6)
+    assert torch.allclose(alone.scores["probability"], ref.scores["probability"][2:], atol=1e-6)
+    other_seed = metric(make_ctx(model, seed=1), batch, maps)
+    assert not torch.equal(other_seed.curves["morf.probability"], ref.curves["morf.probability"])
+    quiet = RoadABC(mean=MEAN, std=STD, fractions=[0.2, 0.6], noise=0.0)(make_ctx(model), batch, maps)
+    assert (quiet.curves["morf.probability"] - ref.curves["morf.probability"]).abs().max() < 0.05
+
+
+def test_bad_settings_raise_config_errors():
+    for kwargs in (dict(fractions=[0.0, 0.5]), dict(fractions=[1.0]), dict(std=[0.2, 0.0, 0.3]),
+                   dict(solver_dtype="float16"), dict(target="labels"), dict(noise=-1.0)):
+        with pytest.raises(ConfigError):
+            RoadMoRF(**{"mean": MEAN, "std": STD, **kwargs})
