@@ -23,6 +23,11 @@ _INFIDELITY_STREAM = 101
 _SENSITIVITY_STREAM = 102
 
 
+def _per_batch(ctx: Context, batch_size: int, n_samples: int) -> int:
+    """captum's ``max_examples_per_batch`` from the run's chunk size, within the range captum accepts."""
+    return min(max(ctx.chunk_size, batch_size), batch_size * n_samples)
+
+
 class Infidelity(Metric):
     """Infidelity (Yeh et al. 2019): E[(I · m - (f(x) - f(x - I)))²] over Gaussian perturbations I.
 
@@ -76,7 +81,8 @@ class Infidelity(Metric):
         scores = infidelity(
             forward, perturb, x, maps[:, None].expand_as(x), target=targets,
             n_perturb_samples=self.n_perturb_samples,
-            max_examples_per_batch=max(ctx.chunk_size, x.shape[0]), normalize=self.normalize,
+            max_examples_per_batch=_per_batch(ctx, x.shape[0], self.n_perturb_samples),
+            normalize=self.normalize,
         )
         return MetricOutput(scores={"": scores.float()})
 
@@ -121,9 +127,12 @@ class MaxSensitivity(Metric):
         targets = explained_targets(ctx, batch, self.target)
         gen = ctx.generator(_SENSITIVITY_STREAM)
 
-        def explain(inputs: Tensor, target: Tensor) -> Tensor:
+        def explain(inputs: Tensor | tuple[Tensor], target: Tensor) -> Tensor | tuple[Tensor]:
+            # captum's convention: a tuple in (the unperturbed inputs) -> a tuple out
+            single = inputs[0] if isinstance(inputs, tuple) else inputs
             with torch.enable_grad():  # captum calls this under no_grad; gradient methods need it
-                return method(ctx.model, inputs, target)
+                out = method(ctx.model, single, target)
+            return (out,) if isinstance(inputs, tuple) else out
 
         def perturb(inputs: Tensor, radius: float) -> Tensor:
             u = torch.rand(inputs.shape, generator=gen, device=inputs.device, dtype=inputs.dtype)
@@ -132,6 +141,6 @@ class MaxSensitivity(Metric):
         scores = sensitivity_max(
             explain, x, perturb_func=perturb, perturb_radius=self.radius,
             n_perturb_samples=self.n_perturb_samples, norm_ord=self.norm if self.norm == "fro" else float("inf"),
-            max_examples_per_batch=max(ctx.chunk_size, x.shape[0]), target=targets,
+            max_examples_per_batch=_per_batch(ctx, x.shape[0], self.n_perturb_samples), target=targets,
         )
         return MetricOutput(scores={"": scores.float()})
