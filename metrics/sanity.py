@@ -574,8 +574,9 @@ class EfficientMPRT(Metric):
     ``n_bins``-bin histogram of the raw map (``np.histogram``'s equal-width bins over the map's
     range, reproduced exactly on the device). Higher is better. The fully randomised model
     re-initialises every layer of :func:`randomisation_layers` (with the same seed before each, the
-    order does not matter). Flagged where ``H(m_orig) = 0`` (a constant map). Score keys: ``""``
-    plus ``entropy_original`` and ``entropy_randomised``.
+    order does not matter). Flagged where either map is constant (entropy 0: NaN for the original,
+    -1 for the randomised one, e.g. Grad-CAM's ReLU zeroing a random model's map). Score keys:
+    ``""`` plus ``entropy_original`` and ``entropy_randomised``.
 
     Args:
         target: ``label`` (Quantus), ``original_prediction`` or ``current_prediction``.
@@ -618,7 +619,7 @@ class EfficientMPRT(Metric):
         score = torch.where(h0 > 0, (h1 - h0) / h0.clamp_min(1e-300), torch.full_like(h0, float("nan")))
         return MetricOutput(
             scores={"": score, "entropy_original": h0, "entropy_randomised": h1},
-            flags={"": ~(h0 > 0)},
+            flags={"": ~(h0 > 0) | ~(h1 > 0)},
         )
 
 

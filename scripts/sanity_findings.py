@@ -57,8 +57,10 @@ def methods(layer: str) -> dict[str, Method]:
     return out
 
 
-def metric(name: str):
-    return instantiate(OmegaConf.load(CONF / f"{name}.yaml"))
+def metric(name: str, **overrides):
+    cfg = OmegaConf.load(CONF / f"{name}.yaml")
+    cfg.update(overrides)
+    return instantiate(cfg)
 
 
 def mean(t: torch.Tensor) -> float:
@@ -90,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     meths = methods(model.bench_meta.cam_layer)
     checks = {"cascading": metric("model_randomisation_cascading"),
               "independent": metric("model_randomisation_independent")}
+    label_rule = metric("model_randomisation_cascading", target="label", similarities=["spearman_abs"])
     have_shuffled = resolve_path(args.shuffled).is_file()
     data = metric("data_randomisation") if have_shuffled else None
     names = checks["cascading"].layer_names(model)
@@ -109,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
             entry[kind] = {s: [mean(c[:, i]) for i in range(c.shape[1])] for s, c in out.curves.items()}
             entry[kind + "_score"] = {s: mean(v) for s, v in out.scores.items()}
             entry[kind + "_flagged"] = {s: int(f.sum()) for s, f in out.flags.items()}
+        out = label_rule(ctx, batch, maps)
+        curve = out.curves["spearman_abs"]
+        entry["label_rule"] = {"nan_steps": int(curve.isnan().sum()), "steps": curve.numel(),
+                               "images_flagged": int(out.flags["spearman_abs"].sum()),
+                               "final": mean(curve[:, -1]), "score": mean(out.scores["spearman_abs"])}
         if data is not None:
             out = data(ctx, batch, maps)
             entry["data"] = {s: mean(v) for s, v in out.scores.items()}
@@ -151,6 +159,14 @@ def main(argv: list[str] | None = None) -> int:
         md.append("")
     md += ["## Independent randomisation (one layer at a time): spearman_abs", ""]
     md += table(names, cols, lambda r, c: str(res["methods"][c]["independent"]["spearman_abs"][names.index(r)]))
+    md += ["", "## The class rule: fixed label instead of each model's top-1 (cascading, spearman_abs)",
+           "", "A NaN step is a constant map after randomisation (no ranking to compare).", ""]
+    md += table(["NaN steps / steps", "images flagged", "final step (NaN left out)", "score"], cols,
+                lambda r, c: {
+                    "NaN steps / steps": "{nan_steps}/{steps}",
+                    "images flagged": "{images_flagged}",
+                    "final step (NaN left out)": "{final}",
+                    "score": "{score}"}[r].format(**res["methods"][c]["label_rule"]))
     md += ["", "## Scores (mean over steps) and flagged images", ""]
     md += table([f"{k} {s}" for k in ("cascading", "independent") for s in sims], cols,
                 lambda r, c: "{} ({} flagged)".format(

@@ -306,6 +306,8 @@ def test_constant_maps_are_flagged():
     x, t = H.images(2), torch.tensor([0, 1])
     out, _ = _run(ModelRandomisation(similarities=["spearman_abs"]), model, Zero(), x, t)
     assert out.scores["spearman_abs"].isnan().all() and out.flags["spearman_abs"].all()
+    out, _ = _run(EfficientMPRT(), model, Zero(), x, t)
+    assert out.scores[""].isnan().all() and out.flags[""].all()
 
 
 # ------------------------------------------------------------------ the other checks
@@ -422,14 +424,18 @@ def shapes():
 def test_trained_model_maps_change_under_cascading_randomisation(shapes, method):
     model, batch = shapes
     ctx = H.context(model, method)
-    metric = ModelRandomisation(order="cascading", target="label", similarities=["spearman_abs"])
+    # the reference's class rule: with the fixed label, Grad-CAM maps of randomised models are often
+    # all zero (no positive evidence for that class), i.e. NaN rank correlations (see the findings)
+    metric = ModelRandomisation(order="cascading", target="current_prediction",
+                                similarities=["spearman_abs"])
     out = metric(ctx, batch, method(model, batch.images, batch.targets))
     # an unrandomised copy gives the same map: rank correlation 1
-    copy_maps = method(copy.deepcopy(model), batch.images, batch.targets)
-    unrandomised = metric.similarity(method(model, batch.images, batch.targets), copy_maps)["spearman_abs"]
+    pred = model(batch.images).argmax(1)
+    copy_maps = method(copy.deepcopy(model), batch.images, pred)
+    unrandomised = metric.similarity(method(model, batch.images, pred), copy_maps)["spearman_abs"]
     torch.testing.assert_close(unrandomised, torch.ones(4, dtype=torch.float64))
     final = out.curves["spearman_abs"][:, -1]
-    assert final.nanmean() < 0.5, final
+    assert final.isfinite().all() and final.mean() < 0.5, final
     assert out.scores["spearman_abs"].nanmean() < 0.75
 
 
