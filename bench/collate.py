@@ -54,7 +54,13 @@ def collate_dirs(dirs: Sequence[str | Path]) -> pd.DataFrame:
                          dtype={"image_id": str, "flag": str})
         meta = record.get("metrics", {})
         base = df["metric"].str.split(".").str[0]
-        df["higher_is_better"] = base.map({m: v.get("higher_is_better", True) for m, v in meta.items()})
+        suffix = df["metric"].str.split(".", n=1).str[1].fillna("")
+
+        def direction(m: str, s: str) -> bool:
+            info = meta.get(m, {})
+            return bool(info.get("directions", {}).get(s, info.get("higher_is_better", True)))
+
+        df["higher_is_better"] = [direction(m, s) for m, s in zip(base, suffix)]
         df["aggregate"] = base.map({m: v.get("aggregate", "") for m, v in meta.items()}).fillna("")
         df["num_classes"] = record.get("dataset", {}).get("num_classes", 0) or 0
         df["job"] = str(job)

@@ -107,7 +107,8 @@ class Context:
         """Build ``n`` perturbed inputs chunk by chunk, forward them, and reduce each chunk's logits.
 
         ``make(sl)`` returns the images ``[len(sl), 3, H, W]`` of items ``sl``; ``reduce(sl, logits)``
-        turns their logits into one value per item. Peak memory is one chunk of images.
+        turns their logits into ``[len(sl)]`` or ``[len(sl), k]`` values per item, concatenated
+        along the first dimension. Peak memory is one chunk of images.
         """
         outs = [reduce(sl, self.forward(make(sl))) for sl in chunks(n, self.chunk_size)]
         return torch.cat(outs)

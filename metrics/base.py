@@ -48,6 +48,8 @@ class Metric:
     requires: ClassVar[frozenset[str]] = frozenset()
     #: Score aggregation collation reports besides the per-image mean: "" or "class_mean".
     aggregate: ClassVar[str] = ""
+    #: Direction of suffixed scores that differ from ``higher_is_better`` (suffix -> bool).
+    directions: ClassVar[dict[str, bool]] = {}
 
     def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:
         """Scores for ``maps`` float ``[B, H, W]`` explaining ``batch.targets``."""
@@ -81,4 +83,5 @@ class Metric:
             "citation": cls.citation,
             "requires": sorted(cls.requires),
             "aggregate": cls.aggregate,
+            "directions": dict(cls.directions),
         }
