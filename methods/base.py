@@ -37,6 +37,12 @@ def get_layer(model: nn.Module, name: str) -> nn.Module:
     return model.get_submodule(name)
 
 
+def model_name(model: nn.Module) -> str:
+    """The model's config name when a loader attached ``bench_meta``, else its class name."""
+    meta = getattr(model, "bench_meta", None)
+    return f"{meta.name} ({type(model).__name__})" if meta is not None else type(model).__name__
+
+
 @contextmanager
 def preserve_model(model: nn.Module) -> Iterator[nn.Module]:
     """Eval mode and frozen parameters for the call; train mode and ``requires_grad`` restored after."""
@@ -63,14 +69,20 @@ class Method:
 
     Args:
         reduction: channel pooling for channel-wise attributions, one of :data:`REDUCTIONS`.
+        smooth: Gaussian sigma as a fraction of ``max(H, W)`` applied to the final map (TorchRay's
+            pointing-game protocol uses 0.02 for gradient, deconvnet and guided backprop,
+            PROTOCOLS.md §3); 0 = none.
     """
 
-    def __init__(self, reduction: str = "sum") -> None:
+    def __init__(self, reduction: str = "sum", smooth: float = 0.0) -> None:
         if reduction not in REDUCTIONS:
             raise ConfigError(
                 f"reduction={reduction} is not valid; accepted: {', '.join(REDUCTIONS)}."
             )
+        if not smooth >= 0:
+            raise ConfigError(f"smooth={smooth} is not valid; accepted: a fraction >= 0 (0 = none).")
         self.reduction = reduction
+        self.smooth = float(smooth)
 
     @property
     def name(self) -> str:
@@ -78,6 +90,10 @@ class Method:
 
     def check(self, model: nn.Module) -> None:
         """Raise a ConfigError when this method cannot apply to ``model``. Called once per run."""
+
+    def unfit(self, model: nn.Module, why: str) -> ConfigError:
+        """The ConfigError for "this method cannot apply to ``model``", naming both and ``why``."""
+        return ConfigError(f"method {self.name} cannot apply to model {model_name(model)}: {why}")
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         """Raw attributions ``[B, C, h, w]`` or ``[B, h, w]`` for ``targets`` ``[B]``."""
@@ -103,4 +119,79 @@ class Method:
             raise ValueError(f"{self.name}.attribute returned shape {tuple(raw.shape)}; expected 3 or 4 dims.")
         if tuple(raw.shape[-2:]) != tuple(size):
             raw = F.interpolate(raw[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+        if getattr(self, "smooth", 0.0) > 0:
+            raw = gaussian_blur(raw, self.smooth * max(size))
         return raw.contiguous()
+
+
+def gaussian_blur(maps: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian smoothing of ``maps`` ``[B, H, W]`` (reflect padding, 4-sigma support)."""
+    if sigma <= 0:
+        return maps
+    h, w = maps.shape[-2:]
+    radius = max(1, min(int(4 * sigma + 0.5), h - 1, w - 1))
+    x = torch.arange(-radius, radius + 1, device=maps.device, dtype=maps.dtype)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    k = k / k.sum()
+    m = maps[:, None]
+    m = F.conv2d(F.pad(m, (radius, radius, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
+    m = F.conv2d(F.pad(m, (0, 0, radius, radius), mode="reflect"), k.view(1, 1, -1, 1))
+    return m[:, 0]
+
+
+def chunks(n: int, size: int | None) -> Iterator[slice]:
+    """Slices covering ``range(n)`` in pieces of at most ``size`` (all of it when ``size`` is None)."""
+    size = n if not size else int(size)
+    for start in range(0, n, max(1, size)):
+        yield slice(start, min(n, start + size))
+
+
+def check_batch_size(key: str, value: int | None) -> int | None:
+    """``value`` if it is None or an integer >= 1, else a ConfigError naming ``key``."""
+    if value is not None and (int(value) != value or value < 1):
+        raise ConfigError(f"{key}={value} is not valid; accepted: an integer >= 1 (or null = no bound).")
+    return None if value is None else int(value)
+
+
+_MASK63 = (1 << 63) - 1
+
+
+def mix(x: Tensor) -> Tensor:
+    """SplitMix64-style integer hash of int64 ``x`` (wrapping arithmetic), non-negative result."""
+    x = x * 0x5DEECE66D + 0xB
+    x = x ^ (x >> 31)
+    x = x * 0x2545F4914F6CDD1D  # int64 multiplication wraps, which is what a hash wants
+    x = x ^ (x >> 29)
+    x = x * 0x27BB2EE687B0B0FD
+    x = x ^ (x >> 32)
+    return x & _MASK63
+
+
+def image_keys(images: Tensor, seed: int) -> Tensor:
+    """One int64 key per image ``[B]`` from ``(seed, image content)``, computed on the device.
+
+    Per-image randomness derived from it is the same whatever batch the image is in, which is what
+    makes a batch of N images give the same maps as N single calls.
+    """
+    q = (images.detach().flatten(1).double() * 4096).round().long()  # content, quantised
+    coef = mix(torch.arange(q.shape[1], device=q.device, dtype=torch.long) + 7919)
+    return mix((q * coef).sum(1) + int(seed))  # int64 sums wrap
+
+
+def hash_uniform(keys: Tensor, index: Tensor) -> Tensor:
+    """Counter-based uniform numbers in [0, 1) for int64 ``keys`` and ``index`` (broadcast together)."""
+    bits = mix(keys ^ mix(index + 0x9E3779B9))
+    return (bits >> 11).double().div_(float(1 << 52)).float()
+
+
+def hash_normal(keys: Tensor, index: Tensor) -> Tensor:
+    """Counter-based standard normal numbers (Box-Muller over two hashed uniforms), broadcast."""
+    u1 = hash_uniform(keys, 2 * index).clamp_min(1e-12)
+    u2 = hash_uniform(keys, 2 * index + 1)
+    return torch.sqrt(-2 * torch.log(u1)) * torch.cos(2 * torch.pi * u2)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU for a parameter-free model)."""
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")

@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from methods.base import Method
-
-_MASK63 = (1 << 63) - 1
-
-
-def _mix(x: Tensor) -> Tensor:
-    """SplitMix64-style integer hash of int64 ``x`` (wrapping arithmetic), non-negative result."""
-    x = x * 0x5DEECE66D + 0xB
-    x = x ^ (x >> 31)
-    x = x * 0x2545F4914F6CDD1D  # int64 multiplication wraps, which is what a hash wants
-    x = x ^ (x >> 29)
-    x = x * 0x27BB2EE687B0B0FD
-    x = x ^ (x >> 32)
-    return x & _MASK63
+from bench.errors import ConfigError
+from methods.base import Method, hash_uniform, image_keys
 
 
 class Random(Method):
@@ -38,9 +27,51 @@ class Random(Method):
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         b, _, h, w = images.shape
-        q = (images.detach().flatten(1).double() * 4096).round().long()  # content, quantised
-        coef = _mix(torch.arange(q.shape[1], device=q.device, dtype=torch.long) + 7919)
-        key = _mix((q * coef).sum(1) + self.seed)  # [B]; int64 sums wrap
         idx = torch.arange(h * w, device=images.device, dtype=torch.long)
-        bits = _mix(key[:, None] ^ _mix(idx + 0x9E3779B9)[None])
-        return ((bits >> 11).double() / float(1 << 52)).float().view(b, h, w)
+        return hash_uniform(image_keys(images, self.seed)[:, None], idx[None]).view(b, h, w)
+
+
+class Sobel(Method):
+    """Sobel edge magnitude of the input: a model-blind edge detector.
+
+    ``sqrt(gx^2 + gy^2)`` per channel with the 3x3 Sobel kernels (replicate padding), pooled over
+    channels with ``reduction`` (``l2`` by default). Adebayo et al. (NeurIPS 2018) show saliency maps
+    that resemble it; it is the "is this just an edge detector?" reference.
+    """
+
+    def __init__(self, reduction: str = "l2") -> None:
+        super().__init__(reduction=reduction)
+
+    def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
+        x = images.detach().float()
+        gx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=x.device)
+        kernels = torch.stack([gx, gx.T])[:, None]  # [2, 1, 3, 3]
+        c = x.shape[1]
+        padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
+        g = F.conv2d(padded, kernels.repeat(c, 1, 1, 1), groups=c)  # [B, 2C, H, W]
+        g = g.view(x.shape[0], c, 2, *x.shape[-2:])
+        return g.pow(2).sum(2).sqrt()  # [B, C, H, W]
+
+
+class CentreGaussian(Method):
+    """A centred isotropic Gaussian, the same for every image: the centre-bias reference.
+
+    The pointing game's centre baseline (PROTOCOLS.md §3) as a map.
+
+    Args:
+        sigma: standard deviation as a fraction of ``max(H, W)``.
+    """
+
+    def __init__(self, sigma: float = 0.25) -> None:
+        super().__init__(reduction="sum")
+        if not sigma > 0:
+            raise ConfigError(f"sigma={sigma} is not valid; accepted: a fraction > 0.")
+        self.sigma = float(sigma)
+
+    def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
+        b, _, h, w = images.shape
+        s = self.sigma * max(h, w)
+        v = torch.arange(h, device=images.device, dtype=torch.float32) - (h - 1) / 2
+        u = torch.arange(w, device=images.device, dtype=torch.float32) - (w - 1) / 2
+        g = torch.exp(-(v[:, None] ** 2 + u[None, :] ** 2) / (2 * s * s))
+        return g.expand(b, h, w)

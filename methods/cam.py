@@ -1,15 +1,31 @@
 """Class activation maps: one base class does hooks, forward/backward and pooling; variants weight.
 
-Shape after pytorch-grad-cam's ``BaseCAM``, but batched and kept on the device.
+Shape after pytorch-grad-cam's ``BaseCAM``, but batched and kept on the device. Every variant reads
+its layer from the model config (``layer: ${model.cam_layer}``), so one method file serves every
+model; :meth:`BaseCAM.check` refuses a layer without convolutions (a ViT's token layers: use
+``vit_gradcam``).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.errors import ConfigError
-from methods.base import Method, get_layer
+from methods.base import Method, check_batch_size, chunks, get_layer
+from methods.gradient import GuidedBackprop
+
+
+def _channels(layer: nn.Module) -> int | None:
+    """Output channels of the last conv / batch-norm module inside ``layer`` (None if it has none)."""
+    out = None
+    for m in layer.modules():
+        if isinstance(m, nn.Conv2d):
+            out = m.out_channels
+        elif isinstance(m, nn.BatchNorm2d):
+            out = m.num_features
+    return out
 
 
 class BaseCAM(Method):
@@ -37,12 +53,32 @@ class BaseCAM(Method):
                 f"{self.name} needs a convolutional layer, but model {type(model).__name__} "
                 "states no cam_layer; set method.layer=<module name>."
             )
-        get_layer(model, self.layer)
+        layer = get_layer(model, self.layer)
+        self.check_layer(model, layer)
+
+    def check_layer(self, model: nn.Module, layer: nn.Module) -> None:
+        """Refuse a layer that yields no ``[B, K, h, w]`` feature maps (no convolution inside)."""
+        if not any(isinstance(m, nn.Conv2d) for m in layer.modules()):
+            raise self.unfit(
+                model,
+                f"layer={self.layer} ({type(layer).__name__}) holds no convolution, so it has no "
+                "spatial feature maps; accepted: a conv layer or block (for vision transformers "
+                "use method=vit_gradcam on the token grid).",
+            )
 
     def weights(self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor,
                 targets: Tensor) -> Tensor:
         """Per-channel weights ``[B, K]`` (or per-position ``[B, K, h, w]``)."""
         raise NotImplementedError
+
+    def to_grid(self, out: Tensor) -> Tensor:
+        """The layer's output as feature maps ``[B, K, h, w]`` (identity for conv layers)."""
+        if out.ndim != 4:
+            raise ConfigError(
+                f"{self.name} needs a layer with [B, K, h, w] output; layer={self.layer} "
+                f"gives shape {tuple(out.shape)}."
+            )
+        return out
 
     def activations(self, model: nn.Module, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor | None]:
         """Feature maps ``[B, K, h, w]`` of the layer and, if needed, d(target logit)/dA."""
@@ -59,18 +95,15 @@ class BaseCAM(Method):
                 x = images.detach().requires_grad_(self.needs_gradients)
                 logits = model(x)
                 acts = store["acts"]
-                if acts.ndim != 4:
-                    raise ConfigError(
-                        f"{self.name} needs a layer with [B, K, h, w] output; layer={self.layer} "
-                        f"gives shape {tuple(acts.shape)}."
-                    )
+                grid = self.to_grid(acts)
                 grads = None
                 if self.needs_gradients:
                     score = logits.gather(1, targets[:, None]).sum()
                     (grads,) = torch.autograd.grad(score, acts)
+                    grads = self.to_grid(grads)
         finally:
             handle.remove()
-        return acts.detach(), grads
+        return grid.detach(), grads
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         acts, grads = self.activations(model, images, targets)
@@ -85,3 +118,229 @@ class GradCAM(BaseCAM):
     def weights(self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor,
                 targets: Tensor) -> Tensor:
         return grads.mean(dim=(2, 3))
+
+
+class CAM(BaseCAM):
+    """CAM (Zhou et al., CVPR 2016): weights = the linear head's row for the class.
+
+    Only for models whose ``layer`` feeds global average pooling and one linear head (ShapesCNN,
+    ResNets); no gradients. The paper applies no ReLU (``relu: false``); on such models Grad-CAM
+    equals CAM up to the factor ``1 / (h w)``.
+
+    Args:
+        layer: the last conv layer / block (the model config's ``cam_layer``).
+        head: name of the final ``nn.Linear``; None = the last ``nn.Linear`` of the model.
+        relu: clamp negative evidence.
+    """
+
+    needs_gradients = False
+
+    def __init__(self, layer: str | None, head: str | None = None, relu: bool = False) -> None:
+        super().__init__(layer, relu)
+        self.head = head
+
+    def head_of(self, model: nn.Module) -> nn.Linear:
+        if self.head is not None:
+            head = get_layer(model, self.head)
+        else:
+            linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+            head = linears[-1] if linears else None
+        if not isinstance(head, nn.Linear):
+            raise self.unfit(model, f"head={self.head} is not an nn.Linear; CAM needs a linear head.")
+        return head
+
+    def check_layer(self, model: nn.Module, layer: nn.Module) -> None:
+        super().check_layer(model, layer)
+        gap = [m for m in model.modules() if isinstance(m, nn.AdaptiveAvgPool2d)
+               and m.output_size in (1, (1, 1))]
+        if not gap:
+            raise self.unfit(model, "it has no global average pooling (nn.AdaptiveAvgPool2d(1)); "
+                                    "CAM needs GAP + a linear head (use gradcam instead).")
+        head = self.head_of(model)
+        k = _channels(layer)
+        if k is not None and k != head.in_features:
+            raise self.unfit(model, f"layer={self.layer} has {k} channels but the linear head takes "
+                                    f"{head.in_features} features; CAM needs layer -> GAP -> linear.")
+
+    def weights(self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor,
+                targets: Tensor) -> Tensor:
+        head = self.head_of(model)
+        if acts.shape[1] != head.in_features:
+            raise self.unfit(model, f"layer={self.layer} gives {acts.shape[1]} channels, the head "
+                                    f"takes {head.in_features}.")
+        return head.weight.detach()[targets]
+
+
+class GradCAMPlusPlus(BaseCAM):
+    """Grad-CAM++ (Chattopadhay et al., WACV 2018): positive gradients weighted per position.
+
+    ``alpha = g^2 / (2 g^2 + sum(A) g^3)`` (the paper's Eq. 19 with exponential output, as in
+    pytorch-grad-cam), zero where the gradient is 0; weights = ``sum(alpha relu(g))``.
+    """
+
+    def weights(self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor,
+                targets: Tensor) -> Tensor:
+        g2 = grads.pow(2)
+        g3 = g2 * grads
+        sum_acts = acts.sum(dim=(2, 3), keepdim=True)
+        alpha = g2 / (2 * g2 + sum_acts * g3 + 1e-6)
+        alpha = torch.where(grads != 0, alpha, torch.zeros_like(alpha))
+        return (alpha * grads.clamp_min(0)).sum(dim=(2, 3))
+
+
+class XGradCAM(BaseCAM):
+    """XGrad-CAM (Fu et al., BMVC 2020): weights = ``sum(g A) / sum(A)`` per channel."""
+
+    def weights(self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor,
+                targets: Tensor) -> Tensor:
+        return (grads * acts).sum(dim=(2, 3)) / (acts.sum(dim=(2, 3)) + 1e-7)
+
+
+class LayerCAM(BaseCAM):
+    """LayerCAM (Jiang et al., IEEE TIP 2021): per-position weights ``relu(g)``."""
+
+    def weights(self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor,
+                targets: Tensor) -> Tensor:
+        return grads.clamp_min(0)
+
+
+class ScoreCAM(BaseCAM):
+    """Score-CAM (Wang et al., CVPR-W 2020): weights from the score of the input masked by each map.
+
+    Each feature map is upsampled bilinearly to the input, min-max scaled to [0, 1] and multiplied
+    with the image; the target logits of all ``B x K`` masked images (run in chunks of
+    ``batch_size``) are softmaxed over the channels, as in pytorch-grad-cam.
+
+    Args:
+        layer: the model config's ``cam_layer``.
+        batch_size: most masked images per forward pass (over all images of the batch).
+    """
+
+    needs_gradients = False
+
+    def __init__(self, layer: str | None, batch_size: int | None = 128, relu: bool = True) -> None:
+        super().__init__(layer, relu)
+        self.batch_size = check_batch_size("batch_size", batch_size)
+
+    def weights(self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor,
+                targets: Tensor) -> Tensor:
+        b, k = acts.shape[:2]
+        scores = torch.empty(b * k, device=images.device)
+        with torch.no_grad():
+            for part in chunks(b * k, self.batch_size):
+                j = torch.arange(part.start, part.stop, device=images.device)
+                img, ch = j // k, j % k
+                up = F.interpolate(acts[img, ch][:, None], size=images.shape[-2:], mode="bilinear",
+                                   align_corners=False)
+                lo = up.amin(dim=(2, 3), keepdim=True)
+                hi = up.amax(dim=(2, 3), keepdim=True)
+                masks = (up - lo) / (hi - lo + 1e-8)
+                logits = model(images[img] * masks)
+                scores[part] = logits.gather(1, targets[img][:, None])[:, 0].float()
+        return scores.view(b, k).softmax(dim=1)
+
+
+class AblationCAM(BaseCAM):
+    """Ablation-CAM (Desai & Ramaswamy, WACV 2020): weight = relative score drop when a map is zeroed.
+
+    ``w_k = (y_c - y_c^k) / y_c`` with ``y_c^k`` the target logit when channel ``k`` of the layer's
+    output is set to 0. All ``B x K`` ablations run in chunks of ``batch_size`` (a forward hook
+    substitutes the ablated activations).
+
+    Args:
+        layer: the model config's ``cam_layer``.
+        batch_size: most ablated copies per forward pass (over all images of the batch).
+    """
+
+    needs_gradients = False
+
+    def __init__(self, layer: str | None, batch_size: int | None = 128, relu: bool = True) -> None:
+        super().__init__(layer, relu)
+        self.batch_size = check_batch_size("batch_size", batch_size)
+
+    def weights(self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor,
+                targets: Tensor) -> Tensor:
+        b, k = acts.shape[:2]
+        layer = get_layer(model, self.layer)
+        current: dict[str, Tensor] = {}
+        scores = torch.empty(b * k, device=images.device)
+        with torch.no_grad():
+            base = model(images).gather(1, targets[:, None])[:, 0].float()
+        handle = layer.register_forward_hook(lambda _m, _i, _o: current["out"])
+        try:
+            with torch.no_grad():
+                for part in chunks(b * k, self.batch_size):
+                    j = torch.arange(part.start, part.stop, device=images.device)
+                    img, ch = j // k, j % k
+                    out = acts[img].clone()
+                    out[torch.arange(len(j), device=j.device), ch] = 0
+                    current["out"] = out
+                    logits = model(images[img])
+                    scores[part] = logits.gather(1, targets[img][:, None])[:, 0].float()
+        finally:
+            handle.remove()
+        return (base[:, None] - scores.view(b, k)) / base[:, None]
+
+
+class EigenCAM(BaseCAM):
+    """Eigen-CAM (Muhammad & Yeasin, IJCNN 2020): projection of the feature maps on their first
+    principal component (class-agnostic; no gradients).
+
+    The SVD's sign is arbitrary; it is fixed so that the largest magnitude is positive (the sign
+    correction of Seg-Eigen-CAM, Eq. 13; pytorch-grad-cam's EigenCAM leaves it to LAPACK).
+    """
+
+    needs_gradients = False
+
+    def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
+        acts, _ = self.activations(model, images, targets)
+        b, k, h, w = acts.shape
+        flat = acts.flatten(2).transpose(1, 2).double()  # [B, hw, K]
+        flat = flat - flat.mean(dim=1, keepdim=True)
+        _, _, vh = torch.linalg.svd(flat, full_matrices=False)
+        proj = (flat @ vh[:, 0, :, None])[..., 0]  # [B, hw]
+        flip = proj.amin(1).abs() > proj.amax(1).abs()
+        proj = torch.where(flip[:, None], -proj, proj).float().view(b, h, w)
+        return proj.clamp_min(0) if self.relu else proj
+
+
+class GuidedGradCAM(GradCAM):
+    """Guided Grad-CAM (Selvaraju et al., ICCV 2017): guided backprop times the upsampled Grad-CAM.
+
+    Channel-wise product ``[B, 3, H, W]``, pooled with ``reduction`` (``max_abs`` by default).
+    """
+
+    def __init__(self, layer: str | None, reduction: str = "max_abs") -> None:
+        super().__init__(layer, relu=True)
+        self._guided = GuidedBackprop(reduction=reduction)
+        self.reduction = self._guided.reduction
+
+    def check(self, model: nn.Module) -> None:
+        super().check(model)
+        self._guided.check(model)
+
+    def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
+        cam = super().attribute(model, images, targets)
+        cam = F.interpolate(cam[:, None], size=images.shape[-2:], mode="bilinear", align_corners=False)
+        return self._guided.attribute(model, images, targets) * cam
+
+
+class ActivationMap(BaseCAM):
+    """A layer's feature maps ``[B, K, h, w]`` pooled over channels (``reduction``) and upsampled.
+
+    Class-agnostic: shows where the layer responds, not why the class was chosen.
+
+    Args:
+        layer: the model config's ``cam_layer`` (any conv layer or block by name).
+        reduction: channel pooling, one of ``methods.base.REDUCTIONS`` (``sum`` by default).
+    """
+
+    needs_gradients = False
+
+    def __init__(self, layer: str | None, reduction: str = "sum") -> None:
+        super().__init__(layer, relu=False)
+        Method.__init__(self, reduction)
+
+    def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
+        acts, _ = self.activations(model, images, targets)
+        return acts

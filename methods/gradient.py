@@ -1,23 +1,105 @@
-"""Gradient-based methods, computed by captum (wrapped, not rewritten)."""
+"""Gradient-based methods, computed by captum (wrapped, not rewritten).
+
+Noise wrappers (SmoothGrad, VarGrad) compose with any method, as captum's ``NoiseTunnel`` does,
+but draw their noise from a counter-based hash of ``(seed, image content)`` on the device, so maps
+are deterministic under the run seed and the same whatever batch an image is in.
+"""
 
 from __future__ import annotations
 
+import operator
+
+import torch
+from captum.attr import LRP as _CaptumLRP
+from captum.attr import Deconvolution as _CaptumDeconvolution
+from captum.attr import DeepLift as _CaptumDeepLift
+from captum.attr import GuidedBackprop as _CaptumGuidedBackprop
+from captum.attr import InputXGradient as _CaptumInputXGradient
 from captum.attr import IntegratedGradients as _CaptumIG
 from captum.attr import Saliency as _CaptumSaliency
+from captum.attr._utils.lrp_rules import EpsilonRule
 from torch import Tensor, nn
 
-from bench.errors import ConfigError
-from methods.base import Method
+from bench.errors import ConfigError, choice_error
+from methods.base import (
+    Method,
+    check_batch_size,
+    chunks,
+    hash_normal,
+    hash_uniform,
+    image_keys,
+    mix,
+)
 
 
 class Gradient(Method):
-    """Gradient saliency ``|dy_c/dx|`` (Simonyan et al., ICLR-W 2014), max over channels by default."""
+    """Gradient saliency ``|dy_c/dx|`` (Simonyan et al., ICLR-W 2014), max over channels by default.
 
-    def __init__(self, reduction: str = "max_abs") -> None:
-        super().__init__(reduction)
+    Args:
+        reduction: channel pooling (``max_abs``, as in the paper and TorchRay).
+        abs: absolute gradient (the paper); ``false`` keeps the sign (VarGrad's input).
+        smooth: Gaussian sigma / max(H, W) of the final map (TorchRay: 0.02).
+    """
+
+    def __init__(self, reduction: str = "max_abs", abs: bool = True, smooth: float = 0.0) -> None:
+        super().__init__(reduction, smooth)
+        self.abs = bool(abs)
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
-        return _CaptumSaliency(model).attribute(images, target=targets, abs=True)
+        return _CaptumSaliency(model).attribute(images, target=targets, abs=self.abs)
+
+
+class InputXGradient(Method):
+    """Input x gradient (Shrikumar et al., 2016), summed over channels by default."""
+
+    def __init__(self, reduction: str = "sum", smooth: float = 0.0) -> None:
+        super().__init__(reduction, smooth)
+
+    def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
+        return _CaptumInputXGradient(model).attribute(images, target=targets)
+
+
+def _require_relu_modules(method: Method, model: nn.Module) -> None:
+    if not any(isinstance(m, nn.ReLU) for m in model.modules()):
+        kinds = sorted({type(m).__name__ for m in model.modules()
+                        if isinstance(m, (nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.ELU))})
+        raise method.unfit(
+            model,
+            "it changes the backward pass of nn.ReLU modules and the model has none "
+            f"(its nonlinearities: {', '.join(kinds) or 'functional'}); accepted: ReLU networks.",
+        )
+
+
+class GuidedBackprop(Method):
+    """Guided backpropagation (Springenberg et al., ICLR-W 2015): only positive gradients pass ReLUs.
+
+    Max over channels by default (TorchRay); ReLU networks only (``nn.ReLU`` modules).
+    """
+
+    def __init__(self, reduction: str = "max_abs", smooth: float = 0.0) -> None:
+        super().__init__(reduction, smooth)
+
+    def check(self, model: nn.Module) -> None:
+        _require_relu_modules(self, model)
+
+    def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
+        return _CaptumGuidedBackprop(model).attribute(images, target=targets)
+
+
+class Deconvolution(Method):
+    """Deconvnet (Zeiler & Fergus, ECCV 2014): the ReLU backward pass applied to the gradient itself.
+
+    Max over channels by default (TorchRay); ReLU networks only (``nn.ReLU`` modules).
+    """
+
+    def __init__(self, reduction: str = "max_abs", smooth: float = 0.0) -> None:
+        super().__init__(reduction, smooth)
+
+    def check(self, model: nn.Module) -> None:
+        _require_relu_modules(self, model)
+
+    def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
+        return _CaptumDeconvolution(model).attribute(images, target=targets)
 
 
 class IntegratedGradients(Method):
@@ -42,10 +124,14 @@ class IntegratedGradients(Method):
         super().__init__(reduction)
         if n_steps < 1:
             raise ConfigError(f"n_steps={n_steps} is not valid; accepted: an integer >= 1.")
+        methods = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle",
+                   "riemann_trapezoid")
+        if integration not in methods:
+            raise choice_error("integration", integration, methods)
         self.n_steps = n_steps
         self.baseline = float(baseline)
         self.integration = integration
-        self.internal_batch_size = internal_batch_size
+        self.internal_batch_size = check_batch_size("internal_batch_size", internal_batch_size)
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         return _CaptumIG(model).attribute(
@@ -56,3 +142,264 @@ class IntegratedGradients(Method):
             method=self.integration,
             internal_batch_size=self.internal_batch_size,
         )
+
+
+def _trace(model: nn.Module):
+    """The model's ``torch.fx`` graph, or None when it cannot be traced symbolically."""
+    try:
+        return torch.fx.symbolic_trace(model).graph
+    except Exception:  # noqa: BLE001 - any tracing failure means "cannot decide statically"
+        return None
+
+
+def _reused_modules(model: nn.Module, kinds: tuple[type, ...]) -> list[str]:
+    """Names of modules of ``kinds`` that the forward pass calls more than once (via torch.fx)."""
+    graph = _trace(model)
+    if graph is None:
+        return []
+    counts: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module" and isinstance(model.get_submodule(node.target), kinds):
+            counts[node.target] = counts.get(node.target, 0) + 1
+    return [name for name, n in counts.items() if n > 1]
+
+
+#: Leaf modules DeepLIFT's rescale rule treats correctly (linear ones or captum's nonlinearities).
+_DEEPLIFT_NONLINEAR = (nn.ReLU, nn.ELU, nn.Sigmoid, nn.Tanh, nn.Softmax, nn.MaxPool1d, nn.MaxPool2d,
+                       nn.MaxPool3d)
+_LINEAR_LEAVES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d,
+                  nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout, nn.Identity)
+
+
+class DeepLift(Method):
+    """DeepLIFT, rescale rule (Shrikumar et al., ICML 2017), as implemented by captum.
+
+    Applies to networks built from linear modules and ``nn.ReLU``-like modules each called once:
+    captum stores a module's input on the module, so a reused ReLU (torchvision's ResNet blocks)
+    gives wrong multipliers, and functional nonlinearities (attention's softmax, GELU) get plain
+    gradients. Both are refused in :meth:`check`.
+
+    Args:
+        baseline: constant reference value in normalised space (0 = the dataset mean colour).
+        reduction: channel pooling (signed sum by default).
+    """
+
+    def __init__(self, baseline: float = 0.0, reduction: str = "sum") -> None:
+        super().__init__(reduction)
+        self.baseline = float(baseline)
+
+    def check(self, model: nn.Module) -> None:
+        leaves = [m for m in model.modules() if not list(m.children())]
+        other = sorted({type(m).__name__ for m in leaves
+                        if not isinstance(m, _DEEPLIFT_NONLINEAR + _LINEAR_LEAVES)})
+        if other:
+            raise self.unfit(model, f"captum's DeepLIFT has no rule for {', '.join(other)}; accepted "
+                                    "leaf modules: convolutions, linear, batch norm, pooling, ReLU-like.")
+        reused = _reused_modules(model, _DEEPLIFT_NONLINEAR)
+        if reused:
+            raise self.unfit(model, f"nonlinear modules called more than once ({', '.join(reused[:3])}); "
+                                    "captum's DeepLIFT needs one module per call (no module reuse).")
+
+    def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
+        return _CaptumDeepLift(model).attribute(images, baselines=self.baseline, target=targets)
+
+
+_LRP_LEAVES = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.Conv2d, nn.AvgPool2d,
+               nn.AdaptiveAvgPool2d, nn.Linear, nn.BatchNorm2d, nn.ReLU, nn.Dropout, nn.Tanh,
+               nn.Flatten, nn.Identity)
+_SHAPE_OPS = {"flatten", "view", "reshape", "squeeze", "unsqueeze", "contiguous", "size"}
+
+
+class LRP(Method):
+    """Layer-wise relevance propagation with the epsilon rule (Bach et al., PLoS ONE 2015), by captum.
+
+    Every layer with a rule gets ``EpsilonRule(epsilon)``. Applies to sequential networks whose
+    leaves captum's LRP supports (conv, linear, batch norm, pooling, ReLU); relevance flows only
+    through modules, so a functional add (ResNet's skip connections) or attention is refused in
+    :meth:`check`.
+
+    Args:
+        epsilon: the stabiliser of the epsilon rule (captum's default 1e-9).
+        reduction: channel pooling (signed sum by default).
+    """
+
+    def __init__(self, epsilon: float = 1e-9, reduction: str = "sum") -> None:
+        super().__init__(reduction)
+        if not epsilon >= 0:
+            raise ConfigError(f"epsilon={epsilon} is not valid; accepted: a number >= 0.")
+        self.epsilon = float(epsilon)
+
+    def check(self, model: nn.Module) -> None:
+        leaves = [m for m in model.modules() if not list(m.children())]
+        other = sorted({type(m).__name__ for m in leaves if not isinstance(m, _LRP_LEAVES)})
+        if other:
+            raise self.unfit(model, f"captum's LRP has no rule for {', '.join(other)}; accepted leaf "
+                                    "modules: Conv2d, Linear, BatchNorm2d, pooling, ReLU, Dropout, Tanh.")
+        graph = _trace(model)
+        if graph is None:
+            return
+        for node in graph.nodes:
+            if node.op == "call_function" and node.target not in (torch.flatten, operator.getitem):
+                raise self.unfit(model, f"its forward applies {getattr(node.target, '__name__', node.target)} "
+                                        "outside a module (e.g. a skip connection); captum's LRP propagates "
+                                        "relevance through modules only.")
+            if node.op == "call_method" and node.target not in _SHAPE_OPS:
+                raise self.unfit(model, f"its forward calls tensor.{node.target} outside a module; "
+                                        "captum's LRP propagates relevance through modules only.")
+
+    def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
+        modules = list(model.modules())
+        before = [set(vars(m)) for m in modules]
+        try:
+            for m in modules:
+                if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d,
+                                  nn.AdaptiveAvgPool2d)):
+                    m.rule = EpsilonRule(epsilon=self.epsilon)
+            return _CaptumLRP(model).attribute(images, target=targets)
+        finally:  # captum leaves ``rule`` / ``activations`` attributes on the modules: remove them
+            for m, keys in zip(modules, before):
+                for key in set(vars(m)) - keys:
+                    delattr(m, key)
+
+
+class _Noisy(Method):
+    """Shared loop of the noise wrappers: ``n_samples`` noisy copies of each image, chunked."""
+
+    def __init__(self, method: Method, n_samples: int, noise_level: float,
+                 internal_batch_size: int | None, seed: int) -> None:
+        if not isinstance(method, Method):
+            raise ConfigError(f"method={method!r} is not valid; accepted: a methods.* Method "
+                              "(a nested config with a _target_).")
+        super().__init__(method.reduction, getattr(method, "smooth", 0.0))
+        if n_samples < 1:
+            raise ConfigError(f"n_samples={n_samples} is not valid; accepted: an integer >= 1.")
+        if not noise_level >= 0:
+            raise ConfigError(f"noise_level={noise_level} is not valid; accepted: a fraction >= 0.")
+        self.method = method
+        self.n_samples = int(n_samples)
+        self.noise_level = float(noise_level)
+        self.internal_batch_size = check_batch_size("internal_batch_size", internal_batch_size)
+        self.seed = int(seed)
+
+    @property
+    def name(self) -> str:
+        return f"{type(self).__name__}({self.method.name})"
+
+    def check(self, model: nn.Module) -> None:
+        self.method.check(model)
+
+    def samples(self, model: nn.Module, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """Sum and sum of squares over the noisy samples of the wrapped method's raw attributions."""
+        b, n = images.shape[0], self.n_samples
+        keys = image_keys(images, self.seed)
+        sigma = self.noise_level * (images.flatten(1).amax(1) - images.flatten(1).amin(1))  # [B]
+        numel = images[0].numel()
+        total = sq = None
+        for part in chunks(b * n, self.internal_batch_size):
+            j = torch.arange(part.start, part.stop, device=images.device)
+            img, smp = j // n, j % n
+            noise = _noise(keys[img], smp, numel).view(len(j), *images.shape[1:])
+            x = images[img] + sigma[img, None, None, None] * noise
+            a = self.method.attribute(model, x, targets[img]).detach().float()
+            s = torch.zeros(b, *a.shape[1:], device=a.device).index_add_(0, img, a)
+            q = torch.zeros_like(s).index_add_(0, img, a * a)
+            total = s if total is None else total + s
+            sq = q if sq is None else sq + q
+        return total, sq
+
+
+def _noise(keys: Tensor, sample: Tensor, numel: int) -> Tensor:
+    """Standard normal noise ``[N, numel]`` for rows with per-image ``keys`` ``[N]`` and sample indices."""
+    pix = torch.arange(numel, device=keys.device)
+    return hash_normal(mix(keys ^ mix(sample))[:, None], pix[None])
+
+
+class SmoothGrad(_Noisy):
+    """SmoothGrad (Smilkov et al., 2017): the mean of a method's maps over noisy copies of the input.
+
+    Noise is Gaussian with sigma = ``noise_level`` x (max - min) of each image (the paper: 10-20 %).
+    Wraps any method (gradient by default), as captum's ``NoiseTunnel`` does.
+
+    Args:
+        method: the wrapped method (a nested config).
+        n_samples: noisy copies per image (the paper: 50).
+        noise_level: noise sigma as a fraction of the image's value range.
+        internal_batch_size: most noisy copies (over all images) per call of the wrapped method.
+        seed: the run seed.
+    """
+
+    def __init__(self, method: Method | None = None, n_samples: int = 50, noise_level: float = 0.15,
+                 internal_batch_size: int | None = 64, seed: int = 0) -> None:
+        super().__init__(method if method is not None else Gradient(), n_samples, noise_level,
+                         internal_batch_size, seed)
+
+    def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
+        total, _ = self.samples(model, images, targets)
+        return total / self.n_samples
+
+
+class VarGrad(_Noisy):
+    """VarGrad (Adebayo et al., ICLR-W 2018): the variance of a method's maps over noisy inputs.
+
+    Same noise as :class:`SmoothGrad`; wraps the signed gradient by default (``abs: false``).
+    """
+
+    def __init__(self, method: Method | None = None, n_samples: int = 50, noise_level: float = 0.15,
+                 internal_batch_size: int | None = 64, seed: int = 0) -> None:
+        super().__init__(method if method is not None else Gradient(abs=False), n_samples,
+                         noise_level, internal_batch_size, seed)
+
+    def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
+        total, sq = self.samples(model, images, targets)
+        mean = total / self.n_samples
+        return (sq / self.n_samples - mean * mean).clamp_min(0)
+
+
+class GradientShap(Method):
+    """GradientSHAP / expected gradients (Lundberg & Lee, NeurIPS 2017; captum's GradientShap).
+
+    For each of ``n_samples`` draws: a baseline ``b = baseline + baseline_std * N(0, 1)``, input
+    noise ``e = stdev * N(0, 1)``, ``alpha ~ U(0, 1)``; attribution ``(x + e - b) * grad f(b + alpha
+    (x + e - b))``, averaged. Gradients by captum's ``Saliency``; the draws come from a hash of
+    ``(seed, image content)`` (captum's own GradientShap uses the global RNG).
+
+    Args:
+        n_samples: draws per image (captum: 5; SHAP's examples: 50+).
+        stdev: input noise sigma in normalised units (captum's default 0).
+        baseline: centre of the baseline distribution in normalised space (0 = mean colour).
+        baseline_std: spread of the baseline distribution (0 = one constant baseline).
+        internal_batch_size: most draws (over all images) in one forward/backward pass.
+        reduction: channel pooling (signed sum by default).
+        seed: the run seed.
+    """
+
+    def __init__(self, n_samples: int = 50, stdev: float = 0.0, baseline: float = 0.0,
+                 baseline_std: float = 1.0, internal_batch_size: int | None = 64,
+                 reduction: str = "sum", seed: int = 0) -> None:
+        super().__init__(reduction)
+        if n_samples < 1:
+            raise ConfigError(f"n_samples={n_samples} is not valid; accepted: an integer >= 1.")
+        self.n_samples = int(n_samples)
+        self.stdev = float(stdev)
+        self.baseline = float(baseline)
+        self.baseline_std = float(baseline_std)
+        self.internal_batch_size = check_batch_size("internal_batch_size", internal_batch_size)
+        self.seed = int(seed)
+
+    def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
+        b, n = images.shape[0], self.n_samples
+        keys = image_keys(images, self.seed)
+        numel = images[0].numel()
+        saliency = _CaptumSaliency(model)
+        total = torch.zeros_like(images, dtype=torch.float32)
+        for part in chunks(b * n, self.internal_batch_size):
+            j = torch.arange(part.start, part.stop, device=images.device)
+            img, smp = j // n, j % n
+            shape = (len(j), *images.shape[1:])
+            x = images[img] + self.stdev * _noise(keys[img] ^ 1, smp, numel).view(shape)
+            base = self.baseline + self.baseline_std * _noise(keys[img] ^ 2, smp, numel).view(shape)
+            alpha = hash_uniform(keys[img] ^ 3, smp)
+            point = base + alpha[:, None, None, None] * (x - base)
+            grad = saliency.attribute(point, target=targets[img], abs=False)
+            total.index_add_(0, img, ((x - base) * grad).float())
+        return total / n

@@ -1,0 +1,382 @@
+"""Perturbation methods: the model is only queried, never differentiated.
+
+Occlusion, RISE and feature ablation run every perturbed copy of every image of the batch through
+the model in chunks bounded by one knob (``internal_batch_size``). LIME and kernel SHAP fit one
+surrogate per image by design: the ``lime``/``shap`` wrappers and the captum ones loop over the
+images (captum does so internally too) and bound each image's forward passes with ``batch_size`` /
+``internal_batch_size``. Superpixels come from scikit-image's SLIC, computed per image on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from captum.attr import FeatureAblation as _CaptumFeatureAblation
+from captum.attr import KernelShap as _CaptumKernelShap
+from captum.attr import Lime as _CaptumLime
+from captum.attr import Occlusion as _CaptumOcclusion
+from torch import Tensor, nn
+
+from bench.errors import ConfigError, choice_error
+from methods.base import Method, check_batch_size, chunks, image_keys
+
+
+def superpixels(images: Tensor, n_segments: int, compactness: float) -> Tensor:
+    """SLIC superpixels (Achanta et al., TPAMI 2012) of each image, long ``[B, H, W]`` on its device.
+
+    Each image is min-max scaled to [0, 1] first (normalised inputs have no fixed range); labels
+    start at 0. Computed per image with scikit-image on the CPU.
+    """
+    from skimage.segmentation import slic
+
+    x = images.detach().float()
+    lo = x.flatten(1).amin(1)[:, None, None, None]
+    hi = x.flatten(1).amax(1)[:, None, None, None]
+    x = ((x - lo) / (hi - lo).clamp_min(1e-12)).permute(0, 2, 3, 1).cpu().numpy().astype(np.float64)
+    segs = [slic(img, n_segments=n_segments, compactness=compactness, start_label=0, channel_axis=-1)
+            for img in x]
+    return torch.from_numpy(np.stack(segs)).long().to(images.device)
+
+
+def _probs(model: nn.Module, x: Tensor) -> Tensor:
+    return model(x).float().softmax(-1)
+
+
+def _per_image_seed(images: Tensor, seed: int) -> list[int]:
+    """A 32-bit seed per image from ``(seed, image content)``: independent of the batch."""
+    return [int(k) % (2**32 - 1) for k in image_keys(images, seed).tolist()]
+
+
+class Occlusion(Method):
+    """Occlusion (Zeiler & Fergus, ECCV 2014): score drop when a square window is filled, by captum.
+
+    The target logit's drop, averaged over the windows covering each pixel (captum's rule).
+
+    Args:
+        window: side of the square window in pixels.
+        stride: step between windows in pixels.
+        fill: fill value in normalised space (0 = the dataset mean colour).
+        internal_batch_size: most occluded images (over all images of the batch) per forward pass.
+    """
+
+    def __init__(self, window: int = 16, stride: int = 8, fill: float = 0.0,
+                 internal_batch_size: int | None = 256) -> None:
+        super().__init__(reduction="sum")
+        if window < 1 or stride < 1:
+            raise ConfigError(f"window={window}, stride={stride} are not valid; accepted: integers >= 1.")
+        self.window = int(window)
+        self.stride = int(stride)
+        self.fill = float(fill)
+        self.internal_batch_size = check_batch_size("internal_batch_size", internal_batch_size)
+
+    def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
+        b, c = images.shape[:2]
+        per_eval = max(1, (self.internal_batch_size or 1 << 30) // b)
+        a = _CaptumOcclusion(model).attribute(
+            images, sliding_window_shapes=(c, self.window, self.window),
+            strides=(c, self.stride, self.stride), baselines=self.fill, target=targets,
+            perturbations_per_eval=per_eval)
+        return a[:, 0]  # the window spans all channels: they are equal
+
+
+class RISE(Method):
+    """RISE (Petsiuk et al., BMVC 2018): the mean of random masks weighted by the masked score.
+
+    ``S = sum_i p_c(x * M_i) M_i / (N p)``; ``p_c`` the softmax probability. Masks: a binary
+    grid of ``cell_size``-pixel cells kept with probability ``p``, upsampled bilinearly to
+    ``(cells + 1) * cell_size`` and cropped at a random shift. They are drawn once per run (on the
+    first call for an input size, from a CPU generator seeded with ``seed``) and reused for every
+    image, so maps do not depend on batching. Masked pixels are 0 in normalised space (the mean
+    colour), as in the reference code. The paper: N = 4000 (ResNet-50), 7x7 cells at 224 px, p = 0.5.
+
+    Args:
+        n_masks: number of masks N.
+        cell_size: side of a grid cell in pixels (16 at 112 px = the paper's 7x7 grid).
+        p: probability that a cell is kept.
+        internal_batch_size: most masked images (over all images of the batch) per forward pass.
+        seed: the run seed.
+    """
+
+    def __init__(self, n_masks: int = 4000, cell_size: int = 16, p: float = 0.5,
+                 internal_batch_size: int | None = 256, seed: int = 0) -> None:
+        super().__init__(reduction="sum")
+        if n_masks < 1 or cell_size < 1:
+            raise ConfigError(f"n_masks={n_masks}, cell_size={cell_size} are not valid; "
+                              "accepted: integers >= 1.")
+        if not 0 < p <= 1:
+            raise ConfigError(f"p={p} is not valid; accepted: 0 < p <= 1.")
+        self.n_masks = int(n_masks)
+        self.cell_size = int(cell_size)
+        self.p = float(p)
+        self.internal_batch_size = check_batch_size("internal_batch_size", internal_batch_size)
+        self.seed = int(seed)
+        self._masks: dict[tuple, Tensor] = {}
+
+    def masks(self, h: int, w: int, device: torch.device) -> Tensor:
+        """The run's masks ``[N, H, W]`` for inputs of size ``h x w`` (drawn once, then cached)."""
+        key = (h, w, str(device))
+        if key not in self._masks:
+            gen = torch.Generator().manual_seed(self.seed)
+            c = self.cell_size
+            gh, gw = math.ceil(h / c), math.ceil(w / c)
+            grid = (torch.rand(self.n_masks, 1, gh, gw, generator=gen) < self.p).float()
+            up = F.interpolate(grid, size=((gh + 1) * c, (gw + 1) * c), mode="bilinear",
+                               align_corners=False)[:, 0]
+            dy = torch.randint(0, c, (self.n_masks,), generator=gen)
+            dx = torch.randint(0, c, (self.n_masks,), generator=gen)
+            rows = (dy[:, None] + torch.arange(h))[:, :, None]
+            cols = (dx[:, None] + torch.arange(w))[:, None, :]
+            n = torch.arange(self.n_masks)[:, None, None]
+            self._masks[key] = up[n, rows, cols].contiguous().to(device)
+        return self._masks[key]
+
+    def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
+        b, _, h, w = images.shape
+        masks = self.masks(h, w, images.device)
+        n = self.n_masks
+        sal = torch.zeros(b, h, w, device=images.device)
+        with torch.no_grad():
+            for part in chunks(b * n, self.internal_batch_size):
+                j = torch.arange(part.start, part.stop, device=images.device)
+                img, m = j // n, j % n
+                p = _probs(model, images[img] * masks[m][:, None]).gather(1, targets[img][:, None])
+                sal.index_add_(0, img, p[:, :, None] * masks[m])
+        return sal / (n * self.p)
+
+
+class _Superpixel(Method):
+    """Shared settings of the superpixel methods."""
+
+    def __init__(self, n_segments: int, compactness: float) -> None:
+        super().__init__(reduction="sum")
+        if n_segments < 1 or not compactness > 0:
+            raise ConfigError(f"n_segments={n_segments}, compactness={compactness} are not valid; "
+                              "accepted: n_segments >= 1, compactness > 0.")
+        self.n_segments = int(n_segments)
+        self.compactness = float(compactness)
+
+    def segments(self, images: Tensor) -> Tensor:
+        return superpixels(images, self.n_segments, self.compactness)
+
+
+class FeatureAblation(_Superpixel):
+    """Superpixel ablation: the probability drop when a SLIC superpixel is set to ``fill``, by captum.
+
+    Args:
+        n_segments: SLIC's target number of superpixels.
+        compactness: SLIC's compactness.
+        fill: fill value in normalised space (0 = the dataset mean colour).
+        internal_batch_size: most ablated images (over all images of the batch) per forward pass.
+    """
+
+    def __init__(self, n_segments: int = 50, compactness: float = 10.0, fill: float = 0.0,
+                 internal_batch_size: int | None = 256) -> None:
+        super().__init__(n_segments, compactness)
+        self.fill = float(fill)
+        self.internal_batch_size = check_batch_size("internal_batch_size", internal_batch_size)
+
+    def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
+        seg = self.segments(images)
+        per_eval = max(1, (self.internal_batch_size or 1 << 30) // images.shape[0])
+        a = _CaptumFeatureAblation(lambda x: _probs(model, x)).attribute(
+            images, target=targets, baselines=self.fill, feature_mask=seg[:, None],
+            perturbations_per_eval=per_eval)
+        return a[:, 0]
+
+
+class CaptumLime(_Superpixel):
+    """LIME (Ribeiro et al., KDD 2016) over SLIC superpixels, by captum's ``Lime``.
+
+    Captum's defaults: Lasso surrogate (alpha 0.01), exponential kernel on the cosine distance.
+    Off superpixels take ``fill``. One surrogate per image (captum loops over a batch too); each
+    image's sampling is seeded from ``(seed, image content)`` inside ``torch.random.fork_rng`` (captum
+    samples from the global RNG; its state is restored afterwards), so batching does not change maps.
+
+    Args:
+        n_samples: perturbed samples per image.
+        n_segments: SLIC's target number of superpixels.
+        compactness: SLIC's compactness.
+        fill: fill value in normalised space (0 = the dataset mean colour).
+        internal_batch_size: most perturbed samples per forward pass (captum's perturbations_per_eval).
+        seed: the run seed.
+    """
+
+    _explainer = _CaptumLime
+
+    def __init__(self, n_samples: int = 1000, n_segments: int = 50, compactness: float = 10.0,
+                 fill: float = 0.0, internal_batch_size: int | None = 256, seed: int = 0) -> None:
+        super().__init__(n_segments, compactness)
+        if n_samples < 1:
+            raise ConfigError(f"n_samples={n_samples} is not valid; accepted: an integer >= 1.")
+        self.n_samples = int(n_samples)
+        self.fill = float(fill)
+        self.internal_batch_size = check_batch_size("internal_batch_size", internal_batch_size)
+        self.seed = int(seed)
+
+    def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
+        seg = self.segments(images)
+        explainer = self._explainer(lambda x: _probs(model, x))
+        devices = [images.device] if images.device.type == "cuda" else []
+        out = []
+        for i, s in enumerate(_per_image_seed(images, self.seed)):  # one surrogate per image
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(s)
+                a = explainer.attribute(
+                    images[i:i + 1], target=targets[i:i + 1], baselines=self.fill,
+                    feature_mask=seg[i:i + 1, None], n_samples=self.n_samples,
+                    perturbations_per_eval=self.internal_batch_size or self.n_samples)
+            out.append(a[:, 0])
+        return torch.cat(out)
+
+
+class CaptumKernelShap(CaptumLime):
+    """Kernel SHAP (Lundberg & Lee, NeurIPS 2017) over SLIC superpixels, by captum's ``KernelShap``.
+
+    Same sampling, seeding, fill and knobs as :class:`CaptumLime` (captum's KernelShap is its Lime
+    with the Shapley kernel and a linear-regression surrogate).
+    """
+
+    _explainer = _CaptumKernelShap
+
+
+class Lime(_Superpixel):
+    """LIME (Ribeiro et al., KDD 2016) by the ``lime`` package's ``LimeImageExplainer``.
+
+    Its defaults: ridge surrogate, exponential kernel (width 0.25) on the cosine distance of the
+    superpixel indicators; superpixels from SLIC (not lime's default quickshift); off superpixels
+    take ``hide_color`` (0 = the mean colour in normalised space). The package explains one image
+    at a time with numpy, so this wrapper loops over the batch; ``batch_size`` bounds its forward
+    passes. Each image's ``random_state`` is derived from ``(seed, image content)``.
+
+    Args:
+        n_samples: perturbed samples per image (lime's num_samples; its default 1000).
+        n_segments: SLIC's target number of superpixels.
+        compactness: SLIC's compactness.
+        kernel_width: lime's kernel width.
+        hide_color: fill value in normalised space.
+        batch_size: most perturbed samples per forward pass.
+        seed: the run seed.
+    """
+
+    def __init__(self, n_samples: int = 1000, n_segments: int = 50, compactness: float = 10.0,
+                 kernel_width: float = 0.25, hide_color: float = 0.0, batch_size: int = 256,
+                 seed: int = 0) -> None:
+        super().__init__(n_segments, compactness)
+        if n_samples < 1:
+            raise ConfigError(f"n_samples={n_samples} is not valid; accepted: an integer >= 1.")
+        self.n_samples = int(n_samples)
+        self.kernel_width = float(kernel_width)
+        self.hide_color = float(hide_color)
+        self.batch_size = check_batch_size("batch_size", batch_size)
+        self.seed = int(seed)
+
+    def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
+        from lime import lime_image
+
+        seg = self.segments(images)
+        device = images.device
+
+        def classify(batch: np.ndarray) -> np.ndarray:
+            x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).permute(0, 3, 1, 2)
+            with torch.no_grad():
+                return _probs(model, x.to(device)).cpu().numpy()
+
+        hwc = images.detach().float().permute(0, 2, 3, 1).cpu().numpy().astype(np.float64)
+        seg_np = seg.cpu().numpy()
+        out = np.zeros(seg_np.shape, dtype=np.float32)
+        for i, s in enumerate(_per_image_seed(images, self.seed)):
+            explainer = lime_image.LimeImageExplainer(kernel_width=self.kernel_width, random_state=s)
+            t = int(targets[i])
+            exp = explainer.explain_instance(
+                hwc[i], classify, labels=(t,), top_labels=None, hide_color=self.hide_color,
+                num_samples=self.n_samples, batch_size=self.batch_size,
+                segmentation_fn=lambda _img, i=i: seg_np[i])
+            weights = np.zeros(seg_np[i].max() + 1, dtype=np.float32)
+            for feature, w in exp.local_exp[t]:
+                weights[feature] = w
+            out[i] = weights[seg_np[i]]
+        return torch.from_numpy(out).to(device)
+
+
+FILLS = ("blur", "inpaint_telea", "inpaint_ns")
+
+
+class KernelShap(_Superpixel):
+    """Kernel SHAP (Lundberg & Lee, NeurIPS 2017) by the ``shap`` package's ``KernelExplainer``.
+
+    Players are SLIC superpixels; an absent superpixel takes the pixels of a reference image made by
+    shap's image masker (``shap.maskers.Image``): ``blur`` = a ``blur_size`` box blur of the image,
+    ``inpaint_telea`` / ``inpaint_ns`` = OpenCV inpainting of the absent superpixels (one masker call
+    per coalition: slow). Value = softmax probability of the target. shap is numpy-only and one
+    image at a time: this wrapper loops over the batch and bounds forward passes with
+    ``batch_size``. ``KernelExplainer`` samples from numpy's global RNG: it is seeded per image from
+    ``(seed, image content)`` and its previous state is restored afterwards.
+
+    Args:
+        n_samples: coalitions per image (shap's nsamples).
+        n_segments: SLIC's target number of superpixels.
+        compactness: SLIC's compactness.
+        fill: ``blur``, ``inpaint_telea`` or ``inpaint_ns``.
+        blur_size: side of the box blur (``blur`` only).
+        batch_size: most coalition images per forward pass.
+        seed: the run seed.
+    """
+
+    def __init__(self, n_samples: int = 1000, n_segments: int = 50, compactness: float = 10.0,
+                 fill: str = "blur", blur_size: int = 16, batch_size: int = 256, seed: int = 0) -> None:
+        super().__init__(n_segments, compactness)
+        if fill not in FILLS:
+            raise choice_error("fill", fill, FILLS)
+        if n_samples < 1 or blur_size < 1:
+            raise ConfigError(f"n_samples={n_samples}, blur_size={blur_size} are not valid; "
+                              "accepted: integers >= 1.")
+        self.n_samples = int(n_samples)
+        self.fill = fill
+        self.blur_size = int(blur_size)
+        self.batch_size = check_batch_size("batch_size", batch_size)
+        self.seed = int(seed)
+
+    def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
+        import shap
+
+        seg = self.segments(images)
+        device = images.device
+        seg_np = seg.cpu().numpy()
+        hwc = images.detach().float().permute(0, 2, 3, 1).cpu().numpy()
+        h, w, c = hwc.shape[1:]
+        spec = f"blur({self.blur_size},{self.blur_size})" if self.fill == "blur" else self.fill
+        masker = shap.maskers.Image(spec, shape=(h, w, c))
+        out = np.zeros(seg_np.shape, dtype=np.float32)
+        for i, s in enumerate(_per_image_seed(images, self.seed)):
+            x, sp, t = hwc[i], seg_np[i], int(targets[i])
+            m = int(sp.max()) + 1
+            blurred = masker(np.zeros(h * w * c, dtype=bool), x)[0][0] if self.fill == "blur" else None
+
+            def value(z: np.ndarray, x=x, sp=sp, t=t, blurred=blurred) -> np.ndarray:
+                keep = z[:, sp].astype(bool)  # [n, H, W]
+                if blurred is not None:
+                    batch = np.where(keep[..., None], x[None], blurred[None])
+                else:
+                    batch = np.stack([masker(np.repeat(k[..., None], c, -1).ravel(), x)[0][0]
+                                      for k in keep])
+                res = []
+                for part in chunks(len(batch), self.batch_size):
+                    xt = torch.from_numpy(np.ascontiguousarray(batch[part], dtype=np.float32))
+                    with torch.no_grad():
+                        res.append(_probs(model, xt.permute(0, 3, 1, 2).to(device))[:, t].cpu().numpy())
+                return np.concatenate(res)
+
+            state = np.random.get_state()
+            try:
+                np.random.seed(s)
+                explainer = shap.KernelExplainer(value, np.zeros((1, m)))
+                phi = explainer.shap_values(np.ones((1, m)), nsamples=self.n_samples, silent=True,
+                                            l1_reg=False)
+            finally:
+                np.random.set_state(state)
+            out[i] = np.asarray(phi, dtype=np.float32).reshape(-1)[:m][sp]
+        return torch.from_numpy(out).to(device)
+
