@@ -3,7 +3,7 @@
     python scripts/train_digits.py --threads 1          # the committed model
 
 Trains ``bench.models.ShapesCNN(num_classes=10)`` on the train split of
-:class:`bench.data.digits.DigitsDataset` (1,197 digits x 4 canvases), picks nothing on the test
+:class:`bench.data.digits.DigitsDataset` (1,197 digits x 3 canvases), picks nothing on the test
 split, and writes ``<out>.pt`` (state dict plus the training record) and ``<out>.json`` (the record
 alone: command, seeds, epochs, val and test accuracy, versions). Test digits are never seen in
 training (the split is a fixed permutation of the 1,797 digits).
@@ -58,9 +58,9 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ds: Digit
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=None, help="checkpoint path without suffix")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--renders", type=int, default=4, help="canvases per training digit")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--renders", type=int, default=3, help="canvases per training digit")
+    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--seed", type=int, default=0, help="training seed (init, order)")
