@@ -35,8 +35,8 @@ MODELS = {
 }
 
 #: The knobs that make a method cheap enough for a unit test (applied where the method has them).
-FAST = {"n_samples": 6, "n_masks": 48, "n_steps": 8, "n_segments": 12, "batch_size": 7,
-        "internal_batch_size": 7}
+FAST = {"n_samples": 6, "n_masks": 48, "n_steps": 8, "n_segments": 12, "batch_size": 64,
+        "internal_batch_size": 64, "window": 16, "stride": 16}
 
 
 def make_model(name: str) -> nn.Module:

@@ -1,0 +1,150 @@
+"""Every conf/method/*.yaml x {embedded CNN, ResNet-18, tiny ViT}: contract, batching, model left as found."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from bench.errors import ConfigError
+from tests.methods.conftest import METHODS, MODELS, make_images, make_method, make_model
+
+#: (method, model) pairs the method must refuse in ``check`` (and why, for the reader).
+UNFIT = {
+    **{(m, "vit"): "no conv layer" for m in (
+        "cam", "gradcam", "gradcam_pp", "xgradcam", "layercam", "scorecam", "ablationcam",
+        "eigencam", "guided_gradcam", "activation_map")},
+    ("guided_backprop", "vit"): "no ReLU modules",
+    ("deconvnet", "vit"): "no ReLU modules",
+    ("deeplift", "vit"): "GELU / LayerNorm / attention",
+    ("deeplift", "resnet18"): "reused ReLU modules",
+    ("lrp", "vit"): "no LRP rule for GELU / LayerNorm",
+    ("lrp", "resnet18"): "skip connections",
+    **{(m, cnn): "not a transformer" for m in ("raw_attention", "attention_rollout", "vit_gradcam")
+       for cnn in ("shapes_cnn", "resnet18")},
+}
+#: B x K forward passes over ResNet-18's 512 channels: too slow for the quick suite.
+SLOW = {("scorecam", "resnet18"), ("ablationcam", "resnet18")}
+#: Methods that never call the model.
+MODEL_FREE = {"random", "sobel", "centre_gaussian"}
+
+
+def _cases():
+    for method in METHODS:
+        for model in MODELS:
+            marks = [pytest.mark.slow] if (method, model) in SLOW else []
+            yield pytest.param(method, model, marks=marks, id=f"{method}-{model}")
+
+
+def snapshot(model: nn.Module) -> dict:
+    """Everything a method must leave as it found: modes, flags, hooks, attributes, weights."""
+    return {
+        "training": [m.training for m in model.modules()],
+        "requires_grad": [p.requires_grad for p in model.parameters()],
+        "hooks": [
+            (len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks),
+             len(getattr(m, "_backward_pre_hooks", {})))
+            for m in model.modules()
+        ],
+        "attributes": [sorted(vars(m)) for m in model.modules()],
+        "state": {k: v.clone() for k, v in model.state_dict().items()},
+    }
+
+
+def assert_unchanged(before: dict, model: nn.Module) -> None:
+    after = snapshot(model)
+    for key in ("training", "requires_grad", "hooks", "attributes"):
+        assert after[key] == before[key], key
+    for k, v in before["state"].items():
+        assert torch.equal(after["state"][k], v), k
+
+
+@pytest.fixture(scope="module")
+def zoo() -> dict[str, nn.Module]:
+    return {name: make_model(name) for name in MODELS}
+
+
+def test_every_config_is_covered():
+    assert len(METHODS) >= 30, METHODS
+    for method, model in UNFIT:
+        assert method in METHODS and model in MODELS
+
+
+@pytest.mark.parametrize("method,model_name", _cases())
+def test_contract_batching_and_model_state(method, model_name, zoo):
+    model = zoo[model_name]
+    m = make_method(method, model_name)
+    if (method, model_name) in UNFIT:
+        with pytest.raises(ConfigError) as err:
+            m.check(model)
+        text = str(err.value)
+        assert type(m).__name__ in text and model_name in text, text
+        return
+    m.check(model)
+    model.train()  # the method must run in eval mode and give train mode back
+    for p in model.parameters():
+        p.requires_grad_(True)
+    before = snapshot(model)
+    images = make_images(model_name, n=2)
+    targets = torch.tensor([0, 1])
+    maps = m(model, images, targets)
+    assert_unchanged(before, model)
+    assert maps.shape == (2, *images.shape[-2:])
+    assert maps.dtype == torch.float32 and maps.device == images.device
+    assert torch.isfinite(maps).all()
+    singles = torch.cat([m(model, images[i : i + 1], targets[i : i + 1]) for i in range(2)])
+    scale = maps.abs().max().clamp_min(1e-12)
+    torch.testing.assert_close(maps / scale, singles / scale, rtol=0, atol=1e-4)
+    assert_unchanged(before, model)
+    model.eval()
+
+
+@pytest.mark.parametrize("method,model_name", _cases())
+def test_model_left_unchanged_after_an_error(method, model_name, zoo):
+    if (method, model_name) in UNFIT or (method, model_name) in SLOW:
+        pytest.skip("not applicable")
+    model = zoo[model_name]
+    m = make_method(method, model_name)
+    model.train()
+    before = snapshot(model)
+
+    def boom(_module, _inputs):
+        raise RuntimeError("injected failure")
+
+    handle = model.register_forward_pre_hook(boom)
+    try:
+        if method in MODEL_FREE:
+            m(model, make_images(model_name, n=1), torch.tensor([0]))
+        else:
+            with pytest.raises(RuntimeError, match="injected failure"):
+                m(model, make_images(model_name, n=1), torch.tensor([0]))
+    finally:
+        handle.remove()
+    assert_unchanged(before, model)
+    model.eval()
+
+
+@pytest.mark.parametrize("method", ["gradient", "scorecam", "rise", "integrated_gradients"])
+def test_bad_inputs_are_value_errors(method, zoo):
+    m = make_method(method, "shapes_cnn")
+    model = zoo["shapes_cnn"]
+    with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
+        m(model, torch.zeros(2, 1, 32, 32), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="targets must be"):
+        m(model, torch.zeros(2, 3, 32, 32), torch.tensor([0]))
+
+
+@pytest.mark.parametrize("key,value,cls", [
+    ("reduction", "median", "Gradient"), ("n_samples", 0, "SmoothGrad"), ("p", 1.5, "RISE"),
+    ("fill", "zeros", "KernelShap"), ("head_fusion", "avg", "RawAttention"),
+    ("integration", "simpson", "IntegratedGradients"), ("internal_batch_size", 0, "Occlusion"),
+])
+def test_bad_settings_name_key_value_and_choices(key, value, cls):
+    import methods.attention as attention
+    import methods.gradient as gradient
+    import methods.perturbation as perturbation
+
+    klass = next(getattr(mod, cls) for mod in (gradient, perturbation, attention) if hasattr(mod, cls))
+    with pytest.raises(ValueError) as err:
+        klass(**{key: value})
+    assert key in str(err.value) and str(value) in str(err.value) and "accepted" in str(err.value)
