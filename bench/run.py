@@ -122,7 +122,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         record["model"] = meta.to_dict()
         record["dataset"] = {"name": base.name, "split": base.split, "size": len(base),
                              "num_classes": base.num_classes,
-                             "selected": len(dataset), **subset}
+                             "selected": len(dataset), **subset,
+                             "class_mapping": getattr(base, "class_indices", None),
+                             "resize": getattr(getattr(base, "preprocess", None), "resize", None)}
         if base.num_classes and base.num_classes != meta.num_classes:
             raise ConfigError(
                 f"model={meta.name} has {meta.num_classes} classes but dataset={base.name} has "
