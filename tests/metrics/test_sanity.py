@@ -181,6 +181,16 @@ def test_randomise_layer_reruns_the_initialiser_keeps_bn_statistics_and_restores
     assert torch.equal(model.features[0].weight, before["features.0.weight"])   # untouched
     randomise_layer(model, "features.4", seed=7, batchnorm="all")
     assert torch.equal(bn.running_mean, torch.zeros(6)) and torch.equal(bn.running_var, torch.ones(6))
+    # a container is one step: every resettable submodule re-initialised, each after the same seed
+    block = H.tiny_bn_net()
+    assert randomisation_layers(block, ["features"]) == ["features"]
+    randomise_layer(block, "features", seed=7)
+    assert torch.equal(block.features[3].weight, fresh.weight)
+    first = nn.Conv2d(3, 6, 3, padding=1, bias=False)
+    torch.manual_seed(7)
+    first.reset_parameters()
+    assert torch.equal(block.features[0].weight, first.weight)
+    assert torch.equal(block.fc.weight, H.tiny_bn_net().fc.weight)
 
 
 def _run(metric, model, method, x, t, seed=0):
@@ -205,6 +215,21 @@ def test_model_randomisation_leaves_the_model_and_rng_as_found(order):
     for s in out.scores:
         assert out.curves[s].shape == (3, 5) and out.scores[s].shape == (3,)
         torch.testing.assert_close(out.scores[s], out.curves[s].nanmean(1))
+
+
+def test_every_check_leaves_the_model_and_rng_as_found(tmp_path):
+    model = H.tiny_bn_net()
+    torch.save({"state_dict": H.tiny_bn_net(seed=1).state_dict()}, tmp_path / "other.pt")
+    before = H.state_of(model)
+    x, t = H.images(2), torch.tensor([0, 1])
+    checks = [EfficientMPRT(), SmoothMPRT(noise_samples=3), RandomLogit(hog_cell=8),
+              DataRandomisation(str(tmp_path / "other.pt"), hog_cell=8)]
+    for check in checks:
+        rng = torch.get_rng_state()
+        _run(check, model, H.SignedGradient(), x, t)
+        assert torch.equal(torch.get_rng_state(), rng), type(check).__name__
+        assert H.same_state(before, H.state_of(model)), type(check).__name__
+        assert not model.training
 
 
 def test_model_randomisation_curve_equals_an_independent_computation():
