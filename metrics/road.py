@@ -59,21 +59,237 @@ def image_keys(ids: Sequence[str], device: torch.device) -> Tensor:
     return torch.tensor([zlib.crc32(str(i).encode()) for i in ids], dtype=torch.long, device=device)
 
 
+#: Offsets ``(dy, dx)`` of a 3x3 stencil, row-major (index 4 is the centre).
+_OFFSETS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+#: Coarsen while a grid has more points than this; the coarsest grid is solved densely (Cholesky).
+_COARSEST = 64
+#: Damping of the Jacobi smoother: the largest eigenvalue of ``D^-1 A`` is ~1.5 on the image's
+#: operator and ~1.7 on the Galerkin coarse ones, so 0.8 keeps every sweep a contraction.
+_JACOBI_WEIGHT = 0.8
+#: On a CPU, systems are solved in blocks of about this many values per vector so that the
+#: vectors stay in cache; on other devices, all at once.
+_CPU_BLOCK = 1 << 16
+
+
+def _binomial(v: Tensor) -> Tensor:
+    """``v`` filtered by ``[1, 2, 1]`` along both image axes, zero outside: ``[n, C, H, W]``.
+
+    Shifted in-place additions, no padded copies (each op on a CPU costs about as much as its
+    dispatch at these sizes, so the fewer the better).
+    """
+    t = v * 2.0
+    t[..., 1:, :] += v[..., :-1, :]
+    t[..., :-1, :] += v[..., 1:, :]
+    out = t * 2.0
+    out[..., 1:] += t[..., :-1]
+    out[..., :-1] += t[..., 1:]
+    return out
+
+
 def _neighbour_sum(v: Tensor) -> Tensor:
     """Weighted sum ``[n, C, H, W]`` of each pixel's 8 neighbours (zero outside the image).
 
-    Eight shifted slices of a zero-padded copy: as fast as a depthwise convolution on a GPU and
-    much faster on a CPU in float64, where depthwise ``conv2d`` takes a slow path.
+    The weights are ``([1, 2, 1] x [1, 2, 1] - 4 delta) / 12``: a separable filter, so four shifted
+    slices instead of eight (fast in float64 on a CPU, where depthwise ``conv2d`` is slow).
     """
-    h, w = v.shape[-2:]
-    padded = F.pad(v, (1, 1, 1, 1))
-    out = torch.zeros_like(v)
-    for dy in range(3):
-        for dx in range(3):
-            weight = NEIGHBOUR_WEIGHTS[dy][dx]
-            if weight:
-                out = out + weight * padded[..., dy : dy + h, dx : dx + w]
+    return _binomial(v).sub_(v, alpha=4.0).div_(12.0)
+
+
+def _stencil_apply(stencil: Tensor, v: Tensor) -> Tensor:
+    """``sum_d stencil[:, d] * v[. + d]``: per-point 3x3 stencils ``[n, 9, h, w]`` on ``v`` ``[n, C, h, w]``.
+
+    The entries towards points outside the grid are zero, so each offset updates only the slice
+    whose neighbours exist (no padded copy).
+    """
+    out = stencil[:, 4:5] * v
+    for k, (dy, dx) in enumerate(_OFFSETS):
+        if k != 4:
+            ys, yn = slice(max(0, -dy), v.shape[-2] - max(0, dy)), slice(max(0, dy), v.shape[-2] - max(0, -dy))
+            xs, xn = slice(max(0, -dx), v.shape[-1] - max(0, dx)), slice(max(0, dx), v.shape[-1] - max(0, -dx))
+            out[..., ys, xs].addcmul_(stencil[:, k : k + 1, ys, xs], v[..., yn, xn])
     return out
+
+
+def _prolong(c: Tensor, h: int, w: int) -> Tensor:
+    """Bilinear interpolation from a coarse grid (the fine grid's even points) to ``h x w``.
+
+    A last odd fine row/column (even ``h``/``w``) copies the last coarse one, so that constants
+    are interpolated exactly up to the image's edge, where the operator has a natural boundary
+    (this alone halves the iterations on regions that touch the edge).
+    """
+    nxt = torch.cat([c[..., 1:, :], c[..., -1:, :]], -2).add_(c).mul_(0.5)
+    c = torch.stack([c, nxt], -2).flatten(-3, -2)[..., :h, :]
+    nxt = torch.cat([c[..., 1:], c[..., -1:]], -1).add_(c).mul_(0.5)
+    return torch.stack([c, nxt], -1).flatten(-2)[..., :w]
+
+
+def _restrict(f: Tensor, hc: int, wc: int) -> Tensor:
+    """The transpose of :func:`_prolong`, from ``h x w`` to ``hc x wc``."""
+    h, w = f.shape[-2:]
+    f = F.pad(f, (0, 2 * wc - w, 0, 2 * hc - h))
+    odd = f[..., 1::2, :]
+    half = torch.cat([odd[..., :1, :], odd[..., :-1, :]], -2)  # odd[I - 1]; row 0 is fixed below
+    half[..., :1, :] = 0.0
+    t = torch.add(odd, half).mul_(0.5).add_(f[..., 0::2, :])
+    t[..., -1:, :] += 0.5 * odd[..., -1:, :]
+    odd = t[..., 1::2]
+    half = torch.cat([odd[..., :1], odd[..., :-1]], -1)
+    half[..., :1] = 0.0
+    out = torch.add(odd, half).mul_(0.5).add_(t[..., 0::2])
+    out[..., -1:] += 0.5 * odd[..., -1:]
+    return out
+
+
+class _Multigrid:
+    """A geometric multigrid V-cycle for the masked 8-neighbour systems, batched over systems.
+
+    Level 0 is the imputation operator on the removed pixels (the known ones are Dirichlet data,
+    already in the right-hand side). Level ``l + 1`` lives on the even points of level ``l`` that
+    are unknowns there; prolongation ``P`` is bilinear interpolation restricted to the unknowns of
+    both levels, restriction is ``P^T`` and the coarse operator is Galerkin's ``P^T A P``, a
+    per-point 3x3 stencil obtained with 9 probes. Every level is thus the exact variational coarse
+    problem of an SPD matrix (the injected point keeps ``P``'s columns independent), whatever the
+    mask. Smoothing: damped Jacobi, as many sweeps after as before, so the cycle is a symmetric
+    positive definite preconditioner for conjugate gradients. The coarsest grid is solved by
+    Cholesky. All systems (and channels, which share a mask) go through each step together.
+    """
+
+    def __init__(self, mask: Tensor, border: Tensor, sweeps: int = 2) -> None:
+        self.sweeps = sweeps
+        self.masks = [mask]  # [n, 1, h, w], 1 on unknowns
+        self.stencils: list[Tensor | None] = [None]  # level 0 applies its operator matrix-free
+        # level 0: A v = mask * (border * v - N(v)) = diag * v - mask / 12 * binomial(v)
+        self.diag0 = mask * (border + 1.0 / 3.0)
+        self.sep0 = mask / 12.0
+        self.border = border
+        while self.masks[-1].shape[-2] * self.masks[-1].shape[-1] > _COARSEST:
+            self.masks.append(self.masks[-1][..., ::2, ::2])
+            self.stencils.append(self._galerkin(len(self.masks) - 2))
+        self.inv_diag = []
+        for lev, m in enumerate(self.masks):
+            stencil = self.stencils[lev]
+            diag = m * border if stencil is None else stencil[:, 4:5]
+            self.inv_diag.append(torch.where(m > 0, _JACOBI_WEIGHT / torch.where(diag > 0, diag, 1.0), 0.0))
+        self.chol = torch.linalg.cholesky(self._dense(len(self.masks) - 1))
+
+    def apply(self, lev: int, v: Tensor) -> Tensor:
+        """The level's operator on ``v`` (zero off its unknowns); zero off its unknowns."""
+        stencil = self.stencils[lev]
+        if stencil is None:
+            return torch.addcmul(self.diag0 * v, self.sep0, _binomial(v), value=-1.0)
+        return _stencil_apply(stencil, v)
+
+    def prolong(self, lev: int, c: Tensor) -> Tensor:
+        """From level ``lev + 1`` to level ``lev``."""
+        m = self.masks[lev]
+        return _prolong(c, m.shape[-2], m.shape[-1]).mul_(m)
+
+    def restrict(self, lev: int, f: Tensor) -> Tensor:
+        """From level ``lev`` to level ``lev + 1``."""
+        m = self.masks[lev + 1]
+        return _restrict(f, m.shape[-2], m.shape[-1]).mul_(m)
+
+    def _galerkin(self, lev: int) -> Tensor:
+        """``P^T A P`` from level ``lev`` as per-point stencils ``[n, 9, hc, wc]``, by 9 probes.
+
+        Probe ``(a, b)`` is 1 on the coarse unknowns with ``I % 3 == a`` and ``J % 3 == b``: each coarse
+        point has exactly one such point among its 3x3 neighbours and ``P^T A P`` couples no
+        further, so the probe's image at ``K`` is the stencil entry of ``K`` towards that point.
+        """
+        cmask = self.masks[lev + 1]
+        hc, wc = cmask.shape[-2:]
+        ii = torch.arange(hc, device=cmask.device)[:, None]
+        jj = torch.arange(wc, device=cmask.device)[None, :]
+        probes, index = [], []
+        for a in range(3):
+            for b in range(3):
+                probes.append((ii % 3 == a) & (jj % 3 == b))
+                index.append((a - ii + 1) % 3 * 3 + (b - jj + 1) % 3)  # offset towards it, in _OFFSETS
+        e = cmask * torch.stack(probes).to(cmask.dtype)
+        y = self.restrict(lev, self.apply(lev, self.prolong(lev, e)))
+        return torch.zeros_like(y).scatter_(1, torch.stack(index).expand_as(y), y)
+
+    def _stencil(self, lev: int) -> Tensor:
+        """The level's operator as per-point stencils ``[n, 9, h, w]``."""
+        stencil = self.stencils[lev]
+        if stencil is not None:
+            return stencil
+        mask = self.masks[lev]
+        h, w = mask.shape[-2:]
+        padded = F.pad(mask, (1, 1, 1, 1))
+        out = [
+            self.border * mask if (dy, dx) == (0, 0)
+            else -NEIGHBOUR_WEIGHTS[1 + dy][1 + dx] * mask * padded[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+            for dy, dx in _OFFSETS
+        ]
+        return torch.cat(out, 1)
+
+    def _dense(self, lev: int) -> Tensor:
+        """The level's operator as matrices ``[n, N, N]``, with identity rows off its unknowns."""
+        mask, stencil = self.masks[lev], self._stencil(lev)
+        n, _, h, w = mask.shape
+        ii = torch.arange(h, device=mask.device)[:, None].expand(h, w)
+        jj = torch.arange(w, device=mask.device)[None, :].expand(h, w)
+        mat = torch.diag_embed(1.0 - mask.flatten(1))
+        for k, (dy, dx) in enumerate(_OFFSETS):
+            ok = (ii + dy >= 0) & (ii + dy < h) & (jj + dx >= 0) & (jj + dx < w)
+            mat[:, (ii * w + jj)[ok], ((ii + dy) * w + jj + dx)[ok]] += stencil[:, k][:, ok]
+        return mat
+
+    def solve_coarsest(self, r: Tensor) -> Tensor:
+        n, c, h, w = r.shape
+        x = torch.cholesky_solve(r.flatten(2).transpose(1, 2), self.chol)
+        return x.transpose(1, 2).reshape(n, c, h, w)
+
+    def __call__(self, r: Tensor, lev: int = 0) -> Tensor:
+        """One V-cycle from zero on ``A x = r`` at level ``lev``: an SPD approximation of ``A^-1 r``."""
+        if lev == len(self.masks) - 1:
+            return self.solve_coarsest(r)
+        inv_diag = self.inv_diag[lev]
+        x = inv_diag * r
+        for _ in range(self.sweeps - 1):
+            x.addcmul_(inv_diag, r - self.apply(lev, x))
+        x += self.prolong(lev, self(self.restrict(lev, r - self.apply(lev, x)), lev + 1))
+        for _ in range(self.sweeps):
+            x.addcmul_(inv_diag, r - self.apply(lev, x))
+        return x
+
+
+def _solve(y: Tensor, removed: Tensor, tol: float, max_iter: int, check_every: int) -> Tensor:
+    """Multigrid-preconditioned CG on one block of systems; see :func:`impute_linear`."""
+    mask = removed[:, None].to(y.dtype)
+    known = 1.0 - mask
+    border = _neighbour_sum(torch.ones_like(y[:1, :1]))
+    rhs = mask * _neighbour_sum(y * known)
+    mg = _Multigrid(mask, border)
+
+    def dot(a: Tensor, b: Tensor) -> Tensor:
+        return (a * b).sum((2, 3), keepdim=True)
+
+    limit = max(tol, 4 * torch.finfo(y.dtype).eps) * rhs.abs().amax((2, 3), keepdim=True)
+    start = dot(y, known) / known.sum((2, 3), keepdim=True).clamp(min=1)
+    x = mask * start
+    r = rhs - mg.apply(0, x)
+    z = mg(r)
+    p = z
+    rz = dot(r, z)
+    active = torch.ones_like(rz, dtype=torch.bool)
+    for it in range(max_iter):
+        if it % check_every == 0:
+            active = r.abs().amax((2, 3), keepdim=True) > limit
+            if not bool(active.any()):
+                break
+        ap = mg.apply(0, p)
+        pap = dot(p, ap)
+        alpha = torch.where(active & (pap > 0), rz / pap, 0.0)
+        x.addcmul_(alpha, p)
+        r.addcmul_(alpha, ap, value=-1.0)
+        z = mg(r)
+        rz_new = dot(r, z)
+        beta = torch.where(active & (rz > 0), rz_new / rz, 0.0)
+        p = torch.addcmul(z, beta, p)
+        rz = rz_new
+    return torch.where(removed[:, None], x, y)
 
 
 def impute_linear(
@@ -81,66 +297,44 @@ def impute_linear(
     removed: Tensor,
     tol: float = 1e-7,
     max_iter: int = 20000,
-    check_every: int = 16,
+    check_every: int = 1,
     dtype: torch.dtype = torch.float64,
+    block: int | None = None,
 ) -> Tensor:
     """ROAD's linear imputation: each removed pixel = weighted mean of its 8 neighbours, solved jointly.
 
     Every removed pixel satisfies ``s_i x_i - sum_j w_ij x_j = 0`` over its in-image neighbours
     (``w`` = 1/6 edge, 1/12 diagonal; ``s_i = sum_j w_ij`` renormalises at the border). The system
-    of every (image, channel) is symmetric positive definite whenever some pixel is kept, and is
-    solved for the whole batch at once by Jacobi-preconditioned conjugate gradients, with the
-    3x3 convolution as the matrix product, until every system's largest residual is ``<= tol``
-    (converged systems are frozen). The system's condition number grows with the removed region's
-    diameter squared, so float32 leaves errors up to ~1e-3 on large regions; float64 (default)
-    matches an exact sparse solve to ~1e-6.
+    of every (image, channel) is symmetric positive definite whenever some pixel is kept. They
+    are solved together on the input's device by conjugate gradients preconditioned with a
+    geometric multigrid V-cycle (:class:`_Multigrid`): ~10 iterations whatever the size and shape
+    of the removed region (90% in one blob or scattered), where plain CG needs hundreds to
+    thousands. A system stops (is frozen) once its largest residual is ``<= tol`` times its
+    right-hand side's largest entry; at the default 1e-7, float64 (default) matches an exact sparse
+    solve to ~1e-6. float32 is faster on a GPU and leaves errors up to ~1e-4 on large regions.
 
     Args:
         images: float ``[n, C, H, W]`` (ROAD imputes in [0, 1] pixel space).
         removed: bool ``[n, H, W]``, True where the pixel is to be imputed.
-        tol: the largest absolute residual accepted.
+        tol: the largest residual accepted, relative to the right-hand side's largest entry.
         max_iter: the most CG iterations.
         check_every: iterations between two convergence checks (each costs a device sync).
         dtype: the solver's precision.
+        block: systems solved together; default: all on an accelerator, on a CPU as many as keep
+            a vector within ``_CPU_BLOCK`` values (cache-sized blocks are several times faster).
 
     Returns:
         ``images`` with removed pixels replaced, ``[n, C, H, W]`` in ``images.dtype`` (no noise added).
     """
+    n = images.shape[0]
+    if block is None:
+        block = n if images.device.type != "cpu" else max(1, _CPU_BLOCK // max(1, images[0].numel()))
     y = images.to(dtype)
-    r_mask = removed[:, None].to(dtype)
-    known = 1.0 - r_mask
-    s = _neighbour_sum(torch.ones_like(y[:1, :1]))
-    rhs = r_mask * _neighbour_sum(y * known)
-
-    def apply(v: Tensor) -> Tensor:
-        return r_mask * (s * v - _neighbour_sum(v))
-
-    def dot(a: Tensor, b: Tensor) -> Tensor:
-        return (a * b).sum((2, 3), keepdim=True)
-
-    start = dot(y, known) / known.sum((2, 3), keepdim=True).clamp(min=1)
-    x = r_mask * start
-    r = rhs - apply(x)
-    z = r / s
-    p = z
-    rz = dot(r, z)
-    active = torch.ones_like(rz, dtype=torch.bool)
-    for it in range(max_iter):
-        if it % check_every == 0:
-            active = r.abs().amax((2, 3), keepdim=True) > tol
-            if not bool(active.any()):
-                break
-        ap = apply(p)
-        pap = dot(p, ap)
-        alpha = torch.where(active & (pap > 0), rz / pap.clamp(min=1e-300), torch.zeros_like(pap))
-        x = x + alpha * p
-        r = r - alpha * ap
-        z = r / s
-        rz_new = dot(r, z)
-        beta = torch.where(active & (rz > 0), rz_new / rz.clamp(min=1e-300), torch.zeros_like(rz))
-        p = z + beta * p
-        rz = rz_new
-    return torch.where(removed[:, None], x, y).to(images.dtype)
+    out = [
+        _solve(y[i : i + block], removed[i : i + block], tol, max_iter, check_every)
+        for i in range(0, n, block)
+    ]
+    return torch.cat(out).to(images.dtype) if out else images.clone()
 
 
 def fraction_counts(fractions: Sequence[float], n: int) -> list[int]:
