@@ -24,7 +24,7 @@ METHODS = sorted(p.stem for p in (CONF / "method").glob("*.yaml"))
 #: name -> (builder, input side, cam_layer)
 MODELS = {
     "shapes_cnn": (lambda: ShapesCNN(num_classes=8, width=8), 32, "features.3"),
-    "resnet18": (lambda: torchvision.models.resnet18(weights=None, num_classes=10), 64, "layer4"),
+    "resnet18": (lambda: torchvision.models.resnet18(weights=None, num_classes=10), 48, "layer4"),
     "vit": (
         lambda: torchvision.models.VisionTransformer(
             image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
@@ -53,9 +53,9 @@ def make_model(name: str) -> nn.Module:
     return model
 
 
-def make_images(name: str, n: int = 3, seed: int = 1) -> torch.Tensor:
+def make_images(name: str, n: int = 3, seed: int = 1, side: int | None = None) -> torch.Tensor:
     """Smooth random images ``[n, 3, side, side]`` (blobs, so superpixels are not degenerate)."""
-    side = MODELS[name][1]
+    side = side or MODELS[name][1]
     gen = torch.Generator().manual_seed(seed)
     coarse = torch.randn(n, 3, 6, 6, generator=gen)
     fine = torch.nn.functional.interpolate(coarse, size=(side, side), mode="bicubic", align_corners=False)
