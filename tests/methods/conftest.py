@@ -64,7 +64,7 @@ def make_images(name: str, n: int = 3, seed: int = 1, side: int | None = None) -
 
 def method_config(method: str, model: str, fast: bool = True, overrides: list[str] | None = None):
     """The ``method`` node composed by Hydra from ``conf/`` for ``model``'s CAM layer."""
-    layer = MODELS[model][2]
+    layer = MODELS[model][2] if model in MODELS else None
     with initialize_config_dir(config_dir=str(Path(CONF).resolve()), version_base=None):
         cfg = compose(config_name="config",
                       overrides=[f"method={method}", f"model.cam_layer={layer}", *(overrides or [])])
