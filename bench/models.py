@@ -440,6 +440,11 @@ def load_torchvision(
     else:
         model = get_model(arch, weights=None, num_classes=num_classes or meta.get("num_classes") or 1000, **kwargs)
         weights_name = "random"
+        head = getattr(getattr(model, "heads", None), "head", None)
+        if isinstance(head, nn.Linear):
+            # torchvision zero-initialises the ViT head: random weights would give constant
+            # outputs and zero gradients, useless for throughput and sanity work
+            head.reset_parameters()
     model.eval()
     counted = _count_classes(model, input_size)
     if num_classes is not None and counted != num_classes:

@@ -139,7 +139,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             base.require(metric.requires, f"metric={name}")
             metrics[name] = metric
         record["method"] = {"name": method_name, "class": type(method).__name__,
-                            "settings": {k: v for k, v in vars(method).items() if not k.startswith("_")}}
+                            "settings": OmegaConf.to_container(cfg.method, resolve=True)}
         record["metrics"] = {n: {"class": type(m).__name__, **m.meta(), "requires": sorted(m.requires),
                                  "settings": m.settings()}
                              for n, m in metrics.items()}
