@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scipy.sparse import csc_matrix, lil_matrix
+from scipy.sparse import coo_matrix, csc_matrix, diags, lil_matrix
 from scipy.sparse.linalg import spsolve
 
 from bench.errors import ConfigError
@@ -13,6 +13,8 @@ from metrics.road import (
     RoadABC,
     RoadLeRF,
     RoadMoRF,
+    _Multigrid,
+    _neighbour_sum,
     counter_normal,
     fraction_counts,
     impute_linear,
@@ -51,12 +53,39 @@ def exact_imputation(img: np.ndarray, removed: np.ndarray) -> np.ndarray:
     return out.reshape(c, h, w)
 
 
-def blob(h: int, frac: float) -> torch.Tensor:
-    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(h), indexing="ij")
-    d = ((yy - h / 3) ** 2 + (xx - h / 2) ** 2).float().flatten()
-    out = torch.zeros(h * h, dtype=torch.bool)
-    out[d.argsort()[: int(frac * h * h)]] = True
-    return out.view(h, h)
+def sparse_imputation(img: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """The same system as :func:`exact_imputation`, assembled with array operations (fast at 112 px)."""
+    c, h, w = img.shape
+    flat = img.reshape(c, -1)
+    idx = np.flatnonzero(removed)
+    var = -np.ones(h * w, dtype=np.int64)
+    var[idx] = np.arange(len(idx))
+    r0, c0 = np.divmod(idx, w)
+    rows, cols, vals = [], [], []
+    diag, b = np.zeros(len(idx)), np.zeros((len(idx), c))
+    for (dy, dx), wt in WEIGHTS.items():
+        y, x = r0 + dy, c0 + dx
+        inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+        diag[inside] += wt
+        j = np.where(inside, y * w + x, 0)
+        unknown, known = inside & (var[j] >= 0), inside & (var[j] < 0)
+        rows.append(np.flatnonzero(unknown))
+        cols.append(var[j[unknown]])
+        vals.append(np.full(int(unknown.sum()), -wt))
+        b[known] += wt * flat[:, j[known]].T
+    a = coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(len(idx),) * 2)
+    out = flat.copy()
+    out[:, idx] = spsolve((a + diags(diag)).tocsc(), b).reshape(len(idx), c).T
+    return out.reshape(c, h, w)
+
+
+def blob(h: int, frac: float, w: int | None = None) -> torch.Tensor:
+    w = h if w is None else w
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    d = ((yy - h / 3) ** 2 + (xx - w / 2) ** 2).float().flatten()
+    out = torch.zeros(h * w, dtype=torch.bool)
+    out[d.argsort()[: int(frac * h * w)]] = True
+    return out.view(h, w)
 
 
 def test_batched_solver_matches_exact_sparse_solve():
@@ -170,3 +199,62 @@ def test_bad_settings_raise_config_errors():
                    dict(solver_dtype="float16"), dict(target="labels"), dict(noise=-1.0)):
         with pytest.raises(ConfigError):
             RoadMoRF(**{"mean": MEAN, "std": STD, **kwargs})
+
+
+def test_vectorised_reference_matches_pixel_by_pixel_reference():
+    g = torch.Generator().manual_seed(1)
+    img = torch.rand(3, 9, 13, generator=g).double().numpy()
+    removed = (torch.rand(9, 13, generator=g) < 0.7).numpy()
+    assert np.abs(sparse_imputation(img, removed) - exact_imputation(img, removed)).max() < 1e-12
+
+
+def worst_cases(h: int, w: int, g: torch.Generator) -> torch.Tensor:
+    """Masks that make the system hardest: one 90% blob, its complement, scattered 50/90/99%."""
+    return torch.stack([blob(h, 0.9, w), ~blob(h, 0.5, w), torch.rand(h, w, generator=g) < 0.5,
+                        torch.rand(h, w, generator=g) < 0.9, torch.rand(h, w, generator=g) < 0.99])
+
+
+@pytest.mark.parametrize("h,w", [(112, 112), (45, 70)])
+def test_multigrid_solver_matches_sparse_solve_on_hard_masks(h, w):
+    """Full-size worst cases (90% removed in one blob, scattered removal), even and odd sizes."""
+    g = torch.Generator().manual_seed(2)
+    removed = worst_cases(h, w, g)
+    images = torch.rand(len(removed), 3, h, w, generator=g)
+    out = impute_linear(images, removed)
+    few = impute_linear(images, removed, max_iter=30)  # size-independent convergence: 30 CG steps suffice
+    for i in range(len(removed)):
+        ref = sparse_imputation(images[i].double().numpy(), removed[i].numpy())
+        assert np.abs(out[i].double().numpy() - ref).max() < 1e-5
+        assert np.abs(few[i].double().numpy() - ref).max() < 1e-4
+    assert torch.equal(out[~removed[:, None].expand_as(out)], images[~removed[:, None].expand_as(out)])
+
+
+def test_float32_solver_stays_close_and_blocks_do_not_change_results():
+    g = torch.Generator().manual_seed(3)
+    removed = worst_cases(40, 40, g)
+    images = torch.rand(len(removed), 3, 40, 40, generator=g)
+    exact = impute_linear(images, removed)
+    assert (impute_linear(images, removed, dtype=torch.float32) - exact).abs().max() < 1e-3
+    assert torch.allclose(impute_linear(images, removed, block=1), impute_linear(images, removed, block=5), atol=1e-9)
+    assert torch.equal(impute_linear(images, torch.zeros_like(removed)), images)
+
+
+@pytest.mark.parametrize("h,w", [(23, 18), (30, 31)])
+def test_multigrid_is_galerkin_and_symmetric(h, w):
+    """P^T is the restriction, each coarse stencil is P^T A P, and the V-cycle is an SPD operator."""
+    g = torch.Generator().manual_seed(4)
+    mask = (torch.rand(2, 1, h, w, generator=g) < 0.8).double()
+    mg = _Multigrid(mask, _neighbour_sum(torch.ones(1, 1, h, w, dtype=torch.float64)))
+    assert len(mg.masks) >= 3
+
+    def rand(m: torch.Tensor) -> torch.Tensor:
+        return torch.randn(m.shape[0], 3, *m.shape[-2:], generator=g, dtype=torch.float64) * m
+
+    for lev in range(len(mg.masks) - 1):
+        f, c = rand(mg.masks[lev]), rand(mg.masks[lev + 1])
+        assert abs((mg.prolong(lev, c) * f).sum() - (c * mg.restrict(lev, f)).sum()) < 1e-10
+        galerkin = mg.restrict(lev, mg.apply(lev, mg.prolong(lev, c)))
+        assert (mg.apply(lev + 1, c) - galerkin).abs().max() < 1e-12
+    r1, r2 = rand(mask), rand(mask)
+    assert abs((mg(r1) * r2).sum() - (r1 * mg(r2)).sum()) < 1e-9
+    assert (mg(r1) * r1).sum((2, 3)).min() > 0
