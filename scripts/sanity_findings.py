@@ -6,7 +6,7 @@ Cascading and independent model-parameter randomisation (the presets in conf/met
 randomisation (against results/reference/models/shapes_cnn_shuffled.pt) for gradient, Grad-CAM,
 guided backprop and, where methods/ has them, guided Grad-CAM and input x gradient. Writes
 ``results/reference/sanity_findings.md`` (mean similarity to the original map per randomisation
-step, per method) and a JSON twin with every number.
+step, per method).
 """
 
 from __future__ import annotations
@@ -144,10 +144,22 @@ def main(argv: list[str] | None = None) -> int:
         "over images of the similarity to the original map (1 = unchanged); NaN steps (constant "
         "maps) are left out of a mean and counted below.",
         "",
+        "Methods: " + ", ".join(f"{k} = `{type(v).__module__}.{type(v).__name__}`"
+                                for k, v in meths.items()) + " (default settings).",
+        "",
         "These are findings, not assertions: the tests only assert that gradient and Grad-CAM "
         "change under cascading randomisation.",
         "",
     ]
+    md += ["## Summary (cascading, spearman_abs)", ""]
+    for c in cols:
+        curve = res["methods"][c]["cascading"]["spearman_abs"]
+        below = next((names[i] for i, v in enumerate(curve) if v == v and v < 0.5), None)
+        md.append(f"- {c}: {curve[0]} after `{names[0]}`, {curve[len(curve) // 2]} after "
+                  f"`{names[len(curve) // 2]}`, {curve[-1]} fully randomised; first below 0.5 at "
+                  f"`{below}`" + (f"; data randomisation {res['methods'][c]['data']['spearman_abs']}"
+                                  if data is not None else "") + ".")
+    md.append("")
     for s in sims:
         md += [f"## Cascading randomisation, top-down: {s}", "",
                "Row = the layer whose randomisation was added at that step (all rows above it are "
@@ -187,8 +199,6 @@ def main(argv: list[str] | None = None) -> int:
         md += ["## Data randomisation", "", f"Not run: {args.shuffled} does not exist.", ""]
     out = resolve_path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    res.update(command=command, git=git, seconds=seconds, images=len(ds), accuracy=accuracy)
-    out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
     out.write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return 0
