@@ -143,6 +143,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         record["metrics"] = {n: {"class": type(m).__name__, **m.meta(), "requires": sorted(m.requires),
                                  "settings": m.settings()}
                              for n, m in metrics.items()}
+        for name, metric in metrics.items():
+            if hasattr(metric, "layer_names"):  # the x axis of layer-wise sanity curves
+                record["metrics"][name]["curve_x"] = list(metric.layer_names(model))
         ctx = Context(model=model, device=device, chunk_size=cfg.chunk_size, precision=cfg.precision,
                       method=method, seed=cfg.seed)
         row_meta = {"model": meta.name, "weights": meta.weights, "dataset": base.name,
