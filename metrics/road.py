@@ -39,19 +39,32 @@ def _mix(x: Tensor) -> Tensor:
     return x ^ _srl(x, 31)
 
 
+def _stream_states(seed: int, keys: Tensor, stream: Tensor) -> Tensor:
+    """The generator's state ``[n]`` of each ``(seed, keys[i], stream[i])``."""
+    state = _mix(keys * _GOLDEN + _mix(torch.full_like(keys, seed)))
+    return _mix(state + (stream + 1) * _GOLDEN)
+
+
+def _normal(state: Tensor, j: Tensor, size: int) -> Tensor:
+    """Box-Muller on the hashed counters ``j + 1`` and ``size + j + 1`` of ``state`` (broadcast)."""
+    u1 = (_srl(_mix(state + (j + 1) * _GOLDEN), 40).float() + 0.5) * 2.0**-24  # 24 random bits -> (0, 1)
+    u2 = (_srl(_mix(state + (j + 1 + size) * _GOLDEN), 40).float() + 0.5) * 2.0**-24
+    return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2 * torch.pi * u2)
+
+
 def counter_normal(seed: int, keys: Tensor, stream: Tensor, size: int) -> Tensor:
     """Standard normal noise ``[n, size]`` that is a pure function of ``(seed, keys[i], stream[i], j)``.
 
     A counter-based generator (splitmix64 hash + Box-Muller), so the noise an image receives does
     not depend on the batch it is in, the chunk size or the device.
     """
-    state = _mix(keys * _GOLDEN + _mix(torch.full_like(keys, seed)))
-    state = _mix(state + (stream + 1) * _GOLDEN)
-    idx = torch.arange(1, 2 * size + 1, device=keys.device, dtype=torch.long)
-    h = _mix(state[:, None] + idx[None] * _GOLDEN)
-    u = (_srl(h, 40).float() + 0.5) * 2.0**-24  # 24 random bits -> (0, 1)
-    u1, u2 = u[:, :size], u[:, size:]
-    return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2 * torch.pi * u2)
+    j = torch.arange(size, device=keys.device, dtype=torch.long)
+    return _normal(_stream_states(seed, keys, stream)[:, None], j[None], size)
+
+
+def counter_normal_at(seed: int, keys: Tensor, stream: Tensor, size: int, rows: Tensor, cols: Tensor) -> Tensor:
+    """``counter_normal(seed, keys, stream, size)[rows, cols]`` without drawing the other entries."""
+    return _normal(_stream_states(seed, keys, stream)[rows], cols, size)
 
 
 def image_keys(ids: Sequence[str], device: torch.device) -> Tensor:
@@ -63,12 +76,14 @@ def image_keys(ids: Sequence[str], device: torch.device) -> Tensor:
 _OFFSETS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
 #: Coarsen while a grid has more points than this; the coarsest grid is solved densely (Cholesky).
 _COARSEST = 64
-#: Damping of the Jacobi smoother: the largest eigenvalue of ``D^-1 A`` is ~1.5 on the image's
-#: operator and ~1.7 on the Galerkin coarse ones, so 0.8 keeps every sweep a contraction.
-_JACOBI_WEIGHT = 0.8
+#: Damping of the Jacobi smoother on the image's level and on the coarse ones. On the image's
+#: operator the eigenvalues of ``D^-1 A`` lie in (0, 2) (Gershgorin; 2 is excluded because the
+#: 8-neighbour graph has triangles) and reach ~1.5, so 1.0 is a contraction; on the Galerkin
+#: coarse levels they reach ~1.7, hence 0.8. Either way the V-cycle stays SPD.
+_JACOBI_WEIGHT = (1.0, 0.8)
 #: On a CPU, systems are solved in blocks of about this many values per vector so that the
-#: vectors stay in cache; on other devices, all at once.
-_CPU_BLOCK = 1 << 17
+#: vectors stay in cache (several times faster than one 200-mask batch); on other devices, all at once.
+_CPU_BLOCK = 1 << 18
 
 
 def _binomial(v: Tensor) -> Tensor:
@@ -169,7 +184,7 @@ class _Multigrid:
         for lev, m in enumerate(self.masks):
             stencil = self.stencils[lev]
             diag = m * border if stencil is None else stencil[:, 4:5]
-            self.inv_diag.append(torch.where(m > 0, _JACOBI_WEIGHT / torch.where(diag > 0, diag, 1.0), 0.0))
+            self.inv_diag.append(torch.where(m > 0, _JACOBI_WEIGHT[min(lev, 1)] / torch.where(diag > 0, diag, 1.0), 0.0))
         # factorised in float64: a coarse matrix can be nearly singular (a few kept pixels, far away)
         mat = self._dense(len(self.masks) - 1).double()
         chol, info = torch.linalg.cholesky_ex(mat)
@@ -333,6 +348,7 @@ def _solve(y: Tensor, removed: Tensor, tol: float, max_iter: int, check_every: i
     return torch.where(removed[:, None], x, y)
 
 
+@torch.no_grad()
 def impute_linear(
     images: Tensor,
     removed: Tensor,
@@ -453,6 +469,7 @@ class _Road(Metric):
         out = [morf if o == "morf" else n - 1 - morf for o in self.orders]
         return torch.stack(out, 1)
 
+    @torch.no_grad()  # inputs that require grad would otherwise record every solver step
     def curves(self, ctx: Context, batch: Batch, maps: Tensor) -> tuple[Tensor, Tensor]:
         """Correctness and target probability, each ``[B, len(orders), len(fractions)]``."""
         x = batch.images
@@ -477,10 +494,12 @@ class _Road(Metric):
             filled = impute_linear(
                 pixels[bi], removed, self.tol, self.max_iter, dtype=SOLVER_DTYPES[self.solver_dtype]
             )
-            stream = 1 + order_ids[ri] * 1024 + pi
-            noise = counter_normal(ctx.seed, keys[bi], stream, c * h * w).view(-1, c, h, w)
-            filled = filled + self.noise * noise * removed[:, None]
-            return (filled - mean) / std
+            if self.noise:  # noise on the imputed pixels only, drawn only there
+                stream = 1 + order_ids[ri] * 1024 + pi
+                rows, cols = removed[:, None].expand(-1, c, -1, -1).reshape(len(k), -1).nonzero(as_tuple=True)
+                noise = counter_normal_at(ctx.seed, keys[bi], stream, c * h * w, rows, cols)
+                filled = filled.reshape(len(k), -1).index_put((rows, cols), self.noise * noise, accumulate=True)
+            return (filled.view(-1, c, h, w) - mean) / std
 
         def reduce(sl: slice, logits: Tensor) -> Tensor:
             t = targets[torch.arange(sl.start, sl.stop, device=x.device) // per_image]

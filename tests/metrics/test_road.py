@@ -220,12 +220,10 @@ def test_multigrid_solver_matches_sparse_solve_on_hard_masks(h, w):
     g = torch.Generator().manual_seed(2)
     removed = worst_cases(h, w, g)
     images = torch.rand(len(removed), 3, h, w, generator=g)
-    out = impute_linear(images, removed)
-    few = impute_linear(images, removed, max_iter=30)  # size-independent convergence: 30 CG steps suffice
+    out = impute_linear(images, removed, max_iter=30)  # size-independent convergence: 30 steps are plenty
     for i in range(len(removed)):
         ref = sparse_imputation(images[i].double().numpy(), removed[i].numpy())
         assert np.abs(out[i].double().numpy() - ref).max() < 1e-5
-        assert np.abs(few[i].double().numpy() - ref).max() < 1e-4
     assert torch.equal(out[~removed[:, None].expand_as(out)], images[~removed[:, None].expand_as(out)])
 
 
