@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import platform
 import subprocess
 import sys
@@ -80,6 +81,17 @@ def load_before(rev: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.impute_linear
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def timed(fn, repeat: int = 1):
@@ -166,9 +178,9 @@ def main() -> None:
         f"{b} test images of the embedded benchmark ({h}x{w}), {n} masks (MoRF + LeRF x {len(FRACTIONS)} "
         f"fractions, input-gradient ranking), float64 solve, tol 1e-7.",
         "",
-        f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} thread(s), Python {platform.python_version()}, device cpu. "
-        "Best of repeated runs on a shared machine; expect noise.",
+        f"Machine: {cpu_model()} ({os.cpu_count()} cores visible, load average {os.getloadavg()[0]:.1f}, "
+        f"shared with other jobs), torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
+        f"Python {platform.python_version()}, device cpu. Best of {args.repeat} runs for (a) and (c).",
         "",
         "| step | wall s | CPU s | CPU ms per mask |",
         "|---|---:|---:|---:|",
