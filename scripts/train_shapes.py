@@ -10,47 +10,19 @@ command, seed, epochs, test accuracy, versions).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import platform
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from tqdm import tqdm
 
 from bench import ROOT
 from bench.data.shapes import ShapesDataset
 from bench.models import ShapesCNN
+from bench.training import accuracy, fit, render_split, save_checkpoint
 
 log = logging.getLogger("train_shapes")
-
-
-def tensors(ds: ShapesDataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """All images (uint8 ``[N, 3, H, W]``) and labels of a split."""
-    imgs = np.empty((len(ds), 3, ds.image_size, ds.image_size), dtype=np.uint8)
-    labels = np.empty(len(ds), dtype=np.int64)
-    for i in tqdm(range(len(ds)), desc=f"render {ds.split}", leave=False):
-        img, label, _ = ds.raw(i)
-        imgs[i] = img.transpose(2, 0, 1)
-        labels[i] = label
-    return torch.from_numpy(imgs), torch.from_numpy(labels)
-
-
-def normalise(x: torch.Tensor, ds: ShapesDataset) -> torch.Tensor:
-    return (x.float() / 255 - ds.mean) / ds.std
-
-
-@torch.no_grad()
-def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ds: ShapesDataset) -> float:
-    model.eval()
-    correct = 0
-    for i in range(0, len(x), 500):
-        correct += (model(normalise(x[i : i + 500], ds)).argmax(1) == y[i : i + 500]).sum().item()
-    return correct / len(x)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,31 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     train = ShapesDataset("train", size=args.train_size, seed=args.data_seed)
     test = ShapesDataset("test", seed=args.data_seed)
     start = time.time()
-    xtr, ytr = tensors(train)
-    xte, yte = tensors(test)
+    xtr, ytr = render_split(train)
+    xte, yte = render_split(test)
     if args.shuffle_labels:  # a permutation keeps the class frequencies
         ytr = ytr[torch.randperm(len(ytr), generator=gen)]
     model = ShapesCNN(num_classes=train.num_classes, width=args.width)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    steps = epochs * ((len(xtr) + args.batch_size - 1) // args.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps)
-    for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(len(xtr), generator=gen)
-        total, n = 0.0, 0
-        for i in tqdm(range(0, len(xtr), args.batch_size), desc=f"epoch {epoch + 1}/{epochs}", leave=False):
-            idx = order[i : i + args.batch_size]
-            xb = normalise(xtr[idx], train)
-            if not args.shuffle_labels:  # flips keep every class's shape class
-                xb = torch.where(torch.rand(len(idx), 1, 1, 1, generator=gen) < 0.5, xb.flip(3), xb)
-            loss = F.cross_entropy(model(xb), ytr[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
-            n += len(idx)
-        log.info("epoch %d/%d loss %.4f", epoch + 1, epochs, total / n)
+
+    def flip(xb: torch.Tensor) -> torch.Tensor:  # a mirrored shape keeps its class
+        return torch.where(torch.rand(len(xb), 1, 1, 1, generator=gen) < 0.5, xb.flip(3), xb)
+
+    fit(model, xtr, ytr, train, epochs, args.batch_size, args.lr, gen,
+        augment=None if args.shuffle_labels else flip)
 
     record = {
         "command": "python scripts/train_shapes.py " + " ".join(sys.argv[1:] if argv is None else argv),
@@ -116,16 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         "train_accuracy": round(accuracy(model, xtr, ytr, train), 4),
         "test_accuracy": round(accuracy(model, xte, yte, test), 4),
         "test_size": len(xte),
-        "train_seconds": round(time.time() - start, 1),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "threads": torch.get_num_threads(),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    model.eval()
-    torch.save({"state_dict": model.state_dict(), **record}, out.with_suffix(".pt"))
-    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
-    log.info(json.dumps(record, indent=2))
+    save_checkpoint(model, record, out, start)
     return 0
 
 
