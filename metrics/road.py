@@ -132,26 +132,34 @@ def _prolong(c: Tensor, h: int, w: int) -> Tensor:
     are interpolated exactly up to the image's edge, where the operator has a natural boundary
     (this alone halves the iterations on regions that touch the edge).
     """
-    nxt = torch.cat([c[..., 1:, :], c[..., -1:, :]], -2).add_(c).mul_(0.5)
-    c = torch.stack([c, nxt], -2).flatten(-3, -2)[..., :h, :]
-    nxt = torch.cat([c[..., 1:], c[..., -1:]], -1).add_(c).mul_(0.5)
-    return torch.stack([c, nxt], -1).flatten(-2)[..., :w]
+    hc, wc = c.shape[-2:]
+    rows = c.new_empty(*c.shape[:-2], hc, 2, wc)
+    rows[..., 0, :] = c
+    rows[..., -1, 1, :] = c[..., -1, :]
+    torch.add(c[..., :-1, :], c[..., 1:, :], out=rows[..., :-1, 1, :]).mul_(0.5)
+    c = rows.view(*c.shape[:-2], 2 * hc, wc)[..., :h, :]
+    out = c.new_empty(*c.shape[:-1], wc, 2)
+    out[..., 0] = c
+    out[..., -1, 1] = c[..., -1]
+    torch.add(c[..., :-1], c[..., 1:], out=out[..., :-1, 1]).mul_(0.5)
+    return out.view(*c.shape[:-1], 2 * wc)[..., :w]
 
 
 def _restrict(f: Tensor, hc: int, wc: int) -> Tensor:
     """The transpose of :func:`_prolong`, from ``h x w`` to ``hc x wc``."""
     h, w = f.shape[-2:]
-    f = F.pad(f, (0, 2 * wc - w, 0, 2 * hc - h))
     odd = f[..., 1::2, :]
-    half = torch.cat([odd[..., :1, :], odd[..., :-1, :]], -2)  # odd[I - 1]; row 0 is fixed below
-    half[..., :1, :] = 0.0
-    t = torch.add(odd, half).mul_(0.5).add_(f[..., 0::2, :])
-    t[..., -1:, :] += 0.5 * odd[..., -1:, :]
+    t = f[..., 0::2, :].clone()
+    t[..., : odd.shape[-2], :].add_(odd, alpha=0.5)
+    t[..., 1:, :].add_(odd[..., : hc - 1, :], alpha=0.5)
+    if h == 2 * hc:  # the copied last row
+        t[..., -1, :].add_(odd[..., -1, :], alpha=0.5)
     odd = t[..., 1::2]
-    half = torch.cat([odd[..., :1], odd[..., :-1]], -1)
-    half[..., :1] = 0.0
-    out = torch.add(odd, half).mul_(0.5).add_(t[..., 0::2])
-    out[..., -1:] += 0.5 * odd[..., -1:]
+    out = t[..., 0::2].clone()
+    out[..., : odd.shape[-1]].add_(odd, alpha=0.5)
+    out[..., 1:].add_(odd[..., : wc - 1], alpha=0.5)
+    if w == 2 * wc:
+        out[..., -1].add_(odd[..., -1], alpha=0.5)
     return out
 
 
