@@ -101,6 +101,7 @@ class Context:
         """Top-1 classes ``[N]`` (long) of ``images``."""
         return self.forward(images).argmax(dim=1)
 
+    @torch.no_grad()
     def map_forward(
         self, n: int, make: Callable[[slice], Tensor], reduce: Callable[[slice, Tensor], Tensor]
     ) -> Tensor:
