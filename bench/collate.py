@@ -42,6 +42,12 @@ def read_record(job: Path) -> dict[str, Any]:
     return json.loads((job / RECORD).read_text())
 
 
+def _direction(meta: dict[str, Any], metric: str, suffix: str) -> bool:
+    """Whether higher is better for ``<metric>.<suffix>`` per the job record's metric metadata."""
+    info = meta.get(metric, {})
+    return bool(info.get("directions", {}).get(suffix, info.get("higher_is_better", True)))
+
+
 def collate_dirs(dirs: Sequence[str | Path]) -> pd.DataFrame:
     """Rows of every completed job under ``dirs``, with a ``job`` column and each metric's direction
     (``higher_is_better``) and aggregation (``aggregate``) from the job records."""
@@ -56,11 +62,7 @@ def collate_dirs(dirs: Sequence[str | Path]) -> pd.DataFrame:
         base = df["metric"].str.split(".").str[0]
         suffix = df["metric"].str.split(".", n=1).str[1].fillna("")
 
-        def direction(m: str, s: str) -> bool:
-            info = meta.get(m, {})
-            return bool(info.get("directions", {}).get(s, info.get("higher_is_better", True)))
-
-        df["higher_is_better"] = [direction(m, s) for m, s in zip(base, suffix)]
+        df["higher_is_better"] = [_direction(meta, m, s) for m, s in zip(base, suffix)]
         df["aggregate"] = base.map({m: v.get("aggregate", "") for m, v in meta.items()}).fillna("")
         df["num_classes"] = record.get("dataset", {}).get("num_classes", 0) or 0
         df["job"] = str(job)
