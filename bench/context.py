@@ -26,9 +26,10 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def chunks(n: int, size: int) -> Iterator[slice]:
-    """Slices covering ``range(n)`` in pieces of at most ``size``."""
-    for start in range(0, n, size):
+def chunks(n: int, size: int | None) -> Iterator[slice]:
+    """Slices covering ``range(n)`` in pieces of at most ``size`` (all of it when ``size`` is None)."""
+    size = n if not size else int(size)
+    for start in range(0, n, max(1, size)):
         yield slice(start, min(n, start + size))
 
 

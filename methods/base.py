@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.errors import ConfigError
+from bench.imaging import gaussian_smooth
 
 #: Channel pooling of a ``[B, C, H, W]`` attribution into ``[B, H, W]`` (PROTOCOLS.md §4 names).
 REDUCTIONS = {
@@ -120,30 +121,8 @@ class Method:
         if tuple(raw.shape[-2:]) != tuple(size):
             raw = F.interpolate(raw[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
         if getattr(self, "smooth", 0.0) > 0:
-            raw = gaussian_blur(raw, self.smooth * max(size))
+            raw = gaussian_smooth(raw, self.smooth * max(size))
         return raw.contiguous()
-
-
-def gaussian_blur(maps: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian smoothing of ``maps`` ``[B, H, W]`` (reflect padding, 4-sigma support)."""
-    if sigma <= 0:
-        return maps
-    h, w = maps.shape[-2:]
-    radius = max(1, min(int(4 * sigma + 0.5), h - 1, w - 1))
-    x = torch.arange(-radius, radius + 1, device=maps.device, dtype=maps.dtype)
-    k = torch.exp(-0.5 * (x / sigma) ** 2)
-    k = k / k.sum()
-    m = maps[:, None]
-    m = F.conv2d(F.pad(m, (radius, radius, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
-    m = F.conv2d(F.pad(m, (0, 0, radius, radius), mode="reflect"), k.view(1, 1, -1, 1))
-    return m[:, 0]
-
-
-def chunks(n: int, size: int | None) -> Iterator[slice]:
-    """Slices covering ``range(n)`` in pieces of at most ``size`` (all of it when ``size`` is None)."""
-    size = n if not size else int(size)
-    for start in range(0, n, max(1, size)):
-        yield slice(start, min(n, start + size))
 
 
 def check_batch_size(key: str, value: int | None) -> int | None:

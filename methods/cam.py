@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bench.context import chunks
 from bench.errors import ConfigError
-from methods.base import Method, check_batch_size, chunks, get_layer
+from methods.base import Method, check_batch_size, get_layer
 from methods.gradient import GuidedBackprop
 
 

@@ -20,11 +20,11 @@ from captum.attr import Saliency as _CaptumSaliency
 from captum.attr._utils.lrp_rules import EpsilonRule
 from torch import Tensor, nn
 
+from bench.context import chunks
 from bench.errors import ConfigError, choice_error
 from methods.base import (
     Method,
     check_batch_size,
-    chunks,
     hash_normal,
     hash_uniform,
     image_keys,

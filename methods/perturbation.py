@@ -20,8 +20,9 @@ from captum.attr import Lime as _CaptumLime
 from captum.attr import Occlusion as _CaptumOcclusion
 from torch import Tensor, nn
 
+from bench.context import chunks
 from bench.errors import ConfigError, choice_error
-from methods.base import Method, check_batch_size, chunks, image_keys
+from methods.base import Method, check_batch_size, image_keys
 
 
 def superpixels(images: Tensor, n_segments: int, compactness: float) -> Tensor:

@@ -7,7 +7,6 @@ TorchRay) or its pixel mask (``region: masks``). PROTOCOLS.md sections 3 and 4.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from torch import Tensor
 from bench.context import Context
 from bench.data.base import Batch
 from bench.errors import ConfigError, choice_error
+from bench.imaging import gaussian_smooth
 from metrics.base import Metric, MetricOutput
 from metrics.faithfulness import TIES, rank_pixels
 
@@ -69,21 +69,6 @@ def first_argmax(maps: Tensor) -> tuple[Tensor, Tensor]:
     is_max = flat == flat.amax(1, keepdim=True)
     idx = is_max.float().argmax(1)  # first True: argmax returns the first maximal index
     return idx % maps.shape[-1], idx // maps.shape[-1]
-
-
-def gaussian_smooth(maps: Tensor, sigma: float) -> Tensor:
-    """TorchRay's ``imsmooth`` of ``maps`` ``[B, H, W]``: separable Gaussian, support ``ceil(4 sigma)``,
-    replicate padding (as ``torchray.attribution.common.saliency`` calls it)."""
-    if sigma <= 0:
-        return maps
-    radius = math.ceil(4 * sigma)
-    x = torch.arange(-radius, radius + 1, device=maps.device, dtype=maps.dtype)
-    k = torch.exp(-0.5 * (x / sigma) ** 2)
-    k = k / k.sum()
-    m = maps[:, None]
-    m = F.conv2d(F.pad(m, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1))
-    m = F.conv2d(F.pad(m, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
-    return m[:, 0]
 
 
 def point_hits(u: Tensor, v: Tensor, omega: Tensor, tolerance: float, strict: bool = True) -> Tensor:
