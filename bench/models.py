@@ -287,6 +287,25 @@ def _check_layer(model: nn.Module, layer: str | None, input_size: tuple[int, int
     return layer
 
 
+def attach_meta(
+    model: nn.Module, name: str, weights: str, cam_layer: str | None, input_size: tuple[int, int],
+    mean: Sequence[float], std: Sequence[float], num_classes: int, extra: dict,
+) -> nn.Module:
+    """Put the model in eval mode and attach its :class:`ModelMeta` (CAM layer checked)."""
+    model.eval()
+    model.bench_meta = ModelMeta(
+        name=name,
+        weights=weights,
+        cam_layer=_check_layer(model, cam_layer, input_size),
+        input_size=input_size,
+        mean=tuple(float(v) for v in mean),
+        std=tuple(float(v) for v in std),
+        num_classes=num_classes,
+        extra=extra,
+    )
+    return model
+
+
 def _size(value: Sequence[int] | int | None) -> tuple[int, int] | None:
     if value is None:
         return None
@@ -454,17 +473,7 @@ def load_torchvision(
         )
     if arch.startswith(("vit_", "swin_", "maxvit")) and cam_layer and cam_layer != "auto":
         extra["cam_reshape"] = "tokens" if arch.startswith("vit_") else "channels_last"
-    model.bench_meta = ModelMeta(
-        name=name or arch,
-        weights=weights_name,
-        cam_layer=_check_layer(model, cam_layer, input_size),
-        input_size=input_size,
-        mean=tuple(float(v) for v in mean),
-        std=tuple(float(v) for v in std),
-        num_classes=counted,
-        extra=extra,
-    )
-    return model
+    return attach_meta(model, name or arch, weights_name, cam_layer, input_size, mean, std, counted, extra)
 
 
 # --------------------------------------------------------------------------------------------
@@ -544,17 +553,8 @@ def load_module(
             f"model.num_classes={num_classes} but {module} returns {counted} logits; set "
             f"model.num_classes={counted} or load a matching checkpoint."
         )
-    model.bench_meta = ModelMeta(
-        name=name,
-        weights=Path(checkpoint).name if checkpoint else "random",
-        cam_layer=_check_layer(model, cam_layer, input_size),
-        input_size=input_size,
-        mean=tuple(float(v) for v in mean),
-        std=tuple(float(v) for v in std),
-        num_classes=counted,
-        extra=extra,
-    )
-    return model
+    weights = Path(checkpoint).name if checkpoint else "random"
+    return attach_meta(model, name, weights, cam_layer, input_size, mean, std, counted, extra)
 
 
 # --------------------------------------------------------------------------------------------
@@ -607,14 +607,5 @@ def load_timm(
     mean = tuple(mean if mean is not None else cfg.get("mean", (0.485, 0.456, 0.406)))
     std = tuple(std if std is not None else cfg.get("std", (0.229, 0.224, 0.225)))
     model.eval()
-    model.bench_meta = ModelMeta(
-        name=name or arch,
-        weights=weights_name,
-        cam_layer=_check_layer(model, cam_layer, input_size),
-        input_size=input_size,
-        mean=mean,
-        std=std,
-        num_classes=_count_classes(model, input_size),
-        extra=extra,
-    )
-    return model
+    counted = _count_classes(model, input_size)
+    return attach_meta(model, name or arch, weights_name, cam_layer, input_size, mean, std, counted, extra)

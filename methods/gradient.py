@@ -70,11 +70,13 @@ def _require_relu_modules(method: Method, model: nn.Module) -> None:
         )
 
 
-class GuidedBackprop(Method):
-    """Guided backpropagation (Springenberg et al., ICLR-W 2015): only positive gradients pass ReLUs.
+class _ReLUBackward(Method):
+    """A captum method that rewrites the backward pass of ``nn.ReLU`` modules (``_captum``).
 
-    Max over channels by default (TorchRay); ReLU networks only (``nn.ReLU`` modules).
+    Max over channels by default (TorchRay); ReLU networks only.
     """
+
+    _captum: type
 
     def __init__(self, reduction: str = "max_abs", smooth: float = 0.0) -> None:
         super().__init__(reduction, smooth)
@@ -83,23 +85,19 @@ class GuidedBackprop(Method):
         _require_relu_modules(self, model)
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
-        return _CaptumGuidedBackprop(model).attribute(images, target=targets)
+        return self._captum(model).attribute(images, target=targets)
 
 
-class Deconvolution(Method):
-    """Deconvnet (Zeiler & Fergus, ECCV 2014): the ReLU backward pass applied to the gradient itself.
+class GuidedBackprop(_ReLUBackward):
+    """Guided backpropagation (Springenberg et al., ICLR-W 2015): only positive gradients pass ReLUs."""
 
-    Max over channels by default (TorchRay); ReLU networks only (``nn.ReLU`` modules).
-    """
+    _captum = _CaptumGuidedBackprop
 
-    def __init__(self, reduction: str = "max_abs", smooth: float = 0.0) -> None:
-        super().__init__(reduction, smooth)
 
-    def check(self, model: nn.Module) -> None:
-        _require_relu_modules(self, model)
+class Deconvolution(_ReLUBackward):
+    """Deconvnet (Zeiler & Fergus, ECCV 2014): the ReLU backward pass applied to the gradient itself."""
 
-    def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
-        return _CaptumDeconvolution(model).attribute(images, target=targets)
+    _captum = _CaptumDeconvolution
 
 
 class IntegratedGradients(Method):

@@ -427,26 +427,26 @@ class _PixelFlipping(Metric):
         return perturbation_curves(ctx, x, self.fill_of(x), rank, counts, targets, self.score)
 
 
-class MoRF(_PixelFlipping):
+class _OneOrderFlipping(_PixelFlipping):
+    """Pixel flipping in one order: the score is the area under its curve."""
+
+    def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:
+        curve = self.curves(ctx, batch, maps)[:, 0]
+        return MetricOutput(scores={"": trapezoid_auc(curve)}, curves={"": curve})
+
+
+class MoRF(_OneOrderFlipping):
     """MoRF pixel flipping: area under the curve when the most relevant tiles go first; lower is better."""
 
     higher_is_better = False
     orders = ("morf",)
 
-    def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:
-        curve = self.curves(ctx, batch, maps)[:, 0]
-        return MetricOutput(scores={"": trapezoid_auc(curve)}, curves={"": curve})
 
-
-class LeRF(_PixelFlipping):
+class LeRF(_OneOrderFlipping):
     """LeRF pixel flipping: area under the curve when the least relevant tiles go first; higher is better."""
 
     higher_is_better = True
     orders = ("lerf",)
-
-    def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:
-        curve = self.curves(ctx, batch, maps)[:, 0]
-        return MetricOutput(scores={"": trapezoid_auc(curve)}, curves={"": curve})
 
 
 class PixelFlippingABC(_PixelFlipping):
