@@ -115,18 +115,34 @@ def summarise(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def format_table(summary: pd.DataFrame) -> str:
-    """A Markdown table: one row per (model, dataset, method), a column per metric, ``mean ± half CI``."""
+def format_table(summary: pd.DataFrame, metrics: Sequence[str] | None = None, ci: bool = True) -> str:
+    """A Markdown table: one row per (model, dataset, method), a column per metric, ``mean ± half CI``.
+
+    ``metrics`` picks and orders the columns (``road_abc``, ``model_randomisation_cascading.ssim``);
+    ``ci=False`` prints means only (paper tables that state n once). A cell with no score is ``—``.
+    """
     if summary.empty:
         return "(no completed jobs)"
-    cell = summary.apply(
-        lambda r: f"{r['mean']:.3f}" + ("" if np.isnan(r["ci_high"]) else f" ± {(r['ci_high'] - r['ci_low']) / 2:.3f}"),
-        axis=1,
-    )
+    if metrics is not None:
+        unknown = [m for m in metrics if m not in set(summary["metric"])]
+        if unknown:
+            raise ValueError(f"metric column(s) {', '.join(unknown)} not in the collated jobs; "
+                             f"accepted: {', '.join(sorted(summary['metric'].unique()))}.")
+        summary = summary[summary["metric"].isin(metrics)]
+
+    def cell(r: pd.Series) -> str:
+        if np.isnan(r["mean"]):
+            return "—"
+        half = "" if not ci or np.isnan(r["ci_high"]) else f" ± {(r['ci_high'] - r['ci_low']) / 2:.3f}"
+        return f"{r['mean']:.3f}{half}"
+
     arrows = summary.groupby("metric")["higher_is_better"].first().map({True: "↑", False: "↓"})
-    table = summary.assign(cell=cell).pivot_table(
+    table = summary.assign(cell=summary.apply(cell, axis=1)).pivot_table(
         index=["model", "dataset", "method"], columns="metric", values="cell", aggfunc="first"
     )
+    if metrics is not None:
+        table = table[list(metrics)]
+    table = table.fillna("—")
     table.columns = [f"{c} {arrows[c]}" for c in table.columns]
     n = summary.groupby(["model", "dataset", "method"])["n"].max()
     table.insert(0, "n", n)
@@ -196,9 +212,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Collate job folders into one summary table.")
     p.add_argument("folders", nargs="+", help="sweep or job folders (searched recursively)")
     p.add_argument("--out", default=None, help="where to write the summary (default: the first folder)")
+    p.add_argument("--metrics", default=None,
+                   help="comma-separated columns, in order, for the printed table (e.g. road_abc,mprt)")
+    p.add_argument("--means", action="store_true", help="print means only, without the CI half-widths")
     args = p.parse_args(argv)
     df = collate_dirs(args.folders)
-    _, table = write_summary(Path(args.out or args.folders[0]), df)
+    summary, table = write_summary(Path(args.out or args.folders[0]), df)
+    if args.metrics or args.means:
+        metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+        try:
+            table = format_table(summary, metrics, ci=not args.means)
+        except ValueError as err:
+            print(f"bench-collate: {err}", file=sys.stderr)
+            return 2
     print(table)
     return 0
 
