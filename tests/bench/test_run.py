@@ -132,3 +132,15 @@ def test_summary_mean_ci_and_class_mean():
 
 def test_collate_skips_incomplete_jobs(tmp_path):
     assert collate_dirs([tmp_path]).empty
+
+
+def test_every_experiment_composes_with_known_metrics_and_methods():
+    for name in options("experiment"):
+        register()
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=[f"experiment={name}"],
+                          return_hydra_config=True)
+        assert set(cfg.metric) <= set(options("metric")), name
+        methods = cfg.hydra.sweeper.params.method
+        if not methods.startswith("glob("):
+            assert set(methods.split(",")) <= set(options("method")), name
