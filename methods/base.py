@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -107,7 +108,10 @@ class Method:
             raise ValueError(
                 f"targets must be [B] = [{images.shape[0]}]; got shape {tuple(targets.shape)}."
             )
-        with preserve_model(model):
+        with preserve_model(model), warnings.catch_warnings():
+            # captum turns on requires_grad of the inputs it differentiates and warns each time; we
+            # hand it plain inputs on purpose (the caller's tensors stay untouched).
+            warnings.filterwarnings("ignore", message=r"Input Tensor \d+ did not already require gradients")
             raw = self.attribute(model, images, targets.long())
         return self.postprocess(raw, images.shape[-2:])
 

@@ -10,6 +10,9 @@ images (captum does so internally too) and bound each image's forward passes wit
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
 
 import numpy as np
 import torch
@@ -291,15 +294,28 @@ class Lime(_Superpixel):
         for i, s in enumerate(_per_image_seed(images, self.seed)):
             explainer = lime_image.LimeImageExplainer(kernel_width=self.kernel_width, random_state=s)
             t = int(targets[i])
-            exp = explainer.explain_instance(
-                hwc[i], classify, labels=(t,), top_labels=None, hide_color=self.hide_color,
-                num_samples=self.n_samples, batch_size=self.batch_size,
-                segmentation_fn=lambda _img, i=i: seg_np[i])
+            with _lime_progress_off(lime_image):
+                exp = explainer.explain_instance(
+                    hwc[i], classify, labels=(t,), top_labels=None, hide_color=self.hide_color,
+                    num_samples=self.n_samples, batch_size=self.batch_size,
+                    segmentation_fn=lambda _img, i=i: seg_np[i])
             weights = np.zeros(seg_np[i].max() + 1, dtype=np.float32)
             for feature, w in exp.local_exp[t]:
                 weights[feature] = w
             out[i] = weights[seg_np[i]]
         return torch.from_numpy(out).to(device)
+
+
+@contextmanager
+def _lime_progress_off(module) -> Iterator[None]:
+    """lime 0.2 draws a progress bar per image (``tqdm`` over its samples) with no switch to turn it
+    off; hand it a disabled ``tqdm`` for the call, so a sweep's log is not one bar per image."""
+    original = module.tqdm
+    module.tqdm = partial(original, disable=True)
+    try:
+        yield
+    finally:
+        module.tqdm = original
 
 
 FILLS = ("blur", "inpaint_telea", "inpaint_ns")
