@@ -22,6 +22,7 @@ class RunSchema:
     seed: int = 0
     explain: str = "label"
     save_maps: bool = False
+    keep_freed_memory: bool = True
     tag: str = ""
 
 
