@@ -218,6 +218,7 @@ class CaptumLime(_Superpixel):
     """
 
     _explainer = _CaptumLime
+    _exact_single_player = False
 
     def __init__(self, n_samples: int = 1000, n_segments: int = 50, compactness: float = 10.0,
                  slic_sigma: float = 0.0,
@@ -236,6 +237,9 @@ class CaptumLime(_Superpixel):
         devices = [images.device] if images.device.type == "cuda" else []
         out = []
         for i, s in enumerate(_per_image_seed(images, self.seed)):  # one surrogate per image
+            if self._exact_single_player and int(seg[i].max()) == 0:
+                out.append(self._single_player(model, images[i:i + 1], targets[i]))
+                continue
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(s)
                 a = explainer.attribute(
@@ -250,10 +254,20 @@ class CaptumKernelShap(CaptumLime):
     """Kernel SHAP (Lundberg & Lee, NeurIPS 2017) over SLIC superpixels, by captum's ``KernelShap``.
 
     Same sampling, seeding, fill and knobs as :class:`CaptumLime` (captum's KernelShap is its Lime
-    with the Shapley kernel and a linear-regression surrogate).
+    with the Shapley kernel and a linear-regression surrogate). An image with a single superpixel
+    gets the exact value ``f(x) - f(fill)`` (captum fails there).
     """
 
     _explainer = _CaptumKernelShap
+    _exact_single_player = True
+
+    def _single_player(self, model: nn.Module, image: Tensor, target: Tensor) -> Tensor:
+        """One superpixel (SLIC on a flat or very noisy image): captum's KernelShap has no coalition
+        size between none and all and fails on a NaN distribution; the one player's Shapley value
+        is exactly ``f(x) - f(fill)`` (efficiency), given to every pixel."""
+        with torch.no_grad():
+            p = _probs(model, torch.cat([image, torch.full_like(image, self.fill)]))[:, target]
+        return (p[0] - p[1]).expand(1, *image.shape[-2:]).clone()
 
 
 class Lime(_Superpixel):

@@ -42,3 +42,17 @@ def test_slic_sigma_reaches_the_segmentation_and_bad_values_are_refused(shapes_i
     assert counts(FeatureAblation().segments(x)) == counts(superpixels(x, 50, 10.0))
     with pytest.raises(ConfigError, match=r"slic_sigma=-1.0 are not valid; accepted: .*slic_sigma >= 0"):
         FeatureAblation(slic_sigma=-1.0)
+
+
+def test_captum_kernel_shap_with_one_superpixel_gives_the_exact_shapley_value(tiny_cnn, tiny_images):
+    from methods.perturbation import CaptumKernelShap, _probs
+
+    method = CaptumKernelShap(n_samples=8, n_segments=4)
+    method.segments = lambda images: torch.zeros(images.shape[0], *images.shape[-2:], dtype=torch.long)
+    targets = torch.tensor([0, 1, 2, 0])
+    maps = method(tiny_cnn, tiny_images, targets)  # captum alone raises on a NaN Categorical here
+    with torch.no_grad():
+        p = _probs(tiny_cnn, tiny_images)[torch.arange(4), targets]
+        p0 = _probs(tiny_cnn, torch.zeros_like(tiny_images))[torch.arange(4), targets]
+    expected = (p - p0)[:, None, None].expand(4, 16, 16)
+    torch.testing.assert_close(maps, expected)
