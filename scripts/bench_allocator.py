@@ -1,6 +1,6 @@
 """What ``keep_freed_memory`` buys: a method and a metric with the allocator as glibc ships it vs tuned.
 
-    python scripts/bench_allocator.py --images 4 --threads 2 [--method rise,lime] [--metric deletion]
+    python scripts/bench_allocator.py --images 4 --threads 1 [--method rise,lime] [--metric deletion]
 
 Each case runs in a fresh subprocess (the allocator setting is process-wide and sticks): the
 committed shapes CNN, ``--images`` test images of the embedded benchmark, the method's default
