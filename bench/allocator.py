@@ -19,10 +19,13 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 #: the largest value mallopt accepts (an int); blocks above 2 GiB are still mmap'ed
 KEEP = 2**31 - 1
+KEPT = "glibc: freed memory kept in the heap (mmap and trim thresholds 2 GiB)"
+_kept = False  # mallopt settings last for the process: a later job of a sweep inherits them
 
 
 def keep_freed_memory() -> str:
     """Raise glibc's mmap and trim thresholds; returns what was done, for the run record."""
+    global _kept
     if not sys.platform.startswith("linux"):
         return f"system ({sys.platform}: not glibc)"
     try:
@@ -32,4 +35,10 @@ def keep_freed_memory() -> str:
         return "system (no glibc mallopt)"
     if mallopt(M_MMAP_THRESHOLD, KEEP) != 1 or mallopt(M_TRIM_THRESHOLD, KEEP) != 1:
         return "system (mallopt refused)"
-    return "glibc: freed memory kept in the heap (mmap and trim thresholds 2 GiB)"
+    _kept = True
+    return KEPT
+
+
+def allocator_state() -> str:
+    """What a job that did not ask for :func:`keep_freed_memory` runs with (earlier jobs may have)."""
+    return f"{KEPT}, set by an earlier job of this process" if _kept else "system"

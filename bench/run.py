@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from bench import ROOT, __version__
-from bench.allocator import keep_freed_memory
+from bench.allocator import allocator_state, keep_freed_memory
 from bench.context import Context, resolve_device
 from bench.data.base import Batch, collate
 from bench.data.subset import SUBSET_KEYS, select
@@ -113,7 +113,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     timer = Timer(device)
     record["device"] = device_info(device)
-    record["device"]["allocator"] = keep_freed_memory() if cfg.keep_freed_memory else "system"
+    record["device"]["allocator"] = keep_freed_memory() if cfg.keep_freed_memory else allocator_state()
     writer: RowWriter | None = None
     try:
         with timer("load_model"):
