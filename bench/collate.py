@@ -56,8 +56,12 @@ def collate_dirs(dirs: Sequence[str | Path]) -> pd.DataFrame:
         record = read_record(job)
         if record.get("status") != "completed" or not (job / SCORES).is_file():
             continue
-        df = pd.read_csv(job / SCORES, keep_default_na=False, na_values=["nan", "NaN", ""],
-                         dtype={"image_id": str, "flag": str})
+        df = pd.read_csv(
+            job / SCORES,
+            keep_default_na=False,
+            na_values=["nan", "NaN", ""],
+            dtype={"image_id": str, "flag": str},
+        )
         meta = record.get("metrics", {})
         base = df["metric"].str.split(".").str[0]
         suffix = df["metric"].str.split(".", n=1).str[1].fillna("")
@@ -102,8 +106,13 @@ def summarise(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
         values = g["value"].to_numpy(dtype=float)
         m, lo, hi = mean_ci(values, level)
         row = dict(zip(GROUP, key))
-        row.update(n=int((~np.isnan(values)).sum()), mean=m, ci_low=lo, ci_high=hi,
-                   higher_is_better=bool(g["higher_is_better"].iloc[0]))
+        row.update(
+            n=int((~np.isnan(values)).sum()),
+            mean=m,
+            ci_low=lo,
+            ci_high=hi,
+            higher_is_better=bool(g["higher_is_better"].iloc[0]),
+        )
         if "aggregate" in g and g["aggregate"].iloc[0] == "class_mean":
             # TorchRay: per-class accuracy, unweighted mean over all classes, a class with no
             # scored pair counting 0; classes_scored says how many classes had pairs.
@@ -115,7 +124,9 @@ def summarise(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def format_table(summary: pd.DataFrame, metrics: Sequence[str] | None = None, ci: bool = True) -> str:
+def format_table(
+    summary: pd.DataFrame, metrics: Sequence[str] | None = None, ci: bool = True
+) -> str:
     """A Markdown table: one row per (model, dataset, method), a column per metric, ``mean ± half CI``.
 
     ``metrics`` picks and orders the columns (``road_abc``, ``model_randomisation_cascading.ssim``);
@@ -126,14 +137,18 @@ def format_table(summary: pd.DataFrame, metrics: Sequence[str] | None = None, ci
     if metrics is not None:
         unknown = [m for m in metrics if m not in set(summary["metric"])]
         if unknown:
-            raise ValueError(f"metric column(s) {', '.join(unknown)} not in the collated jobs; "
-                             f"accepted: {', '.join(sorted(summary['metric'].unique()))}.")
+            raise ValueError(
+                f"metric column(s) {', '.join(unknown)} not in the collated jobs; "
+                f"accepted: {', '.join(sorted(summary['metric'].unique()))}."
+            )
         summary = summary[summary["metric"].isin(metrics)]
 
     def cell(r: pd.Series) -> str:
         if np.isnan(r["mean"]):
             return "—"
-        half = "" if not ci or np.isnan(r["ci_high"]) else f" ± {(r['ci_high'] - r['ci_low']) / 2:.3f}"
+        half = (
+            "" if not ci or np.isnan(r["ci_high"]) else f" ± {(r['ci_high'] - r['ci_low']) / 2:.3f}"
+        )
         return f"{r['mean']:.3f}{half}"
 
     arrows = summary.groupby("metric")["higher_is_better"].first().map({True: "↑", False: "↓"})
@@ -149,7 +164,9 @@ def format_table(summary: pd.DataFrame, metrics: Sequence[str] | None = None, ci
     table = table.reset_index()
     header = "| " + " | ".join(map(str, table.columns)) + " |"
     sep = "|" + "|".join("---" for _ in table.columns) + "|"
-    lines = [header, sep] + ["| " + " | ".join(map(str, r)) + " |" for r in table.itertuples(index=False)]
+    lines = [header, sep] + [
+        "| " + " | ".join(map(str, r)) + " |" for r in table.itertuples(index=False)
+    ]
     return "\n".join(lines)
 
 
@@ -166,7 +183,10 @@ def plot(summary: pd.DataFrame, path: Path) -> None:
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.4), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         s = summary[summary["metric"] == metric]
-        labels = [f"{m}\n{mo}" if summary["model"].nunique() > 1 else m for m, mo in zip(s["method"], s["model"])]
+        labels = [
+            f"{m}\n{mo}" if summary["model"].nunique() > 1 else m
+            for m, mo in zip(s["method"], s["model"])
+        ]
         err = np.stack([s["mean"] - s["ci_low"], s["ci_high"] - s["mean"]]).clip(min=0)
         ax.bar(range(len(s)), s["mean"], yerr=np.nan_to_num(err), capsize=3, color="#4c72b0")
         ax.set_xticks(range(len(s)), labels, rotation=45, ha="right", fontsize=8)
@@ -211,15 +231,24 @@ class CollateOnMultirunEnd(Callback):
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Collate job folders into one summary table.")
     p.add_argument("folders", nargs="+", help="sweep or job folders (searched recursively)")
-    p.add_argument("--out", default=None, help="where to write the summary (default: the first folder)")
-    p.add_argument("--metrics", default=None,
-                   help="comma-separated columns, in order, for the printed table (e.g. road_abc,mprt)")
-    p.add_argument("--means", action="store_true", help="print means only, without the CI half-widths")
+    p.add_argument(
+        "--out", default=None, help="where to write the summary (default: the first folder)"
+    )
+    p.add_argument(
+        "--metrics",
+        default=None,
+        help="comma-separated columns, in order, for the printed table (e.g. road_abc,mprt)",
+    )
+    p.add_argument(
+        "--means", action="store_true", help="print means only, without the CI half-widths"
+    )
     args = p.parse_args(argv)
     df = collate_dirs(args.folders)
     summary, table = write_summary(Path(args.out or args.folders[0]), df)
     if args.metrics or args.means:
-        metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+        metrics = (
+            [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+        )
         try:
             table = format_table(summary, metrics, ci=not args.means)
         except ValueError as err:

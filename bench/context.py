@@ -22,7 +22,9 @@ def resolve_device(name: str) -> torch.device:
     except RuntimeError as err:
         raise ConfigError(f"device={name} is not valid; accepted: cpu, cuda, cuda:N, mps.") from err
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={name} was asked for, but torch sees no CUDA device; use device=cpu.")
+        raise ConfigError(
+            f"device={name} was asked for, but torch sees no CUDA device; use device=cpu."
+        )
     return device
 
 
@@ -62,7 +64,9 @@ class Context:
                 f"precision={self.precision} is not valid; accepted: {', '.join(PRECISIONS)}."
             )
         if self.chunk_size < 1:
-            raise ConfigError(f"chunk_size={self.chunk_size} is not valid; accepted: an integer >= 1.")
+            raise ConfigError(
+                f"chunk_size={self.chunk_size} is not valid; accepted: an integer >= 1."
+            )
 
     def generator(self, offset: int = 0) -> torch.Generator:
         """A fresh generator on the run's device, seeded by ``seed + offset``."""

@@ -14,8 +14,16 @@ import numpy as np
 
 #: Columns of the scores table: one row per (image, method, metric).
 ROW_COLUMNS = [
-    "model", "weights", "dataset", "split", "image_id", "target",
-    "method", "metric", "value", "flag",
+    "model",
+    "weights",
+    "dataset",
+    "split",
+    "image_id",
+    "target",
+    "method",
+    "metric",
+    "value",
+    "flag",
 ]
 SCORES = "scores.csv"
 CURVES = "curves.npz"

@@ -95,7 +95,9 @@ def read_checkpoint(path: str | Path, hint: str = "") -> dict:
     """Load a checkpoint file (a dict with ``state_dict`` or a bare state dict) onto the CPU."""
     p = resolve_path(path)
     if not p.is_file():
-        raise ConfigError(f"model.checkpoint={path} not found (looked at {p}).{(' ' + hint) if hint else ''}")
+        raise ConfigError(
+            f"model.checkpoint={path} not found (looked at {p}).{(' ' + hint) if hint else ''}"
+        )
     obj = torch.load(p, map_location="cpu", weights_only=False)
     return obj
 
@@ -111,14 +113,18 @@ def load_shapes_cnn(
     std: tuple[float, ...] = (0.25, 0.25, 0.25),
 ) -> nn.Module:
     """The embedded benchmark's trained CNN from its committed checkpoint, in eval mode."""
-    ckpt = read_checkpoint(checkpoint, hint="Train it with `make train` (python scripts/train_shapes.py).")
+    ckpt = read_checkpoint(
+        checkpoint, hint="Train it with `make train` (python scripts/train_shapes.py)."
+    )
     state = ckpt.get("state_dict", ckpt)
     model = ShapesCNN(num_classes=num_classes, width=width)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
         first = str(err).splitlines()[0]
-        raise ConfigError(f"model.checkpoint={checkpoint} does not fit ShapesCNN(width={width}): {first}") from err
+        raise ConfigError(
+            f"model.checkpoint={checkpoint} does not fit ShapesCNN(width={width}): {first}"
+        ) from err
     model.eval()
     model.bench_meta = ModelMeta(
         name=name,
@@ -165,9 +171,15 @@ def split_checkpoint(obj: object, path: str | Path) -> tuple[nn.Module | dict, d
         for key in STATE_KEYS:
             inner = obj.get(key)
             if isinstance(inner, nn.Module) or (
-                isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values())
+                isinstance(inner, dict)
+                and inner
+                and all(isinstance(v, torch.Tensor) for v in inner.values())
             ):
-                extra = {k: v for k, v in obj.items() if k != key and isinstance(v, (str, int, float, bool))}
+                extra = {
+                    k: v
+                    for k, v in obj.items()
+                    if k != key and isinstance(v, (str, int, float, bool))
+                }
                 return inner, extra
     raise ConfigError(
         f"model.checkpoint={path} holds a {type(obj).__name__} that is neither a model nor a state "
@@ -180,7 +192,7 @@ def strip_prefix_of(state: dict, prefix: str | None) -> dict:
     """``state`` with ``prefix`` removed from every key that starts with it (e.g. ``module.``)."""
     if not prefix:
         return state
-    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items()}
+    return {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in state.items()}
 
 
 def _common_prefix(keys: list[str]) -> str | None:
@@ -198,7 +210,9 @@ def load_state(model: nn.Module, state: dict, checkpoint: str | Path, what: str)
     shapes = [
         f"{k}: checkpoint {list(state[k].shape)} vs model {list(own[k].shape)}"
         for k in own
-        if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)
+        if k in state
+        and hasattr(state[k], "shape")
+        and tuple(state[k].shape) != tuple(own[k].shape)
     ]
     if not (missing or unexpected or shapes):
         model.load_state_dict(state)
@@ -213,9 +227,13 @@ def load_state(model: nn.Module, state: dict, checkpoint: str | Path, what: str)
     hints = []
     prefix = _common_prefix(list(state))
     if prefix and unexpected and not _common_prefix(list(own)) == prefix:
-        hints.append(f"the checkpoint's keys start with '{prefix}': set model.strip_prefix={prefix}")
+        hints.append(
+            f"the checkpoint's keys start with '{prefix}': set model.strip_prefix={prefix}"
+        )
     if shapes:
-        hints.append("a checkpoint fine-tuned for another number of classes needs model.num_classes=<its count>")
+        hints.append(
+            "a checkpoint fine-tuned for another number of classes needs model.num_classes=<its count>"
+        )
     raise ConfigError(
         f"model.checkpoint={checkpoint} does not fit {what}: {'; '.join(parts)}."
         + (f" Hint: {'; '.join(hints)}." if hints else "")
@@ -254,7 +272,11 @@ def auto_cam_layer(model: nn.Module, input_size: tuple[int, int]) -> str:
             continue
 
         def hook(_m: nn.Module, _i: tuple, out: object, name: str = name) -> None:
-            if isinstance(out, torch.Tensor) and out.ndim == 4 and out.shape[-1] * out.shape[-2] > 1:
+            if (
+                isinstance(out, torch.Tensor)
+                and out.ndim == 4
+                and out.shape[-1] * out.shape[-2] > 1
+            ):
                 found.append(name)
 
         handles.append(module.register_forward_hook(hook))
@@ -281,15 +303,26 @@ def _check_layer(model: nn.Module, layer: str | None, input_size: tuple[int, int
         close = difflib.get_close_matches(layer, names, n=3)
         raise ConfigError(
             f"model.cam_layer={layer} is not a module of {type(model).__name__}."
-            + (f" Did you mean {', '.join(close)}?" if close else f" Its last modules: {', '.join(names[-3:])}.")
+            + (
+                f" Did you mean {', '.join(close)}?"
+                if close
+                else f" Its last modules: {', '.join(names[-3:])}."
+            )
             + " Accepted: a name from model.named_modules(), auto, or null."
         )
     return layer
 
 
 def attach_meta(
-    model: nn.Module, name: str, weights: str, cam_layer: str | None, input_size: tuple[int, int],
-    mean: Sequence[float], std: Sequence[float], num_classes: int, extra: dict,
+    model: nn.Module,
+    name: str,
+    weights: str,
+    cam_layer: str | None,
+    input_size: tuple[int, int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    num_classes: int,
+    extra: dict,
 ) -> nn.Module:
     """Put the model in eval mode and attach its :class:`ModelMeta` (CAM layer checked)."""
     model.eval()
@@ -412,15 +445,24 @@ def load_torchvision(
         )
     for key, given in (("input_size", input_size), ("mean", mean), ("std", std)):
         if meta.get(key) is not None and w is not None and tuple(given) != tuple(meta[key]):
-            log.warning("model.%s=%s differs from the %s weights' %s", key, list(given), w, list(meta[key]))
-    if w is not None and num_classes is not None and meta.get("num_classes") not in (None, num_classes):
+            log.warning(
+                "model.%s=%s differs from the %s weights' %s", key, list(given), w, list(meta[key])
+            )
+    if (
+        w is not None
+        and num_classes is not None
+        and meta.get("num_classes") not in (None, num_classes)
+    ):
         raise ConfigError(
             f"model.num_classes={num_classes} but weights {w} have {meta['num_classes']} classes; "
             "for a fine-tuned head set model.weights=null and model.checkpoint=<your file>."
         )
     kwargs = dict(kwargs or {})
-    extra: dict = {"arch": arch, "resize_size": resize_size or meta.get("resize_size"),
-                   "interpolation": meta.get("interpolation")}
+    extra: dict = {
+        "arch": arch,
+        "resize_size": resize_size or meta.get("resize_size"),
+        "interpolation": meta.get("interpolation"),
+    }
     if w is not None:
         path = torchvision_weights_file(arch, w.name)
         if not path.is_file() and not download:
@@ -453,11 +495,17 @@ def load_torchvision(
             model = obj
         else:
             model = get_model(arch, weights=None, num_classes=num_classes or 1000, **kwargs)
-            load_state(model, strip_prefix_of(obj, strip_prefix), checkpoint,
-                       f"{arch}(num_classes={num_classes or 1000})")
+            load_state(
+                model,
+                strip_prefix_of(obj, strip_prefix),
+                checkpoint,
+                f"{arch}(num_classes={num_classes or 1000})",
+            )
         weights_name = Path(checkpoint).name
     else:
-        model = get_model(arch, weights=None, num_classes=num_classes or meta.get("num_classes") or 1000, **kwargs)
+        model = get_model(
+            arch, weights=None, num_classes=num_classes or meta.get("num_classes") or 1000, **kwargs
+        )
         weights_name = "random"
         head = getattr(getattr(model, "heads", None), "head", None)
         if isinstance(head, nn.Linear):
@@ -473,7 +521,9 @@ def load_torchvision(
         )
     if arch.startswith(("vit_", "swin_", "maxvit")) and cam_layer and cam_layer != "auto":
         extra["cam_reshape"] = "tokens" if arch.startswith("vit_") else "channels_last"
-    return attach_meta(model, name or arch, weights_name, cam_layer, input_size, mean, std, counted, extra)
+    return attach_meta(
+        model, name or arch, weights_name, cam_layer, input_size, mean, std, counted, extra
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -484,16 +534,21 @@ def import_object(path: str) -> object:
     """The object at ``package.module.Name`` (or ``package.module:Name``)."""
     mod_name, _, attr = path.replace(":", ".").rpartition(".")
     if not mod_name:
-        raise ConfigError(f"model.module={path} is not an import path; accepted: package.module.ClassName.")
+        raise ConfigError(
+            f"model.module={path} is not an import path; accepted: package.module.ClassName."
+        )
     try:
         module = importlib.import_module(mod_name)
     except ImportError as err:
-        raise ConfigError(f"model.module={path}: cannot import {mod_name} ({err}); is it on PYTHONPATH?") from err
+        raise ConfigError(
+            f"model.module={path}: cannot import {mod_name} ({err}); is it on PYTHONPATH?"
+        ) from err
     if not hasattr(module, attr):
         public = [n for n in dir(module) if not n.startswith("_")]
         close = difflib.get_close_matches(attr, public, n=3)
         raise ConfigError(
-            f"model.module={path}: {mod_name} has no {attr}." + (f" Did you mean {', '.join(close)}?" if close else "")
+            f"model.module={path}: {mod_name} has no {attr}."
+            + (f" Did you mean {', '.join(close)}?" if close else "")
         )
     return getattr(module, attr)
 
@@ -541,9 +596,13 @@ def load_module(
         try:
             model = factory(**(args or {}))
         except TypeError as err:
-            raise ConfigError(f"model.module={module} with model.args={dict(args or {})}: {err}") from err
+            raise ConfigError(
+                f"model.module={module} with model.args={dict(args or {})}: {err}"
+            ) from err
         if not isinstance(model, nn.Module):
-            raise ConfigError(f"model.module={module} returned a {type(model).__name__}, not an nn.Module.")
+            raise ConfigError(
+                f"model.module={module} returned a {type(model).__name__}, not an nn.Module."
+            )
         if state is not None:
             load_state(model, state, checkpoint, module)
     model.eval()
@@ -608,4 +667,6 @@ def load_timm(
     std = tuple(std if std is not None else cfg.get("std", (0.229, 0.224, 0.225)))
     model.eval()
     counted = _count_classes(model, input_size)
-    return attach_meta(model, name or arch, weights_name, cam_layer, input_size, mean, std, counted, extra)
+    return attach_meta(
+        model, name or arch, weights_name, cam_layer, input_size, mean, std, counted, extra
+    )

@@ -36,8 +36,17 @@ from metrics.base import Metric, MetricOutput
 log = logging.getLogger("bench")
 
 EXPLAIN = ("label", "prediction")
-PACKAGES = ("torch", "torchvision", "captum", "hydra-core", "numpy", "pandas", "scikit-image",
-            "lime", "shap")
+PACKAGES = (
+    "torch",
+    "torchvision",
+    "captum",
+    "hydra-core",
+    "numpy",
+    "pandas",
+    "scikit-image",
+    "lime",
+    "shap",
+)
 
 
 def versions() -> dict[str, str]:
@@ -51,11 +60,17 @@ def versions() -> dict[str, str]:
     try:
         commit = subprocess.run(
             ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=False,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5, check=False,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         ).stdout.strip()
         out["git"] = commit + ("-dirty" if dirty else "") if commit else "unknown"
     except (OSError, subprocess.SubprocessError):
@@ -64,8 +79,12 @@ def versions() -> dict[str, str]:
 
 
 def device_info(device: torch.device) -> dict[str, Any]:
-    info: dict[str, Any] = {"device": str(device), "torch_threads": torch.get_num_threads(),
-                            "platform": platform.platform(), "processor": platform.processor()}
+    info: dict[str, Any] = {
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+    }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
@@ -79,7 +98,9 @@ def build_dataset(cfg: DictConfig, seed: int):
     return dataset, select(dataset, seed=seed, **subset), subset
 
 
-def rows_of(out: MetricOutput, metric: str, batch: Batch, meta: dict[str, str]) -> list[dict[str, Any]]:
+def rows_of(
+    out: MetricOutput, metric: str, batch: Batch, meta: dict[str, str]
+) -> list[dict[str, Any]]:
     """Long-format rows of one metric's output for a batch (tensors moved to the CPU here, once)."""
     rows = []
     for suffix, scores in out.scores.items():
@@ -93,8 +114,16 @@ def rows_of(out: MetricOutput, metric: str, batch: Batch, meta: dict[str, str]) 
             if omit[i]:
                 continue
             flag = out.flag_reason if flags[i] else ("nan" if math.isnan(value) else "")
-            rows.append({**meta, "image_id": batch.ids[i], "target": int(batch.targets[i]),
-                         "metric": name, "value": value, "flag": flag})
+            rows.append(
+                {
+                    **meta,
+                    "image_id": batch.ids[i],
+                    "target": int(batch.targets[i]),
+                    "metric": name,
+                    "value": value,
+                    "flag": flag,
+                }
+            )
     return rows
 
 
@@ -113,7 +142,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     timer = Timer(device)
     record["device"] = device_info(device)
-    record["device"]["allocator"] = keep_freed_memory() if cfg.keep_freed_memory else allocator_state()
+    record["device"]["allocator"] = (
+        keep_freed_memory() if cfg.keep_freed_memory else allocator_state()
+    )
     writer: RowWriter | None = None
     try:
         with timer("load_model"):
@@ -122,17 +153,26 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         with timer("load_data"):
             base, dataset, subset = build_dataset(cfg.dataset, cfg.seed)
         record["model"] = meta.to_dict()
-        record["dataset"] = {"name": base.name, "split": base.split, "size": len(base),
-                             "num_classes": base.num_classes,
-                             "selected": len(dataset), **subset,
-                             "class_mapping": getattr(base, "class_indices", None),
-                             "resize": getattr(getattr(base, "preprocess", None), "resize", None)}
+        record["dataset"] = {
+            "name": base.name,
+            "split": base.split,
+            "size": len(base),
+            "num_classes": base.num_classes,
+            "selected": len(dataset),
+            **subset,
+            "class_mapping": getattr(base, "class_indices", None),
+            "resize": getattr(getattr(base, "preprocess", None), "resize", None),
+        }
         if base.num_classes and base.num_classes != meta.num_classes:
             raise ConfigError(
                 f"model={meta.name} has {meta.num_classes} classes but dataset={base.name} has "
                 f"{base.num_classes}; set the dataset's class mapping or choose a matching model."
             )
-        method_name = HydraConfig.get().runtime.choices.get("method", "method") if HydraConfig.initialized() else "method"
+        method_name = (
+            HydraConfig.get().runtime.choices.get("method", "method")
+            if HydraConfig.initialized()
+            else "method"
+        )
         method = instantiate(cfg.method)
         method.check(model)
         metrics: dict[str, Metric] = {}
@@ -140,25 +180,50 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             metric = instantiate(mcfg)
             base.require(metric.requires, f"metric={name}")
             metrics[name] = metric
-        record["method"] = {"name": method_name, "class": type(method).__name__,
-                            "settings": OmegaConf.to_container(cfg.method, resolve=True)}
-        record["metrics"] = {n: {"class": type(m).__name__, **m.meta(), "requires": sorted(m.requires),
-                                 "settings": m.settings()}
-                             for n, m in metrics.items()}
+        record["method"] = {
+            "name": method_name,
+            "class": type(method).__name__,
+            "settings": OmegaConf.to_container(cfg.method, resolve=True),
+        }
+        record["metrics"] = {
+            n: {
+                "class": type(m).__name__,
+                **m.meta(),
+                "requires": sorted(m.requires),
+                "settings": m.settings(),
+            }
+            for n, m in metrics.items()
+        }
         for name, metric in metrics.items():
             if hasattr(metric, "layer_names"):  # the x axis of layer-wise sanity curves
                 record["metrics"][name]["curve_x"] = list(metric.layer_names(model))
-        ctx = Context(model=model, device=device, chunk_size=cfg.chunk_size, precision=cfg.precision,
-                      method=method, seed=cfg.seed)
-        row_meta = {"model": meta.name, "weights": meta.weights, "dataset": base.name,
-                    "split": base.split, "method": method_name}
+        ctx = Context(
+            model=model,
+            device=device,
+            chunk_size=cfg.chunk_size,
+            precision=cfg.precision,
+            method=method,
+            seed=cfg.seed,
+        )
+        row_meta = {
+            "model": meta.name,
+            "weights": meta.weights,
+            "dataset": base.name,
+            "split": base.split,
+            "method": method_name,
+        }
         writer = RowWriter(out_dir / SCORES)
         curves: dict[str, list[np.ndarray]] = {}
         curve_ids: dict[str, list[str]] = {}
         saved_maps: list[np.ndarray] = []
         saved_ids: list[str] = []
-        loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False,
-                            num_workers=cfg.num_workers, collate_fn=collate)
+        loader = DataLoader(
+            dataset,
+            batch_size=cfg.batch_size,
+            shuffle=False,
+            num_workers=cfg.num_workers,
+            collate_fn=collate,
+        )
         for batch in tqdm(loader, desc=f"{method_name} on {base.name}", unit="batch"):
             batch = batch.to(device)
             targets = batch.targets if cfg.explain == "label" else ctx.predictions(batch.images)
@@ -183,7 +248,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         if arrays:
             atomic_savez(out_dir / CURVES, arrays)
         if saved_maps:
-            atomic_savez(out_dir / MAPS, {"maps": np.concatenate(saved_maps), "ids": np.array(saved_ids)})
+            atomic_savez(
+                out_dir / MAPS, {"maps": np.concatenate(saved_maps), "ids": np.array(saved_ids)}
+            )
         record["status"] = "completed"
         record["rows"] = writer.count
         record["forward"] = {"images": ctx.forward_images, "seconds": round(ctx.forward_seconds, 4)}
@@ -212,7 +279,11 @@ def as_config_error(err: BaseException) -> ConfigError | None:
         seen = seen.__cause__
     if isinstance(err, InstantiationException) and isinstance(err.__cause__, TypeError):
         # a key the constructor does not take, or a value of the wrong type
-        key = [ln.split(":", 1)[1].strip() for ln in str(err).splitlines() if ln.startswith("full_key:")]
+        key = [
+            ln.split(":", 1)[1].strip()
+            for ln in str(err).splitlines()
+            if ln.startswith("full_key:")
+        ]
         return ConfigError(f"{key[0] if key else 'config'}: {err.__cause__}")
     return None
 

@@ -69,7 +69,9 @@ def fit(
         model.train()
         order = torch.randperm(len(x), generator=generator)
         total, n = 0.0, 0
-        for i in tqdm(range(0, len(x), batch_size), desc=f"epoch {epoch + 1}/{epochs}", leave=False):
+        for i in tqdm(
+            range(0, len(x), batch_size), desc=f"epoch {epoch + 1}/{epochs}", leave=False
+        ):
             idx = order[i : i + batch_size]
             xb = normalise(x[idx], ds)
             if augment is not None:
@@ -86,7 +88,9 @@ def fit(
     model.eval()
 
 
-def save_checkpoint(model: nn.Module, record: dict[str, Any], out: Path, started: float) -> dict[str, Any]:
+def save_checkpoint(
+    model: nn.Module, record: dict[str, Any], out: Path, started: float
+) -> dict[str, Any]:
     """Write ``<out>.pt`` (state dict + record) and ``<out>.json`` (the record, with versions)."""
     record = {
         **record,

@@ -27,15 +27,20 @@ def attention_modules(model: nn.Module) -> list[nn.MultiheadAttention]:
 
 def _require_transformer(method: Method, model: nn.Module) -> None:
     if not attention_modules(model):
-        raise method.unfit(model, "it has no nn.MultiheadAttention module (not a vision transformer); "
-                                  "accepted: torchvision VisionTransformer-like models.")
+        raise method.unfit(
+            model,
+            "it has no nn.MultiheadAttention module (not a vision transformer); "
+            "accepted: torchvision VisionTransformer-like models.",
+        )
 
 
 def patch_grid(tokens: int, prefix: int = 1) -> int:
     """Side of the square patch grid for ``tokens`` tokens of which ``prefix`` are not patches."""
     g = math.isqrt(tokens - prefix)
     if g * g != tokens - prefix:
-        raise ValueError(f"{tokens} tokens minus {prefix} class token(s) is not a square grid of patches.")
+        raise ValueError(
+            f"{tokens} tokens minus {prefix} class token(s) is not a square grid of patches."
+        )
     return g
 
 
@@ -110,7 +115,9 @@ class AttentionRollout(Method):
         if head_fusion not in HEAD_FUSIONS:
             raise choice_error("head_fusion", head_fusion, HEAD_FUSIONS)
         if not 0 <= discard_ratio < 1:
-            raise ValueError(f"discard_ratio={discard_ratio} is not valid; accepted: 0 <= ratio < 1.")
+            raise ValueError(
+                f"discard_ratio={discard_ratio} is not valid; accepted: 0 <= ratio < 1."
+            )
         self.head_fusion = head_fusion
         self.discard_ratio = float(discard_ratio)
 
@@ -157,5 +164,7 @@ class ViTGradCAM(GradCAM):
         return out[:, 1:].reshape(out.shape[0], g, g, out.shape[2]).permute(0, 3, 1, 2)
 
     def unfit_shape(self, out: Tensor) -> ValueError:
-        return ValueError(f"{self.name} needs a layer with token output [B, T, D]; layer={self.layer} "
-                          f"gives shape {tuple(out.shape)}.")
+        return ValueError(
+            f"{self.name} needs a layer with token output [B, T, D]; layer={self.layer} "
+            f"gives shape {tuple(out.shape)}."
+        )

@@ -82,7 +82,9 @@ class Method:
                 f"reduction={reduction} is not valid; accepted: {', '.join(REDUCTIONS)}."
             )
         if not smooth >= 0:
-            raise ConfigError(f"smooth={smooth} is not valid; accepted: a fraction >= 0 (0 = none).")
+            raise ConfigError(
+                f"smooth={smooth} is not valid; accepted: a fraction >= 0 (0 = none)."
+            )
         self.reduction = reduction
         self.smooth = float(smooth)
 
@@ -111,7 +113,9 @@ class Method:
         with preserve_model(model), warnings.catch_warnings():
             # captum turns on requires_grad of the inputs it differentiates and warns each time; we
             # hand it plain inputs on purpose (the caller's tensors stay untouched).
-            warnings.filterwarnings("ignore", message=r"Input Tensor \d+ did not already require gradients")
+            warnings.filterwarnings(
+                "ignore", message=r"Input Tensor \d+ did not already require gradients"
+            )
             raw = self.attribute(model, images, targets.long())
         return self.postprocess(raw, images.shape[-2:])
 
@@ -121,9 +125,13 @@ class Method:
         if raw.ndim == 4:
             raw = REDUCTIONS[self.reduction](raw)
         if raw.ndim != 3:
-            raise ValueError(f"{self.name}.attribute returned shape {tuple(raw.shape)}; expected 3 or 4 dims.")
+            raise ValueError(
+                f"{self.name}.attribute returned shape {tuple(raw.shape)}; expected 3 or 4 dims."
+            )
         if tuple(raw.shape[-2:]) != tuple(size):
-            raw = F.interpolate(raw[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+            raw = F.interpolate(
+                raw[:, None], size=tuple(size), mode="bilinear", align_corners=False
+            )[:, 0]
         if getattr(self, "smooth", 0.0) > 0:
             raw = gaussian_smooth(raw, self.smooth * max(size))
         return raw.contiguous()
@@ -132,7 +140,9 @@ class Method:
 def check_batch_size(key: str, value: int | None) -> int | None:
     """``value`` if it is None or an integer >= 1, else a ConfigError naming ``key``."""
     if value is not None and (int(value) != value or value < 1):
-        raise ConfigError(f"{key}={value} is not valid; accepted: an integer >= 1 (or null = no bound).")
+        raise ConfigError(
+            f"{key}={value} is not valid; accepted: an integer >= 1 (or null = no bound)."
+        )
     return None if value is None else int(value)
 
 

@@ -67,8 +67,9 @@ class BaseCAM(Method):
                 "use method=vit_gradcam on the token grid).",
             )
 
-    def weights(self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor,
-                targets: Tensor) -> Tensor:
+    def weights(
+        self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor, targets: Tensor
+    ) -> Tensor:
         """Per-channel weights ``[B, K]`` (or per-position ``[B, K, h, w]``)."""
         raise NotImplementedError
 
@@ -81,7 +82,9 @@ class BaseCAM(Method):
             )
         return out
 
-    def activations(self, model: nn.Module, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor | None]:
+    def activations(
+        self, model: nn.Module, images: Tensor, targets: Tensor
+    ) -> tuple[Tensor, Tensor | None]:
         """Feature maps ``[B, K, h, w]`` of the layer and, if needed, d(target logit)/dA."""
         self.check(model)
         layer = get_layer(model, self.layer)
@@ -116,8 +119,9 @@ class BaseCAM(Method):
 class GradCAM(BaseCAM):
     """Grad-CAM (Selvaraju et al., ICCV 2017): weights = spatial mean of the gradients."""
 
-    def weights(self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor,
-                targets: Tensor) -> Tensor:
+    def weights(
+        self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor, targets: Tensor
+    ) -> Tensor:
         return grads.mean(dim=(2, 3))
 
 
@@ -147,28 +151,43 @@ class CAM(BaseCAM):
             linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
             head = linears[-1] if linears else None
         if not isinstance(head, nn.Linear):
-            raise self.unfit(model, f"head={self.head} is not an nn.Linear; CAM needs a linear head.")
+            raise self.unfit(
+                model, f"head={self.head} is not an nn.Linear; CAM needs a linear head."
+            )
         return head
 
     def check_layer(self, model: nn.Module, layer: nn.Module) -> None:
         super().check_layer(model, layer)
-        gap = [m for m in model.modules() if isinstance(m, nn.AdaptiveAvgPool2d)
-               and m.output_size in (1, (1, 1))]
+        gap = [
+            m
+            for m in model.modules()
+            if isinstance(m, nn.AdaptiveAvgPool2d) and m.output_size in (1, (1, 1))
+        ]
         if not gap:
-            raise self.unfit(model, "it has no global average pooling (nn.AdaptiveAvgPool2d(1)); "
-                                    "CAM needs GAP + a linear head (use gradcam instead).")
+            raise self.unfit(
+                model,
+                "it has no global average pooling (nn.AdaptiveAvgPool2d(1)); "
+                "CAM needs GAP + a linear head (use gradcam instead).",
+            )
         head = self.head_of(model)
         k = _channels(layer)
         if k is not None and k != head.in_features:
-            raise self.unfit(model, f"layer={self.layer} has {k} channels but the linear head takes "
-                                    f"{head.in_features} features; CAM needs layer -> GAP -> linear.")
+            raise self.unfit(
+                model,
+                f"layer={self.layer} has {k} channels but the linear head takes "
+                f"{head.in_features} features; CAM needs layer -> GAP -> linear.",
+            )
 
-    def weights(self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor,
-                targets: Tensor) -> Tensor:
+    def weights(
+        self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor, targets: Tensor
+    ) -> Tensor:
         head = self.head_of(model)
         if acts.shape[1] != head.in_features:
-            raise self.unfit(model, f"layer={self.layer} gives {acts.shape[1]} channels, the head "
-                                    f"takes {head.in_features}.")
+            raise self.unfit(
+                model,
+                f"layer={self.layer} gives {acts.shape[1]} channels, the head "
+                f"takes {head.in_features}.",
+            )
         return head.weight.detach()[targets]
 
 
@@ -179,8 +198,9 @@ class GradCAMPlusPlus(BaseCAM):
     pytorch-grad-cam), zero where the gradient is 0; weights = ``sum(alpha relu(g))``.
     """
 
-    def weights(self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor,
-                targets: Tensor) -> Tensor:
+    def weights(
+        self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor, targets: Tensor
+    ) -> Tensor:
         g2 = grads.pow(2)
         g3 = g2 * grads
         sum_acts = acts.sum(dim=(2, 3), keepdim=True)
@@ -192,16 +212,18 @@ class GradCAMPlusPlus(BaseCAM):
 class XGradCAM(BaseCAM):
     """XGrad-CAM (Fu et al., BMVC 2020): weights = ``sum(g A) / sum(A)`` per channel."""
 
-    def weights(self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor,
-                targets: Tensor) -> Tensor:
+    def weights(
+        self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor, targets: Tensor
+    ) -> Tensor:
         return (grads * acts).sum(dim=(2, 3)) / (acts.sum(dim=(2, 3)) + 1e-7)
 
 
 class LayerCAM(BaseCAM):
     """LayerCAM (Jiang et al., IEEE TIP 2021): per-position weights ``relu(g)``."""
 
-    def weights(self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor,
-                targets: Tensor) -> Tensor:
+    def weights(
+        self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor, targets: Tensor
+    ) -> Tensor:
         return grads.clamp_min(0)
 
 
@@ -223,16 +245,21 @@ class ScoreCAM(BaseCAM):
         super().__init__(layer, relu)
         self.batch_size = check_batch_size("batch_size", batch_size)
 
-    def weights(self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor,
-                targets: Tensor) -> Tensor:
+    def weights(
+        self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor, targets: Tensor
+    ) -> Tensor:
         b, k = acts.shape[:2]
         scores = torch.empty(b * k, device=images.device)
         with torch.no_grad():
             for part in chunks(b * k, self.batch_size):
                 j = torch.arange(part.start, part.stop, device=images.device)
                 img, ch = j // k, j % k
-                up = F.interpolate(acts[img, ch][:, None], size=images.shape[-2:], mode="bilinear",
-                                   align_corners=False)
+                up = F.interpolate(
+                    acts[img, ch][:, None],
+                    size=images.shape[-2:],
+                    mode="bilinear",
+                    align_corners=False,
+                )
                 lo = up.amin(dim=(2, 3), keepdim=True)
                 hi = up.amax(dim=(2, 3), keepdim=True)
                 masks = (up - lo) / (hi - lo + 1e-8)
@@ -259,8 +286,9 @@ class AblationCAM(BaseCAM):
         super().__init__(layer, relu)
         self.batch_size = check_batch_size("batch_size", batch_size)
 
-    def weights(self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor,
-                targets: Tensor) -> Tensor:
+    def weights(
+        self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor, targets: Tensor
+    ) -> Tensor:
         b, k = acts.shape[:2]
         layer = get_layer(model, self.layer)
         current: dict[str, Tensor] = {}
@@ -322,7 +350,9 @@ class GuidedGradCAM(GradCAM):
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         cam = super().attribute(model, images, targets)
-        cam = F.interpolate(cam[:, None], size=images.shape[-2:], mode="bilinear", align_corners=False)
+        cam = F.interpolate(
+            cam[:, None], size=images.shape[-2:], mode="bilinear", align_corners=False
+        )
         return self._guided.attribute(model, images, targets) * cam
 
 

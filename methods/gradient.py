@@ -61,8 +61,13 @@ class InputXGradient(Method):
 
 def _require_relu_modules(method: Method, model: nn.Module) -> None:
     if not any(isinstance(m, nn.ReLU) for m in model.modules()):
-        kinds = sorted({type(m).__name__ for m in model.modules()
-                        if isinstance(m, (nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.ELU))})
+        kinds = sorted(
+            {
+                type(m).__name__
+                for m in model.modules()
+                if isinstance(m, (nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.ELU))
+            }
+        )
         raise method.unfit(
             model,
             "it changes the backward pass of nn.ReLU modules and the model has none "
@@ -122,8 +127,13 @@ class IntegratedGradients(Method):
         super().__init__(reduction)
         if n_steps < 1:
             raise ConfigError(f"n_steps={n_steps} is not valid; accepted: an integer >= 1.")
-        methods = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle",
-                   "riemann_trapezoid")
+        methods = (
+            "gausslegendre",
+            "riemann_left",
+            "riemann_right",
+            "riemann_middle",
+            "riemann_trapezoid",
+        )
         if integration not in methods:
             raise choice_error("integration", integration, methods)
         self.n_steps = n_steps
@@ -163,10 +173,29 @@ def _reused_modules(model: nn.Module, kinds: tuple[type, ...]) -> list[str]:
 
 
 #: Leaf modules DeepLIFT's rescale rule treats correctly (linear ones or captum's nonlinearities).
-_DEEPLIFT_NONLINEAR = (nn.ReLU, nn.ELU, nn.Sigmoid, nn.Tanh, nn.Softmax, nn.MaxPool1d, nn.MaxPool2d,
-                       nn.MaxPool3d)
-_LINEAR_LEAVES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d,
-                  nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout, nn.Identity)
+_DEEPLIFT_NONLINEAR = (
+    nn.ReLU,
+    nn.ELU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Softmax,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+)
+_LINEAR_LEAVES = (
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.Linear,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.Flatten,
+    nn.Dropout,
+    nn.Identity,
+)
 
 
 class DeepLift(Method):
@@ -188,23 +217,46 @@ class DeepLift(Method):
 
     def check(self, model: nn.Module) -> None:
         leaves = [m for m in model.modules() if not list(m.children())]
-        other = sorted({type(m).__name__ for m in leaves
-                        if not isinstance(m, _DEEPLIFT_NONLINEAR + _LINEAR_LEAVES)})
+        other = sorted(
+            {
+                type(m).__name__
+                for m in leaves
+                if not isinstance(m, _DEEPLIFT_NONLINEAR + _LINEAR_LEAVES)
+            }
+        )
         if other:
-            raise self.unfit(model, f"captum's DeepLIFT has no rule for {', '.join(other)}; accepted "
-                                    "leaf modules: convolutions, linear, batch norm, pooling, ReLU-like.")
+            raise self.unfit(
+                model,
+                f"captum's DeepLIFT has no rule for {', '.join(other)}; accepted "
+                "leaf modules: convolutions, linear, batch norm, pooling, ReLU-like.",
+            )
         reused = _reused_modules(model, _DEEPLIFT_NONLINEAR)
         if reused:
-            raise self.unfit(model, f"nonlinear modules called more than once ({', '.join(reused[:3])}); "
-                                    "captum's DeepLIFT needs one module per call (no module reuse).")
+            raise self.unfit(
+                model,
+                f"nonlinear modules called more than once ({', '.join(reused[:3])}); "
+                "captum's DeepLIFT needs one module per call (no module reuse).",
+            )
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         return _CaptumDeepLift(model).attribute(images, baselines=self.baseline, target=targets)
 
 
-_LRP_LEAVES = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.Conv2d, nn.AvgPool2d,
-               nn.AdaptiveAvgPool2d, nn.Linear, nn.BatchNorm2d, nn.ReLU, nn.Dropout, nn.Tanh,
-               nn.Flatten, nn.Identity)
+_LRP_LEAVES = (
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.Conv2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.Linear,
+    nn.BatchNorm2d,
+    nn.ReLU,
+    nn.Dropout,
+    nn.Tanh,
+    nn.Flatten,
+    nn.Identity,
+)
 _SHAPE_OPS = {"flatten", "view", "reshape", "squeeze", "unsqueeze", "contiguous", "size"}
 
 
@@ -231,27 +283,45 @@ class LRP(Method):
         leaves = [m for m in model.modules() if not list(m.children())]
         other = sorted({type(m).__name__ for m in leaves if not isinstance(m, _LRP_LEAVES)})
         if other:
-            raise self.unfit(model, f"captum's LRP has no rule for {', '.join(other)}; accepted leaf "
-                                    "modules: Conv2d, Linear, BatchNorm2d, pooling, ReLU, Dropout, Tanh.")
+            raise self.unfit(
+                model,
+                f"captum's LRP has no rule for {', '.join(other)}; accepted leaf "
+                "modules: Conv2d, Linear, BatchNorm2d, pooling, ReLU, Dropout, Tanh.",
+            )
         graph = _trace(model)
         if graph is None:
             return
         for node in graph.nodes:
             if node.op == "call_function" and node.target not in (torch.flatten, operator.getitem):
-                raise self.unfit(model, f"its forward applies {getattr(node.target, '__name__', node.target)} "
-                                        "outside a module (e.g. a skip connection); captum's LRP propagates "
-                                        "relevance through modules only.")
+                raise self.unfit(
+                    model,
+                    f"its forward applies {getattr(node.target, '__name__', node.target)} "
+                    "outside a module (e.g. a skip connection); captum's LRP propagates "
+                    "relevance through modules only.",
+                )
             if node.op == "call_method" and node.target not in _SHAPE_OPS:
-                raise self.unfit(model, f"its forward calls tensor.{node.target} outside a module; "
-                                        "captum's LRP propagates relevance through modules only.")
+                raise self.unfit(
+                    model,
+                    f"its forward calls tensor.{node.target} outside a module; "
+                    "captum's LRP propagates relevance through modules only.",
+                )
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         modules = list(model.modules())
         before = [set(vars(m)) for m in modules]
         try:
             for m in modules:
-                if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d,
-                                  nn.AdaptiveAvgPool2d)):
+                if isinstance(
+                    m,
+                    (
+                        nn.Conv2d,
+                        nn.Linear,
+                        nn.BatchNorm2d,
+                        nn.MaxPool2d,
+                        nn.AvgPool2d,
+                        nn.AdaptiveAvgPool2d,
+                    ),
+                ):
                     m.rule = EpsilonRule(epsilon=self.epsilon)
             return _CaptumLRP(model).attribute(images, target=targets)
         finally:  # captum leaves ``rule`` / ``activations`` attributes on the modules: remove them
@@ -263,11 +333,19 @@ class LRP(Method):
 class _Noisy(Method):
     """Shared loop of the noise wrappers: ``n_samples`` noisy copies of each image, chunked."""
 
-    def __init__(self, method: Method, n_samples: int, noise_level: float,
-                 internal_batch_size: int | None, seed: int) -> None:
+    def __init__(
+        self,
+        method: Method,
+        n_samples: int,
+        noise_level: float,
+        internal_batch_size: int | None,
+        seed: int,
+    ) -> None:
         if not isinstance(method, Method):
-            raise ConfigError(f"method={method!r} is not valid; accepted: a methods.* Method "
-                              "(a nested config with a _target_).")
+            raise ConfigError(
+                f"method={method!r} is not valid; accepted: a methods.* Method "
+                "(a nested config with a _target_)."
+            )
         super().__init__(method.reduction, getattr(method, "smooth", 0.0))
         if n_samples < 1:
             raise ConfigError(f"n_samples={n_samples} is not valid; accepted: an integer >= 1.")
@@ -326,10 +404,21 @@ class SmoothGrad(_Noisy):
         seed: the run seed.
     """
 
-    def __init__(self, method: Method | None = None, n_samples: int = 50, noise_level: float = 0.15,
-                 internal_batch_size: int | None = 64, seed: int = 0) -> None:
-        super().__init__(method if method is not None else Gradient(), n_samples, noise_level,
-                         internal_batch_size, seed)
+    def __init__(
+        self,
+        method: Method | None = None,
+        n_samples: int = 50,
+        noise_level: float = 0.15,
+        internal_batch_size: int | None = 64,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            method if method is not None else Gradient(),
+            n_samples,
+            noise_level,
+            internal_batch_size,
+            seed,
+        )
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         total, _ = self.samples(model, images, targets)
@@ -342,10 +431,21 @@ class VarGrad(_Noisy):
     Same noise as :class:`SmoothGrad`; wraps the signed gradient by default (``abs: false``).
     """
 
-    def __init__(self, method: Method | None = None, n_samples: int = 50, noise_level: float = 0.15,
-                 internal_batch_size: int | None = 64, seed: int = 0) -> None:
-        super().__init__(method if method is not None else Gradient(abs=False), n_samples,
-                         noise_level, internal_batch_size, seed)
+    def __init__(
+        self,
+        method: Method | None = None,
+        n_samples: int = 50,
+        noise_level: float = 0.15,
+        internal_batch_size: int | None = 64,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            method if method is not None else Gradient(abs=False),
+            n_samples,
+            noise_level,
+            internal_batch_size,
+            seed,
+        )
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         total, sq = self.samples(model, images, targets)
@@ -371,9 +471,16 @@ class GradientShap(Method):
         seed: the run seed.
     """
 
-    def __init__(self, n_samples: int = 50, stdev: float = 0.0, baseline: float = 0.0,
-                 baseline_std: float = 1.0, internal_batch_size: int | None = 64,
-                 reduction: str = "sum", seed: int = 0) -> None:
+    def __init__(
+        self,
+        n_samples: int = 50,
+        stdev: float = 0.0,
+        baseline: float = 0.0,
+        baseline_std: float = 1.0,
+        internal_batch_size: int | None = 64,
+        reduction: str = "sum",
+        seed: int = 0,
+    ) -> None:
         super().__init__(reduction)
         if n_samples < 1:
             raise ConfigError(f"n_samples={n_samples} is not valid; accepted: an integer >= 1.")

@@ -44,8 +44,17 @@ def superpixels(images: Tensor, n_segments: int, compactness: float, sigma: floa
     lo = x.flatten(1).amin(1)[:, None, None, None]
     hi = x.flatten(1).amax(1)[:, None, None, None]
     x = ((x - lo) / (hi - lo).clamp_min(1e-12)).permute(0, 2, 3, 1).cpu().numpy().astype(np.float64)
-    segs = [slic(img, n_segments=n_segments, compactness=compactness, sigma=sigma, start_label=0,
-                 channel_axis=-1) for img in x]
+    segs = [
+        slic(
+            img,
+            n_segments=n_segments,
+            compactness=compactness,
+            sigma=sigma,
+            start_label=0,
+            channel_axis=-1,
+        )
+        for img in x
+    ]
     return torch.from_numpy(np.stack(segs)).long().to(images.device)
 
 
@@ -70,11 +79,18 @@ class Occlusion(Method):
         internal_batch_size: most occluded images (over all images of the batch) per forward pass.
     """
 
-    def __init__(self, window: int = 16, stride: int = 8, fill: float = 0.0,
-                 internal_batch_size: int | None = 256) -> None:
+    def __init__(
+        self,
+        window: int = 16,
+        stride: int = 8,
+        fill: float = 0.0,
+        internal_batch_size: int | None = 256,
+    ) -> None:
         super().__init__(reduction="sum")
         if window < 1 or stride < 1:
-            raise ConfigError(f"window={window}, stride={stride} are not valid; accepted: integers >= 1.")
+            raise ConfigError(
+                f"window={window}, stride={stride} are not valid; accepted: integers >= 1."
+            )
         self.window = int(window)
         self.stride = int(stride)
         self.fill = float(fill)
@@ -84,9 +100,13 @@ class Occlusion(Method):
         b, c = images.shape[:2]
         per_eval = max(1, (self.internal_batch_size or 1 << 30) // b)
         a = _CaptumOcclusion(model).attribute(
-            images, sliding_window_shapes=(c, self.window, self.window),
-            strides=(c, self.stride, self.stride), baselines=self.fill, target=targets,
-            perturbations_per_eval=per_eval)
+            images,
+            sliding_window_shapes=(c, self.window, self.window),
+            strides=(c, self.stride, self.stride),
+            baselines=self.fill,
+            target=targets,
+            perturbations_per_eval=per_eval,
+        )
         return a[:, 0]  # the window spans all channels: they are equal
 
 
@@ -108,12 +128,19 @@ class RISE(Method):
         seed: the run seed.
     """
 
-    def __init__(self, n_masks: int = 4000, cell_size: int = 16, p: float = 0.5,
-                 internal_batch_size: int | None = 256, seed: int = 0) -> None:
+    def __init__(
+        self,
+        n_masks: int = 4000,
+        cell_size: int = 16,
+        p: float = 0.5,
+        internal_batch_size: int | None = 256,
+        seed: int = 0,
+    ) -> None:
         super().__init__(reduction="sum")
         if n_masks < 1 or cell_size < 1:
-            raise ConfigError(f"n_masks={n_masks}, cell_size={cell_size} are not valid; "
-                              "accepted: integers >= 1.")
+            raise ConfigError(
+                f"n_masks={n_masks}, cell_size={cell_size} are not valid; accepted: integers >= 1."
+            )
         if not 0 < p <= 1:
             raise ConfigError(f"p={p} is not valid; accepted: 0 < p <= 1.")
         self.n_masks = int(n_masks)
@@ -131,8 +158,9 @@ class RISE(Method):
             c = self.cell_size
             gh, gw = math.ceil(h / c), math.ceil(w / c)
             grid = (torch.rand(self.n_masks, 1, gh, gw, generator=gen) < self.p).float()
-            up = F.interpolate(grid, size=((gh + 1) * c, (gw + 1) * c), mode="bilinear",
-                               align_corners=False)[:, 0]
+            up = F.interpolate(
+                grid, size=((gh + 1) * c, (gw + 1) * c), mode="bilinear", align_corners=False
+            )[:, 0]
             dy = torch.randint(0, c, (self.n_masks,), generator=gen)
             dx = torch.randint(0, c, (self.n_masks,), generator=gen)
             rows = (dy[:, None] + torch.arange(h))[:, :, None]
@@ -161,9 +189,11 @@ class _Superpixel(Method):
     def __init__(self, n_segments: int, compactness: float, slic_sigma: float = 0.0) -> None:
         super().__init__(reduction="sum")
         if n_segments < 1 or not compactness > 0 or not slic_sigma >= 0:
-            raise ConfigError(f"n_segments={n_segments}, compactness={compactness}, "
-                              f"slic_sigma={slic_sigma} are not valid; accepted: n_segments >= 1, "
-                              "compactness > 0, slic_sigma >= 0.")
+            raise ConfigError(
+                f"n_segments={n_segments}, compactness={compactness}, "
+                f"slic_sigma={slic_sigma} are not valid; accepted: n_segments >= 1, "
+                "compactness > 0, slic_sigma >= 0."
+            )
         self.n_segments = int(n_segments)
         self.compactness = float(compactness)
         self.slic_sigma = float(slic_sigma)
@@ -183,9 +213,14 @@ class FeatureAblation(_Superpixel):
         internal_batch_size: most ablated images (over all images of the batch) per forward pass.
     """
 
-    def __init__(self, n_segments: int = 50, compactness: float = 10.0,
-                 slic_sigma: float = 0.0, fill: float = 0.0,
-                 internal_batch_size: int | None = 256) -> None:
+    def __init__(
+        self,
+        n_segments: int = 50,
+        compactness: float = 10.0,
+        slic_sigma: float = 0.0,
+        fill: float = 0.0,
+        internal_batch_size: int | None = 256,
+    ) -> None:
         super().__init__(n_segments, compactness, slic_sigma)
         self.fill = float(fill)
         self.internal_batch_size = check_batch_size("internal_batch_size", internal_batch_size)
@@ -194,8 +229,12 @@ class FeatureAblation(_Superpixel):
         seg = self.segments(images)
         per_eval = max(1, (self.internal_batch_size or 1 << 30) // images.shape[0])
         a = _CaptumFeatureAblation(lambda x: _probs(model, x)).attribute(
-            images, target=targets, baselines=self.fill, feature_mask=seg[:, None],
-            perturbations_per_eval=per_eval)
+            images,
+            target=targets,
+            baselines=self.fill,
+            feature_mask=seg[:, None],
+            perturbations_per_eval=per_eval,
+        )
         return a[:, 0]
 
 
@@ -220,9 +259,16 @@ class CaptumLime(_Superpixel):
     _explainer = _CaptumLime
     _exact_single_player = False
 
-    def __init__(self, n_samples: int = 1000, n_segments: int = 50, compactness: float = 10.0,
-                 slic_sigma: float = 0.0,
-                 fill: float = 0.0, internal_batch_size: int | None = 256, seed: int = 0) -> None:
+    def __init__(
+        self,
+        n_samples: int = 1000,
+        n_segments: int = 50,
+        compactness: float = 10.0,
+        slic_sigma: float = 0.0,
+        fill: float = 0.0,
+        internal_batch_size: int | None = 256,
+        seed: int = 0,
+    ) -> None:
         super().__init__(n_segments, compactness, slic_sigma)
         if n_samples < 1:
             raise ConfigError(f"n_samples={n_samples} is not valid; accepted: an integer >= 1.")
@@ -238,14 +284,18 @@ class CaptumLime(_Superpixel):
         out = []
         for i, s in enumerate(_per_image_seed(images, self.seed)):  # one surrogate per image
             if self._exact_single_player and int(seg[i].max()) == 0:
-                out.append(self._single_player(model, images[i:i + 1], targets[i]))
+                out.append(self._single_player(model, images[i : i + 1], targets[i]))
                 continue
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(s)
                 a = explainer.attribute(
-                    images[i:i + 1], target=targets[i:i + 1], baselines=self.fill,
-                    feature_mask=seg[i:i + 1, None], n_samples=self.n_samples,
-                    perturbations_per_eval=self.internal_batch_size or self.n_samples)
+                    images[i : i + 1],
+                    target=targets[i : i + 1],
+                    baselines=self.fill,
+                    feature_mask=seg[i : i + 1, None],
+                    n_samples=self.n_samples,
+                    perturbations_per_eval=self.internal_batch_size or self.n_samples,
+                )
             out.append(a[:, 0])
         return torch.cat(out)
 
@@ -290,10 +340,17 @@ class Lime(_Superpixel):
         seed: the run seed.
     """
 
-    def __init__(self, n_samples: int = 1000, n_segments: int = 50, compactness: float = 10.0,
-                 slic_sigma: float = 0.0,
-                 kernel_width: float = 0.25, hide_color: float = 0.0, batch_size: int = 256,
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        n_samples: int = 1000,
+        n_segments: int = 50,
+        compactness: float = 10.0,
+        slic_sigma: float = 0.0,
+        kernel_width: float = 0.25,
+        hide_color: float = 0.0,
+        batch_size: int = 256,
+        seed: int = 0,
+    ) -> None:
         super().__init__(n_segments, compactness, slic_sigma)
         if n_samples < 1:
             raise ConfigError(f"n_samples={n_samples} is not valid; accepted: an integer >= 1.")
@@ -318,13 +375,21 @@ class Lime(_Superpixel):
         seg_np = seg.cpu().numpy()
         out = np.zeros(seg_np.shape, dtype=np.float32)
         for i, s in enumerate(_per_image_seed(images, self.seed)):
-            explainer = lime_image.LimeImageExplainer(kernel_width=self.kernel_width, random_state=s)
+            explainer = lime_image.LimeImageExplainer(
+                kernel_width=self.kernel_width, random_state=s
+            )
             t = int(targets[i])
             with _lime_progress_off(lime_image):
                 exp = explainer.explain_instance(
-                    hwc[i], classify, labels=(t,), top_labels=None, hide_color=self.hide_color,
-                    num_samples=self.n_samples, batch_size=self.batch_size,
-                    segmentation_fn=lambda _img, i=i: seg_np[i])
+                    hwc[i],
+                    classify,
+                    labels=(t,),
+                    top_labels=None,
+                    hide_color=self.hide_color,
+                    num_samples=self.n_samples,
+                    batch_size=self.batch_size,
+                    segmentation_fn=lambda _img, i=i: seg_np[i],
+                )
             weights = np.zeros(seg_np[i].max() + 1, dtype=np.float32)
             for feature, w in exp.local_exp[t]:
                 weights[feature] = w
@@ -369,15 +434,25 @@ class KernelShap(_Superpixel):
         seed: the run seed.
     """
 
-    def __init__(self, n_samples: int = 1000, n_segments: int = 50, compactness: float = 10.0,
-                 slic_sigma: float = 0.0,
-                 fill: str = "blur", blur_size: int = 16, batch_size: int = 256, seed: int = 0) -> None:
+    def __init__(
+        self,
+        n_samples: int = 1000,
+        n_segments: int = 50,
+        compactness: float = 10.0,
+        slic_sigma: float = 0.0,
+        fill: str = "blur",
+        blur_size: int = 16,
+        batch_size: int = 256,
+        seed: int = 0,
+    ) -> None:
         super().__init__(n_segments, compactness, slic_sigma)
         if fill not in FILLS:
             raise choice_error("fill", fill, FILLS)
         if n_samples < 1 or blur_size < 1:
-            raise ConfigError(f"n_samples={n_samples}, blur_size={blur_size} are not valid; "
-                              "accepted: integers >= 1.")
+            raise ConfigError(
+                f"n_samples={n_samples}, blur_size={blur_size} are not valid; "
+                "accepted: integers >= 1."
+            )
         self.n_samples = int(n_samples)
         self.fill = fill
         self.blur_size = int(blur_size)
@@ -398,30 +473,35 @@ class KernelShap(_Superpixel):
         for i, s in enumerate(_per_image_seed(images, self.seed)):
             x, sp, t = hwc[i], seg_np[i], int(targets[i])
             m = int(sp.max()) + 1
-            blurred = masker(np.zeros(h * w * c, dtype=bool), x)[0][0] if self.fill == "blur" else None
+            blurred = (
+                masker(np.zeros(h * w * c, dtype=bool), x)[0][0] if self.fill == "blur" else None
+            )
 
             def value(z: np.ndarray, x=x, sp=sp, t=t, blurred=blurred) -> np.ndarray:
                 keep = z[:, sp].astype(bool)  # [n, H, W]
                 if blurred is not None:
                     batch = np.where(keep[..., None], x[None], blurred[None])
                 else:
-                    batch = np.stack([masker(np.repeat(k[..., None], c, -1).ravel(), x)[0][0]
-                                      for k in keep])
+                    batch = np.stack(
+                        [masker(np.repeat(k[..., None], c, -1).ravel(), x)[0][0] for k in keep]
+                    )
                 res = []
                 for part in chunks(len(batch), self.batch_size):
                     xt = torch.from_numpy(np.ascontiguousarray(batch[part], dtype=np.float32))
                     with torch.no_grad():
-                        res.append(_probs(model, xt.permute(0, 3, 1, 2).to(device))[:, t].cpu().numpy())
+                        res.append(
+                            _probs(model, xt.permute(0, 3, 1, 2).to(device))[:, t].cpu().numpy()
+                        )
                 return np.concatenate(res)
 
             state = np.random.get_state()
             try:
                 np.random.seed(s)
                 explainer = shap.KernelExplainer(value, np.zeros((1, m)))
-                phi = explainer.shap_values(np.ones((1, m)), nsamples=self.n_samples, silent=True,
-                                            l1_reg=False)
+                phi = explainer.shap_values(
+                    np.ones((1, m)), nsamples=self.n_samples, silent=True, l1_reg=False
+                )
             finally:
                 np.random.set_state(state)
             out[i] = np.asarray(phi, dtype=np.float32).reshape(-1)[:m][sp]
         return torch.from_numpy(out).to(device)
-

@@ -34,7 +34,9 @@ def blur(images: Tensor, kernel: Tensor) -> Tensor:
     return F.conv2d(images, weight, padding=kernel.shape[-1] // 2, groups=c)
 
 
-def rank_pixels(maps: Tensor, ties: str = "stable", generator: torch.Generator | None = None) -> Tensor:
+def rank_pixels(
+    maps: Tensor, ties: str = "stable", generator: torch.Generator | None = None
+) -> Tensor:
     """Rank ``[B, N]`` of every pixel when ordered by ``maps`` ``[B, H, W]`` descending (0 = most salient).
 
     ``ties="stable"`` breaks ties by pixel index (row-major); ``"random"`` by a seeded permutation.
@@ -135,7 +137,9 @@ class _PixelCurve(Metric):
         blur_sigma: float = 5.0,
     ) -> None:
         if step < 1:
-            raise ConfigError(f"step={step} is not valid; accepted: an integer >= 1 (pixels per step).")
+            raise ConfigError(
+                f"step={step} is not valid; accepted: an integer >= 1 (pixels per step)."
+            )
         if blur_size < 1 or blur_size % 2 == 0:
             raise ConfigError(f"blur_size={blur_size} is not valid; accepted: an odd integer >= 1.")
         for key, value, accepted in (
@@ -170,7 +174,9 @@ class _PixelCurve(Metric):
         rank = rank_pixels(maps, self.ties, ctx.generator() if self.ties == "random" else None)
         start, finish = self.endpoints(x)
         counts = torch.arange(n_steps + 1, device=x.device) * self.step
-        return perturbation_curves(ctx, start, finish, rank[:, None], counts, targets, self.score)[:, 0]
+        return perturbation_curves(ctx, start, finish, rank[:, None], counts, targets, self.score)[
+            :, 0
+        ]
 
     def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:
         curve = self.curve(ctx, batch, maps)
@@ -263,9 +269,13 @@ class _GomezCurve(Metric):
         check_choice("target", target, TARGETS)
         check_choice("score", score, SCORES)
         if map_size is not None:
-            map_size = [int(map_size)] * 2 if isinstance(map_size, int) else [int(v) for v in map_size]
+            map_size = (
+                [int(map_size)] * 2 if isinstance(map_size, int) else [int(v) for v in map_size]
+            )
             if len(map_size) != 2 or min(map_size) < 1:
-                raise ConfigError(f"map_size={map_size} is not valid; accepted: null or [h, w] >= 1.")
+                raise ConfigError(
+                    f"map_size={map_size} is not valid; accepted: null or [h, w] >= 1."
+                )
         self.max_steps = int(max_steps)
         self.map_size = map_size
         self.substrate = substrate
@@ -282,7 +292,11 @@ class _GomezCurve(Metric):
         """Scores ``[B, T + 1]`` along the path and the mean saliency ``[B, T]`` of each step."""
         x = batch.images
         b, _, h, w = x.shape
-        grid = maps if self.map_size is None else F.adaptive_avg_pool2d(maps[:, None], self.map_size)[:, 0]
+        grid = (
+            maps
+            if self.map_size is None
+            else F.adaptive_avg_pool2d(maps[:, None], self.map_size)[:, 0]
+        )
         hg, wg = grid.shape[-2:]
         cells = hg * wg
         per_step = cells // min(self.max_steps, cells)
@@ -314,8 +328,9 @@ class _GomezCorrelation(_GomezCurve):
         curve, saliency = self.curve(ctx, batch, maps)
         change = curve[:, 1:] - curve[:, :-1]
         corr = pearson(-change if not self.insertion else change, saliency)
-        return MetricOutput(scores={"": corr}, curves={"": curve}, flags={"": corr.isnan()},
-                            flag_reason="constant")
+        return MetricOutput(
+            scores={"": corr}, curves={"": curve}, flags={"": corr.isnan()}, flag_reason="constant"
+        )
 
 
 class DAUC(_GomezAUC):
@@ -386,11 +401,15 @@ class _PixelFlipping(Metric):
         if patch_size < 1:
             raise ConfigError(f"patch_size={patch_size} is not valid; accepted: an integer >= 1.")
         if step < 1:
-            raise ConfigError(f"step={step} is not valid; accepted: an integer >= 1 (patches per step).")
+            raise ConfigError(
+                f"step={step} is not valid; accepted: an integer >= 1 (patches per step)."
+            )
         if isinstance(fill, str):
             check_choice("fill", fill, FILLS)
         elif not isinstance(fill, int | float):
-            raise ConfigError(f"fill={fill!r} is not valid; accepted: a number or one of {', '.join(FILLS)}.")
+            raise ConfigError(
+                f"fill={fill!r} is not valid; accepted: a number or one of {', '.join(FILLS)}."
+            )
         check_choice("target", target, TARGETS)
         check_choice("score", score, SCORES)
         self.patch_size = int(patch_size)
@@ -413,7 +432,9 @@ class _PixelFlipping(Metric):
         b, _, h, w = x.shape
         p = self.patch_size
         if h % p or w % p:
-            raise ValueError(f"{type(self).__name__}: patch_size={p} must divide the image size {h}x{w}.")
+            raise ValueError(
+                f"{type(self).__name__}: patch_size={p} must divide the image size {h}x{w}."
+            )
         tiles = F.avg_pool2d(maps[:, None], p)[:, 0] if p > 1 else maps
         ranks = []
         for order in self.orders:  # at most two orders, each ranked for the whole batch at once

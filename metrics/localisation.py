@@ -71,7 +71,9 @@ def first_argmax(maps: Tensor) -> tuple[Tensor, Tensor]:
     return idx % maps.shape[-1], idx // maps.shape[-1]
 
 
-def point_hits(u: Tensor, v: Tensor, omega: Tensor, tolerance: float, strict: bool = True) -> Tensor:
+def point_hits(
+    u: Tensor, v: Tensor, omega: Tensor, tolerance: float, strict: bool = True
+) -> Tensor:
     """1.0 where the point ``(u[i], v[i])`` (pixel indices, may be fractional: TorchRay's centre
     point is ``(W/2, H/2)``) lies within ``tolerance`` of a pixel of ``omega`` bool ``[B, H, W]``:
     squared distance ``< tolerance**2`` (``<=`` when not ``strict``)."""
@@ -97,7 +99,9 @@ def scored_regions(
     if region == "masks" and not resize_masks:
         masks = batch.masks.to(device).bool()
         if masks.shape != maps.shape:
-            raise ValueError(f"masks must be [B, H, W] = {list(maps.shape)}; got {list(masks.shape)}.")
+            raise ValueError(
+                f"masks must be [B, H, W] = {list(maps.shape)}; got {list(masks.shape)}."
+            )
         yield torch.arange(maps.shape[0], device=device), maps, masks
         return
     sizes = [tuple(s) for s in batch.orig_sizes.tolist()]
@@ -156,13 +160,19 @@ class PointingGame(Metric):
     aggregate = "class_mean"
 
     def __init__(
-        self, tolerance: float = 15.0, region: str = "boxes", strict: bool = True, smooth: float = 0.0
+        self,
+        tolerance: float = 15.0,
+        region: str = "boxes",
+        strict: bool = True,
+        smooth: float = 0.0,
     ) -> None:
         check_choice("region", region, REGIONS)
         if tolerance < 0:
             raise ConfigError(f"tolerance={tolerance} is not valid; accepted: pixels >= 0.")
         if smooth < 0:
-            raise ConfigError(f"smooth={smooth} is not valid; accepted: a fraction >= 0 (0 = none).")
+            raise ConfigError(
+                f"smooth={smooth} is not valid; accepted: a fraction >= 0 (0 = none)."
+            )
         self.tolerance = float(tolerance)
         self.region = region
         self.strict = bool(strict)
@@ -190,7 +200,9 @@ class PointingGame(Metric):
         out = MetricOutput(scores={"": scores}, flags={"": no_region}, flag_reason="no_region")
         difficult = batch.difficult.to(maps.device) if len(batch.difficult) == b else None
         if difficult is not None and bool(difficult.any()):
-            out.scores["difficult"] = torch.where(difficult, scores, torch.full_like(scores, float("nan")))
+            out.scores["difficult"] = torch.where(
+                difficult, scores, torch.full_like(scores, float("nan"))
+            )
             out.flags["difficult"] = no_region
             out.omit["difficult"] = ~difficult
         return out
@@ -298,13 +310,24 @@ def union_area(boxes: Tensor, height: int, width: int) -> float:
     if len(boxes) == 0:
         return 0.0
     b = boxes.detach().double().cpu()
-    b = torch.stack([b[:, 0].clamp(0, width), b[:, 1].clamp(0, height),
-                     b[:, 2].clamp(0, width), b[:, 3].clamp(0, height)], 1)
+    b = torch.stack(
+        [
+            b[:, 0].clamp(0, width),
+            b[:, 1].clamp(0, height),
+            b[:, 2].clamp(0, width),
+            b[:, 3].clamp(0, height),
+        ],
+        1,
+    )
     xs = torch.unique(torch.cat([b[:, 0], b[:, 2]]))
     ys = torch.unique(torch.cat([b[:, 1], b[:, 3]]))
     cx, cy = (xs[:-1] + xs[1:]) / 2, (ys[:-1] + ys[1:]) / 2  # centres of the elementary cells
-    inside = ((cx[None, None] >= b[:, 0, None, None]) & (cx[None, None] < b[:, 2, None, None])
-              & (cy[None, :, None] >= b[:, 1, None, None]) & (cy[None, :, None] < b[:, 3, None, None]))
+    inside = (
+        (cx[None, None] >= b[:, 0, None, None])
+        & (cx[None, None] < b[:, 2, None, None])
+        & (cy[None, :, None] >= b[:, 1, None, None])
+        & (cy[None, :, None] < b[:, 3, None, None])
+    )
     cell = (ys[1:] - ys[:-1])[:, None] * (xs[1:] - xs[:-1])[None, :]  # [Y, X]
     return float((inside.any(0) * cell).sum())
 
@@ -329,8 +352,10 @@ def difficult_pairs(
     """
     h, w = image_size
     distractor = len(class_boxes) > 1
-    return {c: distractor and union_area(bx, h, w) < max_fraction * h * w
-            for c, bx in class_boxes.items()}
+    return {
+        c: distractor and union_area(bx, h, w) < max_fraction * h * w
+        for c, bx in class_boxes.items()
+    }
 
 
 def load_difficult_flags(path: str | Path) -> dict[str, list[bool]]:

@@ -47,7 +47,9 @@ def _stream_states(seed: int, keys: Tensor, stream: Tensor) -> Tensor:
 
 def _normal(state: Tensor, j: Tensor, size: int) -> Tensor:
     """Box-Muller on the hashed counters ``j + 1`` and ``size + j + 1`` of ``state`` (broadcast)."""
-    u1 = (_srl(_mix(state + (j + 1) * _GOLDEN), 40).float() + 0.5) * 2.0**-24  # 24 random bits -> (0, 1)
+    u1 = (
+        _srl(_mix(state + (j + 1) * _GOLDEN), 40).float() + 0.5
+    ) * 2.0**-24  # 24 random bits -> (0, 1)
     u2 = (_srl(_mix(state + (j + 1 + size) * _GOLDEN), 40).float() + 0.5) * 2.0**-24
     return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2 * torch.pi * u2)
 
@@ -62,7 +64,9 @@ def counter_normal(seed: int, keys: Tensor, stream: Tensor, size: int) -> Tensor
     return _normal(_stream_states(seed, keys, stream)[:, None], j[None], size)
 
 
-def counter_normal_at(seed: int, keys: Tensor, stream: Tensor, size: int, rows: Tensor, cols: Tensor) -> Tensor:
+def counter_normal_at(
+    seed: int, keys: Tensor, stream: Tensor, size: int, rows: Tensor, cols: Tensor
+) -> Tensor:
     """``counter_normal(seed, keys, stream, size)[rows, cols]`` without drawing the other entries."""
     return _normal(_stream_states(seed, keys, stream)[rows], cols, size)
 
@@ -119,8 +123,14 @@ def _stencil_apply(stencil: Tensor, v: Tensor) -> Tensor:
     out = stencil[:, 4:5] * v
     for k, (dy, dx) in enumerate(_OFFSETS):
         if k != 4:
-            ys, yn = slice(max(0, -dy), v.shape[-2] - max(0, dy)), slice(max(0, dy), v.shape[-2] - max(0, -dy))
-            xs, xn = slice(max(0, -dx), v.shape[-1] - max(0, dx)), slice(max(0, dx), v.shape[-1] - max(0, -dx))
+            ys, yn = (
+                slice(max(0, -dy), v.shape[-2] - max(0, dy)),
+                slice(max(0, dy), v.shape[-2] - max(0, -dy)),
+            )
+            xs, xn = (
+                slice(max(0, -dx), v.shape[-1] - max(0, dx)),
+                slice(max(0, dx), v.shape[-1] - max(0, -dx)),
+            )
             out[..., ys, xs].addcmul_(stencil[:, k : k + 1, ys, xs], v[..., yn, xn])
     return out
 
@@ -192,13 +202,19 @@ class _Multigrid:
         for lev, m in enumerate(self.masks):
             stencil = self.stencils[lev]
             diag = m * border if stencil is None else stencil[:, 4:5]
-            self.inv_diag.append(torch.where(m > 0, _JACOBI_WEIGHT[min(lev, 1)] / torch.where(diag > 0, diag, 1.0), 0.0))
+            self.inv_diag.append(
+                torch.where(
+                    m > 0, _JACOBI_WEIGHT[min(lev, 1)] / torch.where(diag > 0, diag, 1.0), 0.0
+                )
+            )
         # factorised in float64: a coarse matrix can be nearly singular (a few kept pixels, far away)
         mat = self._dense(len(self.masks) - 1).double()
         chol, info = torch.linalg.cholesky_ex(mat)
         if bool((info > 0).any()):  # no kept pixel at all (singular) or rounding: shift, still SPD
             shift = 1e-6 * mat.diagonal(dim1=1, dim2=2).amax(1)[:, None, None]
-            chol = torch.linalg.cholesky(mat + shift * torch.eye(mat.shape[-1], dtype=mat.dtype, device=mat.device))
+            chol = torch.linalg.cholesky(
+                mat + shift * torch.eye(mat.shape[-1], dtype=mat.dtype, device=mat.device)
+            )
         self.chol = chol.to(mask.dtype)
 
     def apply(self, lev: int, v: Tensor) -> Tensor:
@@ -233,7 +249,9 @@ class _Multigrid:
         for a in range(3):
             for b in range(3):
                 probes.append((ii % 3 == a) & (jj % 3 == b))
-                index.append((a - ii + 1) % 3 * 3 + (b - jj + 1) % 3)  # offset towards it, in _OFFSETS
+                index.append(
+                    (a - ii + 1) % 3 * 3 + (b - jj + 1) % 3
+                )  # offset towards it, in _OFFSETS
         e = cmask * torch.stack(probes).to(cmask.dtype)
         y = self.restrict(lev, self.apply(lev, self.prolong(lev, e)))
         return torch.zeros_like(y).scatter_(1, torch.stack(index).expand_as(y), y)
@@ -247,8 +265,11 @@ class _Multigrid:
         h, w = mask.shape[-2:]
         padded = F.pad(mask, (1, 1, 1, 1))
         out = [
-            self.border * mask if (dy, dx) == (0, 0)
-            else -NEIGHBOUR_WEIGHTS[1 + dy][1 + dx] * mask * padded[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+            self.border * mask
+            if (dy, dx) == (0, 0)
+            else -NEIGHBOUR_WEIGHTS[1 + dy][1 + dx]
+            * mask
+            * padded[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
             for dy, dx in _OFFSETS
         ]
         return torch.cat(out, 1)
@@ -288,7 +309,9 @@ class _Multigrid:
 _INNER_TOL = 1e-5
 
 
-def _pcg(mg: _Multigrid, rhs: Tensor, tol: Tensor, max_iter: int, check_every: int) -> tuple[Tensor, int]:
+def _pcg(
+    mg: _Multigrid, rhs: Tensor, tol: Tensor, max_iter: int, check_every: int
+) -> tuple[Tensor, int]:
     """Multigrid-preconditioned CG from zero on ``mg``'s level-0 systems until ``max|r| <= tol``.
 
     Every tensor is in ``mg``'s precision; a system whose residual is small enough is frozen.
@@ -340,8 +363,13 @@ def _solve(y: Tensor, removed: Tensor, tol: float, max_iter: int, check_every: i
     limit = max(tol, 4 * torch.finfo(y.dtype).eps) * rhs.abs().amax((2, 3), keepdim=True)
     x = mask * (y * known).sum((2, 3), keepdim=True) / known.sum((2, 3), keepdim=True).clamp(min=1)
     if y.dtype == low:
-        return torch.where(removed[:, None], x + _pcg(mg, rhs - mg.apply(0, x), limit, max_iter, check_every)[0], y)
-    diag, sep = mask * (border + 1.0 / 3.0), mask / 12.0  # the operator in y.dtype, as _Multigrid.apply
+        return torch.where(
+            removed[:, None], x + _pcg(mg, rhs - mg.apply(0, x), limit, max_iter, check_every)[0], y
+        )
+    diag, sep = (
+        mask * (border + 1.0 / 3.0),
+        mask / 12.0,
+    )  # the operator in y.dtype, as _Multigrid.apply
     while True:
         r = rhs - torch.addcmul(diag * x, sep, _binomial(x), value=-1.0)
         r_max = r.abs().amax((2, 3), keepdim=True)
@@ -395,7 +423,9 @@ def impute_linear(
     """
     n = images.shape[0]
     if block is None:
-        block = n if images.device.type != "cpu" else max(1, _CPU_BLOCK // max(1, images[0].numel()))
+        block = (
+            n if images.device.type != "cpu" else max(1, _CPU_BLOCK // max(1, images[0].numel()))
+        )
     y = images.to(dtype)
     out = [
         _solve(y[i : i + block], removed[i : i + block], tol, max_iter, check_every)
@@ -447,11 +477,15 @@ class _Road(Metric):
         self.std = [float(v) for v in std]
         self.fractions = [float(p) for p in fractions]
         if len(self.mean) != len(self.std) or not self.mean:
-            raise ConfigError(f"mean={self.mean} and std={self.std} must be per-channel lists of one length.")
+            raise ConfigError(
+                f"mean={self.mean} and std={self.std} must be per-channel lists of one length."
+            )
         if any(v <= 0 for v in self.std):
             raise ConfigError(f"std={self.std} is not valid; accepted: positive values.")
         if not self.fractions or any(not 0.0 < p < 1.0 for p in self.fractions):
-            raise ConfigError(f"fractions={self.fractions} is not valid; accepted: values in (0, 1).")
+            raise ConfigError(
+                f"fractions={self.fractions} is not valid; accepted: values in (0, 1)."
+            )
         if noise < 0 or tie_noise < 0:
             raise ConfigError(f"noise={noise}, tie_noise={tie_noise}: accepted: values >= 0.")
         check_choice("target", target, TARGETS)
@@ -485,7 +519,9 @@ class _Road(Metric):
         x = batch.images
         b, c, h, w = x.shape
         if len(self.mean) != c:
-            raise ValueError(f"{type(self).__name__}: mean/std have {len(self.mean)} channels, images {c}.")
+            raise ValueError(
+                f"{type(self).__name__}: mean/std have {len(self.mean)} channels, images {c}."
+            )
         mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, c, 1, 1)
         std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, c, 1, 1)
         pixels = x * std + mean
@@ -506,9 +542,16 @@ class _Road(Metric):
             )
             if self.noise:  # noise on the imputed pixels only, drawn only there
                 stream = 1 + order_ids[ri] * 1024 + pi
-                rows, cols = removed[:, None].expand(-1, c, -1, -1).reshape(len(k), -1).nonzero(as_tuple=True)
+                rows, cols = (
+                    removed[:, None]
+                    .expand(-1, c, -1, -1)
+                    .reshape(len(k), -1)
+                    .nonzero(as_tuple=True)
+                )
                 noise = counter_normal_at(ctx.seed, keys[bi], stream, c * h * w, rows, cols)
-                filled = filled.reshape(len(k), -1).index_put((rows, cols), self.noise * noise, accumulate=True)
+                filled = filled.reshape(len(k), -1).index_put(
+                    (rows, cols), self.noise * noise, accumulate=True
+                )
             return (filled.view(-1, c, h, w) - mean) / std
 
         def reduce(sl: slice, logits: Tensor) -> Tensor:
@@ -519,7 +562,6 @@ class _Road(Metric):
 
         out = ctx.map_forward(b * per_image, make, reduce).view(b, r_len, p_len, 2)
         return out[..., 0], out[..., 1]
-
 
 
 class _RoadSingle(_Road):
@@ -559,7 +601,9 @@ class RoadABC(_Road):
                 "probability": (prob[:, 1] - prob[:, 0]).mean(1),
             },
             curves={
-                "morf": correct[:, 0], "lerf": correct[:, 1],
-                "morf.probability": prob[:, 0], "lerf.probability": prob[:, 1],
+                "morf": correct[:, 0],
+                "lerf": correct[:, 1],
+                "morf.probability": prob[:, 0],
+                "lerf.probability": prob[:, 1],
             },
         )

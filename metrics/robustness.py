@@ -54,7 +54,9 @@ class Infidelity(Metric):
         if noise_std <= 0:
             raise ConfigError(f"noise_std={noise_std} is not valid; accepted: a value > 0.")
         if n_perturb_samples < 1:
-            raise ConfigError(f"n_perturb_samples={n_perturb_samples} is not valid; accepted: >= 1.")
+            raise ConfigError(
+                f"n_perturb_samples={n_perturb_samples} is not valid; accepted: >= 1."
+            )
         check_choice("target", target, TARGETS)
         check_choice("score", score, SCORES)
         self.noise_std = float(noise_std)
@@ -79,7 +81,11 @@ class Infidelity(Metric):
             return noise, inputs - noise
 
         scores = infidelity(
-            forward, perturb, x, maps[:, None].expand_as(x), target=targets,
+            forward,
+            perturb,
+            x,
+            maps[:, None].expand_as(x),
+            target=targets,
             n_perturb_samples=self.n_perturb_samples,
             max_examples_per_batch=_per_batch(ctx, x.shape[0], self.n_perturb_samples),
             normalize=self.normalize,
@@ -111,7 +117,9 @@ class MaxSensitivity(Metric):
         if radius <= 0:
             raise ConfigError(f"radius={radius} is not valid; accepted: a value > 0.")
         if n_perturb_samples < 1:
-            raise ConfigError(f"n_perturb_samples={n_perturb_samples} is not valid; accepted: >= 1.")
+            raise ConfigError(
+                f"n_perturb_samples={n_perturb_samples} is not valid; accepted: >= 1."
+            )
         check_choice("norm", norm, NORMS)
         check_choice("target", target, TARGETS)
         self.radius = float(radius)
@@ -121,7 +129,9 @@ class MaxSensitivity(Metric):
 
     def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:
         if ctx.method is None:
-            raise ValueError("MaxSensitivity re-runs the attribution method, but ctx.method is None.")
+            raise ValueError(
+                "MaxSensitivity re-runs the attribution method, but ctx.method is None."
+            )
         method = ctx.method
         x = batch.images
         targets = explained_targets(ctx, batch, self.target)
@@ -139,8 +149,13 @@ class MaxSensitivity(Metric):
             return inputs + (2 * u - 1) * radius
 
         scores = sensitivity_max(
-            explain, x, perturb_func=perturb, perturb_radius=self.radius,
-            n_perturb_samples=self.n_perturb_samples, norm_ord=self.norm if self.norm == "fro" else float("inf"),
-            max_examples_per_batch=_per_batch(ctx, x.shape[0], self.n_perturb_samples), target=targets,
+            explain,
+            x,
+            perturb_func=perturb,
+            perturb_radius=self.radius,
+            n_perturb_samples=self.n_perturb_samples,
+            norm_ord=self.norm if self.norm == "fro" else float("inf"),
+            max_examples_per_batch=_per_batch(ctx, x.shape[0], self.n_perturb_samples),
+            target=targets,
         )
         return MetricOutput(scores={"": scores.float()})

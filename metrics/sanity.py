@@ -47,17 +47,13 @@ BATCHNORM = ("affine", "all", "skip")
 HOG_BLOCK_NORMS = ("L1", "L1-sqrt", "L2", "L2-Hys")
 CORRELATIONS = ("spearman", "pearson")
 
-ADEBAYO = (
-    "Adebayo, Gilmer, Muelly, Goodfellow, Hardt, Kim. Sanity Checks for Saliency Maps. NeurIPS 2018."
-)
+ADEBAYO = "Adebayo, Gilmer, Muelly, Goodfellow, Hardt, Kim. Sanity Checks for Saliency Maps. NeurIPS 2018."
 HEDSTROM = (
     "Hedström, Weber, Krakowczyk, Bareeva, Motzkus, Samek, Lapuschkin, Höhne. Sanity Checks "
     "Revisited: An Exploration to Repair the Model Parameter Randomisation Test. XAI in Action "
     "workshop, NeurIPS 2023."
 )
-SIXT = (
-    "Sixt, Granz, Landgraf. When Explanations Lie: Why Many Modified BP Attributions Fail. ICML 2020."
-)
+SIXT = "Sixt, Granz, Landgraf. When Explanations Lie: Why Many Modified BP Attributions Fail. ICML 2020."
 
 Explain = Callable[[nn.Module, Tensor, Tensor], Tensor]
 
@@ -113,7 +109,9 @@ def normalise_abs(maps: Tensor, mode: str = "percentile", percentile: float = 99
     (Adebayo's reference), or by its maximum (``mode="max"``, Quantus' ``normalise_by_max`` + abs).
     A zero scale leaves the map unscaled."""
     a = maps.abs()
-    scale = _percentile(a, percentile) if mode == "percentile" else a.flatten(1).amax(1)[:, None, None]
+    scale = (
+        _percentile(a, percentile) if mode == "percentile" else a.flatten(1).amax(1)[:, None, None]
+    )
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     out = a / scale
     return out.clamp(0, 1) if mode == "percentile" else out
@@ -139,24 +137,37 @@ def minmax(maps: Tensor) -> Tensor:
     return torch.where(span > 0, (maps - lo) / span.clamp_min(1e-30), torch.zeros_like(maps))
 
 
-def ssim(a: Tensor, b: Tensor, data_range: float = 1.0, sigma: float = 1.5,
-         sample_covariance: bool = True) -> Tensor:
+def ssim(
+    a: Tensor,
+    b: Tensor,
+    data_range: float = 1.0,
+    sigma: float = 1.5,
+    sample_covariance: bool = True,
+) -> Tensor:
     """SSIM ``[B]`` of maps ``a``, ``b`` ``[B, H, W]`` by ``skimage.metrics.structural_similarity``
     (Gaussian weights of ``sigma``), computed in numpy one image at a time; NaN where both are constant."""
     from skimage.metrics import structural_similarity
 
     an, bn = a.detach().double().cpu().numpy(), b.detach().double().cpu().numpy()
     out = [
-        structural_similarity(x, y, data_range=data_range, gaussian_weights=True, sigma=sigma,
-                              use_sample_covariance=sample_covariance)
-        if (np.ptp(x) > 0 or np.ptp(y) > 0) else float("nan")
+        structural_similarity(
+            x,
+            y,
+            data_range=data_range,
+            gaussian_weights=True,
+            sigma=sigma,
+            use_sample_covariance=sample_covariance,
+        )
+        if (np.ptp(x) > 0 or np.ptp(y) > 0)
+        else float("nan")
         for x, y in zip(an, bn)
     ]
     return torch.tensor(out, dtype=torch.float64, device=a.device)
 
 
-def hog_features(maps: Tensor, cell: int = 16, orientations: int = 9, block: int = 3,
-                 block_norm: str = "L2-Hys") -> Tensor:
+def hog_features(
+    maps: Tensor, cell: int = 16, orientations: int = 9, block: int = 3, block_norm: str = "L2-Hys"
+) -> Tensor:
     """HOG feature vectors ``[B, F]`` of maps ``[B, H, W]`` by ``skimage.feature.hog`` (numpy, per image)."""
     from skimage.feature import hog
 
@@ -168,8 +179,14 @@ def hog_features(maps: Tensor, cell: int = 16, orientations: int = 9, block: int
         )
     arr = maps.detach().double().cpu().numpy()
     feats = [
-        hog(m, orientations=orientations, pixels_per_cell=(cell, cell),
-            cells_per_block=(block, block), block_norm=block_norm, feature_vector=True)
+        hog(
+            m,
+            orientations=orientations,
+            pixels_per_cell=(cell, cell),
+            cells_per_block=(block, block),
+            block_norm=block_norm,
+            feature_vector=True,
+        )
         for m in arr
     ]
     return torch.from_numpy(np.stack(feats)).to(maps.device)
@@ -193,8 +210,12 @@ def _resettable(module: nn.Module, batchnorm: str) -> bool:
     return own
 
 
-def randomisation_layers(model: nn.Module, layers: str | Sequence[str] = "auto",
-                         batchnorm: str = "affine", direction: str = "top_down") -> list[str]:
+def randomisation_layers(
+    model: nn.Module,
+    layers: str | Sequence[str] = "auto",
+    batchnorm: str = "affine",
+    direction: str = "top_down",
+) -> list[str]:
     """Names of the randomisation steps of ``model``, in randomisation order.
 
     ``layers="auto"``: every module with its own parameters and a ``reset_parameters()`` (conv,
@@ -204,14 +225,18 @@ def randomisation_layers(model: nn.Module, layers: str | Sequence[str] = "auto",
     """
     if isinstance(layers, str):
         if layers != "auto":
-            raise ConfigError(f"layers={layers} is not valid; accepted: auto or a list of module names.")
+            raise ConfigError(
+                f"layers={layers} is not valid; accepted: auto or a list of module names."
+            )
         names = [n for n, m in model.named_modules() if n and _resettable(m, batchnorm)]
     else:
         names = [str(n) for n in layers]
         for n in names:
             module = get_layer(model, n)
             if not any(_resettable(m, batchnorm) for m in module.modules()):
-                raise ConfigError(f"layers: {n} has no parameters to randomise (batchnorm={batchnorm}).")
+                raise ConfigError(
+                    f"layers: {n} has no parameters to randomise (batchnorm={batchnorm})."
+                )
         order = {n: i for i, (n, _) in enumerate(model.named_modules())}
         names.sort(key=order.__getitem__)
     if not names:
@@ -234,9 +259,11 @@ def randomise_layer(model: nn.Module, name: str, seed: int, batchnorm: str = "af
         for m in module.modules():
             if not _resettable(m, batchnorm):
                 continue
-            keep = {} if batchnorm == "all" else {
-                k: b.detach().clone() for k, b in m.named_buffers(recurse=False)
-            }
+            keep = (
+                {}
+                if batchnorm == "all"
+                else {k: b.detach().clone() for k, b in m.named_buffers(recurse=False)}
+            )
             torch.manual_seed(seed)
             with torch.no_grad():
                 m.reset_parameters()
@@ -244,8 +271,13 @@ def randomise_layer(model: nn.Module, name: str, seed: int, batchnorm: str = "af
                     getattr(m, k).copy_(b)
 
 
-def randomised_models(model: nn.Module, names: Sequence[str], seed: int, order: str = "cascading",
-                      batchnorm: str = "affine") -> Iterator[nn.Module]:
+def randomised_models(
+    model: nn.Module,
+    names: Sequence[str],
+    seed: int,
+    order: str = "cascading",
+    batchnorm: str = "affine",
+) -> Iterator[nn.Module]:
     """Deep copies of ``model``: cascading adds one randomised layer of ``names`` per step;
     independent randomises only that step's layer. ``model`` itself is never modified."""
     current: nn.Module | None = None
@@ -313,7 +345,9 @@ class _MapComparison(Metric):
         _check("hog_block_norm", hog_block_norm, HOG_BLOCK_NORMS)
         _check("hog_correlation", hog_correlation, CORRELATIONS)
         if not 0 < percentile <= 100:
-            raise ConfigError(f"percentile={percentile} is not valid; accepted: 0 < percentile <= 100.")
+            raise ConfigError(
+                f"percentile={percentile} is not valid; accepted: 0 < percentile <= 100."
+            )
         if ssim_data_range <= 0:
             raise ConfigError(f"ssim_data_range={ssim_data_range} is not valid; accepted: > 0.")
         self.similarities = tuple(dict.fromkeys(sims))
@@ -341,13 +375,19 @@ class _MapComparison(Metric):
             out["spearman_signed"] = normalise_signed(maps, self.normalise, self.percentile)
         if "ssim" in self.similarities or "hog" in self.similarities:
             base = (normalise_abs if self.structure_input == "abs" else normalise_signed)(
-                maps, self.normalise, self.percentile)
+                maps, self.normalise, self.percentile
+            )
             structure = minmax(base)
             if "ssim" in self.similarities:
                 out["ssim"] = structure
             if "hog" in self.similarities:
-                out["hog"] = hog_features(structure, self.hog_cell, self.hog_orientations,
-                                          self.hog_block, self.hog_block_norm)
+                out["hog"] = hog_features(
+                    structure,
+                    self.hog_cell,
+                    self.hog_orientations,
+                    self.hog_block,
+                    self.hog_block_norm,
+                )
         return out
 
     def compare(self, ref: dict[str, Tensor], other: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -357,8 +397,13 @@ class _MapComparison(Metric):
             if s in ("spearman_abs", "spearman_signed"):
                 out[s] = spearman(ref[s], other[s])
             elif s == "ssim":
-                out[s] = ssim(ref[s], other[s], self.ssim_data_range, self.ssim_sigma,
-                              self.ssim_sample_covariance)
+                out[s] = ssim(
+                    ref[s],
+                    other[s],
+                    self.ssim_data_range,
+                    self.ssim_sigma,
+                    self.ssim_sample_covariance,
+                )
             else:
                 corr = spearman if self.hog_correlation == "spearman" else pearson
                 out[s] = corr(ref[s], other[s])
@@ -372,7 +417,9 @@ class _MapComparison(Metric):
     @staticmethod
     def _method(ctx: Context) -> Explain:
         if ctx.method is None:
-            raise ConfigError("sanity checks re-run the attribution method, but the context has none.")
+            raise ConfigError(
+                "sanity checks re-run the attribution method, but the context has none."
+            )
         return ctx.method
 
     @staticmethod
@@ -386,7 +433,9 @@ class _MapComparison(Metric):
         ctx.forward_seconds += sub.forward_seconds
         return pred
 
-    def _targets(self, ctx: Context, batch: Batch, model: nn.Module, original: Tensor | None) -> Tensor:
+    def _targets(
+        self, ctx: Context, batch: Batch, model: nn.Module, original: Tensor | None
+    ) -> Tensor:
         if self.target == "label":
             return batch.targets
         if self.target == "original_prediction" and original is not None:
@@ -444,9 +493,21 @@ class ModelRandomisation(_MapComparison):
         hog_block_norm: str = "L2-Hys",
         hog_correlation: str = "spearman",
     ) -> None:
-        super().__init__(similarities, target, normalise, percentile, structure_input,
-                         ssim_data_range, ssim_sigma, ssim_sample_covariance, hog_cell,
-                         hog_orientations, hog_block, hog_block_norm, hog_correlation)
+        super().__init__(
+            similarities,
+            target,
+            normalise,
+            percentile,
+            structure_input,
+            ssim_data_range,
+            ssim_sigma,
+            ssim_sample_covariance,
+            hog_cell,
+            hog_orientations,
+            hog_block,
+            hog_block_norm,
+            hog_correlation,
+        )
         _check("order", order, ORDERS)
         _check("direction", direction, DIRECTIONS)
         _check("batchnorm", batchnorm, BATCHNORM)
@@ -469,8 +530,9 @@ class ModelRandomisation(_MapComparison):
         t0 = batch.targets if self.target == "label" else original_pred
         ref = self.prepare(self.explain(ctx, ctx.model, images, t0))
         steps: dict[str, list[Tensor]] = {s: [] for s in self.similarities}
-        for model in randomised_models(ctx.model, names, ctx.seed + self.seed_offset, self.order,
-                                       self.batchnorm):
+        for model in randomised_models(
+            ctx.model, names, ctx.seed + self.seed_offset, self.order, self.batchnorm
+        ):
             targets = self._targets(ctx, batch, model, original_pred)
             sims = self.compare(ref, self.prepare(self.explain(ctx, model, images, targets)))
             for s, v in sims.items():
@@ -524,12 +586,30 @@ class SmoothMPRT(ModelRandomisation):
         hog_block_norm: str = "L2-Hys",
         hog_correlation: str = "spearman",
     ) -> None:
-        super().__init__(order, direction, layers, batchnorm, seed_offset, similarities, target,
-                         normalise, percentile, structure_input, ssim_data_range, ssim_sigma,
-                         ssim_sample_covariance, hog_cell, hog_orientations, hog_block,
-                         hog_block_norm, hog_correlation)
+        super().__init__(
+            order,
+            direction,
+            layers,
+            batchnorm,
+            seed_offset,
+            similarities,
+            target,
+            normalise,
+            percentile,
+            structure_input,
+            ssim_data_range,
+            ssim_sigma,
+            ssim_sample_covariance,
+            hog_cell,
+            hog_orientations,
+            hog_block,
+            hog_block_norm,
+            hog_correlation,
+        )
         if noise_samples < 1:
-            raise ConfigError(f"noise_samples={noise_samples} is not valid; accepted: an integer >= 1.")
+            raise ConfigError(
+                f"noise_samples={noise_samples} is not valid; accepted: an integer >= 1."
+            )
         if noise_magnitude < 0:
             raise ConfigError(f"noise_magnitude={noise_magnitude} is not valid; accepted: >= 0.")
         self.noise_samples = int(noise_samples)
@@ -590,8 +670,14 @@ class EfficientMPRT(Metric):
     category = "sanity"
     citation = HEDSTROM
 
-    def __init__(self, target: str = "label", n_bins: int = 100, layers: str | Sequence[str] = "auto",
-                 batchnorm: str = "affine", seed_offset: int = 1) -> None:
+    def __init__(
+        self,
+        target: str = "label",
+        n_bins: int = 100,
+        layers: str | Sequence[str] = "auto",
+        batchnorm: str = "affine",
+        seed_offset: int = 1,
+    ) -> None:
         _check("target", target, TARGETS)
         _check("batchnorm", batchnorm, BATCHNORM)
         if n_bins < 1:
@@ -606,8 +692,9 @@ class EfficientMPRT(Metric):
         method = _MapComparison._method(ctx)
         images = batch.images
         names = randomisation_layers(ctx.model, self.layers, self.batchnorm, "bottom_up")
-        *_, rand = randomised_models(ctx.model, names, ctx.seed + self.seed_offset, "cascading",
-                                     self.batchnorm)
+        *_, rand = randomised_models(
+            ctx.model, names, ctx.seed + self.seed_offset, "cascading", self.batchnorm
+        )
         pred = ctx.predictions(images) if self.target != "label" else None
         t0 = batch.targets if self.target == "label" else pred
         if self.target == "current_prediction":
@@ -616,7 +703,9 @@ class EfficientMPRT(Metric):
             t1 = t0
         h0 = histogram_entropy(method(ctx.model, images, t0), self.n_bins)
         h1 = histogram_entropy(method(rand, images, t1), self.n_bins)
-        score = torch.where(h0 > 0, (h1 - h0) / h0.clamp_min(1e-300), torch.full_like(h0, float("nan")))
+        score = torch.where(
+            h0 > 0, (h1 - h0) / h0.clamp_min(1e-300), torch.full_like(h0, float("nan"))
+        )
         return MetricOutput(
             scores={"": score, "entropy_original": h0, "entropy_randomised": h1},
             flags={"": ~(h0 > 0) | ~(h1 > 0)},
@@ -683,12 +772,25 @@ class DataRandomisation(_MapComparison):
         hog_block_norm: str = "L2-Hys",
         hog_correlation: str = "spearman",
     ) -> None:
-        super().__init__(similarities, target, normalise, percentile, structure_input,
-                         ssim_data_range, ssim_sigma, ssim_sample_covariance, hog_cell,
-                         hog_orientations, hog_block, hog_block_norm, hog_correlation)
+        super().__init__(
+            similarities,
+            target,
+            normalise,
+            percentile,
+            structure_input,
+            ssim_data_range,
+            ssim_sigma,
+            ssim_sample_covariance,
+            hog_cell,
+            hog_orientations,
+            hog_block,
+            hog_block_norm,
+            hog_correlation,
+        )
         self.checkpoint = str(checkpoint)
         ckpt = read_checkpoint(
-            checkpoint, hint="Make it with `python scripts/train_shapes.py --shuffle-labels`.")
+            checkpoint, hint="Make it with `python scripts/train_shapes.py --shuffle-labels`."
+        )
         self._state = ckpt.get("state_dict", ckpt)
 
     def randomised_model(self, model: nn.Module) -> nn.Module:
@@ -699,7 +801,8 @@ class DataRandomisation(_MapComparison):
         except RuntimeError as err:
             first = str(err).splitlines()[0]
             raise ConfigError(
-                f"checkpoint={self.checkpoint} does not fit {type(model).__name__}: {first}") from err
+                f"checkpoint={self.checkpoint} does not fit {type(model).__name__}: {first}"
+            ) from err
         return other.eval()
 
     def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:
@@ -746,15 +849,29 @@ class RandomLogit(_MapComparison):
         hog_block_norm: str = "L2-Hys",
         hog_correlation: str = "spearman",
     ) -> None:
-        super().__init__(similarities, target, normalise, percentile, structure_input,
-                         ssim_data_range, ssim_sigma, ssim_sample_covariance, hog_cell,
-                         hog_orientations, hog_block, hog_block_norm, hog_correlation)
+        super().__init__(
+            similarities,
+            target,
+            normalise,
+            percentile,
+            structure_input,
+            ssim_data_range,
+            ssim_sigma,
+            ssim_sample_covariance,
+            hog_cell,
+            hog_orientations,
+            hog_block,
+            hog_block_norm,
+            hog_correlation,
+        )
         self.seed_offset = int(seed_offset)
 
     def other_classes(self, ctx: Context, targets: Tensor, num_classes: int) -> Tensor:
         """A class ``[B]`` drawn uniformly from the ``num_classes - 1`` classes other than ``targets``."""
         if num_classes < 2:
-            raise ValueError(f"the random-logit test needs at least 2 classes; the model has {num_classes}.")
+            raise ValueError(
+                f"the random-logit test needs at least 2 classes; the model has {num_classes}."
+            )
         gen = ctx.generator(self.seed_offset)
         shift = torch.randint(1, num_classes, targets.shape, generator=gen, device=targets.device)
         return (targets + shift) % num_classes
@@ -763,7 +880,9 @@ class RandomLogit(_MapComparison):
         logits = ctx.forward(batch.images)
         targets = batch.targets if self.target == "label" else logits.argmax(1)
         other = self.other_classes(ctx, targets, logits.shape[1])
-        scores = self.similarity(self.explain(ctx, ctx.model, batch.images, targets),
-                                 self.explain(ctx, ctx.model, batch.images, other))
+        scores = self.similarity(
+            self.explain(ctx, ctx.model, batch.images, targets),
+            self.explain(ctx, ctx.model, batch.images, other),
+        )
         scores = {s: v.float() for s, v in scores.items()}
         return MetricOutput(scores=scores, flags={s: v.isnan() for s, v in scores.items()})

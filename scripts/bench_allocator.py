@@ -73,12 +73,31 @@ def main() -> None:
     rows = []
     for method in args.method.split(","):
         for keep in (0, 1):
-            out = subprocess.run([sys.executable, "-c", PROBE, str(keep), method, args.metric,
-                                  str(args.images), str(args.threads)],
-                                 capture_output=True, text=True, cwd=ROOT, check=False)
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    PROBE,
+                    str(keep),
+                    method,
+                    args.metric,
+                    str(args.images),
+                    str(args.threads),
+                ],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                check=False,
+            )
             if out.returncode != 0:
                 sys.exit(out.stderr[-3000:])
-            rows.append({"name": method, "kept": bool(keep), **json.loads(out.stdout.strip().splitlines()[-1])})
+            rows.append(
+                {
+                    "name": method,
+                    "kept": bool(keep),
+                    **json.loads(out.stdout.strip().splitlines()[-1]),
+                }
+            )
     lines = [
         "# Allocator: glibc as shipped vs `keep_freed_memory`",
         "",
@@ -97,8 +116,10 @@ def main() -> None:
             c = r[phase]
             name = r["name"] if phase == "method" else f"{args.metric} on {r['name']}'s maps"
             allocator = "kept (`keep_freed_memory`)" if r["kept"] else "glibc as shipped"
-            lines.append(f"| {allocator} | {name} | {c['wall']:.2f} | {c['user']:.2f} | {c['sys']:.2f} "
-                         f"| {c['faults']:,} |")
+            lines.append(
+                f"| {allocator} | {name} | {c['wall']:.2f} | {c['user']:.2f} | {c['sys']:.2f} "
+                f"| {c['faults']:,} |"
+            )
     lines += ["", f"Allocator state reported by the tuned process: {rows[-1]['allocator']}."]
     text = "\n".join(lines) + "\n"
     atomic_write_text(Path(args.out), text)

@@ -37,7 +37,12 @@ from bench.data.shapes import ShapesDataset
 from bench.models import load_shapes_cnn, resolve_path
 from metrics.road import FRACTIONS, NEIGHBOUR_WEIGHTS, RoadABC, fraction_counts, impute_linear
 
-OFFSETS = [(dy - 1, dx - 1, NEIGHBOUR_WEIGHTS[dy][dx]) for dy in range(3) for dx in range(3) if NEIGHBOUR_WEIGHTS[dy][dx]]
+OFFSETS = [
+    (dy - 1, dx - 1, NEIGHBOUR_WEIGHTS[dy][dx])
+    for dy in range(3)
+    for dx in range(3)
+    if NEIGHBOUR_WEIGHTS[dy][dx]
+]
 
 
 def sparse_impute(img: np.ndarray, removed: np.ndarray) -> np.ndarray:
@@ -64,7 +69,9 @@ def sparse_impute(img: np.ndarray, removed: np.ndarray) -> np.ndarray:
         vals.append(np.full(int(unknown.sum()), -wt))
         known = inside & (var[j] < 0)
         rhs[known] += wt * flat[:, j[known]].T
-    a = coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+    a = coo_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
+    )
     sol = spsolve((a + diags(diag)).tocsc(), rhs).reshape(n, c)
     out = flat.copy()
     out[:, idx] = sol.T
@@ -73,8 +80,12 @@ def sparse_impute(img: np.ndarray, removed: np.ndarray) -> np.ndarray:
 
 def load_before(rev: str):
     """``impute_linear`` of ``metrics/road.py`` at git revision ``rev``."""
-    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:metrics/road.py"], capture_output=True,
-                         text=True, check=True).stdout
+    src = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{rev}:metrics/road.py"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     path = Path(tempfile.mkdtemp()) / "road_before.py"
     path.write_text(src)
     spec = importlib.util.spec_from_file_location("road_before", path)
@@ -113,7 +124,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--model", default="results/reference/models/shapes_cnn.pt")
-    parser.add_argument("--before-images", type=int, default=0, help="images for the previous solver (slow)")
+    parser.add_argument(
+        "--before-images", type=int, default=0, help="images for the previous solver (slow)"
+    )
     parser.add_argument("--before-rev", default="f4d4279")
     parser.add_argument("--out", default="results/reference/road_speed.md")
     args = parser.parse_args()
@@ -139,8 +152,11 @@ def main() -> None:
     n = removed.shape[0]
 
     t_ours, ours = timed(lambda: impute_linear(inputs, removed), args.repeat)
-    t_sparse, ref = timed(lambda: np.stack([sparse_impute(inputs[i].double().numpy(), removed[i].numpy())
-                                            for i in range(n)]))
+    t_sparse, ref = timed(
+        lambda: np.stack(
+            [sparse_impute(inputs[i].double().numpy(), removed[i].numpy()) for i in range(n)]
+        )
+    )
     err = float(np.abs(ours.double().numpy() - ref).max())
     normalised = (ours - torch.tensor(mean).view(1, c, 1, 1)) / torch.tensor(std).view(1, c, 1, 1)
     with torch.no_grad():
@@ -169,8 +185,9 @@ def main() -> None:
             f"max |diff| vs spsolve {err_old:.1e}; multigrid {t_new_k[1]:.3f} ({t_new_k[0]:.3f}); "
             f"spsolve ~{t_sparse[1] * k / n:.2f}.\n"
         )
-    git = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                         text=True).stdout.strip()
+    git = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     lines = [
         "# ROAD imputation speed",
         "",

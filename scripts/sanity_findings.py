@@ -74,7 +74,9 @@ def table(rows: list[str], cols: list[str], cell) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--images", type=int, default=32, help="first N images of the shapes test split")
     p.add_argument("--checkpoint", default="results/reference/models/shapes_cnn.pt")
     p.add_argument("--shuffled", default="results/reference/models/shapes_cnn_shuffled.pt")
@@ -90,9 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     batch = collate([ds[i] for i in range(len(ds))])
     accuracy = float((model(batch.images).argmax(1) == batch.targets).float().mean())
     meths = methods(model.bench_meta.cam_layer)
-    checks = {"cascading": metric("model_randomisation_cascading"),
-              "independent": metric("model_randomisation_independent")}
-    label_rule = metric("model_randomisation_cascading", target="label", similarities=["spearman_abs"])
+    checks = {
+        "cascading": metric("model_randomisation_cascading"),
+        "independent": metric("model_randomisation_independent"),
+    }
+    label_rule = metric(
+        "model_randomisation_cascading", target="label", similarities=["spearman_abs"]
+    )
     have_shuffled = resolve_path(args.shuffled).is_file()
     data = metric("data_randomisation") if have_shuffled else None
     names = checks["cascading"].layer_names(model)
@@ -105,18 +111,26 @@ def main(argv: list[str] | None = None) -> int:
         # an unrandomised deep copy: the similarity a method gets when nothing changed
         ref = checks["cascading"]
         t0 = ctx.predictions(batch.images)
-        same = ref.similarity(method(model, batch.images, t0), method(copy.deepcopy(model), batch.images, t0))
+        same = ref.similarity(
+            method(model, batch.images, t0), method(copy.deepcopy(model), batch.images, t0)
+        )
         entry["unrandomised_copy"] = {s: mean(v) for s, v in same.items()}
         for kind, check in checks.items():
             out = check(ctx, batch, maps)
-            entry[kind] = {s: [mean(c[:, i]) for i in range(c.shape[1])] for s, c in out.curves.items()}
+            entry[kind] = {
+                s: [mean(c[:, i]) for i in range(c.shape[1])] for s, c in out.curves.items()
+            }
             entry[kind + "_score"] = {s: mean(v) for s, v in out.scores.items()}
             entry[kind + "_flagged"] = {s: int(f.sum()) for s, f in out.flags.items()}
         out = label_rule(ctx, batch, maps)
         curve = out.curves["spearman_abs"]
-        entry["label_rule"] = {"nan_steps": int(curve.isnan().sum()), "steps": curve.numel(),
-                               "images_flagged": int(out.flags["spearman_abs"].sum()),
-                               "final": mean(curve[:, -1]), "score": mean(out.scores["spearman_abs"])}
+        entry["label_rule"] = {
+            "nan_steps": int(curve.isnan().sum()),
+            "steps": curve.numel(),
+            "images_flagged": int(out.flags["spearman_abs"].sum()),
+            "final": mean(curve[:, -1]),
+            "score": mean(out.scores["spearman_abs"]),
+        }
         if data is not None:
             out = data(ctx, batch, maps)
             entry["data"] = {s: mean(v) for s, v in out.scores.items()}
@@ -124,9 +138,15 @@ def main(argv: list[str] | None = None) -> int:
         res["methods"][mname] = entry
     seconds = round(time.time() - start, 1)
 
-    command = "python scripts/sanity_findings.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    git = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                         text=True, check=False).stdout.strip()
+    command = "python scripts/sanity_findings.py " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    git = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
     cols = list(meths)
     md = [
         "# Sanity checks on the embedded benchmark's CNN: findings",
@@ -144,8 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         "over images of the similarity to the original map (1 = unchanged); NaN steps (constant "
         "maps) are left out of a mean and counted below.",
         "",
-        "Methods: " + ", ".join(f"{k} = `{type(v).__module__}.{type(v).__name__}`"
-                                for k, v in meths.items()) + " (default settings).",
+        "Methods: "
+        + ", ".join(f"{k} = `{type(v).__module__}.{type(v).__name__}`" for k, v in meths.items())
+        + " (default settings).",
         "",
         "These are findings, not assertions: the tests only assert that gradient and Grad-CAM "
         "change under cascading randomisation.",
@@ -155,45 +176,87 @@ def main(argv: list[str] | None = None) -> int:
     for c in cols:
         curve = res["methods"][c]["cascading"]["spearman_abs"]
         below = next((names[i] for i, v in enumerate(curve) if v == v and v < 0.5), None)
-        md.append(f"- {c}: {curve[0]} after `{names[0]}`, {curve[len(curve) // 2]} after "
-                  f"`{names[len(curve) // 2]}`, {curve[-1]} fully randomised; first below 0.5 at "
-                  f"`{below}`" + (f"; data randomisation {res['methods'][c]['data']['spearman_abs']}"
-                                  if data is not None else "") + ".")
+        md.append(
+            f"- {c}: {curve[0]} after `{names[0]}`, {curve[len(curve) // 2]} after "
+            f"`{names[len(curve) // 2]}`, {curve[-1]} fully randomised; first below 0.5 at "
+            f"`{below}`"
+            + (
+                f"; data randomisation {res['methods'][c]['data']['spearman_abs']}"
+                if data is not None
+                else ""
+            )
+            + "."
+        )
     md.append("")
     for s in sims:
-        md += [f"## Cascading randomisation, top-down: {s}", "",
-               "Row = the layer whose randomisation was added at that step (all rows above it are "
-               "randomised too).", ""]
+        md += [
+            f"## Cascading randomisation, top-down: {s}",
+            "",
+            "Row = the layer whose randomisation was added at that step (all rows above it are "
+            "randomised too).",
+            "",
+        ]
         rows = ["unrandomised copy"] + names
-        md += table(rows, cols, lambda r, c, s=s: str(
-            res["methods"][c]["unrandomised_copy"][s] if r == "unrandomised copy"
-            else res["methods"][c]["cascading"][s][names.index(r)]))
+        md += table(
+            rows,
+            cols,
+            lambda r, c, s=s: str(
+                res["methods"][c]["unrandomised_copy"][s]
+                if r == "unrandomised copy"
+                else res["methods"][c]["cascading"][s][names.index(r)]
+            ),
+        )
         md.append("")
     md += ["## Independent randomisation (one layer at a time): spearman_abs", ""]
-    md += table(names, cols, lambda r, c: str(res["methods"][c]["independent"]["spearman_abs"][names.index(r)]))
-    md += ["", "## The class rule: fixed label instead of each model's top-1 (cascading, spearman_abs)",
-           "", "A NaN step is a constant map after randomisation (no ranking to compare).", ""]
-    md += table(["NaN steps / steps", "images flagged", "final step (NaN left out)", "score"], cols,
-                lambda r, c: {
-                    "NaN steps / steps": "{nan_steps}/{steps}",
-                    "images flagged": "{images_flagged}",
-                    "final step (NaN left out)": "{final}",
-                    "score": "{score}"}[r].format(**res["methods"][c]["label_rule"]))
+    md += table(
+        names,
+        cols,
+        lambda r, c: str(res["methods"][c]["independent"]["spearman_abs"][names.index(r)]),
+    )
+    md += [
+        "",
+        "## The class rule: fixed label instead of each model's top-1 (cascading, spearman_abs)",
+        "",
+        "A NaN step is a constant map after randomisation (no ranking to compare).",
+        "",
+    ]
+    md += table(
+        ["NaN steps / steps", "images flagged", "final step (NaN left out)", "score"],
+        cols,
+        lambda r, c: {
+            "NaN steps / steps": "{nan_steps}/{steps}",
+            "images flagged": "{images_flagged}",
+            "final step (NaN left out)": "{final}",
+            "score": "{score}",
+        }[r].format(**res["methods"][c]["label_rule"]),
+    )
     md += ["", "## Scores (mean over steps) and flagged images", ""]
-    md += table([f"{k} {s}" for k in ("cascading", "independent") for s in sims], cols,
-                lambda r, c: "{} ({} flagged)".format(
-                    res["methods"][c][r.split()[0] + "_score"][r.split()[1]],
-                    res["methods"][c][r.split()[0] + "_flagged"][r.split()[1]]))
+    md += table(
+        [f"{k} {s}" for k in ("cascading", "independent") for s in sims],
+        cols,
+        lambda r, c: "{} ({} flagged)".format(
+            res["methods"][c][r.split()[0] + "_score"][r.split()[1]],
+            res["methods"][c][r.split()[0] + "_flagged"][r.split()[1]],
+        ),
+    )
     md.append("")
     if data is not None:
         rec = json.loads(resolve_path(args.shuffled).with_suffix(".json").read_text())
-        md += ["## Data randomisation", "",
-               f"Permuted-label model `{args.shuffled}`: `{rec.get('command')}` — train accuracy on "
-               f"its permuted labels {rec.get('train_accuracy')} ({rec.get('train_size')} images, "
-               f"{rec.get('epochs')} epochs), test accuracy on true labels {rec.get('test_accuracy')}.",
-               ""]
-        md += table(sims, cols, lambda r, c: "{} ({} flagged)".format(
-            res["methods"][c]["data"][r], res["methods"][c]["data_flagged"][r]))
+        md += [
+            "## Data randomisation",
+            "",
+            f"Permuted-label model `{args.shuffled}`: `{rec.get('command')}` — train accuracy on "
+            f"its permuted labels {rec.get('train_accuracy')} ({rec.get('train_size')} images, "
+            f"{rec.get('epochs')} epochs), test accuracy on true labels {rec.get('test_accuracy')}.",
+            "",
+        ]
+        md += table(
+            sims,
+            cols,
+            lambda r, c: "{} ({} flagged)".format(
+                res["methods"][c]["data"][r], res["methods"][c]["data_flagged"][r]
+            ),
+        )
         md.append("")
     else:
         md += ["## Data randomisation", "", f"Not run: {args.shuffled} does not exist.", ""]

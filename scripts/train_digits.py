@@ -28,7 +28,9 @@ log = logging.getLogger("train_digits")
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", default=None, help="checkpoint path without suffix")
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--renders", type=int, default=3, help="canvases per training digit")
@@ -55,11 +57,21 @@ def main(argv: list[str] | None = None) -> int:
     xte, yte = render_split(test)
     model = ShapesCNN(num_classes=train.num_classes, width=args.width)
     # no flips: a mirrored digit is another glyph
-    fit(model, xtr, ytr, train, args.epochs, args.batch_size, args.lr, gen,
-        after_epoch=lambda _: f"val {accuracy(model, xva, yva, val):.4f}")
+    fit(
+        model,
+        xtr,
+        ytr,
+        train,
+        args.epochs,
+        args.batch_size,
+        args.lr,
+        gen,
+        after_epoch=lambda _: f"val {accuracy(model, xva, yva, val):.4f}",
+    )
 
     record = {
-        "command": "python scripts/train_digits.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python scripts/train_digits.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),
         "model": "ShapesCNN",
         "num_classes": train.num_classes,
         "width": args.width,

@@ -26,16 +26,22 @@ log = logging.getLogger("train_shapes")
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", default=None, help="checkpoint path without suffix")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--train-size", type=int, default=12000)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--width", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0, help="training seed (init, order, label permutation)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="training seed (init, order, label permutation)"
+    )
     p.add_argument("--data-seed", type=int, default=0, help="dataset generator seed")
-    p.add_argument("--shuffle-labels", action="store_true", help="train on permuted labels (Adebayo et al.)")
+    p.add_argument(
+        "--shuffle-labels", action="store_true", help="train on permuted labels (Adebayo et al.)"
+    )
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -59,11 +65,21 @@ def main(argv: list[str] | None = None) -> int:
     def flip(xb: torch.Tensor) -> torch.Tensor:  # a mirrored shape keeps its class
         return torch.where(torch.rand(len(xb), 1, 1, 1, generator=gen) < 0.5, xb.flip(3), xb)
 
-    fit(model, xtr, ytr, train, epochs, args.batch_size, args.lr, gen,
-        augment=None if args.shuffle_labels else flip)
+    fit(
+        model,
+        xtr,
+        ytr,
+        train,
+        epochs,
+        args.batch_size,
+        args.lr,
+        gen,
+        augment=None if args.shuffle_labels else flip,
+    )
 
     record = {
-        "command": "python scripts/train_shapes.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python scripts/train_shapes.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),
         "model": "ShapesCNN",
         "width": args.width,
         "epochs": epochs,

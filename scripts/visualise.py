@@ -37,8 +37,10 @@ log = logging.getLogger("visualise")
 
 def compose_run(model: str, dataset: str, method: str = "gradcam", extra: list[str] | None = None):
     with initialize_config_dir(config_dir=str((ROOT / "conf").resolve()), version_base=None):
-        return compose(config_name="config", overrides=[f"model={model}", f"dataset={dataset}",
-                                                        f"method={method}", *(extra or [])])
+        return compose(
+            config_name="config",
+            overrides=[f"model={model}", f"dataset={dataset}", f"method={method}", *(extra or [])],
+        )
 
 
 def to_rgb(image: torch.Tensor, mean, std) -> torch.Tensor:
@@ -48,8 +50,16 @@ def to_rgb(image: torch.Tensor, mean, std) -> torch.Tensor:
     return (image.cpu() * s + m).clamp(0, 1).permute(1, 2, 0)
 
 
-def activation_maximisation(model: torch.nn.Module, cls: int, size: tuple[int, int], steps: int = 200,
-                            lr: float = 0.05, l2: float = 1e-3, tv: float = 1e-2, seed: int = 0) -> torch.Tensor:
+def activation_maximisation(
+    model: torch.nn.Module,
+    cls: int,
+    size: tuple[int, int],
+    steps: int = 200,
+    lr: float = 0.05,
+    l2: float = 1e-3,
+    tv: float = 1e-2,
+    seed: int = 0,
+) -> torch.Tensor:
     """An input ``[3, H, W]`` (normalised space) that maximises logit ``cls``."""
     gen = torch.Generator().manual_seed(seed)
     x = (0.1 * torch.randn(1, 3, *size, generator=gen)).requires_grad_(True)
@@ -62,7 +72,9 @@ def activation_maximisation(model: torch.nn.Module, cls: int, size: tuple[int, i
             p.requires_grad_(False)
         for _ in range(steps):
             opt.zero_grad()
-            tv_loss = (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., 1:] - x[..., :-1]).abs().mean()
+            tv_loss = (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (
+                x[..., 1:] - x[..., :-1]
+            ).abs().mean()
             loss = -model(x)[0, cls] + l2 * x.pow(2).sum() + tv * tv_loss
             loss.backward()
             opt.step()
@@ -78,13 +90,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="shapes_cnn")
     parser.add_argument("--dataset", default="shapes")
     parser.add_argument("--n-images", type=int, default=4)
-    parser.add_argument("--methods", nargs="*", default=None, help="conf/method names (default: all)")
+    parser.add_argument(
+        "--methods", nargs="*", default=None, help="conf/method names (default: all)"
+    )
     parser.add_argument("--layer", default=None, help="layer for the feature-map grid")
     parser.add_argument("--classes", nargs="*", type=int, default=[0])
     parser.add_argument("--steps", type=int, default=200, help="activation-maximisation steps")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "figures" / "visualise")
-    parser.add_argument("--override", nargs="*", default=[],
-                        help="Hydra overrides; method.<key>=<value> goes to every method having <key>")
+    parser.add_argument(
+        "--override",
+        nargs="*",
+        default=[],
+        help="Hydra overrides; method.<key>=<value> goes to every method having <key>",
+    )
     args = parser.parse_args(argv)
 
     import matplotlib
@@ -95,12 +113,18 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO)
     register()
     common = [o for o in args.override if not o.startswith("method.")]
-    per_method = dict(o[len("method."):].split("=", 1) for o in args.override if o.startswith("method."))
+    per_method = dict(
+        o[len("method.") :].split("=", 1) for o in args.override if o.startswith("method.")
+    )
     cfg = compose_run(args.model, args.dataset, extra=common)
     model = instantiate(cfg.model).eval()
     meta = meta_of(model)
     node = OmegaConf.to_container(cfg.dataset, resolve=True)
-    node = {k: v for k, v in node.items() if k in ("_target_", "split", "image_size", "seed", "mean", "std")}
+    node = {
+        k: v
+        for k, v in node.items()
+        if k in ("_target_", "split", "image_size", "seed", "mean", "std")
+    }
     data = instantiate(node)
     batch = collate([data[i] for i in range(args.n_images)])
     names = args.methods or sorted(p.stem for p in (ROOT / "conf" / "method").glob("*.yaml"))
@@ -119,8 +143,12 @@ def main(argv: list[str] | None = None) -> None:
             log.info("skip %s: %s", name, err)
             continue
         maps[name] = method(model, batch.images, batch.targets)
-    fig, axes = plt.subplots(args.n_images, len(maps) + 1, squeeze=False,
-                             figsize=(1.6 * (len(maps) + 1), 1.6 * args.n_images))
+    fig, axes = plt.subplots(
+        args.n_images,
+        len(maps) + 1,
+        squeeze=False,
+        figsize=(1.6 * (len(maps) + 1), 1.6 * args.n_images),
+    )
     for i in range(args.n_images):
         rgb = to_rgb(batch.images[i], meta.mean, meta.std)
         axes[i, 0].imshow(rgb)
@@ -138,7 +166,9 @@ def main(argv: list[str] | None = None) -> None:
 
     layer = args.layer or meta.cam_layer
     store = {}
-    handle = get_layer(model, layer).register_forward_hook(lambda _m, _i, o: store.__setitem__("a", o))
+    handle = get_layer(model, layer).register_forward_hook(
+        lambda _m, _i, o: store.__setitem__("a", o)
+    )
     try:
         with torch.no_grad():
             model(batch.images[:1])

@@ -39,8 +39,13 @@ def tiny_cnn() -> nn.Module:
     torch.manual_seed(0)
     model = TinyCNN().eval()
     model.bench_meta = ModelMeta(
-        name="tiny_cnn", weights="random", cam_layer="features.3", input_size=(16, 16),
-        mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), num_classes=3,
+        name="tiny_cnn",
+        weights="random",
+        cam_layer="features.3",
+        input_size=(16, 16),
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        num_classes=3,
     )
     return model
 
@@ -54,6 +59,11 @@ def run_bench(args: list[str], cwd: Path = ROOT, timeout: int = 300) -> subproce
     """Run the ``bench`` entry point in a subprocess (as a user would) and capture its output."""
     env = {**os.environ, "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "2"}
     return subprocess.run(
-        [sys.executable, "-m", "bench", *args], cwd=cwd, env=env, capture_output=True,
-        text=True, timeout=timeout, check=False,
+        [sys.executable, "-m", "bench", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )

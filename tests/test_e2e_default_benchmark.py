@@ -11,8 +11,16 @@ from tests.conftest import run_bench
 @pytest.mark.slow
 def test_gradcam_and_gradient_beat_random_on_the_embedded_benchmark(tmp_path):
     sweep = tmp_path / "sweep"
-    res = run_bench(["-m", "method=gradient,gradcam,random", "dataset.limit=48", "batch_size=16",
-                     f"hydra.sweep.dir={sweep}"], timeout=900)
+    res = run_bench(
+        [
+            "-m",
+            "method=gradient,gradcam,random",
+            "dataset.limit=48",
+            "batch_size=16",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        timeout=900,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     s = pd.read_csv(sweep / "summary.csv").set_index(["method", "metric"])["mean"]
     assert s["gradcam", "deletion"] < s["random", "deletion"]

@@ -72,12 +72,20 @@ class COCODataset(FileDataset):
         self.split = split
         self.pointing_tolerance = float(pointing_tolerance)
         self.preprocess = Preprocess(input_size, mean, std, resize, resize_size)
-        ann_path = resolve_path(annotations) if annotations else base / "annotations" / f"instances_{split}{year}.json"
+        ann_path = (
+            resolve_path(annotations)
+            if annotations
+            else base / "annotations" / f"instances_{split}{year}.json"
+        )
         img_dir = resolve_path(images) if images else base / f"{split}{year}"
         if not ann_path.is_file():
-            raise ConfigError(f"dataset.annotations: {ann_path} not found; set dataset.annotations=<instances json>.")
+            raise ConfigError(
+                f"dataset.annotations: {ann_path} not found; set dataset.annotations=<instances json>."
+            )
         if not img_dir.is_dir():
-            raise ConfigError(f"dataset.images: {img_dir} is not a folder; set dataset.images=<folder of {split}{year} images>.")
+            raise ConfigError(
+                f"dataset.images: {img_dir} is not a folder; set dataset.images=<folder of {split}{year} images>."
+            )
         data = json.loads(ann_path.read_text())
         for key in ("images", "annotations", "categories"):
             if key not in data:
@@ -85,12 +93,16 @@ class COCODataset(FileDataset):
         cats = sorted(data["categories"], key=lambda c: c["id"])
         self.class_names = [c["name"] for c in cats]
         contiguous = {c["id"]: i for i, c in enumerate(cats)}
-        self.class_indices, self.num_classes = class_mapping(self.class_names, class_indices, model_num_classes)
+        self.class_indices, self.num_classes = class_mapping(
+            self.class_names, class_indices, model_num_classes
+        )
         flags = read_pair_flags(difficult_file) if difficult_file else None
         by_image: dict[int, list[dict]] = {}
         for ann in data["annotations"]:
             if ann["category_id"] not in contiguous:
-                raise ConfigError(f"{ann_path}: annotation {ann.get('id')} has unknown category_id {ann['category_id']}.")
+                raise ConfigError(
+                    f"{ann_path}: annotation {ann.get('id')} has unknown category_id {ann['category_id']}."
+                )
             by_image.setdefault(ann["image_id"], []).append(ann)
         self.records = []
         for img in sorted(data["images"], key=lambda im: im["id"]):
@@ -98,13 +110,27 @@ class COCODataset(FileDataset):
             present = sorted({contiguous[a["category_id"]] for a in anns})
             for k in present:
                 boxes = np.array(
-                    [[x, y, x + w, y + h] for a in anns if contiguous[a["category_id"]] == k
-                     for x, y, w, h in [a["bbox"]]], dtype=np.float32,
+                    [
+                        [x, y, x + w, y + h]
+                        for a in anns
+                        if contiguous[a["category_id"]] == k
+                        for x, y, w, h in [a["bbox"]]
+                    ],
+                    dtype=np.float32,
                 ).reshape(-1, 4)
                 pair = f"{img['id']}:{self.class_names[k]}"
                 if flags is not None:
                     difficult = pair in flags
                 else:
-                    difficult = is_difficult_pair(boxes, set(present), int(img["height"]), int(img["width"]))
-                self.records.append({"path": img_dir / img["file_name"], "target": self.class_indices[k],
-                                     "id": pair, "boxes": boxes, "difficult": difficult})
+                    difficult = is_difficult_pair(
+                        boxes, set(present), int(img["height"]), int(img["width"])
+                    )
+                self.records.append(
+                    {
+                        "path": img_dir / img["file_name"],
+                        "target": self.class_indices[k],
+                        "id": pair,
+                        "boxes": boxes,
+                        "difficult": difficult,
+                    }
+                )

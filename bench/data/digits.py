@@ -83,13 +83,17 @@ def _ink(rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(0.0, 0.35, size=3)
 
 
-def _segment(uu: np.ndarray, vv: np.ndarray, p0: np.ndarray, p1: np.ndarray, width: float) -> np.ndarray:
+def _segment(
+    uu: np.ndarray, vv: np.ndarray, p0: np.ndarray, p1: np.ndarray, width: float
+) -> np.ndarray:
     d = p1 - p0
     t = np.clip(((uu - p0[0]) * d[0] + (vv - p0[1]) * d[1]) / max(float(d @ d), 1e-9), 0.0, 1.0)
     return np.hypot(uu - (p0[0] + t * d[0]), vv - (p0[1] + t * d[1])) <= width / 2
 
 
-def render(seed: int, split: str, digit: int, r: int, size: int = 112) -> tuple[np.ndarray, int, np.ndarray]:
+def render(
+    seed: int, split: str, digit: int, r: int, size: int = 112
+) -> tuple[np.ndarray, int, np.ndarray]:
     """Render digit ``digit`` (an index into ``load_digits()``), variant ``r``.
 
     Returns:
@@ -103,12 +107,12 @@ def render(seed: int, split: str, digit: int, r: int, size: int = 112) -> tuple[
     ink = np.clip(_resize(images[digit].astype(np.float64), side, side), 0.0, 1.0)
     x0, y0 = (int(v) for v in rng.integers(2, size - side - 2, size=2))
     alpha = np.zeros((size, size), dtype=np.float64)
-    alpha[y0:y0 + side, x0:x0 + side] = ink
+    alpha[y0 : y0 + side, x0 : x0 + side] = ink
     mask = alpha > 0.5
 
     vv, uu = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
     keep = np.zeros((size, size), dtype=bool)
-    keep[max(0, y0 - 3):y0 + side + 3, max(0, x0 - 3):x0 + side + 3] = True
+    keep[max(0, y0 - 3) : y0 + side + 3, max(0, x0 - 3) : x0 + side + 3] = True
     clutter = np.zeros((size, size), dtype=bool)
     for _ in range(int(rng.integers(3, 7))):  # class-free clutter: segments, arcs, dots
         kind = rng.integers(3)
@@ -183,7 +187,9 @@ class DigitsDataset(ImageDataset):
         self.mean = torch.tensor(mean, dtype=torch.float32)[:, None, None]
         self.std = torch.tensor(std, dtype=torch.float32)[:, None, None]
         self.pointing_tolerance = (
-            15.0 * self.image_size / 224.0 if pointing_tolerance is None else float(pointing_tolerance)
+            15.0 * self.image_size / 224.0
+            if pointing_tolerance is None
+            else float(pointing_tolerance)
         )
 
     def __len__(self) -> int:

@@ -33,7 +33,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".we
 def root_dir(root: str | Path | None, key: str = "dataset.root") -> Path:
     """``root`` as an existing folder, or a ConfigError that says how to set it."""
     if root in (None, "", "???"):
-        raise ConfigError(f"{key} is not set; point it at the dataset's folder ({key}=/path/to/it).")
+        raise ConfigError(
+            f"{key} is not set; point it at the dataset's folder ({key}=/path/to/it)."
+        )
     from bench.models import resolve_path
 
     p = resolve_path(root)
@@ -69,7 +71,6 @@ class Frame:
         return b[keep]
 
 
-
 class Preprocess:
     """PIL image -> normalised float ``[3, H, W]`` at the model's input size, plus its :class:`Frame`.
 
@@ -94,7 +95,9 @@ class Preprocess:
         size = [input_size] if isinstance(input_size, int) else list(input_size)
         self.size = (int(size[0]), int(size[-1]))
         self.resize = resize
-        self.resize_size = int(resize_size) if resize_size else int(round(min(self.size) * 256 / 224))
+        self.resize_size = (
+            int(resize_size) if resize_size else int(round(min(self.size) * 256 / 224))
+        )
         self.mean = torch.tensor(list(mean), dtype=torch.float32)[:, None, None]
         self.std = torch.tensor(list(std), dtype=torch.float32)[:, None, None]
 
@@ -110,7 +113,12 @@ class Preprocess:
             x0, y0 = (w - cw) / 2, (h - ch) / 2
             frame = Frame(x0, y0, cw, ch)
             out = img.resize((tw, th), Image.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
-        x = torch.from_numpy(np.asarray(out, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255)
+        x = (
+            torch.from_numpy(np.asarray(out, dtype=np.uint8).copy())
+            .permute(2, 0, 1)
+            .float()
+            .div_(255)
+        )
         return (x - self.mean) / self.std, frame
 
 
@@ -168,7 +176,9 @@ def _box_columns(header: list[str]) -> list[str] | None:
     cols = ["x0", "y0", "x1", "y1"]
     present = [c for c in cols if c in header]
     if present and len(present) != 4:
-        raise ConfigError(f"the labels CSV has box columns {present}; accepted: all of x0, y0, x1, y1 or none.")
+        raise ConfigError(
+            f"the labels CSV has box columns {present}; accepted: all of x0, y0, x1, y1 or none."
+        )
     return cols if present else None
 
 
@@ -228,10 +238,14 @@ class FolderDataset(FileDataset):
             rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
         for col in ("image", "label"):
             if col not in header:
-                raise ConfigError(f"{csv_path} has no '{col}' column; accepted header: image,label[,id][,x0,y0,x1,y1].")
+                raise ConfigError(
+                    f"{csv_path} has no '{col}' column; accepted header: image,label[,id][,x0,y0,x1,y1]."
+                )
         box_cols = _box_columns(header)
         if isinstance(classes, str):
-            classes = read_lines(classes if Path(classes).is_absolute() else self.root / classes, "dataset.classes")
+            classes = read_lines(
+                classes if Path(classes).is_absolute() else self.root / classes, "dataset.classes"
+            )
         raw_labels = [r["label"] for r in rows]
         if classes is not None:
             self.class_names = [str(c) for c in classes]
@@ -253,23 +267,36 @@ class FolderDataset(FileDataset):
             elif lb.lstrip("-").isdigit() and 0 <= int(lb) < self.num_classes:
                 target = int(lb)
             else:
-                raise ConfigError(f"{csv_path}:{line}: label={lb} is not a class; accepted: 0..{self.num_classes - 1} or {', '.join(self.class_names[:5])}...")
+                raise ConfigError(
+                    f"{csv_path}:{line}: label={lb} is not a class; accepted: 0..{self.num_classes - 1} or {', '.join(self.class_names[:5])}..."
+                )
             path = self.root / r["image"]
             if not path.is_file():
-                raise ConfigError(f"{csv_path}:{line}: image {r['image']} not found (looked at {path}).")
+                raise ConfigError(
+                    f"{csv_path}:{line}: image {r['image']} not found (looked at {path})."
+                )
             key = (r["image"], target)
-            rec = groups.setdefault(key, {
-                "path": path, "target": target, "boxes": [],
-                "id": r.get("id") or str(Path(r["image"]).with_suffix("")),
-            })
+            rec = groups.setdefault(
+                key,
+                {
+                    "path": path,
+                    "target": target,
+                    "boxes": [],
+                    "id": r.get("id") or str(Path(r["image"]).with_suffix("")),
+                },
+            )
             labels_of.setdefault(r["image"], set()).add(target)
             if box_cols and any(r.get(c) for c in box_cols):
                 try:
                     box = [float(r[c]) for c in box_cols]
                 except ValueError as err:
-                    raise ConfigError(f"{csv_path}:{line}: box {[r.get(c) for c in box_cols]} is not numeric.") from err
+                    raise ConfigError(
+                        f"{csv_path}:{line}: box {[r.get(c) for c in box_cols]} is not numeric."
+                    ) from err
                 if not (box[2] > box[0] and box[3] > box[1]):
-                    raise ConfigError(f"{csv_path}:{line}: box {box} is empty; accepted: x0 < x1 and y0 < y1 (xyxy, exclusive end).")
+                    raise ConfigError(
+                        f"{csv_path}:{line}: box {box} is empty; accepted: x0 < x1 and y0 < y1 (xyxy, exclusive end)."
+                    )
                 rec["boxes"].append(box)
         self.records = []
         for (image, target), rec in groups.items():

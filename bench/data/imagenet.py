@@ -71,7 +71,9 @@ class ImageNetDataset(FileDataset):
         name: str = "imagenet",
     ) -> None:
         base = root_dir(root)
-        if (base / split).is_dir() and not any(p.suffix.lower() in IMAGE_SUFFIXES for p in base.glob("*/*")):
+        if (base / split).is_dir() and not any(
+            p.suffix.lower() in IMAGE_SUFFIXES for p in base.glob("*/*")
+        ):
             base = base / split
         self.root = base
         self.name = name
@@ -80,12 +82,16 @@ class ImageNetDataset(FileDataset):
         self.preprocess = Preprocess(input_size, mean, std, resize, resize_size)
         folders = sorted(p.name for p in base.iterdir() if p.is_dir())
         if not folders:
-            raise ConfigError(f"dataset.root={root} has no class subfolders; accepted: <root>/<wnid>/<image>.JPEG.")
+            raise ConfigError(
+                f"dataset.root={root} has no class subfolders; accepted: <root>/<wnid>/<image>.JPEG."
+            )
         self.class_names = read_class_index(class_index) if class_index else folders
         index = {w: i for i, w in enumerate(self.class_names)}
         unknown = [f for f in folders if f not in index]
         if unknown:
-            raise ConfigError(f"dataset.root has folders not in the class index, e.g. {unknown[:3]}.")
+            raise ConfigError(
+                f"dataset.root has folders not in the class index, e.g. {unknown[:3]}."
+            )
         self.num_classes = len(self.class_names)
         box_dir = root_dir(boxes, "dataset.boxes") if boxes else None
         self.fields = frozenset({"boxes"}) if box_dir else frozenset()
@@ -97,12 +103,29 @@ class ImageNetDataset(FileDataset):
                     continue
                 rec = {"path": path, "target": index[wnid], "id": path.stem, "boxes": None}
                 if box_dir is not None:
-                    xml = next((x for x in (box_dir / f"{path.stem}.xml", box_dir / wnid / f"{path.stem}.xml")
-                                if x.is_file()), None)
+                    xml = next(
+                        (
+                            x
+                            for x in (
+                                box_dir / f"{path.stem}.xml",
+                                box_dir / wnid / f"{path.stem}.xml",
+                            )
+                            if x.is_file()
+                        ),
+                        None,
+                    )
                     found = []
-                    if xml is not None:  # parse_annotation returns VOC's xmin-1 .. xmax; undo the shift
+                    if (
+                        xml is not None
+                    ):  # parse_annotation returns VOC's xmin-1 .. xmax; undo the shift
                         objects, _ = parse_annotation(xml)
-                        found = [b + np.array([1 - shift, 1 - shift, 1 - shift, 1 - shift], dtype=np.float32)
-                                 for name, b, _ in objects if name == wnid]
+                        found = [
+                            b
+                            + np.array(
+                                [1 - shift, 1 - shift, 1 - shift, 1 - shift], dtype=np.float32
+                            )
+                            for name, b, _ in objects
+                            if name == wnid
+                        ]
                     rec["boxes"] = np.stack(found) if found else np.zeros((0, 4), dtype=np.float32)
                 self.records.append(rec)

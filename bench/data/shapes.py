@@ -60,13 +60,17 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return img
 
 
-def _segment_mask(u: np.ndarray, v: np.ndarray, p0: np.ndarray, p1: np.ndarray, width: float) -> np.ndarray:
+def _segment_mask(
+    u: np.ndarray, v: np.ndarray, p0: np.ndarray, p1: np.ndarray, width: float
+) -> np.ndarray:
     d = p1 - p0
     t = np.clip(((u - p0[0]) * d[0] + (v - p0[1]) * d[1]) / max(float(d @ d), 1e-9), 0.0, 1.0)
     return np.hypot(u - (p0[0] + t * d[0]), v - (p0[1] + t * d[1])) <= width / 2
 
 
-def render(seed: int, split: str, index: int, size: int = 112) -> tuple[np.ndarray, int, np.ndarray]:
+def render(
+    seed: int, split: str, index: int, size: int = 112
+) -> tuple[np.ndarray, int, np.ndarray]:
     """Render one image.
 
     Returns:
@@ -154,7 +158,9 @@ class ShapesDataset(ImageDataset):
         self.mean = torch.tensor(mean, dtype=torch.float32)[:, None, None]
         self.std = torch.tensor(std, dtype=torch.float32)[:, None, None]
         self.pointing_tolerance = (
-            15.0 * self.image_size / 224.0 if pointing_tolerance is None else float(pointing_tolerance)
+            15.0 * self.image_size / 224.0
+            if pointing_tolerance is None
+            else float(pointing_tolerance)
         )
 
     def __len__(self) -> int:

@@ -38,7 +38,9 @@ def _read_ids(ids: str | Sequence[str]) -> list[str]:
     if isinstance(ids, str):
         path = Path(ids)
         if not path.is_file():
-            raise ConfigError(f"dataset.ids={ids} is not a file; accepted: a list of ids or a file of ids, one a line.")
+            raise ConfigError(
+                f"dataset.ids={ids} is not a file; accepted: a list of ids or a file of ids, one a line."
+            )
         return [line.strip() for line in path.read_text().splitlines() if line.strip()]
     return [str(i) for i in ids]
 
@@ -108,6 +110,8 @@ def select(
         indices = sorted(torch.randperm(n, generator=gen)[:sample].tolist())
     elif limit is not None:
         if limit < 1:
-            raise ConfigError(f"dataset.limit={limit} is not valid; accepted: an integer >= 1 or null.")
+            raise ConfigError(
+                f"dataset.limit={limit} is not valid; accepted: an integer >= 1 or null."
+            )
         indices = indices[: min(limit, n)]
     return Selection(dataset, indices[shard::num_shards])

@@ -23,8 +23,25 @@ from bench.data.folder import FileDataset, Preprocess, read_lines, root_dir
 from bench.errors import ConfigError
 
 VOC_CLASSES = [
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
     "tvmonitor",
 ]
 
@@ -33,7 +50,10 @@ def union_fraction(boxes: np.ndarray, height: int, width: int) -> float:
     """Fraction of the ``height x width`` image covered by the union of ``boxes`` ``[K, 4]`` (xyxy)."""
     cover = np.zeros((height, width), dtype=bool)
     for x0, y0, x1, y1 in np.asarray(boxes).reshape(-1, 4):
-        cover[max(0, int(np.floor(y0))):max(0, int(np.ceil(y1))), max(0, int(np.floor(x0))):max(0, int(np.ceil(x1)))] = True
+        cover[
+            max(0, int(np.floor(y0))) : max(0, int(np.ceil(y1))),
+            max(0, int(np.floor(x0))) : max(0, int(np.ceil(x1))),
+        ] = True
     return float(cover.mean())
 
 
@@ -45,11 +65,15 @@ def is_difficult_pair(boxes: np.ndarray, classes_present: set, height: int, widt
 
 def read_pair_flags(path: str | Path, key: str = "dataset.difficult_file") -> set[str]:
     """Pair ids from a flag file: one pair a line, as ``<image id>:<class>`` or ``<image id> <class>``."""
-    return {":".join(line.split(None, 1)) if ":" not in line else line for line in read_lines(path, key)}
+    return {
+        ":".join(line.split(None, 1)) if ":" not in line else line for line in read_lines(path, key)
+    }
 
 
 def class_mapping(
-    names: Sequence[str], class_indices: Sequence[int] | Mapping[str, int] | None, model_num_classes: int | None
+    names: Sequence[str],
+    class_indices: Sequence[int] | Mapping[str, int] | None,
+    model_num_classes: int | None,
 ) -> tuple[list[int], int]:
     """The model's index of each dataset class, and the class count the runner should check.
 
@@ -61,14 +85,20 @@ def class_mapping(
     if isinstance(class_indices, Mapping):
         missing = [n for n in names if n not in class_indices]
         if missing:
-            raise ConfigError(f"dataset.class_indices lacks {len(missing)} class(es), e.g. {missing[:3]}; accepted: every one of {', '.join(names)}.")
+            raise ConfigError(
+                f"dataset.class_indices lacks {len(missing)} class(es), e.g. {missing[:3]}; accepted: every one of {', '.join(names)}."
+            )
         idx = [int(class_indices[n]) for n in names]
     else:
         idx = [int(i) for i in class_indices]
         if len(idx) != len(names):
-            raise ConfigError(f"dataset.class_indices has {len(idx)} entries; accepted: {len(names)}, one per class in order ({', '.join(names[:3])}, ...).")
+            raise ConfigError(
+                f"dataset.class_indices has {len(idx)} entries; accepted: {len(names)}, one per class in order ({', '.join(names[:3])}, ...)."
+            )
     if model_num_classes is not None and not all(0 <= i < model_num_classes for i in idx):
-        raise ConfigError(f"dataset.class_indices {idx} has indices outside 0..{model_num_classes - 1} (the model's classes).")
+        raise ConfigError(
+            f"dataset.class_indices {idx} has indices outside 0..{model_num_classes - 1} (the model's classes)."
+        )
     return idx, int(model_num_classes or 0)
 
 
@@ -77,10 +107,14 @@ def _voc_root(root: Path, year: str) -> Path:
         return root
     if (root / f"VOC{year}" / "Annotations").is_dir():
         return root / f"VOC{year}"
-    raise ConfigError(f"dataset.root={root} holds no Annotations/ (nor VOC{year}/Annotations/); point it at VOCdevkit/VOC{year}.")
+    raise ConfigError(
+        f"dataset.root={root} holds no Annotations/ (nor VOC{year}/Annotations/); point it at VOCdevkit/VOC{year}."
+    )
 
 
-def parse_annotation(path: Path) -> tuple[list[tuple[str, np.ndarray, bool]], tuple[int, int] | None]:
+def parse_annotation(
+    path: Path,
+) -> tuple[list[tuple[str, np.ndarray, bool]], tuple[int, int] | None]:
     """Objects ``(class name, xyxy 0-based exclusive-end box, difficult)`` and the XML's ``(H, W)``."""
     root = ET.parse(path).getroot()
     size = root.find("size")
@@ -95,7 +129,9 @@ def parse_annotation(path: Path) -> tuple[list[tuple[str, np.ndarray, bool]], tu
             continue
         xmin, ymin, xmax, ymax = (float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
         difficult = (obj.findtext("difficult") or "0").strip() in ("1", "true", "True")
-        objects.append((name, np.array([xmin - 1, ymin - 1, xmax, ymax], dtype=np.float32), difficult))
+        objects.append(
+            (name, np.array([xmin - 1, ymin - 1, xmax, ymax], dtype=np.float32), difficult)
+        )
     return objects, hw
 
 
@@ -143,7 +179,9 @@ class VOCDataset(FileDataset):
         self.class_names = list(VOC_CLASSES)
         self.pointing_tolerance = float(pointing_tolerance)
         self.preprocess = Preprocess(input_size, mean, std, resize, resize_size)
-        self.class_indices, self.num_classes = class_mapping(self.class_names, class_indices, model_num_classes)
+        self.class_indices, self.num_classes = class_mapping(
+            self.class_names, class_indices, model_num_classes
+        )
         flags = read_pair_flags(difficult_file) if difficult_file else None
         list_file = self.root / "ImageSets" / "Main" / f"{split}.txt"
         if list_file.is_file():
@@ -159,7 +197,9 @@ class VOCDataset(FileDataset):
             objects, hw = parse_annotation(xml)
             unknown = {o[0] for o in objects} - set(index)
             if unknown:
-                raise ConfigError(f"{xml}: unknown class(es) {sorted(unknown)}; accepted: {', '.join(self.class_names)}.")
+                raise ConfigError(
+                    f"{xml}: unknown class(es) {sorted(unknown)}; accepted: {', '.join(self.class_names)}."
+                )
             present = {o[0] for o in objects}
             path = self.root / "JPEGImages" / f"{image_id}.jpg"
             for cls in sorted(present, key=index.__getitem__):
@@ -173,8 +213,15 @@ class VOCDataset(FileDataset):
                 else:
                     h, w = hw if hw else _image_hw(path)
                     difficult = is_difficult_pair(boxes, present, h, w)
-                self.records.append({"path": path, "target": self.class_indices[index[cls]], "id": pair,
-                                     "boxes": boxes, "difficult": difficult})
+                self.records.append(
+                    {
+                        "path": path,
+                        "target": self.class_indices[index[cls]],
+                        "id": pair,
+                        "boxes": boxes,
+                        "difficult": difficult,
+                    }
+                )
 
 
 def _image_hw(path: Path) -> tuple[int, int]:

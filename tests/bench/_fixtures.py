@@ -15,7 +15,9 @@ STD = [0.229, 0.224, 0.225]
 def jpeg(path: Path, width: int, height: int, seed: int = 0) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 255, size=(height, width, 3), dtype=np.uint8)).save(path, "JPEG")
+    Image.fromarray(rng.integers(0, 255, size=(height, width, 3), dtype=np.uint8)).save(
+        path, "JPEG"
+    )
 
 
 def _voc_xml(path: Path, width: int, height: int, objects: list[tuple]) -> None:
@@ -37,8 +39,16 @@ def _voc_xml(path: Path, width: int, height: int, objects: list[tuple]) -> None:
 VOC_IMAGES = [
     ("000001", 120, 90, [("dog", (10, 20, 60, 80), False), ("person", (70, 5, 110, 85), False)]),
     ("000002", 100, 80, [("cat", (1, 1, 100, 80), False)]),  # one big box, one class: not difficult
-    ("000003", 96, 96, [("car", (5, 5, 20, 20), False), ("car", (50, 50, 70, 70), True),
-                        ("bus", (30, 30, 40, 40), True)]),  # multi-instance car; bus all-difficult
+    (
+        "000003",
+        96,
+        96,
+        [
+            ("car", (5, 5, 20, 20), False),
+            ("car", (50, 50, 70, 70), True),
+            ("bus", (30, 30, 40, 40), True),
+        ],
+    ),  # multi-instance car; bus all-difficult
     ("000004", 80, 64, []),  # no objects at all
 ]
 
@@ -55,7 +65,11 @@ def write_voc(root: Path) -> Path:
 
 
 COCO_CATEGORIES = [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}, {"id": 18, "name": "dog"}]
-COCO_IMAGES = [(139, 64, 48), (285, 50, 70), (632, 40, 40)]  # (id, width, height); 632 has no annotations
+COCO_IMAGES = [
+    (139, 64, 48),
+    (285, 50, 70),
+    (632, 40, 40),
+]  # (id, width, height); 632 has no annotations
 COCO_ANNOTATIONS = [
     {"id": 1, "image_id": 139, "category_id": 1, "bbox": [2.5, 3.0, 10.0, 20.0], "iscrowd": 0},
     {"id": 2, "image_id": 139, "category_id": 1, "bbox": [30.0, 10.0, 8.0, 8.0], "iscrowd": 0},
@@ -68,8 +82,10 @@ def write_coco(root: Path, year: int = 2014) -> Path:
     for i, (image_id, w, h) in enumerate(COCO_IMAGES):
         jpeg(root / f"val{year}" / f"COCO_val{year}_{image_id:012d}.jpg", w, h, seed=10 + i)
     data = {
-        "images": [{"id": i, "width": w, "height": h, "file_name": f"COCO_val{year}_{i:012d}.jpg"}
-                   for i, w, h in COCO_IMAGES],
+        "images": [
+            {"id": i, "width": w, "height": h, "file_name": f"COCO_val{year}_{i:012d}.jpg"}
+            for i, w, h in COCO_IMAGES
+        ],
         "annotations": COCO_ANNOTATIONS,
         "categories": COCO_CATEGORIES,
     }
@@ -80,8 +96,10 @@ def write_coco(root: Path, year: int = 2014) -> Path:
 
 #: ImageNet fixture: wnid -> [(file stem, width, height, [boxes (0-based inclusive xmin, ymin, xmax, ymax)] or None)]
 IMAGENET = {
-    "n01440764": [("ILSVRC2012_val_00000001", 80, 60, [(10, 5, 39, 44)]),
-                  ("ILSVRC2012_val_00000002", 64, 64, [(0, 0, 20, 20), (30, 30, 63, 63)])],
+    "n01440764": [
+        ("ILSVRC2012_val_00000001", 80, 60, [(10, 5, 39, 44)]),
+        ("ILSVRC2012_val_00000002", 64, 64, [(0, 0, 20, 20), (30, 30, 63, 63)]),
+    ],
     "n01443537": [("ILSVRC2012_val_00000003", 60, 80, None)],  # no XML file: no boxes
 }
 

@@ -41,8 +41,15 @@ def test_freed_chunks_are_reused_instead_of_faulted_in_again():
 
 
 def test_run_records_the_allocator_choice(tmp_path):
-    out = run_bench(["method=random", "metric=[sparseness]", "dataset.limit=2",
-                     "keep_freed_memory=false", f"hydra.run.dir={tmp_path}"])
+    out = run_bench(
+        [
+            "method=random",
+            "metric=[sparseness]",
+            "dataset.limit=2",
+            "keep_freed_memory=false",
+            f"hydra.run.dir={tmp_path}",
+        ]
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     record = json.loads((tmp_path / "record.json").read_text())
     assert record["device"]["allocator"] == "system"

@@ -13,13 +13,43 @@ def long_rows() -> pd.DataFrame:
     rows = []
     for method, base in [("gradcam", 0.2), ("random", 0.6)]:
         for i, noise in enumerate([-0.1, 0.0, 0.1]):
-            rows.append(dict(model="m", dataset="d", method=method, metric="deletion", image_id=str(i),
-                             target=0, value=base + noise, higher_is_better=False))
-            rows.append(dict(model="m", dataset="d", method=method, metric="insertion", image_id=str(i),
-                             target=0, value=1 - base + noise, higher_is_better=True))
+            rows.append(
+                dict(
+                    model="m",
+                    dataset="d",
+                    method=method,
+                    metric="deletion",
+                    image_id=str(i),
+                    target=0,
+                    value=base + noise,
+                    higher_is_better=False,
+                )
+            )
+            rows.append(
+                dict(
+                    model="m",
+                    dataset="d",
+                    method=method,
+                    metric="insertion",
+                    image_id=str(i),
+                    target=0,
+                    value=1 - base + noise,
+                    higher_is_better=True,
+                )
+            )
     # one metric that only gradcam has
-    rows.append(dict(model="m", dataset="d", method="gradcam", metric="mprt", image_id="0",
-                     target=0, value=0.25, higher_is_better=False))
+    rows.append(
+        dict(
+            model="m",
+            dataset="d",
+            method="gradcam",
+            metric="mprt",
+            image_id="0",
+            target=0,
+            value=0.25,
+            higher_is_better=False,
+        )
+    )
     return pd.DataFrame(rows)
 
 
@@ -44,5 +74,7 @@ def test_metrics_pick_and_order_columns_and_means_drop_the_ci():
 
 
 def test_unknown_metric_column_names_the_value_and_the_accepted_ones():
-    with pytest.raises(ValueError, match=r"road_abc not in the collated jobs; accepted: deletion, insertion, mprt"):
+    with pytest.raises(
+        ValueError, match=r"road_abc not in the collated jobs; accepted: deletion, insertion, mprt"
+    ):
         format_table(summarise(long_rows()), metrics=["deletion", "road_abc"])

@@ -27,7 +27,9 @@ def test_sample_is_the_real_digit_with_its_box_and_mask():
     assert s.id == f"digits-0-test-{digit:04d}-0" and s.id == ds.sample_ids[5]
     m = s.mask
     rows, cols = torch.nonzero(m, as_tuple=True)
-    assert s.boxes.tolist() == [[cols.min().item(), rows.min().item(), cols.max().item() + 1, rows.max().item() + 1]]
+    assert s.boxes.tolist() == [
+        [cols.min().item(), rows.min().item(), cols.max().item() + 1, rows.max().item() + 1]
+    ]
     img, _, _ = ds.raw(5)
     ink = img.astype(float).mean(2)
     assert ink[m.numpy()].mean() < ink[~m.numpy()].mean()  # dark ink inside the mask

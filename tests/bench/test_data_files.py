@@ -31,13 +31,18 @@ def test_voc_pairs_boxes_difficult(tmp_path):
     dog = s["000001:dog"]
     assert dog.target == VOC_CLASSES.index("dog")
     assert dog.orig_size == (90, 120) and dog.image.shape == (3, 32, 48)
-    assert dog.boxes.tolist() == [[9.0, 19.0, 60.0, 80.0]]  # 1-based inclusive -> 0-based exclusive end
+    assert dog.boxes.tolist() == [
+        [9.0, 19.0, 60.0, 80.0]
+    ]  # 1-based inclusive -> 0-based exclusive end
     car = s["000003:car"]  # multi-instance, the difficult box kept in the region
     assert car.boxes.tolist() == [[4.0, 4.0, 20.0, 20.0], [49.0, 49.0, 70.0, 70.0]]
     # paper rule: distractor present and boxes < 1/4 of the image
     assert car.difficult and not dog.difficult and not s["000002:cat"].difficult
     batch = collate([dog, car])
-    assert batch.difficult.tolist() == [False, True] and batch.orig_sizes.tolist() == [[90, 120], [96, 96]]
+    assert batch.difficult.tolist() == [False, True] and batch.orig_sizes.tolist() == [
+        [90, 120],
+        [96, 96],
+    ]
 
 
 def test_voc_flag_file_and_mapping(tmp_path):
@@ -45,8 +50,15 @@ def test_voc_flag_file_and_mapping(tmp_path):
     flags = tmp_path / "difficult.txt"
     flags.write_text("000001 dog\n000002:cat\n")
     mapping = {c: 100 + i for i, c in enumerate(VOC_CLASSES)}
-    ds = VOCDataset(str(voc), SIZE, MEAN, STD, difficult_file=str(flags), class_indices=mapping,
-                    model_num_classes=1000)
+    ds = VOCDataset(
+        str(voc),
+        SIZE,
+        MEAN,
+        STD,
+        difficult_file=str(flags),
+        class_indices=mapping,
+        model_num_classes=1000,
+    )
     s = by_id(ds)
     assert [s[k].difficult for k in s] == [True, False, True, False]
     assert s["000001:person"].target == 100 + VOC_CLASSES.index("person")
@@ -67,7 +79,9 @@ def test_voc_missing_root(tmp_path):
 def test_coco_pairs_and_boxes(tmp_path):
     write_coco(tmp_path)
     ds = COCODataset(str(tmp_path), SIZE, MEAN, STD, year=2014)
-    assert ds.name == "coco14" and ds.num_classes == 3 and ds.class_names == ["person", "car", "dog"]
+    assert (
+        ds.name == "coco14" and ds.num_classes == 3 and ds.class_names == ["person", "car", "dog"]
+    )
     s = by_id(ds)
     assert list(s) == ["139:person", "139:dog", "285:car"]  # image 632 has no annotations: no pair
     person = s["139:person"]
@@ -108,8 +122,9 @@ def test_imagenet_class_index_file(tmp_path):
 
 def test_center_crop_moves_boxes_into_the_window(tmp_path):
     val, boxes = write_imagenet(tmp_path)
-    ds = ImageNetDataset(str(val), [64, 64], MEAN, STD, boxes=str(boxes), resize="center_crop",
-                         resize_size=64)
+    ds = ImageNetDataset(
+        str(val), [64, 64], MEAN, STD, boxes=str(boxes), resize="center_crop", resize_size=64
+    )
     s = ds[1]  # 64x64 image, crop = whole image
     assert s.orig_size == (64, 64) and s.boxes.tolist() == [[0, 0, 21, 21], [30, 30, 64, 64]]
     a = ds[0]  # 80x60 -> window 60x60 starting at x=10
@@ -131,7 +146,9 @@ def test_folder_csv(tmp_path):
     ds = FolderDataset(str(root), SIZE, MEAN, STD)
     assert ds.class_names == ["cat", "dog"] and ds.fields == {"boxes"}
     s = by_id(ds)
-    assert s["imgs/a"].boxes.tolist() == [[1, 2, 20, 30], [25, 5, 45, 35]] and s["imgs/a"].target == 0
+    assert (
+        s["imgs/a"].boxes.tolist() == [[1, 2, 20, 30], [25, 5, 45, 35]] and s["imgs/a"].target == 0
+    )
     assert s["imgs/b"].boxes.shape == (0, 4) and s["imgs/b"].orig_size == (40, 40)
     assert s["imgs/c"].target == 1
 

@@ -49,8 +49,15 @@ EXPECTED = {  # scored (image, class) pairs of each fixture
 @pytest.mark.slow
 @pytest.mark.parametrize("dataset", list(EXPECTED))
 def test_rows_for_every_applicable_metric(tmp_path, dataset):
-    cfg = compose_cfg([f"dataset={dataset}", *FAST, *fixture(dataset, tmp_path / "data"),
-                       "metric=[deletion,insertion,pointing_game]", *STEPS])
+    cfg = compose_cfg(
+        [
+            f"dataset={dataset}",
+            *FAST,
+            *fixture(dataset, tmp_path / "data"),
+            "metric=[deletion,insertion,pointing_game]",
+            *STEPS,
+        ]
+    )
     record = run(cfg, tmp_path / "out")
     assert record["status"] == "completed"
     df = pd.read_csv(tmp_path / "out" / "scores.csv", keep_default_na=False)
@@ -72,8 +79,17 @@ def test_shards_join_to_the_whole_run(tmp_path):
     data = fixture("voc07", tmp_path / "data")
     ids = []
     for shard in range(3):
-        cfg = compose_cfg(["dataset=voc07", *FAST, *data, "metric=[pointing_game]", "method=random",
-                           f"dataset.shard={shard}", "dataset.num_shards=3"])
+        cfg = compose_cfg(
+            [
+                "dataset=voc07",
+                *FAST,
+                *data,
+                "metric=[pointing_game]",
+                "method=random",
+                f"dataset.shard={shard}",
+                "dataset.num_shards=3",
+            ]
+        )
         run(cfg, tmp_path / f"out{shard}")
         df = pd.read_csv(tmp_path / f"out{shard}" / "scores.csv")
         ids += list(df.loc[df.metric == "pointing_game", "image_id"])
@@ -87,7 +103,9 @@ def test_pointing_game_without_boxes_is_a_configuration_error(tmp_path, dataset)
         extra = ["dataset=imagenet", f"dataset.root={val}", "model.num_classes=2"]
     else:
         root = write_folder(tmp_path / "data")
-        (root / "plain.csv").write_text("image,label\nimgs/a.jpg,7\n")  # integer labels: the model's 1000
+        (root / "plain.csv").write_text(
+            "image,label\nimgs/a.jpg,7\n"
+        )  # integer labels: the model's 1000
         extra = ["dataset=folder", f"dataset.root={root}", "dataset.labels=plain.csv"]
     cfg = compose_cfg([*extra, *FAST, "metric=[deletion,pointing_game]", STEPS[0]])
     with pytest.raises(ConfigError, match="metric=pointing_game needs boxes"):
@@ -96,14 +114,26 @@ def test_pointing_game_without_boxes_is_a_configuration_error(tmp_path, dataset)
 
 
 def test_class_count_mismatch_is_a_configuration_error(tmp_path):
-    cfg = compose_cfg(["dataset=voc07", *FAST, f"dataset.root={write_voc(tmp_path)}", "metric=[pointing_game]"])
-    with pytest.raises(ConfigError, match="model=resnet18 has 1000 classes but dataset=voc07 has 20"):
+    cfg = compose_cfg(
+        ["dataset=voc07", *FAST, f"dataset.root={write_voc(tmp_path)}", "metric=[pointing_game]"]
+    )
+    with pytest.raises(
+        ConfigError, match="model=resnet18 has 1000 classes but dataset=voc07 has 20"
+    ):
         run(cfg, tmp_path / "out")
 
 
 def test_digits_benchmark_configs(tmp_path):
-    cfg = compose_cfg(["model=digits_cnn", "dataset=digits", "dataset.limit=4", "batch_size=4",
-                       "metric=[pointing_game]", "method=gradcam"])
+    cfg = compose_cfg(
+        [
+            "model=digits_cnn",
+            "dataset=digits",
+            "dataset.limit=4",
+            "batch_size=4",
+            "metric=[pointing_game]",
+            "method=gradcam",
+        ]
+    )
     record = run(cfg, tmp_path / "out")
     df = pd.read_csv(tmp_path / "out" / "scores.csv")
     assert record["status"] == "completed" and len(df) == 4 and set(df["dataset"]) == {"digits"}
@@ -114,14 +144,30 @@ def test_digits_benchmark_configs(tmp_path):
 def test_cli_on_voc_fixture(tmp_path):
     root = write_voc(tmp_path / "data")
     bench = Path(sys.executable).with_name("bench")
-    args = [str(bench), "model=resnet18", "model.weights=null", "model.input_size=[64,64]", "model.num_classes=20",
-            "dataset=voc07", f"dataset.root={root}", "batch_size=2", "metric=[pointing_game]", "method=random",
-            f"hydra.run.dir={tmp_path / 'out'}"]
+    args = [
+        str(bench),
+        "model=resnet18",
+        "model.weights=null",
+        "model.input_size=[64,64]",
+        "model.num_classes=20",
+        "dataset=voc07",
+        f"dataset.root={root}",
+        "batch_size=2",
+        "metric=[pointing_game]",
+        "method=random",
+        f"hydra.run.dir={tmp_path / 'out'}",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     df = pd.read_csv(tmp_path / "out" / "scores.csv")
     assert sorted(df.loc[df.metric == "pointing_game", "image_id"]) == EXPECTED["voc07"]
-    bad = subprocess.run(args[:-2] + ["model.num_classes=1000", f"hydra.run.dir={tmp_path / 'bad'}"],
-                         capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    bad = subprocess.run(
+        args[:-2] + ["model.num_classes=1000", f"hydra.run.dir={tmp_path / 'bad'}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=env,
+    )
     assert bad.returncode == 2 and "has 1000 classes but dataset=voc07 has 20" in bad.stderr

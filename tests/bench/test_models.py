@@ -13,7 +13,12 @@ from bench.errors import ConfigError
 from bench.models import load_module, load_shapes_cnn, load_timm, load_torchvision, meta_of
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "model"
-TV_CONFIGS = sorted(p for p in CONF.glob("*.yaml") if yaml.safe_load(p.read_text())["_target_"].endswith("load_torchvision") and yaml.safe_load(p.read_text())["arch"] != "???")
+TV_CONFIGS = sorted(
+    p
+    for p in CONF.glob("*.yaml")
+    if yaml.safe_load(p.read_text())["_target_"].endswith("load_torchvision")
+    and yaml.safe_load(p.read_text())["arch"] != "???"
+)
 SMALL = [32, 32]
 
 
@@ -31,8 +36,16 @@ class TinyNet(nn.Module):
 
 def test_configs_cover_the_required_models():
     names = {p.stem for p in TV_CONFIGS}
-    assert {"resnet18", "resnet50", "vgg16", "densenet121", "mobilenet_v3_large", "efficientnet_b0",
-            "convnext_tiny", "vit_b_16"} <= names
+    assert {
+        "resnet18",
+        "resnet50",
+        "vgg16",
+        "densenet121",
+        "mobilenet_v3_large",
+        "efficientnet_b0",
+        "convnext_tiny",
+        "vit_b_16",
+    } <= names
 
 
 @pytest.mark.parametrize("path", TV_CONFIGS, ids=lambda p: p.stem)
@@ -52,18 +65,24 @@ def test_every_config_builds_with_random_weights(path):
     cfg = {k: v for k, v in cfg.items() if k != "_target_"} | {"weights": None}
     model = load_torchvision(**cfg)
     meta = meta_of(model)
-    assert meta.cam_layer == cfg["cam_layer"] and meta.weights == "random" and meta.num_classes == 1000
+    assert (
+        meta.cam_layer == cfg["cam_layer"] and meta.weights == "random" and meta.num_classes == 1000
+    )
     assert not model.training and dict(model.named_modules())[meta.cam_layer] is not None
 
 
 def test_random_weights_metadata_from_torchvision():
-    model = load_torchvision("resnet18", weights=None, cam_layer="auto", input_size=[64, 64], num_classes=7)
+    model = load_torchvision(
+        "resnet18", weights=None, cam_layer="auto", input_size=[64, 64], num_classes=7
+    )
     meta = meta_of(model)
     assert meta.cam_layer == "layer4" and meta.num_classes == 7 and meta.input_size == (64, 64)
     assert meta.mean == pytest.approx((0.485, 0.456, 0.406)) and meta.extra["resize_size"] == 256
     assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 7)
     # at 32 px layer4 is 1x1: auto takes the last layer that still has a spatial grid
-    assert meta_of(load_torchvision("resnet18", weights=None, input_size=SMALL)).cam_layer == "layer3"
+    assert (
+        meta_of(load_torchvision("resnet18", weights=None, input_size=SMALL)).cam_layer == "layer3"
+    )
 
 
 def test_missing_enum_weights_name_the_path(tmp_path, monkeypatch):
@@ -71,7 +90,10 @@ def test_missing_enum_weights_name_the_path(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as err:
         load_torchvision("resnet18", weights="IMAGENET1K_V1", download=False, input_size=SMALL)
     msg = str(err.value)
-    assert str(tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in msg and "model.checkpoint" in msg
+    assert (
+        str(tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in msg
+        and "model.checkpoint" in msg
+    )
 
 
 def test_cached_enum_weights_are_used(tmp_path, monkeypatch):
@@ -110,8 +132,14 @@ def test_checkpoint_forms(tmp_path, trained, form):
     }[form]
     path = tmp_path / "ck.pt"
     torch.save(obj, path)
-    model = load_torchvision("resnet18", weights=None, checkpoint=str(path), num_classes=5,
-                             input_size=SMALL, strip_prefix="module." if form == "prefixed" else None)
+    model = load_torchvision(
+        "resnet18",
+        weights=None,
+        checkpoint=str(path),
+        num_classes=5,
+        input_size=SMALL,
+        strip_prefix="module." if form == "prefixed" else None,
+    )
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(model(x), trained.eval()(x))
@@ -126,10 +154,14 @@ def test_checkpoint_errors(tmp_path, trained):
     path = tmp_path / "ck.pt"
     torch.save({"module." + k: v for k, v in trained.state_dict().items()}, path)
     with pytest.raises(ConfigError, match="strip_prefix=module."):
-        load_torchvision("resnet18", weights=None, checkpoint=str(path), num_classes=5, input_size=SMALL)
+        load_torchvision(
+            "resnet18", weights=None, checkpoint=str(path), num_classes=5, input_size=SMALL
+        )
     torch.save(trained.state_dict(), path)
     with pytest.raises(ConfigError, match=r"shape mismatch.*fc.weight.*num_classes"):
-        load_torchvision("resnet18", weights=None, checkpoint=str(path), num_classes=1000, input_size=SMALL)
+        load_torchvision(
+            "resnet18", weights=None, checkpoint=str(path), num_classes=1000, input_size=SMALL
+        )
     torch.save({"note": "hello"}, path)
     with pytest.raises(ConfigError, match="neither a model nor a state dict"):
         load_torchvision("resnet18", weights=None, checkpoint=str(path))
@@ -142,19 +174,39 @@ def test_user_module(tmp_path):
     ref = TinyNet(num_classes=4)
     path = tmp_path / "net.pt"
     torch.save({"state_dict": ref.state_dict()}, path)
-    model = load_module("tests.bench.test_models.TinyNet", checkpoint=str(path), args={"num_classes": 4},
-                        input_size=[16, 16], mean=[0.5] * 3, std=[0.5] * 3, num_classes=4)
+    model = load_module(
+        "tests.bench.test_models.TinyNet",
+        checkpoint=str(path),
+        args={"num_classes": 4},
+        input_size=[16, 16],
+        mean=[0.5] * 3,
+        std=[0.5] * 3,
+        num_classes=4,
+    )
     meta = meta_of(model)
     assert meta.cam_layer == "features" and meta.num_classes == 4 and meta.weights == "net.pt"
     assert torch.equal(model.head.weight, ref.head.weight)
     with pytest.raises(ConfigError, match="does not fit"):
-        load_module("tests.bench.test_models.TinyNet", checkpoint=str(path), input_size=[16, 16],
-                    mean=[0.5] * 3, std=[0.5] * 3)
+        load_module(
+            "tests.bench.test_models.TinyNet",
+            checkpoint=str(path),
+            input_size=[16, 16],
+            mean=[0.5] * 3,
+            std=[0.5] * 3,
+        )
     with pytest.raises(ConfigError, match="num_classes=3 but"):
-        load_module("tests.bench.test_models.TinyNet", input_size=[16, 16], mean=[0.5] * 3,
-                    std=[0.5] * 3, num_classes=3, args={"num_classes": 4})
+        load_module(
+            "tests.bench.test_models.TinyNet",
+            input_size=[16, 16],
+            mean=[0.5] * 3,
+            std=[0.5] * 3,
+            num_classes=3,
+            args={"num_classes": 4},
+        )
     with pytest.raises(ConfigError, match="Did you mean TinyNet"):
-        load_module("tests.bench.test_models.TinyNett", input_size=[16, 16], mean=[0.5] * 3, std=[0.5] * 3)
+        load_module(
+            "tests.bench.test_models.TinyNett", input_size=[16, 16], mean=[0.5] * 3, std=[0.5] * 3
+        )
 
 
 def test_timm_absent_or_loads():
@@ -168,5 +220,7 @@ def test_timm_absent_or_loads():
 
 
 def test_digits_cnn_checkpoint_loads():
-    model = load_shapes_cnn("results/reference/models/digits_cnn.pt", name="digits_cnn", num_classes=10)
+    model = load_shapes_cnn(
+        "results/reference/models/digits_cnn.pt", name="digits_cnn", num_classes=10
+    )
     assert meta_of(model).num_classes == 10 and model(torch.zeros(1, 3, 112, 112)).shape == (1, 10)

@@ -40,7 +40,9 @@ def test_every_config_option_composes_and_metric_files_do_not_merge():
 
 
 def test_check_overrides_lists_accepted_values_with_close_matches():
-    with pytest.raises(ConfigError, match="method=gradcm.*accepted:.*gradcam.*Did you mean gradcam"):
+    with pytest.raises(
+        ConfigError, match="method=gradcm.*accepted:.*gradcam.*Did you mean gradcam"
+    ):
         check_overrides(["method=gradcm"])
     with pytest.raises(ConfigError, match="method=nope"):
         check_overrides(["-m", "method=gradcam,nope"])
@@ -58,7 +60,10 @@ def test_single_job_writes_rows_record_and_curves(tmp_path):
     record = json.loads((out / "record.json").read_text())
     assert record["status"] == "completed" and record["rows"] == 18
     assert {"load_model", "attribute", "metric.deletion"} <= set(record["timings"])
-    assert record["versions"]["torch"] == torch.__version__.split("+")[0] or record["versions"]["torch"]
+    assert (
+        record["versions"]["torch"] == torch.__version__.split("+")[0]
+        or record["versions"]["torch"]
+    )
     assert record["metrics"]["deletion"]["settings"]["step"] == 224
     assert record["metrics"]["deletion"]["higher_is_better"] is False
     # 112x112 images, step 224: 56 steps, 57 points per curve, per metric
@@ -66,15 +71,23 @@ def test_single_job_writes_rows_record_and_curves(tmp_path):
     import numpy as np
 
     curves = np.load(out / "curves.npz")
-    assert curves["deletion"].shape == (6, 57) and list(curves["deletion.ids"]) == sorted(df["image_id"].unique())
+    assert curves["deletion"].shape == (6, 57) and list(curves["deletion.ids"]) == sorted(
+        df["image_id"].unique()
+    )
     assert "mean" in res.stdout or "|" in res.stdout  # the summary table is printed
 
 
 def test_bad_overrides_end_with_one_line_errors(tmp_path):
     res = run_bench(["method=nosuch", f"hydra.run.dir={tmp_path}/a"])
     assert res.returncode == 2
-    assert res.stderr.strip().count("\n") == 0 and "method=nosuch" in res.stderr and "gradcam" in res.stderr
-    res = run_bench(["model.checkpoint=missing.pt", "dataset.limit=2", f"hydra.run.dir={tmp_path}/b"])
+    assert (
+        res.stderr.strip().count("\n") == 0
+        and "method=nosuch" in res.stderr
+        and "gradcam" in res.stderr
+    )
+    res = run_bench(
+        ["model.checkpoint=missing.pt", "dataset.limit=2", f"hydra.run.dir={tmp_path}/b"]
+    )
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().count("\n") == 0 and "missing.pt" in res.stderr
     record = json.loads((tmp_path / "b" / "record.json").read_text())
@@ -85,8 +98,16 @@ def test_bad_overrides_end_with_one_line_errors(tmp_path):
 
 def test_sweep_collates_and_reports_failed_jobs(tmp_path):
     sweep = tmp_path / "sweep"
-    res = run_bench(["-m", "method=random,gradcam", "dataset.limit=4", "batch_size=4",
-                     "metric=[pointing_game]", f"hydra.sweep.dir={sweep}"])
+    res = run_bench(
+        [
+            "-m",
+            "method=random,gradcam",
+            "dataset.limit=4",
+            "batch_size=4",
+            "metric=[pointing_game]",
+            f"hydra.sweep.dir={sweep}",
+        ]
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert len(find_job_dirs([sweep])) == 2
     summary = pd.read_csv(sweep / "summary.csv")
@@ -95,8 +116,17 @@ def test_sweep_collates_and_reports_failed_jobs(tmp_path):
     assert (sweep / "summary.png").stat().st_size > 1000
     # one job failing does not stop the others; the sweep exits non-zero and names it
     bad = tmp_path / "bad"
-    res = run_bench(["-m", "method=random", "dataset.limit=2", "metric=[pointing_game]",
-                     "dataset.num_shards=2", "dataset.shard=0,5", f"hydra.sweep.dir={bad}"])
+    res = run_bench(
+        [
+            "-m",
+            "method=random",
+            "dataset.limit=2",
+            "metric=[pointing_game]",
+            "dataset.num_shards=2",
+            "dataset.shard=0,5",
+            f"hydra.sweep.dir={bad}",
+        ]
+    )
     assert res.returncode == 1 and "FAILED" in res.stderr and "shard=5" in res.stderr
     assert len(pd.read_csv(bad / "summary.csv")) == 1
 
@@ -110,11 +140,18 @@ def test_interrupted_run_keeps_its_rows(tmp_path):
 
 
 def test_summary_mean_ci_and_class_mean():
-    df = pd.DataFrame({
-        "model": "m", "dataset": "d", "method": "x", "metric": "pointing_game",
-        "target": [0, 0, 0, 1], "value": [1.0, 1.0, 0.0, 0.0],
-        "higher_is_better": True, "aggregate": "class_mean",
-    })
+    df = pd.DataFrame(
+        {
+            "model": "m",
+            "dataset": "d",
+            "method": "x",
+            "metric": "pointing_game",
+            "target": [0, 0, 0, 1],
+            "value": [1.0, 1.0, 0.0, 0.0],
+            "higher_is_better": True,
+            "aggregate": "class_mean",
+        }
+    )
     s = summarise(df).iloc[0]
     assert s["n"] == 4 and s["mean"] == pytest.approx(0.5)
     assert s["class_mean"] == pytest.approx((2 / 3 + 0) / 2)  # unweighted mean over classes
@@ -138,8 +175,9 @@ def test_every_experiment_composes_with_known_metrics_and_methods():
     for name in options("experiment"):
         register()
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=[f"experiment={name}"],
-                          return_hydra_config=True)
+            cfg = compose(
+                config_name="config", overrides=[f"experiment={name}"], return_hydra_config=True
+            )
         assert set(cfg.metric) <= set(options("metric")), name
         methods = cfg.hydra.sweeper.params.method
         if not methods.startswith("glob("):

@@ -27,16 +27,30 @@ MODELS = {
     "resnet18": (lambda: torchvision.models.resnet18(weights=None, num_classes=10), 48, "layer4"),
     "vit": (
         lambda: torchvision.models.VisionTransformer(
-            image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
-            num_classes=5),
+            image_size=32,
+            patch_size=8,
+            num_layers=2,
+            num_heads=2,
+            hidden_dim=32,
+            mlp_dim=64,
+            num_classes=5,
+        ),
         32,
         "encoder.layers.encoder_layer_1.ln_1",
     ),
 }
 
 #: The knobs that make a method cheap enough for a unit test (applied where the method has them).
-FAST = {"n_samples": 6, "n_masks": 48, "n_steps": 8, "n_segments": 12, "batch_size": 64,
-        "internal_batch_size": 64, "window": 16, "stride": 16}
+FAST = {
+    "n_samples": 6,
+    "n_masks": 48,
+    "n_steps": 8,
+    "n_segments": 12,
+    "batch_size": 64,
+    "internal_batch_size": 64,
+    "window": 16,
+    "stride": 16,
+}
 
 
 def make_model(name: str) -> nn.Module:
@@ -47,9 +61,15 @@ def make_model(name: str) -> nn.Module:
     if isinstance(model, torchvision.models.VisionTransformer):  # torchvision zero-inits the head
         nn.init.normal_(model.heads.head.weight, std=0.5)
     num_classes = model(torch.zeros(1, 3, side, side)).shape[1]
-    model.bench_meta = ModelMeta(name=name, weights="random", cam_layer=layer,
-                                 input_size=(side, side), mean=(0.5,) * 3, std=(0.25,) * 3,
-                                 num_classes=num_classes)
+    model.bench_meta = ModelMeta(
+        name=name,
+        weights="random",
+        cam_layer=layer,
+        input_size=(side, side),
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+        num_classes=num_classes,
+    )
     return model
 
 
@@ -58,7 +78,9 @@ def make_images(name: str, n: int = 3, seed: int = 1, side: int | None = None) -
     side = side or MODELS[name][1]
     gen = torch.Generator().manual_seed(seed)
     coarse = torch.randn(n, 3, 6, 6, generator=gen)
-    fine = torch.nn.functional.interpolate(coarse, size=(side, side), mode="bicubic", align_corners=False)
+    fine = torch.nn.functional.interpolate(
+        coarse, size=(side, side), mode="bicubic", align_corners=False
+    )
     return fine + 0.1 * torch.randn(n, 3, side, side, generator=gen)
 
 
@@ -66,8 +88,10 @@ def method_config(method: str, model: str, fast: bool = True, overrides: list[st
     """The ``method`` node composed by Hydra from ``conf/`` for ``model``'s CAM layer."""
     layer = MODELS[model][2] if model in MODELS else None
     with initialize_config_dir(config_dir=str(Path(CONF).resolve()), version_base=None):
-        cfg = compose(config_name="config",
-                      overrides=[f"method={method}", f"model.cam_layer={layer}", *(overrides or [])])
+        cfg = compose(
+            config_name="config",
+            overrides=[f"method={method}", f"model.cam_layer={layer}", *(overrides or [])],
+        )
     OmegaConf.resolve(cfg)
     node = cfg.method
     if fast:

@@ -11,17 +11,32 @@ from tests.methods.conftest import METHODS, MODELS, make_images, make_method, ma
 
 #: (method, model) pairs the method must refuse in ``check`` (and why, for the reader).
 UNFIT = {
-    **{(m, "vit"): "no conv layer" for m in (
-        "cam", "gradcam", "gradcam_pp", "xgradcam", "layercam", "scorecam", "ablationcam",
-        "eigencam", "guided_gradcam", "activation_map")},
+    **{
+        (m, "vit"): "no conv layer"
+        for m in (
+            "cam",
+            "gradcam",
+            "gradcam_pp",
+            "xgradcam",
+            "layercam",
+            "scorecam",
+            "ablationcam",
+            "eigencam",
+            "guided_gradcam",
+            "activation_map",
+        )
+    },
     ("guided_backprop", "vit"): "no ReLU modules",
     ("deconvnet", "vit"): "no ReLU modules",
     ("deeplift", "vit"): "GELU / LayerNorm / attention",
     ("deeplift", "resnet18"): "reused ReLU modules",
     ("lrp", "vit"): "no LRP rule for GELU / LayerNorm",
     ("lrp", "resnet18"): "skip connections",
-    **{(m, cnn): "not a transformer" for m in ("raw_attention", "attention_rollout", "vit_gradcam")
-       for cnn in ("shapes_cnn", "resnet18")},
+    **{
+        (m, cnn): "not a transformer"
+        for m in ("raw_attention", "attention_rollout", "vit_gradcam")
+        for cnn in ("shapes_cnn", "resnet18")
+    },
 }
 #: B x K forward passes over ResNet-18's 512 channels: too slow for the quick suite.
 SLOW = {("scorecam", "resnet18"), ("ablationcam", "resnet18")}
@@ -42,8 +57,12 @@ def snapshot(model: nn.Module) -> dict:
         "training": [m.training for m in model.modules()],
         "requires_grad": [p.requires_grad for p in model.parameters()],
         "hooks": [
-            (len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks),
-             len(getattr(m, "_backward_pre_hooks", {})))
+            (
+                len(m._forward_hooks),
+                len(m._forward_pre_hooks),
+                len(m._backward_hooks),
+                len(getattr(m, "_backward_pre_hooks", {})),
+            )
             for m in model.modules()
         ],
         "attributes": [sorted(vars(m)) for m in model.modules()],
@@ -101,7 +120,9 @@ def test_contract_batching_and_model_state(method, model_name, zoo):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_model_left_unchanged_after_an_error(method, zoo):
-    model_name = next(n for n in MODELS if (method, n) not in UNFIT)  # the first model it applies to
+    model_name = next(
+        n for n in MODELS if (method, n) not in UNFIT
+    )  # the first model it applies to
     model = zoo[model_name]
     m = make_method(method, model_name)
     model.train()
@@ -133,17 +154,26 @@ def test_bad_inputs_are_value_errors(method, zoo):
         m(model, torch.zeros(2, 3, 32, 32), torch.tensor([0]))
 
 
-@pytest.mark.parametrize("key,value,cls", [
-    ("reduction", "median", "Gradient"), ("n_samples", 0, "SmoothGrad"), ("p", 1.5, "RISE"),
-    ("fill", "zeros", "KernelShap"), ("head_fusion", "avg", "RawAttention"),
-    ("integration", "simpson", "IntegratedGradients"), ("internal_batch_size", 0, "Occlusion"),
-])
+@pytest.mark.parametrize(
+    "key,value,cls",
+    [
+        ("reduction", "median", "Gradient"),
+        ("n_samples", 0, "SmoothGrad"),
+        ("p", 1.5, "RISE"),
+        ("fill", "zeros", "KernelShap"),
+        ("head_fusion", "avg", "RawAttention"),
+        ("integration", "simpson", "IntegratedGradients"),
+        ("internal_batch_size", 0, "Occlusion"),
+    ],
+)
 def test_bad_settings_name_key_value_and_choices(key, value, cls):
     import methods.attention as attention
     import methods.gradient as gradient
     import methods.perturbation as perturbation
 
-    klass = next(getattr(mod, cls) for mod in (gradient, perturbation, attention) if hasattr(mod, cls))
+    klass = next(
+        getattr(mod, cls) for mod in (gradient, perturbation, attention) if hasattr(mod, cls)
+    )
     with pytest.raises(ValueError) as err:
         klass(**{key: value})
     assert key in str(err.value) and str(value) in str(err.value) and "accepted" in str(err.value)

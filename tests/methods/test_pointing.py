@@ -26,8 +26,12 @@ def test_methods_beat_random_on_the_pointing_game():
     for name in ("random", "gradcam", "gradient", "integrated_gradients"):
         method = make_method(name, "shapes_cnn", fast=False)
         method.check(model)
-        maps = torch.cat([method(model, batch.images[i : i + 16], batch.targets[i : i + 16])
-                          for i in range(0, len(data), 16)])
+        maps = torch.cat(
+            [
+                method(model, batch.images[i : i + 16], batch.targets[i : i + 16])
+                for i in range(0, len(data), 16)
+            ]
+        )
         scores[name] = metric.compute(None, batch, maps).scores[""].nanmean().item()
     print("pointing game:", scores)
     for name in ("gradcam", "gradient", "integrated_gradients"):

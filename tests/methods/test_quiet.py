@@ -26,7 +26,9 @@ def test_lime_draws_no_progress_bar_and_leaves_lime_as_it_was(tiny_cnn, tiny_ima
     from lime import lime_image
 
     before = lime_image.tqdm
-    maps = Lime(n_samples=8, n_segments=4, batch_size=8)(tiny_cnn, tiny_images[:2], torch.zeros(2, dtype=torch.long))
+    maps = Lime(n_samples=8, n_segments=4, batch_size=8)(
+        tiny_cnn, tiny_images[:2], torch.zeros(2, dtype=torch.long)
+    )
     assert maps.shape == (2, 16, 16)
     err = capsys.readouterr().err
     assert "it/s" not in err and "8/8" not in err, err

@@ -68,7 +68,9 @@ def test_deeplift_summation_to_delta(trained):
 def test_smoothgrad_without_noise_is_the_wrapped_method(trained):
     model, images, targets = trained
     plain = Gradient()(model, images, targets)
-    smooth = SmoothGrad(Gradient(), n_samples=3, noise_level=0.0, internal_batch_size=4)(model, images, targets)
+    smooth = SmoothGrad(Gradient(), n_samples=3, noise_level=0.0, internal_batch_size=4)(
+        model, images, targets
+    )
     torch.testing.assert_close(smooth, plain)
     var = VarGrad(Gradient(abs=False), n_samples=3, noise_level=0.0)(model, images, targets)
     assert var.abs().max() <= 1e-5 * plain.pow(2).max()  # zero up to float32 rounding
@@ -77,14 +79,27 @@ def test_smoothgrad_without_noise_is_the_wrapped_method(trained):
 @pytest.mark.slow
 def test_gradient_shap_with_a_fixed_baseline_approaches_integrated_gradients(trained):
     model, images, targets = trained
-    shap = GradientShap(n_samples=400, baseline_std=0.0, internal_batch_size=400)(model, images, targets)
+    shap = GradientShap(n_samples=400, baseline_std=0.0, internal_batch_size=400)(
+        model, images, targets
+    )
     ig = IntegratedGradients(n_steps=100)(model, images, targets)
     corr = np.corrcoef(shap.flatten().numpy(), ig.flatten().numpy())[0, 1]
     assert corr > 0.9, corr
 
 
-@pytest.mark.parametrize("method", ["smoothgrad", "vargrad", "gradient_shap", "rise", "lime",
-                                    "captum_lime", "kernel_shap", "captum_kernel_shap"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        "smoothgrad",
+        "vargrad",
+        "gradient_shap",
+        "rise",
+        "lime",
+        "captum_lime",
+        "kernel_shap",
+        "captum_kernel_shap",
+    ],
+)
 def test_seeded_methods_are_deterministic_and_depend_on_the_seed(method, trained):
     model, images, targets = trained
     images, targets = images[:1], targets[:1]
@@ -112,6 +127,7 @@ def test_rise_draws_its_masks_once(trained):
 
 # ---------------------------------------------------------------------------------------------
 # Agreement with the grad-cam package (pytorch_grad_cam) on the same model, layer and input.
+
 
 def _norm(m: np.ndarray) -> np.ndarray:
     m = m - m.min(axis=(-2, -1), keepdims=True)
@@ -216,8 +232,9 @@ def test_vit_gradcam_agrees_with_package_reshape_recipe():
     def reshape(t):
         return t[:, 1:].reshape(t.shape[0], 4, 4, t.shape[2]).permute(0, 3, 1, 2)
 
-    ref = _package(PkgGradCAM, model, model.get_submodule(layer), images, targets,
-                   reshape_transform=reshape)
+    ref = _package(
+        PkgGradCAM, model, model.get_submodule(layer), images, targets, reshape_transform=reshape
+    )
     corr = _corr(ours, ref)
     print(f"vit_gradcam: correlation = {corr:.4f}")
     assert corr >= 0.99, corr

@@ -38,17 +38,25 @@ def test_slic_without_smoothing_collapses_on_noisy_inputs_and_sigma_one_does_not
 
 def test_slic_sigma_reaches_the_segmentation_and_bad_values_are_refused(shapes_images):
     x = noisy(shapes_images)
-    assert counts(FeatureAblation(slic_sigma=1.0).segments(x)) == counts(superpixels(x, 50, 10.0, 1.0))
+    assert counts(FeatureAblation(slic_sigma=1.0).segments(x)) == counts(
+        superpixels(x, 50, 10.0, 1.0)
+    )
     assert counts(FeatureAblation().segments(x)) == counts(superpixels(x, 50, 10.0))
-    with pytest.raises(ConfigError, match=r"slic_sigma=-1.0 are not valid; accepted: .*slic_sigma >= 0"):
+    with pytest.raises(
+        ConfigError, match=r"slic_sigma=-1.0 are not valid; accepted: .*slic_sigma >= 0"
+    ):
         FeatureAblation(slic_sigma=-1.0)
 
 
-def test_captum_kernel_shap_with_one_superpixel_gives_the_exact_shapley_value(tiny_cnn, tiny_images):
+def test_captum_kernel_shap_with_one_superpixel_gives_the_exact_shapley_value(
+    tiny_cnn, tiny_images
+):
     from methods.perturbation import CaptumKernelShap, _probs
 
     method = CaptumKernelShap(n_samples=8, n_segments=4)
-    method.segments = lambda images: torch.zeros(images.shape[0], *images.shape[-2:], dtype=torch.long)
+    method.segments = lambda images: torch.zeros(
+        images.shape[0], *images.shape[-2:], dtype=torch.long
+    )
     targets = torch.tensor([0, 1, 2, 0])
     maps = method(tiny_cnn, tiny_images, targets)  # captum alone raises on a NaN Categorical here
     with torch.no_grad():

@@ -36,15 +36,22 @@ def tiny_cnn(num_classes: int = 3, seed: int = 0) -> nn.Module:
     """A small random CNN with non-trivial, smooth softmax outputs."""
     torch.manual_seed(seed)
     model = nn.Sequential(
-        nn.Conv2d(3, 6, 3, padding=1), nn.Tanh(), nn.Conv2d(6, 6, 3, padding=1), nn.Tanh(),
-        nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(24, num_classes),
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.Tanh(),
+        nn.Conv2d(6, 6, 3, padding=1),
+        nn.Tanh(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(24, num_classes),
     ).eval()
     with torch.no_grad():
         model[-1].weight.mul_(4.0)
     return model
 
 
-def make_batch(images: Tensor, targets: Tensor | None = None, ids: list[str] | None = None) -> Batch:
+def make_batch(
+    images: Tensor, targets: Tensor | None = None, ids: list[str] | None = None
+) -> Batch:
     b, _, h, w = images.shape
     return Batch(
         images=images,
@@ -61,4 +68,6 @@ def make_ctx(model: nn.Module, chunk_size: int = 64, seed: int = 0, method=None)
 def distinct_maps(b: int, h: int, w: int, seed: int = 0) -> Tensor:
     """Maps ``[B, H, W]`` with all values distinct (random permutations of 0..N-1, scaled)."""
     g = torch.Generator().manual_seed(seed)
-    return torch.stack([torch.randperm(h * w, generator=g) for _ in range(b)]).float().view(b, h, w) / (h * w)
+    return torch.stack([torch.randperm(h * w, generator=g) for _ in range(b)]).float().view(
+        b, h, w
+    ) / (h * w)

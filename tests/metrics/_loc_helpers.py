@@ -32,7 +32,9 @@ def make_batch(
         targets=torch.tensor(targets if targets is not None else [0] * b),
         ids=[f"img{i}" for i in range(b)],
         orig_sizes=torch.tensor(orig_sizes if orig_sizes is not None else [(h, w)] * b),
-        boxes=None if boxes is None else [torch.tensor(bx, dtype=torch.float32).reshape(-1, 4) for bx in boxes],
+        boxes=None
+        if boxes is None
+        else [torch.tensor(bx, dtype=torch.float32).reshape(-1, 4) for bx in boxes],
         masks=masks,
         difficult=torch.tensor(difficult if difficult is not None else [False] * b),
     )
@@ -51,8 +53,11 @@ def ref_box_mask(boxes: list[list[float]], h: int, w: int) -> np.ndarray:
 
 def ref_torchray_evaluate(mask: np.ndarray, point: tuple[float, float], tolerance: float) -> bool:
     """TorchRay's ``PointingGame.evaluate``: hit when (v - y)^2 + (u - x)^2 < tol^2 on the mask."""
-    v, u = np.meshgrid((np.arange(mask.shape[0]) - point[1]) ** 2,
-                       (np.arange(mask.shape[1]) - point[0]) ** 2, indexing="ij")
+    v, u = np.meshgrid(
+        (np.arange(mask.shape[0]) - point[1]) ** 2,
+        (np.arange(mask.shape[1]) - point[0]) ** 2,
+        indexing="ij",
+    )
     return bool((mask & ((v + u) < tolerance**2)).any())
 
 

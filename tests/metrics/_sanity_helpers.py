@@ -18,8 +18,12 @@ class TinyBNNet(nn.Module):
     def __init__(self, num_classes: int = 3, width: int = 6) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
-            nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(3, width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(width, num_classes)
@@ -51,8 +55,12 @@ def images(n: int = 4, size: int = 32, seed: int = 1) -> Tensor:
 
 def batch_of(x: Tensor, targets: Tensor) -> Batch:
     b, _, h, w = x.shape
-    return Batch(images=x, targets=targets.long(), ids=[f"img{i}" for i in range(b)],
-                 orig_sizes=torch.tensor([[h, w]] * b))
+    return Batch(
+        images=x,
+        targets=targets.long(),
+        ids=[f"img{i}" for i in range(b)],
+        orig_sizes=torch.tensor([[h, w]] * b),
+    )
 
 
 def context(model: nn.Module, method, seed: int = 0, chunk_size: int = 256) -> Context:

@@ -54,7 +54,10 @@ def test_equal_independent_formulas_on_random_signed_maps():
 
 
 def test_directions_scale_invariance_and_ordering():
-    assert Complexity.meta()["higher_is_better"] is False and Sparseness.meta()["higher_is_better"] is True
+    assert (
+        Complexity.meta()["higher_is_better"] is False
+        and Sparseness.meta()["higher_is_better"] is True
+    )
     for cls in (Complexity, Sparseness):
         assert cls.meta()["category"] == "complexity" and len(cls.meta()["citation"]) > 20
     g = torch.Generator().manual_seed(1)

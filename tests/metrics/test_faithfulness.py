@@ -62,9 +62,13 @@ def test_oracle_reversed_map_and_random_maps():
     model, batch, maps = oracle_case()
     ctx = make_ctx(model)
     deletion = Deletion(step=4, score="logit", target="label")
-    assert torch.allclose(deletion(ctx, batch, -maps).scores[""], torch.full((2,), 1 - RHO / 2), atol=1e-6)
+    assert torch.allclose(
+        deletion(ctx, batch, -maps).scores[""], torch.full((2,), 1 - RHO / 2), atol=1e-6
+    )
     insertion = Insertion(step=4, substrate="zero", score="logit", target="label")
-    assert torch.allclose(insertion(ctx, batch, -maps).scores[""], torch.full((2,), RHO / 2), atol=1e-6)
+    assert torch.allclose(
+        insertion(ctx, batch, -maps).scores[""], torch.full((2,), RHO / 2), atol=1e-6
+    )
     # random maps: E[AUC] = 0.5 for both (f falls / rises linearly in expectation)
     _, big, _ = oracle_case(b=96)
     rand = torch.rand(96, H, W, generator=torch.Generator().manual_seed(0))
@@ -77,8 +81,15 @@ def test_oracle_reversed_map_and_random_maps():
 
 
 ALL_CURVE_METRICS = [
-    Deletion(step=5), Insertion(step=5), DAUC(), IAUC(), DC(max_steps=12), IC(max_steps=12),
-    MoRF(step=3), LeRF(patch_size=2, step=2, fill="min"), PixelFlippingABC(step=7, fill="mean"),
+    Deletion(step=5),
+    Insertion(step=5),
+    DAUC(),
+    IAUC(),
+    DC(max_steps=12),
+    IC(max_steps=12),
+    MoRF(step=3),
+    LeRF(patch_size=2, step=2, fill="min"),
+    PixelFlippingABC(step=7, fill="mean"),
 ]
 
 
@@ -108,7 +119,9 @@ def naive_rise_curve(model, image, smap, step, substrate, insertion):
     n = image.shape[-1] * image.shape[-2]
     n_steps = (n + step - 1) // step
     order = np.argsort(-smap.numpy().reshape(-1), kind="stable")
-    start, finish = (substrate.clone(), image.clone()) if insertion else (image.clone(), substrate.clone())
+    start, finish = (
+        (substrate.clone(), image.clone()) if insertion else (image.clone(), substrate.clone())
+    )
     with torch.no_grad():
         c = model(image[None]).argmax(1).item()
         scores = []
@@ -138,7 +151,9 @@ def test_deletion_insertion_match_reference_loop():
         assert out.curves[""].shape == (2, math.ceil(36 / 5) + 1)
         for i in range(2):
             if insertion:  # independent blur: scipy correlate, zero padding
-                sub = torch.from_numpy(np.stack([correlate(c, kernel, mode="constant") for c in images[i].numpy()]))
+                sub = torch.from_numpy(
+                    np.stack([correlate(c, kernel, mode="constant") for c in images[i].numpy()])
+                )
             else:
                 sub = torch.zeros_like(images[i])
             curve, auc = naive_rise_curve(model, images[i], maps[i], 5, sub.float(), insertion)
@@ -156,7 +171,9 @@ def naive_gomez(model, image, grid, max_steps, insertion, target):
         size = max(h // 5, 9)
         size += size % 2 == 0
         box = np.ones((size, size)) / size**2
-        sub = torch.from_numpy(np.stack([correlate(c, box, mode="constant") for c in image.numpy()])).float()
+        sub = torch.from_numpy(
+            np.stack([correlate(c, box, mode="constant") for c in image.numpy()])
+        ).float()
         data1, data2 = sub, image
     else:
         data1, data2 = image, torch.zeros_like(image)
@@ -172,7 +189,9 @@ def naive_gomez(model, image, grid, max_steps, insertion, target):
             mask = torch.from_numpy(mask).float()
             masked = data1 * mask + data2 * (1 - mask)
             scores.append(model(masked[None]).softmax(1)[0, target].item())
-            sal.append(grid.numpy().reshape(-1)[order[k - per if k % per == 0 else k - k % per : k]].mean())
+            sal.append(
+                grid.numpy().reshape(-1)[order[k - per if k % per == 0 else k - k % per : k]].mean()
+            )
     scores = np.array(scores)
     auc = np.trapezoid(scores, np.arange(len(scores)) / (len(scores) - 1))
     var = scores[1:] - scores[:-1] if insertion else scores[:-1] - scores[1:]
@@ -192,7 +211,9 @@ def test_gomez_metrics_match_package_loop(max_steps):
         auc = auc_cls(max_steps=max_steps, map_size=[4, 4])(ctx, batch, maps)
         corr = corr_cls(max_steps=max_steps, map_size=4)(ctx, batch, maps)
         for i in range(2):
-            curve, ref_auc, ref_corr = naive_gomez(model, images[i], grids[i], max_steps, insertion, preds[i])
+            curve, ref_auc, ref_corr = naive_gomez(
+                model, images[i], grids[i], max_steps, insertion, preds[i]
+            )
             assert np.allclose(auc.curves[""][i].numpy(), curve, atol=1e-5)
             assert abs(auc.scores[""][i].item() - ref_auc) < 1e-5
             assert abs(corr.scores[""][i].item() - ref_corr) < 1e-4
@@ -230,25 +251,36 @@ def test_pixel_flipping_matches_reference_loop(patch, step, fill):
     for i in range(2):
         value = images[i].min().item() if fill == "min" else fill
         for out, is_lerf in ((morf, False), (lerf, True)):
-            curve, auc = naive_flipping(model, images[i], maps[i], patch, step, value, targets[i], is_lerf)
+            curve, auc = naive_flipping(
+                model, images[i], maps[i], patch, step, value, targets[i], is_lerf
+            )
             assert np.allclose(out.curves[""][i].numpy(), curve, atol=1e-5)
             assert abs(out.scores[""][i].item() - auc) < 1e-5
     assert torch.allclose(abc.scores[""], lerf.scores[""] - morf.scores[""], atol=1e-6)
-    assert torch.allclose(abc.curves["morf"], morf.curves[""]) and torch.allclose(abc.curves["lerf"], lerf.curves[""])
+    assert torch.allclose(abc.curves["morf"], morf.curves[""]) and torch.allclose(
+        abc.curves["lerf"], lerf.curves[""]
+    )
 
 
 def test_dc_flags_constant_curves():
     model, batch, _ = oracle_case()
-    flat = torch.ones(2, H, W)  # constant map -> constant per-step saliency -> correlation undefined
+    flat = torch.ones(
+        2, H, W
+    )  # constant map -> constant per-step saliency -> correlation undefined
     out = DC(score="logit")(make_ctx(model), batch, flat)
     assert out.flags[""].all() and out.scores[""].isnan().all()
 
 
 def test_bad_settings_raise_config_errors():
     for make in (
-        lambda: Deletion(substrate="black"), lambda: Insertion(blur_size=10), lambda: Deletion(step=0),
-        lambda: DAUC(score="prob"), lambda: IAUC(map_size=[0, 3]), lambda: MoRF(fill="black"),
-        lambda: LeRF(patch_size=0), lambda: PixelFlippingABC(target="labels"),
+        lambda: Deletion(substrate="black"),
+        lambda: Insertion(blur_size=10),
+        lambda: Deletion(step=0),
+        lambda: DAUC(score="prob"),
+        lambda: IAUC(map_size=[0, 3]),
+        lambda: MoRF(fill="black"),
+        lambda: LeRF(patch_size=0),
+        lambda: PixelFlippingABC(target="labels"),
     ):
         with pytest.raises(ConfigError):
             make()
@@ -257,9 +289,22 @@ def test_bad_settings_raise_config_errors():
         MoRF(patch_size=3)(make_ctx(model), batch, maps)
 
 
-MY_CONFIGS = ["deletion", "insertion", "dauc", "iauc", "dc", "ic", "pixel_flipping_morf",
-              "pixel_flipping_lerf", "pixel_flipping_abc", "road_morf", "road_lerf", "road_abc",
-              "infidelity", "max_sensitivity"]
+MY_CONFIGS = [
+    "deletion",
+    "insertion",
+    "dauc",
+    "iauc",
+    "dc",
+    "ic",
+    "pixel_flipping_morf",
+    "pixel_flipping_lerf",
+    "pixel_flipping_abc",
+    "road_morf",
+    "road_lerf",
+    "road_abc",
+    "infidelity",
+    "max_sensitivity",
+]
 
 
 def test_configs_declare_their_package_and_instantiate_with_metadata():

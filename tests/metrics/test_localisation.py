@@ -55,10 +55,15 @@ def peak_map(h: int, w: int, u: int, v: int) -> torch.Tensor:
 
 # --- building blocks --------------------------------------------------------------------------
 
+
 def test_boxes_to_masks_matches_loop_rasterisation_with_exclusive_end():
     boxes = [[[1, 2, 4, 3], [5.5, 0, 7, 2]], [], [[0, 0, 8, 6]]]
-    got = boxes_to_masks([torch.tensor(b, dtype=torch.float32).reshape(-1, 4) for b in boxes], 6, 8,
-                         torch.device("cpu"))
+    got = boxes_to_masks(
+        [torch.tensor(b, dtype=torch.float32).reshape(-1, 4) for b in boxes],
+        6,
+        8,
+        torch.device("cpu"),
+    )
     for i, b in enumerate(boxes):
         np.testing.assert_array_equal(got[i].numpy(), ref_box_mask(b, 6, 8))
     assert got[0].sum() == 3 * 1 + 1 * 2  # [1,4) x [2,3) and u in {6}, v in {0,1}
@@ -99,6 +104,7 @@ def test_point_hits_tolerance_is_strict_by_default_and_inclusive_on_request():
 
 # --- pointing game ----------------------------------------------------------------------------
 
+
 def test_pointing_game_hand_cases_on_an_8x8_image():
     maps = torch.cat([peak_map(8, 8, 1, 1), peak_map(8, 8, 6, 6), peak_map(8, 8, 4, 1)])
     batch = make_batch(maps, boxes=[[[0, 0, 3, 3]], [[0, 0, 3, 3]], [[0, 0, 3, 3]]])
@@ -123,7 +129,10 @@ def test_pointing_game_equals_a_loop_reimplementation_of_torchray_with_mixed_ori
         k = int(torch.randint(1, 3, (1,), generator=g))
         bx = []
         for _ in range(k):
-            x0, y0 = float(torch.randint(0, ww - 3, (1,), generator=g)), float(torch.randint(0, hh - 3, (1,), generator=g))
+            x0, y0 = (
+                float(torch.randint(0, ww - 3, (1,), generator=g)),
+                float(torch.randint(0, hh - 3, (1,), generator=g)),
+            )
             bx.append([x0, y0, x0 + 3, y0 + 2])
         boxes.append(bx)
     batch = make_batch(maps, boxes=boxes, orig_sizes=sizes)
@@ -131,11 +140,14 @@ def test_pointing_game_equals_a_loop_reimplementation_of_torchray_with_mixed_ori
         got = PointingGame(tolerance=4, smooth=smooth)(CTX, batch, maps).scores[""]
         want = []
         for i, (hh, ww) in enumerate(sizes):
-            sal = F.interpolate(maps[i][None, None].double(), size=(hh, ww), mode="bilinear",
-                                align_corners=False)[0, 0].numpy()
+            sal = F.interpolate(
+                maps[i][None, None].double(), size=(hh, ww), mode="bilinear", align_corners=False
+            )[0, 0].numpy()
             if smooth:
                 sal = ref_imsmooth(sal, smooth * max(hh, ww))
-            want.append(float(ref_torchray_evaluate(ref_box_mask(boxes[i], hh, ww), ref_point(sal), 4)))
+            want.append(
+                float(ref_torchray_evaluate(ref_box_mask(boxes[i], hh, ww), ref_point(sal), 4))
+            )
         assert got.tolist() == want, smooth
         assert 0 < sum(want) < len(want)  # the case discriminates
 
@@ -146,8 +158,12 @@ def test_pointing_game_is_batch_invariant():
     boxes = [[[2, 2, 5, 6]], [[0, 0, 2, 2]], [[6, 1, 9, 4], [0, 7, 3, 10]]] * 2
     sizes = [(10, 10), (20, 15)] * 3
     whole = PointingGame(tolerance=3)(CTX, make_batch(maps, boxes, sizes), maps).scores[""]
-    parts = [PointingGame(tolerance=3)(CTX, make_batch(maps[i:i + 1], boxes[i:i + 1], sizes[i:i + 1]),
-                                       maps[i:i + 1]).scores[""] for i in range(6)]
+    parts = [
+        PointingGame(tolerance=3)(
+            CTX, make_batch(maps[i : i + 1], boxes[i : i + 1], sizes[i : i + 1]), maps[i : i + 1]
+        ).scores[""]
+        for i in range(6)
+    ]
     assert whole.tolist() == torch.cat(parts).tolist()
 
 
@@ -156,11 +172,17 @@ def test_pointing_game_flags_pairs_without_region_and_reports_the_difficult_subs
     masks = torch.zeros(4, 8, 8, dtype=torch.bool)
     masks[0, :2, :2] = True
     masks[2, 6:, 6:] = True
-    batch = make_batch(maps, boxes=[[[0, 0, 2, 2]], [], [[20, 20, 30, 30]], [[6, 6, 8, 8]]],
-                       masks=masks, difficult=[True, True, False, True])
+    batch = make_batch(
+        maps,
+        boxes=[[[0, 0, 2, 2]], [], [[20, 20, 30, 30]], [[6, 6, 8, 8]]],
+        masks=masks,
+        difficult=[True, True, False, True],
+    )
     out = PointingGame(tolerance=1)(CTX, batch, maps)
     s = out.scores[""]
-    assert s[0] == 1 and math.isnan(s[1]) and math.isnan(s[2]) and s[3] == 0  # box outside: no region
+    assert (
+        s[0] == 1 and math.isnan(s[1]) and math.isnan(s[2]) and s[3] == 0
+    )  # box outside: no region
     assert out.flags[""].tolist() == [False, True, True, False] and out.flag_reason == "no_region"
     assert out.omit["difficult"].tolist() == [False, False, True, False]
     assert out.scores["difficult"][0] == 1 and out.scores["difficult"][3] == 0
@@ -176,10 +198,14 @@ def test_pointing_game_with_masks_resizes_them_to_the_original_size():
     masks = torch.zeros(1, 8, 8, dtype=torch.bool)
     masks[0, 6:, 6:] = True
     batch = make_batch(maps, masks=masks, orig_sizes=[(16, 16)])
-    assert PointingGame(tolerance=0, strict=False, region="masks")(CTX, batch, maps).scores[""].item() == 1
+    assert (
+        PointingGame(tolerance=0, strict=False, region="masks")(CTX, batch, maps).scores[""].item()
+        == 1
+    )
 
 
 # --- §7 oracles for the pointing game ---------------------------------------------------------
+
 
 @pytest.mark.parametrize("tolerance", [0.0, 2.0, 3.5])
 def test_pointing_game_chance_equals_the_dilated_area_fraction(tolerance):
@@ -206,9 +232,20 @@ def test_centre_baseline_hits_exactly_when_the_centre_is_within_tolerance():
     g = gen(5)
     boxes = []
     for _ in range(64):
-        x0, y0 = int(torch.randint(0, w - 2, (1,), generator=g)), int(torch.randint(0, h - 2, (1,), generator=g))
-        boxes.append([[x0, y0, x0 + int(torch.randint(1, 6, (1,), generator=g)),
-                       y0 + int(torch.randint(1, 6, (1,), generator=g))]])
+        x0, y0 = (
+            int(torch.randint(0, w - 2, (1,), generator=g)),
+            int(torch.randint(0, h - 2, (1,), generator=g)),
+        )
+        boxes.append(
+            [
+                [
+                    x0,
+                    y0,
+                    x0 + int(torch.randint(1, 6, (1,), generator=g)),
+                    y0 + int(torch.randint(1, 6, (1,), generator=g)),
+                ]
+            ]
+        )
     # the centre map: a cone peaking at (W/2, H/2) = pixel (12, 10)
     vv, uu = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
     cone = -((uu - w / 2) ** 2 + (vv - h / 2) ** 2).float()
@@ -238,17 +275,23 @@ def test_strictly_increasing_transforms_leave_pointing_game_and_rank_accuracy_un
         base = metric(CTX, batch, maps).scores[""]
         for t in transforms:
             tm = t(maps)
-            assert metric(CTX, batch, tm - tm.amin() if metric.__class__ is RelevanceRankAccuracy else tm
-                          ).scores[""].tolist() == base.tolist()
+            assert (
+                metric(
+                    CTX, batch, tm - tm.amin() if metric.__class__ is RelevanceRankAccuracy else tm
+                )
+                .scores[""]
+                .tolist()
+                == base.tolist()
+            )
 
 
 # --- relevance mass / rank / energy pointing game ---------------------------------------------
 
+
 def test_relevance_mass_and_rank_hand_case():
-    r = torch.tensor([[[4.0, 3.0, 0.0, 0.4],
-                       [2.0, 0.5, 0.0, 0.0],
-                       [0.0, 0.0, 6.0, 0.0],
-                       [0.0, 0.0, 0.0, 0.25]]])
+    r = torch.tensor(
+        [[[4.0, 3.0, 0.0, 0.4], [2.0, 0.5, 0.0, 0.0], [0.0, 0.0, 6.0, 0.0], [0.0, 0.0, 0.0, 0.25]]]
+    )
     gt = torch.zeros(1, 4, 4, dtype=torch.bool)
     gt[0, :2, :2] = True  # holds 4, 3, 2, 0.5; the top-4 of r are 6, 4, 3, 2
     batch = make_batch(r, masks=gt)
@@ -257,12 +300,22 @@ def test_relevance_mass_and_rank_hand_case():
     # signed maps: pooling decides what counts
     s = r.clone()
     s[0, 2, 2] = -6.0
-    assert RelevanceMassAccuracy(pooling="abs")(CTX, batch, s).scores[""].item() == pytest.approx(9.5 / 16.15)
-    assert RelevanceMassAccuracy(pooling="positive")(CTX, batch, s).scores[""].item() == pytest.approx(9.5 / 10.15)
+    assert RelevanceMassAccuracy(pooling="abs")(CTX, batch, s).scores[""].item() == pytest.approx(
+        9.5 / 16.15
+    )
+    assert RelevanceMassAccuracy(pooling="positive")(CTX, batch, s).scores[
+        ""
+    ].item() == pytest.approx(9.5 / 10.15)
     assert RelevanceRankAccuracy(pooling="abs")(CTX, batch, s).scores[""].item() == 0.75
-    assert RelevanceRankAccuracy(pooling="positive")(CTX, batch, s).scores[""].item() == 1.0  # 4, 3, 2, .5
+    assert (
+        RelevanceRankAccuracy(pooling="positive")(CTX, batch, s).scores[""].item() == 1.0
+    )  # 4, 3, 2, .5
     out = RelevanceMassAccuracy(pooling="none")(CTX, batch, s)
-    assert math.isnan(out.scores[""].item()) and out.flags[""].item() and out.flag_reason == "degenerate"
+    assert (
+        math.isnan(out.scores[""].item())
+        and out.flags[""].item()
+        and out.flag_reason == "degenerate"
+    )
 
 
 def test_relevance_mass_and_rank_equal_the_clevr_xai_reference_on_random_cases():
@@ -283,7 +336,9 @@ def test_rank_ties_are_broken_by_pixel_index_or_by_the_seeded_run_generator():
     gt = torch.zeros(1, 2, 4, dtype=torch.bool)
     gt[0, 1, 2:] = True
     batch = make_batch(r, masks=gt)
-    assert RelevanceRankAccuracy(ties="stable")(CTX, batch, r).scores[""].item() == 0.0  # row 0 first
+    assert (
+        RelevanceRankAccuracy(ties="stable")(CTX, batch, r).scores[""].item() == 0.0
+    )  # row 0 first
     many = r.expand(2000, 2, 4)
     b2 = make_batch(many, masks=gt.expand(2000, 2, 4))
     rnd = RelevanceRankAccuracy(ties="random")(make_ctx(seed=3), b2, many).scores[""]
@@ -317,8 +372,9 @@ def test_energy_pointing_game_is_the_mass_in_the_union_of_boxes_at_the_original_
     batch = make_batch(maps, boxes, sizes)
     got = EnergyPointingGame()(CTX, batch, maps).scores[""]
     for i, (hh, ww) in enumerate(sizes):
-        r = F.interpolate(maps[i].abs()[None, None], size=(hh, ww), mode="bilinear",
-                          align_corners=False)[0, 0].numpy()
+        r = F.interpolate(
+            maps[i].abs()[None, None], size=(hh, ww), mode="bilinear", align_corners=False
+        )[0, 0].numpy()
         assert got[i].item() == pytest.approx(ref_mass(r, ref_box_mask(boxes[i], hh, ww)), abs=1e-6)
     assert got[2].item() == pytest.approx(1.0)
     same = RelevanceMassAccuracy(region="boxes")(CTX, batch, maps).scores[""]
@@ -333,7 +389,9 @@ def test_energy_pointing_game_is_the_mass_in_the_union_of_boxes_at_the_original_
 def test_masks_of_the_wrong_size_and_empty_regions():
     maps = torch.rand(2, 6, 6, generator=gen(10))
     with pytest.raises(ValueError, match="masks must be"):
-        RelevanceMassAccuracy()(CTX, make_batch(maps, masks=torch.ones(2, 5, 5, dtype=torch.bool)), maps)
+        RelevanceMassAccuracy()(
+            CTX, make_batch(maps, masks=torch.ones(2, 5, 5, dtype=torch.bool)), maps
+        )
     masks = torch.zeros(2, 6, 6, dtype=torch.bool)
     masks[0, 0, 0] = True
     out = RelevanceRankAccuracy()(CTX, make_batch(maps, masks=masks), maps)
@@ -345,10 +403,15 @@ def test_masks_of_the_wrong_size_and_empty_regions():
 
 # --- "difficult" pairs ------------------------------------------------------------------------
 
+
 def test_union_area_is_exact_for_overlapping_and_clipped_boxes():
     boxes = torch.tensor([[0, 0, 4, 4], [2, 2, 6, 6], [5.5, 0, 12, 1]], dtype=torch.float32)
-    assert union_area(boxes, 10, 10) == pytest.approx(16 + 16 - 4 + 4.5)  # the third is clipped at x = 10
-    assert union_area(boxes, 10, 10) == pytest.approx(ref_box_mask(boxes[:2].tolist(), 10, 10).sum() + 4.5)
+    assert union_area(boxes, 10, 10) == pytest.approx(
+        16 + 16 - 4 + 4.5
+    )  # the third is clipped at x = 10
+    assert union_area(boxes, 10, 10) == pytest.approx(
+        ref_box_mask(boxes[:2].tolist(), 10, 10).sum() + 4.5
+    )
     assert union_area(torch.zeros(0, 4), 10, 10) == 0.0
 
 
@@ -356,8 +419,10 @@ def test_difficult_pairs_follow_the_papers_definition():
     # VOC07 test image 000001 (353 x 500): a dog box of 147 x 131 px and a person box covering most
     # of the image; TorchRay's flag file marks (000001, dog) difficult and (000001, person) not.
     dog, person = 11, 14
-    flags = difficult_pairs({dog: torch.tensor([[47.0, 239, 195, 371]]),
-                             person: torch.tensor([[7.0, 11, 352, 500]])}, (500, 353))
+    flags = difficult_pairs(
+        {dog: torch.tensor([[47.0, 239, 195, 371]]), person: torch.tensor([[7.0, 11, 352, 500]])},
+        (500, 353),
+    )
     assert flags == {dog: True, person: False}
     # no distractor: never difficult, however small
     assert difficult_pairs({3: torch.tensor([[0.0, 0, 2, 2]])}, (100, 100)) == {3: False}
@@ -371,7 +436,10 @@ def test_difficult_pairs_follow_the_papers_definition():
 def test_load_difficult_flags_reads_torchrays_format(tmp_path: Path):
     path = tmp_path / "flags.txt"
     path.write_text("000001\t0\t1\t0\n000002\t0\t0\t0\n")
-    assert load_difficult_flags(path) == {"000001": [False, True, False], "000002": [False, False, False]}
+    assert load_difficult_flags(path) == {
+        "000001": [False, True, False],
+        "000002": [False, False, False],
+    }
 
 
 # --- metadata, configuration --------------------------------------------------------------------
@@ -387,7 +455,9 @@ def test_every_metric_states_direction_category_and_citation(cls):
 
 
 def test_bad_keys_are_config_errors_naming_the_choices():
-    with pytest.raises(ConfigError, match="region=box .*accepted: boxes, masks.*Did you mean boxes"):
+    with pytest.raises(
+        ConfigError, match="region=box .*accepted: boxes, masks.*Did you mean boxes"
+    ):
         PointingGame(region="box")
     with pytest.raises(ConfigError, match="tolerance"):
         PointingGame(tolerance=-1)
@@ -404,21 +474,33 @@ class _LabelsOnly(ImageDataset):
 
 def test_a_metric_needing_boxes_fails_at_configuration_on_a_dataset_without_them():
     data = _LabelsOnly()
-    for metric, field in [(PointingGame(), "boxes"), (EnergyPointingGame(), "boxes"),
-                          (RelevanceMassAccuracy(), "masks"), (PointingGame(region="masks"), "masks")]:
-        with pytest.raises(ConfigError, match=f"metric=x needs {field}, which dataset=labels_only does not"):
+    for metric, field in [
+        (PointingGame(), "boxes"),
+        (EnergyPointingGame(), "boxes"),
+        (RelevanceMassAccuracy(), "masks"),
+        (PointingGame(region="masks"), "masks"),
+    ]:
+        with pytest.raises(
+            ConfigError, match=f"metric=x needs {field}, which dataset=labels_only does not"
+        ):
             data.require(metric.requires, "metric=x")
+
     class _Masks(ImageDataset):
         fields = frozenset({"masks"})
+
     _Masks().require(RelevanceRankAccuracy().requires, "metric=x")  # satisfied: no error
     with pytest.raises(ConfigError, match="needs boxes"):
         _Masks().require(PointingGame().requires, "metric=x")
 
 
-NEW = {"pointing_game": "PointingGame", "energy_pointing_game": "EnergyPointingGame",
-       "relevance_mass_accuracy": "RelevanceMassAccuracy",
-       "relevance_rank_accuracy": "RelevanceRankAccuracy", "complexity": "Complexity",
-       "sparseness": "Sparseness"}
+NEW = {
+    "pointing_game": "PointingGame",
+    "energy_pointing_game": "EnergyPointingGame",
+    "relevance_mass_accuracy": "RelevanceMassAccuracy",
+    "relevance_rank_accuracy": "RelevanceRankAccuracy",
+    "complexity": "Complexity",
+    "sparseness": "Sparseness",
+}
 
 
 def test_metric_files_compose_into_separate_nodes_and_instantiate():
@@ -443,14 +525,31 @@ def test_collation_reports_torchrays_per_class_mean_and_the_per_sample_mean():
 
     from bench.collate import summarise
 
-    maps = torch.cat([peak_map(8, 8, 1, 1), peak_map(8, 8, 1, 1), peak_map(8, 8, 7, 7),
-                      peak_map(8, 8, 7, 7), peak_map(8, 8, 1, 1), peak_map(8, 8, 1, 1)])
+    maps = torch.cat(
+        [
+            peak_map(8, 8, 1, 1),
+            peak_map(8, 8, 1, 1),
+            peak_map(8, 8, 7, 7),
+            peak_map(8, 8, 7, 7),
+            peak_map(8, 8, 1, 1),
+            peak_map(8, 8, 1, 1),
+        ]
+    )
     boxes = [[[0, 0, 2, 2]]] * 5 + [[]]  # the last pair has no region: skipped, as TorchRay does
     batch = make_batch(maps, boxes, targets=[0, 0, 0, 1, 1, 1])
     scores = PointingGame(tolerance=1)(CTX, batch, maps).scores[""].tolist()
-    df = pd.DataFrame({"model": "m", "dataset": "d", "method": "x", "metric": "pointing_game",
-                       "target": batch.targets.tolist(), "value": scores,
-                       "higher_is_better": True, "aggregate": PointingGame.aggregate})
+    df = pd.DataFrame(
+        {
+            "model": "m",
+            "dataset": "d",
+            "method": "x",
+            "metric": "pointing_game",
+            "target": batch.targets.tolist(),
+            "value": scores,
+            "higher_is_better": True,
+            "aggregate": PointingGame.aggregate,
+        }
+    )
     row = summarise(df).iloc[0]
     hits = {0: 2, 1: 1}
     pairs = {0: 3, 1: 2}

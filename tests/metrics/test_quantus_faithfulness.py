@@ -29,9 +29,14 @@ def quantus_curves(model, images, maps, targets, *, baseline=0.0, perturb_func=N
     else:
         kwargs["perturb_baseline"] = baseline
     metric = quantus.PixelFlipping(**kwargs)
-    out = metric(model=model, x_batch=images.numpy(), y_batch=targets.numpy(),
-                 a_batch=maps[:, None].expand(-1, 3, -1, -1).numpy().copy(), device="cpu",
-                 softmax=True)
+    out = metric(
+        model=model,
+        x_batch=images.numpy(),
+        y_batch=targets.numpy(),
+        a_batch=maps[:, None].expand(-1, 3, -1, -1).numpy().copy(),
+        device="cpu",
+        softmax=True,
+    )
     return np.array(out)
 
 
@@ -48,7 +53,10 @@ def check(ours, theirs):
     n = theirs.shape[1]
     quantus_auc = ((theirs[:, 1:] + theirs[:, :-1]) / 2).sum(1)  # np.trapz(dx=1), gone in numpy 2
     # ours = (quantus' trapezoid + the first segment, from the unchanged image) / n
-    assert np.abs(ours.scores[""].numpy() - (quantus_auc + (curve[:, 0] + curve[:, 1]) / 2) / n).max() < 1e-4
+    assert (
+        np.abs(ours.scores[""].numpy() - (quantus_auc + (curve[:, 0] + curve[:, 1]) / 2) / n).max()
+        < 1e-4
+    )
 
 
 def test_deletion_matches_quantus_pixel_flipping(case):
@@ -70,7 +78,9 @@ def test_insertion_matches_quantus_with_an_insertion_perturbation(case):
         return out
 
     ours = Insertion(step=STEP)(make_ctx(model), make_batch(images), maps)
-    assert torch.allclose(ours.curves[""][:, 0], model(blurred).softmax(1).gather(1, preds[:, None])[:, 0])
+    assert torch.allclose(
+        ours.curves[""][:, 0], model(blurred).softmax(1).gather(1, preds[:, None])[:, 0]
+    )
     check(ours, quantus_curves(model, blurred, maps, preds, perturb_func=insert))
 
 
@@ -81,4 +91,6 @@ def test_morf_lerf_match_quantus(case, fill, baseline):
     morf = MoRF(step=STEP, fill=fill)(make_ctx(model), batch, maps)
     check(morf, quantus_curves(model, images, maps, targets, baseline=baseline))
     lerf = LeRF(step=STEP, fill=fill)(make_ctx(model), batch, maps)
-    check(lerf, quantus_curves(model, images, -maps, targets, baseline=baseline))  # LeRF = MoRF of -m
+    check(
+        lerf, quantus_curves(model, images, -maps, targets, baseline=baseline)
+    )  # LeRF = MoRF of -m

@@ -36,18 +36,29 @@ def cases(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     masks = torch.zeros(B, H, W, dtype=torch.bool)
     for i in range(B):
         for _ in range(2):
-            y0, x0 = int(torch.randint(0, H - 3, (1,), generator=g)), int(torch.randint(0, W - 3, (1,), generator=g))
-            dy, dx = int(torch.randint(1, 6, (1,), generator=g)), int(torch.randint(1, 8, (1,), generator=g))
-            masks[i, y0:y0 + dy, x0:x0 + dx] = True
+            y0, x0 = (
+                int(torch.randint(0, H - 3, (1,), generator=g)),
+                int(torch.randint(0, W - 3, (1,), generator=g)),
+            )
+            dy, dx = (
+                int(torch.randint(1, 6, (1,), generator=g)),
+                int(torch.randint(1, 8, (1,), generator=g)),
+            )
+            masks[i, y0 : y0 + dy, x0 : x0 + dx] = True
     return maps, masks
 
 
 def q(cls, maps: torch.Tensor, masks: torch.Tensor, **kw) -> np.ndarray:
     metric = cls(disable_warnings=True, **kw)
     x = np.zeros((len(maps), 3, H, W), dtype=np.float32)
-    out = metric(model=None, x_batch=x, y_batch=np.zeros(len(maps), dtype=int),
-                 a_batch=maps[:, None].numpy().copy(), s_batch=masks[:, None].numpy().astype(float),
-                 channel_first=True)
+    out = metric(
+        model=None,
+        x_batch=x,
+        y_batch=np.zeros(len(maps), dtype=int),
+        a_batch=maps[:, None].numpy().copy(),
+        s_batch=masks[:, None].numpy().astype(float),
+        channel_first=True,
+    )
     return np.asarray(out, dtype=np.float64)
 
 
@@ -80,12 +91,14 @@ def test_relevance_mass_and_attribution_localisation_agree_with_quantus(pooling,
     if pooling == "none":
         maps = maps.abs() + 0.01
     got = ours(RelevanceMassAccuracy(pooling=pooling), maps, masks)
-    np.testing.assert_allclose(got, q(quantus.RelevanceMassAccuracy, maps, masks, abs=q_abs,
-                                      normalise=False), atol=1e-6)
+    np.testing.assert_allclose(
+        got, q(quantus.RelevanceMassAccuracy, maps, masks, abs=q_abs, normalise=False), atol=1e-6
+    )
     # Quantus' AttributionLocalisation (Kohlbrenner 2020) is the energy pointing game on masks
     got = ours(EnergyPointingGame(region="masks", pooling=pooling), maps, masks)
-    np.testing.assert_allclose(got, q(quantus.AttributionLocalisation, maps, masks, abs=q_abs,
-                                      normalise=False), atol=1e-6)
+    np.testing.assert_allclose(
+        got, q(quantus.AttributionLocalisation, maps, masks, abs=q_abs, normalise=False), atol=1e-6
+    )
 
 
 def test_relevance_rank_agrees_with_quantus_on_tie_free_maps():
@@ -100,10 +113,12 @@ def test_complexity_and_sparseness_agree_with_quantus():
     maps, masks = cases(3)
     got_c = ours(Complexity(), maps, masks)
     got_s = ours(Sparseness(), maps, masks)
-    np.testing.assert_allclose(got_c, q(quantus.Complexity, maps, masks, abs=True, normalise=False),
-                               atol=1e-4)
-    np.testing.assert_allclose(got_s, q(quantus.Sparseness, maps, masks, abs=True, normalise=False),
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        got_c, q(quantus.Complexity, maps, masks, abs=True, normalise=False), atol=1e-4
+    )
+    np.testing.assert_allclose(
+        got_s, q(quantus.Sparseness, maps, masks, abs=True, normalise=False), atol=1e-4
+    )
     # with Quantus' default normalise-by-max too (both are scale invariant)
     np.testing.assert_allclose(got_c, q(quantus.Complexity, maps, masks), atol=1e-4)
     np.testing.assert_allclose(got_s, q(quantus.Sparseness, maps, masks), atol=1e-4)

@@ -38,8 +38,9 @@ SEED = 42  # Quantus seeds each reset with seed + 1; ours with ctx.seed + seed_o
 class NoBNNet(nn.Module):
     def __init__(self, num_classes: int = 3) -> None:
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.ReLU(),
-                                      nn.Conv2d(5, 6, 3, padding=1), nn.ReLU())
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 5, 3, padding=1), nn.ReLU(), nn.Conv2d(5, 6, 3, padding=1), nn.ReLU()
+        )
         self.fc = nn.Linear(6, num_classes)
 
     def forward(self, x):
@@ -72,21 +73,37 @@ def ours(metric, model, method, x, t):
 
 def run_mprt(model, method, x, t, layer_order, **kw):
     q = quantus.MPRT(layer_order=layer_order, seed=SEED, disable_warnings=True, **kw)
-    scores = q(model=model, x_batch=x.numpy(), y_batch=t.numpy(), a_batch=None,
-               explain_func=explain_with(method), channel_first=True, device="cpu")
+    scores = q(
+        model=model,
+        x_batch=x.numpy(),
+        y_batch=t.numpy(),
+        a_batch=None,
+        explain_func=explain_with(method),
+        channel_first=True,
+        device="cpu",
+    )
     return q, scores
 
 
 @pytest.mark.parametrize(
     "order,direction,quantus_order",
-    [("cascading", "top_down", "top_down"), ("cascading", "bottom_up", "bottom_up"),
-     ("independent", "bottom_up", "independent")],
+    [
+        ("cascading", "top_down", "top_down"),
+        ("cascading", "bottom_up", "bottom_up"),
+        ("independent", "bottom_up", "independent"),
+    ],
 )
 def test_mprt_curves_match_quantus(order, direction, quantus_order):
     model, x, t = setup()
     method = H.SignedGradient()
-    metric = ModelRandomisation(order=order, direction=direction, batchnorm="all", target="label",
-                                similarities=["spearman_abs"], normalise="max")
+    metric = ModelRandomisation(
+        order=order,
+        direction=direction,
+        batchnorm="all",
+        target="label",
+        similarities=["spearman_abs"],
+        normalise="max",
+    )
     out = ours(metric, model, method, x, t)
     _, q = run_mprt(model, method, x, t, quantus_order)
     layers = [k for k in q if k != "original"]
@@ -99,8 +116,9 @@ def test_mprt_curves_match_quantus(order, direction, quantus_order):
 def test_mprt_average_differs_from_quantus_only_by_its_original_entry():
     model, x, t = setup()
     method = H.SignedGradient()
-    metric = ModelRandomisation(batchnorm="all", target="label", similarities=["spearman_abs"],
-                                normalise="max")
+    metric = ModelRandomisation(
+        batchnorm="all", target="label", similarities=["spearman_abs"], normalise="max"
+    )
     out = ours(metric, model, method, x, t)
     q, _ = run_mprt(model, method, x, t, "top_down", return_average_correlation=True)
     quantus_avg = np.array(q.evaluation_scores)
@@ -131,8 +149,15 @@ def test_efficient_mprt_matches_quantus():
     method = H.gradient()
     out = ours(EfficientMPRT(batchnorm="all", target="label"), model, method, x, t)
     q = quantus.EfficientMPRT(seed=SEED, disable_warnings=True)
-    scores = q(model=model, x_batch=x.numpy(), y_batch=t.numpy(), a_batch=None,
-               explain_func=explain_with(method), channel_first=True, device="cpu")
+    scores = q(
+        model=model,
+        x_batch=x.numpy(),
+        y_batch=t.numpy(),
+        a_batch=None,
+        explain_func=explain_with(method),
+        channel_first=True,
+        device="cpu",
+    )
     np.testing.assert_allclose(out.scores[""].numpy(), scores, atol=1e-4)
 
 
@@ -141,7 +166,9 @@ def test_smooth_mprt_matches_quantus_given_the_same_noise(monkeypatch):
     method = H.gradient()
     metric = SmoothMPRT(noise_samples=4, noise_magnitude=0.1, batchnorm="all")
     out = ours(metric, model, method, x, t)
-    noise = [e.numpy().astype(np.float64) for e in metric.noise(H.context(model, method, seed=SEED), x)]
+    noise = [
+        e.numpy().astype(np.float64) for e in metric.noise(H.context(model, method, seed=SEED), x)
+    ]
     calls = {"n": 0}
 
     def our_noise(*shape):
@@ -153,8 +180,16 @@ def test_smooth_mprt_matches_quantus_given_the_same_noise(monkeypatch):
     monkeypatch.setattr(np.random, "randn", our_noise)
     monkeypatch.setattr(quantus, "explain", explain_with(method))
     q = quantus.SmoothMPRT(seed=SEED, nr_samples=4, noise_magnitude=0.1, disable_warnings=True)
-    scores = q(model=model, x_batch=x.numpy(), y_batch=t.numpy(), a_batch=None,
-               explain_func=explain_with(method), channel_first=True, device="cpu", batch_size=64)
+    scores = q(
+        model=model,
+        x_batch=x.numpy(),
+        y_batch=t.numpy(),
+        a_batch=None,
+        explain_func=explain_with(method),
+        channel_first=True,
+        device="cpu",
+        batch_size=64,
+    )
     layers = [k for k in scores if k != "original"]
     assert layers == metric.layer_names(model)  # bottom-up
     expect = np.array([scores[k] for k in layers]).T
@@ -166,10 +201,22 @@ def test_random_logit_matches_quantus_on_a_two_class_model():
     model, x, t = setup(num_classes=2)
     method = H.SignedGradient()
     out = ours(RandomLogit(similarities=["spearman_abs"], normalise="max"), model, method, x, t)
-    q = quantus.RandomLogit(num_classes=2, seed=SEED, similarity_func=correlation_spearman, abs=True,
-                            disable_warnings=True)
-    scores = q(model=model, x_batch=x.numpy(), y_batch=t.numpy(), a_batch=None,
-               explain_func=explain_with(method), channel_first=True, device="cpu")
+    q = quantus.RandomLogit(
+        num_classes=2,
+        seed=SEED,
+        similarity_func=correlation_spearman,
+        abs=True,
+        disable_warnings=True,
+    )
+    scores = q(
+        model=model,
+        x_batch=x.numpy(),
+        y_batch=t.numpy(),
+        a_batch=None,
+        explain_func=explain_with(method),
+        channel_first=True,
+        device="cpu",
+    )
     np.testing.assert_allclose(out.scores["spearman_abs"].numpy(), scores, atol=1e-4)
 
 
@@ -178,14 +225,24 @@ def test_quantus_random_logit_ssim_is_1d_ssim_of_the_flattened_map():
     model, x, t = setup(num_classes=2)
     method = H.SignedGradient()
     q = quantus.RandomLogit(num_classes=2, seed=SEED, disable_warnings=True)  # default: ssim
-    scores = q(model=model, x_batch=x.numpy(), y_batch=t.numpy(), a_batch=None,
-               explain_func=explain_with(method), channel_first=True, device="cpu")
+    scores = q(
+        model=model,
+        x_batch=x.numpy(),
+        y_batch=t.numpy(),
+        a_batch=None,
+        explain_func=explain_with(method),
+        channel_first=True,
+        device="cpu",
+    )
     a, b = method(model, x, t).numpy(), method(model, x, 1 - t).numpy()
     a = a / np.abs(a).max()  # Quantus' normalise_by_max over the whole batch
     b = b / np.abs(b).max()
-    flat = [structural_similarity(u.ravel(), v.ravel(),
-                                  data_range=float(np.ptp(np.concatenate([u.ravel(), v.ravel()]))))
-            for u, v in zip(a, b)]
+    flat = [
+        structural_similarity(
+            u.ravel(), v.ravel(), data_range=float(np.ptp(np.concatenate([u.ravel(), v.ravel()])))
+        )
+        for u, v in zip(a, b)
+    ]
     np.testing.assert_allclose(scores, flat, atol=1e-4)
     ours_2d = ours(RandomLogit(similarities=["ssim"], normalise="max"), model, method, x, t)
     assert not np.allclose(ours_2d.scores["ssim"].numpy(), scores, atol=1e-2)

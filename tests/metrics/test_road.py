@@ -21,8 +21,16 @@ from metrics.road import (
 )
 from tests.metrics._faith_helpers import distinct_maps, make_batch, make_ctx, tiny_cnn
 
-WEIGHTS = {(1, 1): 1 / 12, (0, 1): 1 / 6, (-1, 1): 1 / 12, (1, -1): 1 / 12,
-           (0, -1): 1 / 6, (-1, -1): 1 / 12, (1, 0): 1 / 6, (-1, 0): 1 / 6}
+WEIGHTS = {
+    (1, 1): 1 / 12,
+    (0, 1): 1 / 6,
+    (-1, 1): 1 / 12,
+    (1, -1): 1 / 12,
+    (0, -1): 1 / 6,
+    (-1, -1): 1 / 12,
+    (1, 0): 1 / 6,
+    (-1, 0): 1 / 6,
+}
 
 
 def exact_imputation(img: np.ndarray, removed: np.ndarray) -> np.ndarray:
@@ -73,7 +81,9 @@ def sparse_imputation(img: np.ndarray, removed: np.ndarray) -> np.ndarray:
         cols.append(var[j[unknown]])
         vals.append(np.full(int(unknown.sum()), -wt))
         b[known] += wt * flat[:, j[known]].T
-    a = coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(len(idx),) * 2)
+    a = coo_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(len(idx),) * 2
+    )
     out = flat.copy()
     out[:, idx] = spsolve((a + diags(diag)).tocsc(), b).reshape(len(idx), c).T
     return out.reshape(c, h, w)
@@ -90,8 +100,11 @@ def blob(h: int, frac: float, w: int | None = None) -> torch.Tensor:
 
 def test_batched_solver_matches_exact_sparse_solve():
     g = torch.Generator().manual_seed(0)
-    cases = [(12, torch.rand(3, 12, 12, generator=g) < 0.5), (12, torch.rand(3, 12, 12, generator=g) < 0.9),
-             (24, torch.stack([blob(24, 0.9), blob(24, 0.3), ~blob(24, 0.5)]))]
+    cases = [
+        (12, torch.rand(3, 12, 12, generator=g) < 0.5),
+        (12, torch.rand(3, 12, 12, generator=g) < 0.9),
+        (24, torch.stack([blob(24, 0.9), blob(24, 0.3), ~blob(24, 0.5)])),
+    ]
     for h, removed in cases:
         images = torch.rand(3, 3, h, h, generator=g)
         out = impute_linear(images, removed)
@@ -107,7 +120,9 @@ def test_imputation_hand_made_cases():
     img = torch.zeros(1, 1, 3, 3)
     img[0, 0] = torch.tensor([[0.0, 6.0, 0.0], [12.0, 24.0, 0.0], [0.0, 0.0, 0.0]])
     corner = torch.zeros(1, 3, 3, dtype=torch.bool)
-    corner[0, 0, 0] = True  # neighbours: right 6 (1/6), below 12 (1/6), diagonal 24 (1/12); renormalised
+    corner[0, 0, 0] = (
+        True  # neighbours: right 6 (1/6), below 12 (1/6), diagonal 24 (1/12); renormalised
+    )
     out = impute_linear(img, corner)
     assert abs(out[0, 0, 0, 0].item() - (6 / 6 + 12 / 6 + 24 / 12) / (5 / 12)) < 1e-6
     centre = torch.zeros(1, 3, 3, dtype=torch.bool)
@@ -122,8 +137,12 @@ def test_counter_noise_is_standard_normal_and_keyed():
     z = counter_normal(0, keys, torch.zeros(3, dtype=torch.long), 20000)
     assert torch.equal(z[0], z[2]) and not torch.equal(z[0], z[1])
     assert abs(z.mean().item()) < 0.02 and abs(z.std().item() - 1) < 0.02
-    assert not torch.equal(z[0], counter_normal(1, keys[:1], torch.zeros(1, dtype=torch.long), 20000)[0])
-    assert not torch.equal(z[0], counter_normal(0, keys[:1], torch.ones(1, dtype=torch.long), 20000)[0])
+    assert not torch.equal(
+        z[0], counter_normal(1, keys[:1], torch.zeros(1, dtype=torch.long), 20000)[0]
+    )
+    assert not torch.equal(
+        z[0], counter_normal(0, keys[:1], torch.ones(1, dtype=torch.long), 20000)[0]
+    )
 
 
 def test_fraction_counts_are_exact_floors():
@@ -167,13 +186,21 @@ def test_road_matches_reference_loop_without_noise():
     abc = RoadABC(**kwargs)(ctx, batch, maps)
     for i in range(2):
         for out, is_lerf in ((morf, False), (lerf, True)):
-            correct, probs = naive_road(model, images[i], maps[i], int(targets[i]), fractions, is_lerf)
+            correct, probs = naive_road(
+                model, images[i], maps[i], int(targets[i]), fractions, is_lerf
+            )
             assert np.allclose(out.curves[""][i].numpy(), correct)
             assert np.allclose(out.curves["probability"][i].numpy(), probs, atol=1e-4)
             assert abs(out.scores[""][i].item() - correct.mean()) < 1e-6
             assert abs(out.scores["probability"][i].item() - probs.mean()) < 1e-4
-    assert torch.allclose(abc.scores["probability"], lerf.scores["probability"] - morf.scores["probability"], atol=1e-6)
-    assert torch.allclose(abc.curves["lerf"], lerf.curves[""]) and torch.allclose(abc.curves["morf"], morf.curves[""])
+    assert torch.allclose(
+        abc.scores["probability"],
+        lerf.scores["probability"] - morf.scores["probability"],
+        atol=1e-6,
+    )
+    assert torch.allclose(abc.curves["lerf"], lerf.curves[""]) and torch.allclose(
+        abc.curves["morf"], morf.curves[""]
+    )
     assert not RoadMoRF.higher_is_better and RoadLeRF.higher_is_better and RoadABC.higher_is_better
 
 
@@ -190,13 +217,21 @@ def test_road_noise_is_small_seeded_and_independent_of_batch_and_chunks():
     assert torch.allclose(alone.scores["probability"], ref.scores["probability"][2:], atol=1e-6)
     other_seed = metric(make_ctx(model, seed=1), batch, maps)
     assert not torch.equal(other_seed.curves["morf.probability"], ref.curves["morf.probability"])
-    quiet = RoadABC(mean=MEAN, std=STD, fractions=[0.2, 0.6], noise=0.0)(make_ctx(model), batch, maps)
+    quiet = RoadABC(mean=MEAN, std=STD, fractions=[0.2, 0.6], noise=0.0)(
+        make_ctx(model), batch, maps
+    )
     assert (quiet.curves["morf.probability"] - ref.curves["morf.probability"]).abs().max() < 0.05
 
 
 def test_bad_settings_raise_config_errors():
-    for kwargs in (dict(fractions=[0.0, 0.5]), dict(fractions=[1.0]), dict(std=[0.2, 0.0, 0.3]),
-                   dict(solver_dtype="float16"), dict(target="labels"), dict(noise=-1.0)):
+    for kwargs in (
+        dict(fractions=[0.0, 0.5]),
+        dict(fractions=[1.0]),
+        dict(std=[0.2, 0.0, 0.3]),
+        dict(solver_dtype="float16"),
+        dict(target="labels"),
+        dict(noise=-1.0),
+    ):
         with pytest.raises(ConfigError):
             RoadMoRF(**{"mean": MEAN, "std": STD, **kwargs})
 
@@ -210,8 +245,15 @@ def test_vectorised_reference_matches_pixel_by_pixel_reference():
 
 def worst_cases(h: int, w: int, g: torch.Generator) -> torch.Tensor:
     """Masks that make the system hardest: one 90% blob, its complement, scattered 50/90/99%."""
-    return torch.stack([blob(h, 0.9, w), ~blob(h, 0.5, w), torch.rand(h, w, generator=g) < 0.5,
-                        torch.rand(h, w, generator=g) < 0.9, torch.rand(h, w, generator=g) < 0.99])
+    return torch.stack(
+        [
+            blob(h, 0.9, w),
+            ~blob(h, 0.5, w),
+            torch.rand(h, w, generator=g) < 0.5,
+            torch.rand(h, w, generator=g) < 0.9,
+            torch.rand(h, w, generator=g) < 0.99,
+        ]
+    )
 
 
 @pytest.mark.parametrize("h,w", [(112, 112), (45, 70)])
@@ -220,11 +262,15 @@ def test_multigrid_solver_matches_sparse_solve_on_hard_masks(h, w):
     g = torch.Generator().manual_seed(2)
     removed = worst_cases(h, w, g)
     images = torch.rand(len(removed), 3, h, w, generator=g)
-    out = impute_linear(images, removed, max_iter=30)  # size-independent convergence: 30 steps are plenty
+    out = impute_linear(
+        images, removed, max_iter=30
+    )  # size-independent convergence: 30 steps are plenty
     for i in range(len(removed)):
         ref = sparse_imputation(images[i].double().numpy(), removed[i].numpy())
         assert np.abs(out[i].double().numpy() - ref).max() < 1e-5
-    assert torch.equal(out[~removed[:, None].expand_as(out)], images[~removed[:, None].expand_as(out)])
+    assert torch.equal(
+        out[~removed[:, None].expand_as(out)], images[~removed[:, None].expand_as(out)]
+    )
 
 
 def test_float32_solver_stays_close_and_blocks_do_not_change_results():
@@ -233,7 +279,9 @@ def test_float32_solver_stays_close_and_blocks_do_not_change_results():
     images = torch.rand(len(removed), 3, 40, 40, generator=g)
     exact = impute_linear(images, removed)
     assert (impute_linear(images, removed, dtype=torch.float32) - exact).abs().max() < 1e-3
-    assert torch.allclose(impute_linear(images, removed, block=1), impute_linear(images, removed, block=5), atol=1e-9)
+    assert torch.allclose(
+        impute_linear(images, removed, block=1), impute_linear(images, removed, block=5), atol=1e-9
+    )
     assert torch.equal(impute_linear(images, torch.zeros_like(removed)), images)
 
 

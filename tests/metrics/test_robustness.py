@@ -76,12 +76,18 @@ def test_max_sensitivity_runs_gradient_methods_under_captums_no_grad():
         m(x).gather(1, t[:, None]).sum().backward()
         return x.grad.sum(1)
 
-    out = MaxSensitivity(n_perturb_samples=2)(make_ctx(model, method=gradient), batch, pixel_w[batch.targets])
+    out = MaxSensitivity(n_perturb_samples=2)(
+        make_ctx(model, method=gradient), batch, pixel_w[batch.targets]
+    )
     assert out.scores[""].abs().max() < 1e-5  # a linear model's gradient does not move
 
 
 def test_bad_settings_raise_config_errors():
-    for make in (lambda: Infidelity(noise_std=0), lambda: Infidelity(score="prob"),
-                 lambda: MaxSensitivity(norm="l1"), lambda: MaxSensitivity(n_perturb_samples=0)):
+    for make in (
+        lambda: Infidelity(noise_std=0),
+        lambda: Infidelity(score="prob"),
+        lambda: MaxSensitivity(norm="l1"),
+        lambda: MaxSensitivity(n_perturb_samples=0),
+    ):
         with pytest.raises(ConfigError):
             make()

@@ -42,8 +42,15 @@ from tests.metrics import _sanity_helpers as H
 
 SHAPES_CKPT = "results/reference/models/shapes_cnn.pt"
 SHUFFLED_CKPT = "results/reference/models/shapes_cnn_shuffled.pt"
-MY_CONFIGS = ["model_randomisation_cascading", "model_randomisation_independent", "mprt",
-              "data_randomisation", "efficient_mprt", "smooth_mprt", "random_logit"]
+MY_CONFIGS = [
+    "model_randomisation_cascading",
+    "model_randomisation_independent",
+    "mprt",
+    "data_randomisation",
+    "efficient_mprt",
+    "smooth_mprt",
+    "random_logit",
+]
 
 
 class InputOnly(Method):
@@ -72,7 +79,7 @@ def test_rank_and_spearman_match_scipy_with_ties():
     g = torch.Generator().manual_seed(0)
     a = torch.randn(4, 300, generator=g)
     b = torch.randn(4, 300, generator=g)
-    a[:, :80] = 0.0           # a big tie group
+    a[:, :80] = 0.0  # a big tie group
     b[:, 40:120] = 1.5
     a[1, 200:] = a[1, 0:100]  # repeated values
     expect_rank = np.stack([scipy.stats.rankdata(x) for x in a.numpy()])
@@ -99,12 +106,15 @@ def test_normalisations_match_the_reference_formulas():
         ref_abs = np.clip(np.abs(x) / np.percentile(np.abs(x), 99), 0, 1)
         np.testing.assert_allclose(normalise_abs(m)[i].numpy(), ref_abs, rtol=1e-5, atol=1e-6)
         span = abs(np.percentile(x, 99))
-        np.testing.assert_allclose(normalise_signed(m)[i].numpy(), np.clip(x / span, -1, 1),
-                                   rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(normalise_abs(m, "max")[i].numpy(), np.abs(x) / np.abs(x).max(),
-                                   rtol=1e-6)
-        np.testing.assert_allclose(normalise_signed(m, "max")[i].numpy(), x / np.abs(x).max(),
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            normalise_signed(m)[i].numpy(), np.clip(x / span, -1, 1), rtol=1e-5, atol=1e-6
+        )
+        np.testing.assert_allclose(
+            normalise_abs(m, "max")[i].numpy(), np.abs(x) / np.abs(x).max(), rtol=1e-6
+        )
+        np.testing.assert_allclose(
+            normalise_signed(m, "max")[i].numpy(), x / np.abs(x).max(), rtol=1e-6
+        )
 
 
 def test_ssim_matches_skimage_called_directly():
@@ -112,22 +122,41 @@ def test_ssim_matches_skimage_called_directly():
     a, b = torch.rand(3, 24, 24, generator=g), torch.rand(3, 24, 24, generator=g)
     got = ssim(a, b, data_range=2.0, sigma=1.5)
     for i in range(3):
-        expect = structural_similarity(a[i].double().numpy(), b[i].double().numpy(), data_range=2.0,
-                                       gaussian_weights=True, sigma=1.5)
+        expect = structural_similarity(
+            a[i].double().numpy(),
+            b[i].double().numpy(),
+            data_range=2.0,
+            gaussian_weights=True,
+            sigma=1.5,
+        )
         assert got[i].item() == pytest.approx(expect, abs=1e-12)
     np.testing.assert_allclose(ssim(a, a).numpy(), 1.0, atol=1e-12)
     wang = ssim(a, b, sample_covariance=False)[0].item()
-    assert wang == pytest.approx(structural_similarity(
-        a[0].double().numpy(), b[0].double().numpy(), data_range=1.0, gaussian_weights=True,
-        sigma=1.5, use_sample_covariance=False), abs=1e-12)
+    assert wang == pytest.approx(
+        structural_similarity(
+            a[0].double().numpy(),
+            b[0].double().numpy(),
+            data_range=1.0,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+        ),
+        abs=1e-12,
+    )
 
 
 def test_hog_features_match_skimage_and_reject_small_maps():
     g = torch.Generator().manual_seed(4)
     m = torch.rand(2, 32, 32, generator=g)
     feats = hog_features(m, cell=8, orientations=9, block=3, block_norm="L2-Hys")
-    expect = hog(m[1].double().numpy(), orientations=9, pixels_per_cell=(8, 8), cells_per_block=(3, 3),
-                 block_norm="L2-Hys", feature_vector=True)
+    expect = hog(
+        m[1].double().numpy(),
+        orientations=9,
+        pixels_per_cell=(8, 8),
+        cells_per_block=(3, 3),
+        block_norm="L2-Hys",
+        feature_vector=True,
+    )
     np.testing.assert_allclose(feats[1].numpy(), expect, atol=1e-12)
     with pytest.raises(ValueError, match="hog_cell=16"):
         hog_features(m, cell=16, block=3)
@@ -136,10 +165,10 @@ def test_hog_features_match_skimage_and_reject_small_maps():
 def test_histogram_entropy_matches_numpy_and_scipy_bit_for_bit():
     g = torch.Generator().manual_seed(5)
     m = torch.rand(20, 500, generator=g) ** 3
-    m[0] = 0.25                                               # constant: numpy's +-0.5 range
-    m[1] = torch.linspace(0, 1, 500)                          # values on bin edges
-    m[2, :250] = 0.0                                          # a heavy tie
-    m[3] = torch.randn(500, generator=g) * 1e-3 - 7.0         # negative, narrow range
+    m[0] = 0.25  # constant: numpy's +-0.5 range
+    m[1] = torch.linspace(0, 1, 500)  # values on bin edges
+    m[2, :250] = 0.0  # a heavy tie
+    m[3] = torch.randn(500, generator=g) * 1e-3 - 7.0  # negative, narrow range
     got = histogram_entropy(m, 100).numpy()
     expect = [scipy.stats.entropy(np.histogram(x, bins=100)[0]) for x in m.numpy()]
     np.testing.assert_allclose(got, expect, atol=1e-12)
@@ -155,7 +184,10 @@ def test_layers_auto_follow_quantus_and_the_keys():
     assert top_down == ["fc", "features.4", "features.3", "features.1", "features.0"]
     assert randomisation_layers(model, direction="bottom_up") == top_down[::-1]
     assert randomisation_layers(model, batchnorm="skip") == ["fc", "features.3", "features.0"]
-    assert randomisation_layers(model, ["features.0", "fc"], direction="top_down") == ["fc", "features.0"]
+    assert randomisation_layers(model, ["features.0", "fc"], direction="top_down") == [
+        "fc",
+        "features.0",
+    ]
     with pytest.raises(ConfigError, match="fetures.0.*Close matches: features.0"):
         randomisation_layers(model, ["fetures.0"])
     with pytest.raises(ConfigError, match="features.2 has no parameters"):
@@ -176,11 +208,13 @@ def test_randomise_layer_reruns_the_initialiser_keeps_bn_statistics_and_restores
     assert torch.equal(model.features[3].bias, fresh.bias)
     bn = model.features[4]
     assert torch.equal(bn.weight, torch.ones(6)) and torch.equal(bn.bias, torch.zeros(6))
-    assert torch.equal(bn.running_mean, before["features.4.running_mean"])      # kept as trained
+    assert torch.equal(bn.running_mean, before["features.4.running_mean"])  # kept as trained
     assert torch.equal(bn.running_var, before["features.4.running_var"])
-    assert torch.equal(model.features[0].weight, before["features.0.weight"])   # untouched
+    assert torch.equal(model.features[0].weight, before["features.0.weight"])  # untouched
     randomise_layer(model, "features.4", seed=7, batchnorm="all")
-    assert torch.equal(bn.running_mean, torch.zeros(6)) and torch.equal(bn.running_var, torch.ones(6))
+    assert torch.equal(bn.running_mean, torch.zeros(6)) and torch.equal(
+        bn.running_var, torch.ones(6)
+    )
     # a container is one step: every resettable submodule re-initialised, each after the same seed
     block = H.tiny_bn_net()
     assert randomisation_layers(block, ["features"]) == ["features"]
@@ -222,8 +256,12 @@ def test_every_check_leaves_the_model_and_rng_as_found(tmp_path):
     torch.save({"state_dict": H.tiny_bn_net(seed=1).state_dict()}, tmp_path / "other.pt")
     before = H.state_of(model)
     x, t = H.images(2), torch.tensor([0, 1])
-    checks = [EfficientMPRT(), SmoothMPRT(noise_samples=3), RandomLogit(hog_cell=8),
-              DataRandomisation(str(tmp_path / "other.pt"), hog_cell=8)]
+    checks = [
+        EfficientMPRT(),
+        SmoothMPRT(noise_samples=3),
+        RandomLogit(hog_cell=8),
+        DataRandomisation(str(tmp_path / "other.pt"), hog_cell=8),
+    ]
     for check in checks:
         rng = torch.get_rng_state()
         _run(check, model, H.SignedGradient(), x, t)
@@ -237,9 +275,13 @@ def test_model_randomisation_curve_equals_an_independent_computation():
     model = H.tiny_bn_net()
     x, t = H.images(3), torch.tensor([0, 1, 2])
     method = H.SignedGradient()
-    metric = ModelRandomisation(order="cascading", direction="top_down", target="label",
-                                similarities=["spearman_abs", "spearman_signed", "ssim"],
-                                ssim_data_range=2.0)
+    metric = ModelRandomisation(
+        order="cascading",
+        direction="top_down",
+        target="label",
+        similarities=["spearman_abs", "spearman_signed", "ssim"],
+        ssim_data_range=2.0,
+    )
     out, _ = _run(metric, model, method, x, t, seed=10)
     orig = method(model, x, t).numpy()
     rand = copy.deepcopy(model)
@@ -259,13 +301,19 @@ def test_model_randomisation_curve_equals_an_independent_computation():
             s0 = np.clip(orig[i] / abs(np.percentile(orig[i], 99)), -1, 1)
             s1 = np.clip(new[i] / abs(np.percentile(new[i], 99)), -1, 1)
             mm = [(a - a.min()) / (a.max() - a.min()) for a in (a0, a1)]
-            exp_ssim = structural_similarity(*[v.astype(np.float64) for v in mm], data_range=2.0,
-                                             gaussian_weights=True, sigma=1.5)
+            exp_ssim = structural_similarity(
+                *[v.astype(np.float64) for v in mm],
+                data_range=2.0,
+                gaussian_weights=True,
+                sigma=1.5,
+            )
             got = {k: out.curves[k][i, step].item() for k in out.curves}
             assert got["spearman_abs"] == pytest.approx(
-                scipy.stats.spearmanr(a0.ravel(), a1.ravel())[0], abs=1e-5)
+                scipy.stats.spearmanr(a0.ravel(), a1.ravel())[0], abs=1e-5
+            )
             assert got["spearman_signed"] == pytest.approx(
-                scipy.stats.spearmanr(s0.ravel(), s1.ravel())[0], abs=1e-5)
+                scipy.stats.spearmanr(s0.ravel(), s1.ravel())[0], abs=1e-5
+            )
             assert got["ssim"] == pytest.approx(exp_ssim, abs=1e-4)
 
 
@@ -304,6 +352,7 @@ def test_target_rules_explain_the_right_class():
         assert torch.equal(calls[0], expect0)
         if rule == "current_prediction":
             from metrics.sanity import randomised_models
+
             names = randomisation_layers(model)
             for call, rand in zip(calls[1:], randomised_models(model, names, seed=1)):
                 assert torch.equal(call, rand(x).argmax(1))
@@ -358,14 +407,18 @@ def test_smooth_mprt_averages_noisy_maps_and_reduces_to_mprt_without_noise():
     x, t = H.images(3), torch.tensor([0, 1, 2])
     keys = dict(similarities=["spearman_abs"], target="label", normalise="max")
     plain, _ = _run(ModelRandomisation(direction="bottom_up", **keys), model, H.gradient(), x, t)
-    quiet, _ = _run(SmoothMPRT(noise_samples=4, noise_magnitude=0.0, **keys), model, H.gradient(), x, t)
+    quiet, _ = _run(
+        SmoothMPRT(noise_samples=4, noise_magnitude=0.0, **keys), model, H.gradient(), x, t
+    )
     torch.testing.assert_close(quiet.curves["spearman_abs"], plain.curves["spearman_abs"])
     smooth = SmoothMPRT(noise_samples=5, noise_magnitude=0.2, **keys)
     ctx = H.context(model, H.gradient(), seed=5, chunk_size=7)  # chunking splits the 5 x 3 maps
     got = smooth.explain(ctx, model, x, t)
     std = 0.2 * (x.flatten(1).amax(1) - x.flatten(1).amin(1))[:, None, None, None]
     noise = torch.Generator().manual_seed(5 + smooth.noise_offset)
-    maps = [H.gradient()(model, x + torch.randn(x.shape, generator=noise) * std, t) for _ in range(4)]
+    maps = [
+        H.gradient()(model, x + torch.randn(x.shape, generator=noise) * std, t) for _ in range(4)
+    ]
     maps.append(H.gradient()(model, x, t))
     torch.testing.assert_close(got, torch.stack(maps).mean(0), rtol=1e-5, atol=1e-7)
 
@@ -385,8 +438,13 @@ def test_random_logit_draws_other_classes_uniformly_and_compares_their_maps():
     expect = metric.similarity(H.SignedGradient()(model, x, t), H.SignedGradient()(model, x, oc))
     for s in out.scores:
         torch.testing.assert_close(out.scores[s], expect[s].float())
-    same, _ = _run(RandomLogit(similarities=["spearman_abs"]), model,
-                   type("ClassFree", (Method,), {"attribute": lambda s, m, i, t: i.sum(1)})(), x, t)
+    same, _ = _run(
+        RandomLogit(similarities=["spearman_abs"]),
+        model,
+        type("ClassFree", (Method,), {"attribute": lambda s, m, i, t: i.sum(1)})(),
+        x,
+        t,
+    )
     torch.testing.assert_close(same.scores["spearman_abs"], torch.ones(3))
 
 
@@ -397,12 +455,16 @@ def test_data_randomisation_compares_with_the_checkpoint_model(tmp_path):
     torch.save({"state_dict": model.state_dict()}, tmp_path / "same.pt")
     x, t = H.images(3), torch.tensor([0, 1, 2])
     keys = dict(target="label", hog_cell=8)
-    out, _ = _run(DataRandomisation(str(tmp_path / "other.pt"), **keys), model, H.SignedGradient(), x, t)
+    out, _ = _run(
+        DataRandomisation(str(tmp_path / "other.pt"), **keys), model, H.SignedGradient(), x, t
+    )
     metric = DataRandomisation(str(tmp_path / "other.pt"), **keys)
     expect = metric.similarity(H.SignedGradient()(model, x, t), H.SignedGradient()(other, x, t))
     for s in out.scores:
         torch.testing.assert_close(out.scores[s], expect[s].float())
-    same, _ = _run(DataRandomisation(str(tmp_path / "same.pt"), **keys), model, H.SignedGradient(), x, t)
+    same, _ = _run(
+        DataRandomisation(str(tmp_path / "same.pt"), **keys), model, H.SignedGradient(), x, t
+    )
     for s in same.scores:
         torch.testing.assert_close(same.scores[s], torch.ones(3), atol=1e-5, rtol=0)
     with pytest.raises(ConfigError, match="missing.pt not found"):
@@ -445,14 +507,17 @@ def shapes():
     return model, batch
 
 
-@pytest.mark.parametrize("method", [H.gradient(), GradCAM("features.3")], ids=["gradient", "gradcam"])
+@pytest.mark.parametrize(
+    "method", [H.gradient(), GradCAM("features.3")], ids=["gradient", "gradcam"]
+)
 def test_trained_model_maps_change_under_cascading_randomisation(shapes, method):
     model, batch = shapes
     ctx = H.context(model, method)
     # the reference's class rule: with the fixed label, Grad-CAM maps of randomised models are often
     # all zero (no positive evidence for that class), i.e. NaN rank correlations (see the findings)
-    metric = ModelRandomisation(order="cascading", target="current_prediction",
-                                similarities=["spearman_abs"])
+    metric = ModelRandomisation(
+        order="cascading", target="current_prediction", similarities=["spearman_abs"]
+    )
     out = metric(ctx, batch, method(model, batch.images, batch.targets))
     # an unrandomised copy gives the same map: rank correlation 1
     pred = model(batch.images).argmax(1)
