@@ -1,8 +1,7 @@
 """attribution-bench: batched, protocol-exact benchmarking of attribution methods."""
 
-from pathlib import Path
+from bench.core.paths import ROOT
 
 __version__ = "0.1.0"
 
-#: The project root (the folder holding conf/, results/ and the committed reference files).
-ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["ROOT", "__version__"]

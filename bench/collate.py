@@ -42,10 +42,28 @@ def read_record(job: Path) -> dict[str, Any]:
     return json.loads((job / RECORD).read_text())
 
 
-def _direction(meta: dict[str, Any], metric: str, suffix: str) -> bool:
-    """Whether higher is better for ``<metric>.<suffix>`` per the job record's metric metadata."""
+#: How a direction is shown in table headers and figure titles.
+ARROWS = {"higher": "↑", "lower": "↓", "none": ""}
+_HIGHER = {"higher": True, "lower": False}
+
+
+def _direction(meta: dict[str, Any], metric: str, suffix: str) -> str:
+    """``higher``, ``lower`` or ``none`` (descriptive) for ``<metric>.<suffix>``, from the job
+    record's metric metadata (records before per-key directions give a bool per metric)."""
     info = meta.get(metric, {})
-    return bool(info.get("directions", {}).get(suffix, info.get("higher_is_better", True)))
+    d = info.get("directions", {}).get(suffix)
+    if d is None:
+        d = info.get("higher_is_better", True)
+    if isinstance(d, bool):
+        return "higher" if d else "lower"
+    return str(d)
+
+
+def _direction_of(g: pd.DataFrame) -> str:
+    """The direction of one metric's rows (from ``direction``, or the older ``higher_is_better``)."""
+    if "direction" in g:
+        return str(g["direction"].iloc[0])
+    return "higher" if bool(g["higher_is_better"].iloc[0]) else "lower"
 
 
 def collate_dirs(dirs: Sequence[str | Path]) -> pd.DataFrame:
@@ -66,7 +84,8 @@ def collate_dirs(dirs: Sequence[str | Path]) -> pd.DataFrame:
         base = df["metric"].str.split(".").str[0]
         suffix = df["metric"].str.split(".", n=1).str[1].fillna("")
 
-        df["higher_is_better"] = [_direction(meta, m, s) for m, s in zip(base, suffix)]
+        df["direction"] = [_direction(meta, m, s) for m, s in zip(base, suffix)]
+        df["higher_is_better"] = df["direction"].map(_HIGHER)
         df["aggregate"] = base.map({m: v.get("aggregate", "") for m, v in meta.items()}).fillna("")
         df["num_classes"] = record.get("dataset", {}).get("num_classes", 0) or 0
         df["job"] = str(job)
@@ -106,12 +125,14 @@ def summarise(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
         values = g["value"].to_numpy(dtype=float)
         m, lo, hi = mean_ci(values, level)
         row = dict(zip(GROUP, key))
+        direction = _direction_of(g)
         row.update(
             n=int((~np.isnan(values)).sum()),
             mean=m,
             ci_low=lo,
             ci_high=hi,
-            higher_is_better=bool(g["higher_is_better"].iloc[0]),
+            higher_is_better=_HIGHER.get(direction),
+            direction=direction,
         )
         if "aggregate" in g and g["aggregate"].iloc[0] == "class_mean":
             # TorchRay: per-class accuracy, unweighted mean over all classes, a class with no
@@ -151,14 +172,14 @@ def format_table(
         )
         return f"{r['mean']:.3f}{half}"
 
-    arrows = summary.groupby("metric")["higher_is_better"].first().map({True: "↑", False: "↓"})
+    arrows = summary.groupby("metric")["direction"].first().map(ARROWS)
     table = summary.assign(cell=summary.apply(cell, axis=1)).pivot_table(
         index=["model", "dataset", "method"], columns="metric", values="cell", aggfunc="first"
     )
     if metrics is not None:
         table = table[list(metrics)]
     table = table.fillna("—")
-    table.columns = [f"{c} {arrows[c]}" for c in table.columns]
+    table.columns = [f"{c} {arrows[c]}".rstrip() for c in table.columns]
     n = summary.groupby(["model", "dataset", "method"])["n"].max()
     table.insert(0, "n", n)
     table = table.reset_index()
@@ -190,7 +211,9 @@ def plot(summary: pd.DataFrame, path: Path) -> None:
         err = np.stack([s["mean"] - s["ci_low"], s["ci_high"] - s["mean"]]).clip(min=0)
         ax.bar(range(len(s)), s["mean"], yerr=np.nan_to_num(err), capsize=3, color="#4c72b0")
         ax.set_xticks(range(len(s)), labels, rotation=45, ha="right", fontsize=8)
-        arrow = "↑ higher is better" if s["higher_is_better"].iloc[0] else "↓ lower is better"
+        arrow = {"higher": "↑ higher is better", "lower": "↓ lower is better"}.get(
+            s["direction"].iloc[0], "descriptive"
+        )
         ax.set_title(f"{metric}\n({arrow})", fontsize=9)
     fig.tight_layout()
     buf = io.BytesIO()

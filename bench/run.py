@@ -1,4 +1,10 @@
-"""The Hydra entry point: wire one (model, dataset, method, metrics) cell together and score it."""
+"""The Hydra task: wire one (model, dataset, method, metrics) cell together and score it.
+
+:func:`run` is three steps: :func:`build` instantiates everything from the config (every check that
+can fail does so here, before any compute), :func:`score` runs the method and the metrics batch by
+batch and appends the rows, :func:`finish` writes the curves and maps. The record is written in
+every case, with the status and what was kept.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,8 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +27,19 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from bench import ROOT, __version__
 from bench.allocator import allocator_state, keep_freed_memory
-from bench.context import Context, resolve_device
-from bench.data.base import Batch, collate
+from bench.core.batch import Batch, collate
+from bench.core.context import Context, resolve_device
+from bench.core.errors import ConfigError, check_choice
+from bench.data.base import ImageDataset
 from bench.data.subset import SUBSET_KEYS, select
-from bench.errors import ConfigError, choice_error
 from bench.io import CURVES, MAPS, RECORD, SCORES, RowWriter, atomic_savez, atomic_write_json
-from bench.models import meta_of
+from bench.models import ModelMeta, meta_of
 from bench.timing import Timer
 from metrics.base import Metric, MetricOutput
 
@@ -90,7 +100,7 @@ def device_info(device: torch.device) -> dict[str, Any]:
     return info
 
 
-def build_dataset(cfg: DictConfig, seed: int):
+def build_dataset(cfg: DictConfig, seed: int) -> tuple[ImageDataset, Dataset, dict]:
     """Instantiate ``cfg.dataset`` without its subset keys, then select the job's items."""
     node = OmegaConf.to_container(cfg, resolve=True)
     subset = {k: node.pop(k) for k in SUBSET_KEYS if k in node}
@@ -101,7 +111,12 @@ def build_dataset(cfg: DictConfig, seed: int):
 def rows_of(
     out: MetricOutput, metric: str, batch: Batch, meta: dict[str, str]
 ) -> list[dict[str, Any]]:
-    """Long-format rows of one metric's output for a batch (tensors moved to the CPU here, once)."""
+    """Long-format rows of one metric's output for a batch.
+
+    Every tensor goes to the host once per batch (``tolist``), never once per row, so a CUDA run
+    synchronises once here rather than ``B`` times.
+    """
+    targets = batch.targets.tolist()
     rows = []
     for suffix, scores in out.scores.items():
         name = f"{metric}.{suffix}" if suffix else metric
@@ -118,13 +133,151 @@ def rows_of(
                 {
                     **meta,
                     "image_id": batch.ids[i],
-                    "target": int(batch.targets[i]),
+                    "target": targets[i],
                     "metric": name,
                     "value": value,
                     "flag": flag,
                 }
             )
     return rows
+
+
+@dataclass
+class Cell:
+    """Everything one job scores with, built and checked before any compute."""
+
+    model: nn.Module
+    meta: ModelMeta
+    base: ImageDataset
+    dataset: Dataset
+    method: Callable[[nn.Module, Tensor, Tensor], Tensor]
+    method_name: str
+    metrics: dict[str, Metric]
+    ctx: Context
+    row_meta: dict[str, str] = field(default_factory=dict)
+
+
+def _choice(group: str, default: str) -> str:
+    if HydraConfig.initialized():
+        return HydraConfig.get().runtime.choices.get(group, default) or default
+    return default
+
+
+def build(cfg: DictConfig, device: torch.device, timer: Timer, record: dict[str, Any]) -> Cell:
+    """Instantiate the model, data, method and metrics of ``cfg`` and check that they fit together;
+    fills ``record`` with what was built."""
+    with timer("load_model"):
+        model = instantiate(cfg.model).to(device).eval()
+        meta = meta_of(model)
+    with timer("load_data"):
+        base, dataset, subset = build_dataset(cfg.dataset, cfg.seed)
+    record["model"] = meta.to_dict()
+    record["dataset"] = {
+        "name": base.name,
+        "split": base.split,
+        "size": len(base),
+        "num_classes": base.num_classes,
+        "selected": len(dataset),
+        **subset,
+        "class_mapping": getattr(base, "class_indices", None),
+        "resize": getattr(getattr(base, "preprocess", None), "resize", None),
+    }
+    if base.num_classes and base.num_classes != meta.num_classes:
+        raise ConfigError(
+            f"model={meta.name} has {meta.num_classes} classes but dataset={base.name} has "
+            f"{base.num_classes}; set the dataset's class mapping or choose a matching model."
+        )
+    method_name = _choice("method", "method")
+    method = instantiate(cfg.method)
+    method.check(model)
+    metrics: dict[str, Metric] = {}
+    for name, mcfg in (cfg.metric or {}).items():
+        metric = instantiate(mcfg)
+        base.require(metric.requires, f"metric={name}")
+        metrics[name] = metric
+    record["method"] = {
+        "name": method_name,
+        "class": type(method).__name__,
+        "settings": OmegaConf.to_container(cfg.method, resolve=True),
+    }
+    record["metrics"] = {}
+    for name, metric in metrics.items():
+        info = {"class": type(metric).__name__, **metric.meta(), "settings": metric.settings()}
+        labels = metric.curve_labels(model)
+        if labels is not None:  # the x axis of the metric's curves (e.g. the randomised layers)
+            info["curve_x"] = list(labels)
+        record["metrics"][name] = info
+    ctx = Context(
+        model=model,
+        device=device,
+        chunk_size=cfg.chunk_size,
+        precision=cfg.precision,
+        method=method,
+        seed=cfg.seed,
+    )
+    row_meta = {
+        "model": meta.name,
+        "weights": meta.weights,
+        "dataset": base.name,
+        "split": base.split,
+        "method": method_name,
+    }
+    return Cell(model, meta, base, dataset, method, method_name, metrics, ctx, row_meta)
+
+
+@dataclass
+class Outputs:
+    """What :func:`score` collects beside the rows (which it writes as it goes)."""
+
+    curves: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    curve_ids: dict[str, list[str]] = field(default_factory=dict)
+    maps: list[np.ndarray] = field(default_factory=list)
+    map_ids: list[str] = field(default_factory=list)
+
+
+def score(cfg: DictConfig, cell: Cell, writer: RowWriter, timer: Timer) -> Outputs:
+    """Attribute and score every batch of the cell; rows are appended (and flushed) per batch."""
+    out = Outputs()
+    ctx, device = cell.ctx, cell.ctx.device
+    loader = DataLoader(
+        cell.dataset,
+        batch_size=cfg.batch_size,
+        shuffle=False,
+        num_workers=cfg.num_workers,
+        collate_fn=collate,
+    )
+    for batch in tqdm(loader, desc=f"{cell.method_name} on {cell.base.name}", unit="batch"):
+        batch = batch.to(device)
+        targets = batch.targets if cfg.explain == "label" else ctx.predictions(batch.images)
+        with timer("attribute"):
+            maps = cell.method(cell.model, batch.images, targets)
+        if cfg.save_maps:
+            out.maps.append(maps.half().cpu().numpy())
+            out.map_ids.extend(batch.ids)
+        rows = []
+        for name, metric in cell.metrics.items():
+            with timer(f"metric.{name}"):
+                result = metric(ctx, batch, maps)
+            rows += rows_of(result, name, batch, cell.row_meta)
+            for suffix, curve in result.curves.items():
+                key = f"{name}.{suffix}" if suffix else name
+                out.curves.setdefault(key, []).append(curve.float().cpu().numpy())
+                out.curve_ids.setdefault(key, []).extend(batch.ids)
+        writer.write(rows)
+    return out
+
+
+def finish(out_dir: Path, outputs: Outputs) -> None:
+    """Write the job's curves and (when asked) maps beside its rows, atomically."""
+    arrays = {k: np.concatenate(v) for k, v in outputs.curves.items()}
+    arrays.update({f"{k}.ids": np.array(v) for k, v in outputs.curve_ids.items()})
+    if arrays:
+        atomic_savez(out_dir / CURVES, arrays)
+    if outputs.maps:
+        atomic_savez(
+            out_dir / MAPS,
+            {"maps": np.concatenate(outputs.maps), "ids": np.array(outputs.map_ids)},
+        )
 
 
 def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
@@ -136,8 +289,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         "choices": dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {},
         "versions": versions(),
     }
-    if cfg.explain not in EXPLAIN:
-        raise choice_error("explain", cfg.explain, EXPLAIN)
+    check_choice("explain", cfg.explain, EXPLAIN)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     timer = Timer(device)
@@ -147,113 +299,17 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     )
     writer: RowWriter | None = None
     try:
-        with timer("load_model"):
-            model = instantiate(cfg.model).to(device).eval()
-            meta = meta_of(model)
-        with timer("load_data"):
-            base, dataset, subset = build_dataset(cfg.dataset, cfg.seed)
-        record["model"] = meta.to_dict()
-        record["dataset"] = {
-            "name": base.name,
-            "split": base.split,
-            "size": len(base),
-            "num_classes": base.num_classes,
-            "selected": len(dataset),
-            **subset,
-            "class_mapping": getattr(base, "class_indices", None),
-            "resize": getattr(getattr(base, "preprocess", None), "resize", None),
-        }
-        if base.num_classes and base.num_classes != meta.num_classes:
-            raise ConfigError(
-                f"model={meta.name} has {meta.num_classes} classes but dataset={base.name} has "
-                f"{base.num_classes}; set the dataset's class mapping or choose a matching model."
-            )
-        method_name = (
-            HydraConfig.get().runtime.choices.get("method", "method")
-            if HydraConfig.initialized()
-            else "method"
-        )
-        method = instantiate(cfg.method)
-        method.check(model)
-        metrics: dict[str, Metric] = {}
-        for name, mcfg in (cfg.metric or {}).items():
-            metric = instantiate(mcfg)
-            base.require(metric.requires, f"metric={name}")
-            metrics[name] = metric
-        record["method"] = {
-            "name": method_name,
-            "class": type(method).__name__,
-            "settings": OmegaConf.to_container(cfg.method, resolve=True),
-        }
-        record["metrics"] = {
-            n: {
-                "class": type(m).__name__,
-                **m.meta(),
-                "requires": sorted(m.requires),
-                "settings": m.settings(),
-            }
-            for n, m in metrics.items()
-        }
-        for name, metric in metrics.items():
-            if hasattr(metric, "layer_names"):  # the x axis of layer-wise sanity curves
-                record["metrics"][name]["curve_x"] = list(metric.layer_names(model))
-        ctx = Context(
-            model=model,
-            device=device,
-            chunk_size=cfg.chunk_size,
-            precision=cfg.precision,
-            method=method,
-            seed=cfg.seed,
-        )
-        row_meta = {
-            "model": meta.name,
-            "weights": meta.weights,
-            "dataset": base.name,
-            "split": base.split,
-            "method": method_name,
-        }
+        cell = build(cfg, device, timer, record)
         writer = RowWriter(out_dir / SCORES)
-        curves: dict[str, list[np.ndarray]] = {}
-        curve_ids: dict[str, list[str]] = {}
-        saved_maps: list[np.ndarray] = []
-        saved_ids: list[str] = []
-        loader = DataLoader(
-            dataset,
-            batch_size=cfg.batch_size,
-            shuffle=False,
-            num_workers=cfg.num_workers,
-            collate_fn=collate,
-        )
-        for batch in tqdm(loader, desc=f"{method_name} on {base.name}", unit="batch"):
-            batch = batch.to(device)
-            targets = batch.targets if cfg.explain == "label" else ctx.predictions(batch.images)
-            with timer("attribute"):
-                maps = method(model, batch.images, targets)
-            if cfg.save_maps:
-                saved_maps.append(maps.half().cpu().numpy())
-                saved_ids.extend(batch.ids)
-            rows = []
-            for name, metric in metrics.items():
-                with timer(f"metric.{name}"):
-                    out = metric(ctx, batch, maps)
-                rows += rows_of(out, name, batch, row_meta)
-                for suffix, curve in out.curves.items():
-                    key = f"{name}.{suffix}" if suffix else name
-                    curves.setdefault(key, []).append(curve.float().cpu().numpy())
-                    curve_ids.setdefault(key, []).extend(batch.ids)
-            writer.write(rows)
+        outputs = score(cfg, cell, writer, timer)
         writer.close(complete=True)
-        arrays = {k: np.concatenate(v) for k, v in curves.items()}
-        arrays.update({f"{k}.ids": np.array(v) for k, v in curve_ids.items()})
-        if arrays:
-            atomic_savez(out_dir / CURVES, arrays)
-        if saved_maps:
-            atomic_savez(
-                out_dir / MAPS, {"maps": np.concatenate(saved_maps), "ids": np.array(saved_ids)}
-            )
+        finish(out_dir, outputs)
         record["status"] = "completed"
         record["rows"] = writer.count
-        record["forward"] = {"images": ctx.forward_images, "seconds": round(ctx.forward_seconds, 4)}
+        record["forward"] = {
+            "images": cell.ctx.forward_images,
+            "seconds": round(cell.ctx.forward_seconds, 4),
+        }
         return record
     except BaseException as err:
         record["status"] = "failed" if not isinstance(err, KeyboardInterrupt) else "interrupted"

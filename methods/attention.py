@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from bench.errors import choice_error
+from bench.core.errors import ConfigError, check_choice, check_number
 from methods.base import Method
 from methods.cam import GradCAM
 
@@ -38,8 +38,9 @@ def patch_grid(tokens: int, prefix: int = 1) -> int:
     """Side of the square patch grid for ``tokens`` tokens of which ``prefix`` are not patches."""
     g = math.isqrt(tokens - prefix)
     if g * g != tokens - prefix:
-        raise ValueError(
-            f"{tokens} tokens minus {prefix} class token(s) is not a square grid of patches."
+        raise ConfigError(
+            f"{tokens} tokens minus {prefix} class token(s) is not a square grid of patches; "
+            "accepted: a vision transformer whose tokens are a class token + a square patch grid."
         )
     return g
 
@@ -85,9 +86,7 @@ class RawAttention(Method):
 
     def __init__(self, head_fusion: str = "mean") -> None:
         super().__init__(reduction="sum")
-        if head_fusion not in HEAD_FUSIONS:
-            raise choice_error("head_fusion", head_fusion, HEAD_FUSIONS)
-        self.head_fusion = head_fusion
+        self.head_fusion = check_choice("head_fusion", head_fusion, HEAD_FUSIONS)
 
     def check(self, model: nn.Module) -> None:
         _require_transformer(self, model)
@@ -112,14 +111,8 @@ class AttentionRollout(Method):
 
     def __init__(self, head_fusion: str = "mean", discard_ratio: float = 0.0) -> None:
         super().__init__(reduction="sum")
-        if head_fusion not in HEAD_FUSIONS:
-            raise choice_error("head_fusion", head_fusion, HEAD_FUSIONS)
-        if not 0 <= discard_ratio < 1:
-            raise ValueError(
-                f"discard_ratio={discard_ratio} is not valid; accepted: 0 <= ratio < 1."
-            )
-        self.head_fusion = head_fusion
-        self.discard_ratio = float(discard_ratio)
+        self.head_fusion = check_choice("head_fusion", head_fusion, HEAD_FUSIONS)
+        self.discard_ratio = check_number("discard_ratio", discard_ratio, minimum=0, below=1)
 
     def check(self, model: nn.Module) -> None:
         _require_transformer(self, model)
@@ -163,8 +156,8 @@ class ViTGradCAM(GradCAM):
         g = patch_grid(out.shape[1])
         return out[:, 1:].reshape(out.shape[0], g, g, out.shape[2]).permute(0, 3, 1, 2)
 
-    def unfit_shape(self, out: Tensor) -> ValueError:
-        return ValueError(
+    def unfit_shape(self, out: Tensor) -> ConfigError:
+        return ConfigError(
             f"{self.name} needs a layer with token output [B, T, D]; layer={self.layer} "
             f"gives shape {tuple(out.shape)}."
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.errors import ConfigError
-from bench.imaging import gaussian_smooth
+from bench.core.errors import ConfigError, check_choice, check_int, check_number
+from bench.core.imaging import gaussian_smooth
 
-#: Channel pooling of a ``[B, C, H, W]`` attribution into ``[B, H, W]`` (PROTOCOLS.md §4 names).
+#: Channel pooling of a ``[B, C, H, W]`` attribution into ``[B, H, W]`` (docs/PROTOCOLS.md §4 names).
 REDUCTIONS = {
     "sum": lambda a: a.sum(1),
     "abs_sum": lambda a: a.sum(1).abs(),
@@ -24,19 +23,6 @@ REDUCTIONS = {
     "l2": lambda a: a.pow(2).sum(1).sqrt(),
     "l2_squared": lambda a: a.pow(2).sum(1),
 }
-
-
-def get_layer(model: nn.Module, name: str) -> nn.Module:
-    """The submodule called ``name`` (as in ``model.named_modules()``), or a ConfigError with close names."""
-    names = [n for n, _ in model.named_modules() if n]
-    if name not in names:
-        close = difflib.get_close_matches(name, names, n=5)
-        hint = f" Close matches: {', '.join(close)}." if close else ""
-        raise ConfigError(
-            f"layer={name!r} is not a submodule of {type(model).__name__}.{hint} "
-            f"Accepted: any name from model.named_modules(), e.g. {', '.join(names[-3:])}."
-        )
-    return model.get_submodule(name)
 
 
 def model_name(model: nn.Module) -> str:
@@ -73,20 +59,12 @@ class Method:
         reduction: channel pooling for channel-wise attributions, one of :data:`REDUCTIONS`.
         smooth: Gaussian sigma as a fraction of ``max(H, W)`` applied to the final map (TorchRay's
             pointing-game protocol uses 0.02 for gradient, deconvnet and guided backprop,
-            PROTOCOLS.md §3); 0 = none.
+            docs/PROTOCOLS.md §3); 0 = none.
     """
 
     def __init__(self, reduction: str = "sum", smooth: float = 0.0) -> None:
-        if reduction not in REDUCTIONS:
-            raise ConfigError(
-                f"reduction={reduction} is not valid; accepted: {', '.join(REDUCTIONS)}."
-            )
-        if not smooth >= 0:
-            raise ConfigError(
-                f"smooth={smooth} is not valid; accepted: a fraction >= 0 (0 = none)."
-            )
-        self.reduction = reduction
-        self.smooth = float(smooth)
+        self.reduction = check_choice("reduction", reduction, REDUCTIONS)
+        self.smooth = check_number("smooth", smooth, minimum=0)
 
     @property
     def name(self) -> str:
@@ -138,53 +116,5 @@ class Method:
 
 
 def check_batch_size(key: str, value: int | None) -> int | None:
-    """``value`` if it is None or an integer >= 1, else a ConfigError naming ``key``."""
-    if value is not None and (int(value) != value or value < 1):
-        raise ConfigError(
-            f"{key}={value} is not valid; accepted: an integer >= 1 (or null = no bound)."
-        )
-    return None if value is None else int(value)
-
-
-_MASK63 = (1 << 63) - 1
-
-
-def mix(x: Tensor) -> Tensor:
-    """SplitMix64-style integer hash of int64 ``x`` (wrapping arithmetic), non-negative result."""
-    x = x * 0x5DEECE66D + 0xB
-    x = x ^ (x >> 31)
-    x = x * 0x2545F4914F6CDD1D  # int64 multiplication wraps, which is what a hash wants
-    x = x ^ (x >> 29)
-    x = x * 0x27BB2EE687B0B0FD
-    x = x ^ (x >> 32)
-    return x & _MASK63
-
-
-def image_keys(images: Tensor, seed: int) -> Tensor:
-    """One int64 key per image ``[B]`` from ``(seed, image content)``, computed on the device.
-
-    Per-image randomness derived from it is the same whatever batch the image is in, which is what
-    makes a batch of N images give the same maps as N single calls.
-    """
-    q = (images.detach().flatten(1).double() * 4096).round().long()  # content, quantised
-    coef = mix(torch.arange(q.shape[1], device=q.device, dtype=torch.long) + 7919)
-    return mix((q * coef).sum(1) + int(seed))  # int64 sums wrap
-
-
-def hash_uniform(keys: Tensor, index: Tensor) -> Tensor:
-    """Counter-based uniform numbers in [0, 1) for int64 ``keys`` and ``index`` (broadcast together)."""
-    bits = mix(keys ^ mix(index + 0x9E3779B9))
-    return (bits >> 11).double().div_(float(1 << 52)).float()
-
-
-def hash_normal(keys: Tensor, index: Tensor) -> Tensor:
-    """Counter-based standard normal numbers (Box-Muller over two hashed uniforms), broadcast."""
-    u1 = hash_uniform(keys, 2 * index).clamp_min(1e-12)
-    u2 = hash_uniform(keys, 2 * index + 1)
-    return torch.sqrt(-2 * torch.log(u1)) * torch.cos(2 * torch.pi * u2)
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter (CPU for a parameter-free model)."""
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
+    """``value`` if it is None (no bound) or an integer >= 1, else a ConfigError naming ``key``."""
+    return None if value is None else check_int(key, value, minimum=1)

@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.errors import ConfigError
-from methods.base import Method, hash_uniform, image_keys
+from bench.core.errors import check_int, check_number
+from bench.core.rng import content_keys, hash_uniform
+from methods.base import Method
 
 
 class Random(Method):
@@ -23,12 +24,12 @@ class Random(Method):
 
     def __init__(self, seed: int = 0) -> None:
         super().__init__(reduction="sum")
-        self.seed = int(seed)
+        self.seed = check_int("seed", seed)
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         b, _, h, w = images.shape
         idx = torch.arange(h * w, device=images.device, dtype=torch.long)
-        return hash_uniform(image_keys(images, self.seed)[:, None], idx[None]).view(b, h, w)
+        return hash_uniform(content_keys(images, self.seed)[:, None], idx[None]).view(b, h, w)
 
 
 class Sobel(Method):
@@ -56,7 +57,7 @@ class Sobel(Method):
 class CentreGaussian(Method):
     """A centred isotropic Gaussian, the same for every image: the centre-bias reference.
 
-    The pointing game's centre baseline (PROTOCOLS.md §3) as a map.
+    The pointing game's centre baseline (docs/PROTOCOLS.md §3) as a map.
 
     Args:
         sigma: standard deviation as a fraction of ``max(H, W)``.
@@ -64,9 +65,7 @@ class CentreGaussian(Method):
 
     def __init__(self, sigma: float = 0.25) -> None:
         super().__init__(reduction="sum")
-        if not sigma > 0:
-            raise ConfigError(f"sigma={sigma} is not valid; accepted: a fraction > 0.")
-        self.sigma = float(sigma)
+        self.sigma = check_number("sigma", sigma, above=0)
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         b, _, h, w = images.shape

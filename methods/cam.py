@@ -12,9 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.context import chunks
-from bench.errors import ConfigError
-from methods.base import Method, check_batch_size, get_layer
+from bench.core.context import pair_chunks
+from bench.core.errors import ConfigError
+from bench.core.layers import get_layer
+from methods.base import Method, check_batch_size
 from methods.gradient import GuidedBackprop
 
 
@@ -251,9 +252,7 @@ class ScoreCAM(BaseCAM):
         b, k = acts.shape[:2]
         scores = torch.empty(b * k, device=images.device)
         with torch.no_grad():
-            for part in chunks(b * k, self.batch_size):
-                j = torch.arange(part.start, part.stop, device=images.device)
-                img, ch = j // k, j % k
+            for part, img, ch in pair_chunks(b, k, self.batch_size, images.device):
                 up = F.interpolate(
                     acts[img, ch][:, None],
                     size=images.shape[-2:],
@@ -298,11 +297,9 @@ class AblationCAM(BaseCAM):
         handle = layer.register_forward_hook(lambda _m, _i, _o: current["out"])
         try:
             with torch.no_grad():
-                for part in chunks(b * k, self.batch_size):
-                    j = torch.arange(part.start, part.stop, device=images.device)
-                    img, ch = j // k, j % k
+                for part, img, ch in pair_chunks(b, k, self.batch_size, images.device):
                     out = acts[img].clone()
-                    out[torch.arange(len(j), device=j.device), ch] = 0
+                    out[torch.arange(len(img), device=img.device), ch] = 0
                     current["out"] = out
                     logits = model(images[img])
                     scores[part] = logits.gather(1, targets[img][:, None])[:, 0].float()

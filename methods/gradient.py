@@ -20,15 +20,12 @@ from captum.attr import Saliency as _CaptumSaliency
 from captum.attr._utils.lrp_rules import EpsilonRule
 from torch import Tensor, nn
 
-from bench.context import chunks
-from bench.errors import ConfigError, choice_error
+from bench.core.context import pair_chunks
+from bench.core.errors import ConfigError, check_choice, check_int, check_number
+from bench.core.rng import content_keys, hash_uniform, keyed_normal
 from methods.base import (
     Method,
     check_batch_size,
-    hash_normal,
-    hash_uniform,
-    image_keys,
-    mix,
 )
 
 
@@ -105,6 +102,16 @@ class Deconvolution(_ReLUBackward):
     _captum = _CaptumDeconvolution
 
 
+#: captum's integration rules for the path integral.
+INTEGRATIONS = (
+    "gausslegendre",
+    "riemann_left",
+    "riemann_right",
+    "riemann_middle",
+    "riemann_trapezoid",
+)
+
+
 class IntegratedGradients(Method):
     """Integrated gradients (Sundararajan et al., ICML 2017) along the straight path from a baseline.
 
@@ -125,20 +132,9 @@ class IntegratedGradients(Method):
         reduction: str = "sum",
     ) -> None:
         super().__init__(reduction)
-        if n_steps < 1:
-            raise ConfigError(f"n_steps={n_steps} is not valid; accepted: an integer >= 1.")
-        methods = (
-            "gausslegendre",
-            "riemann_left",
-            "riemann_right",
-            "riemann_middle",
-            "riemann_trapezoid",
-        )
-        if integration not in methods:
-            raise choice_error("integration", integration, methods)
-        self.n_steps = n_steps
-        self.baseline = float(baseline)
-        self.integration = integration
+        self.n_steps = check_int("n_steps", n_steps, minimum=1)
+        self.baseline = check_number("baseline", baseline)
+        self.integration = check_choice("integration", integration, INTEGRATIONS)
         self.internal_batch_size = check_batch_size("internal_batch_size", internal_batch_size)
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
@@ -213,7 +209,7 @@ class DeepLift(Method):
 
     def __init__(self, baseline: float = 0.0, reduction: str = "sum") -> None:
         super().__init__(reduction)
-        self.baseline = float(baseline)
+        self.baseline = check_number("baseline", baseline)
 
     def check(self, model: nn.Module) -> None:
         leaves = [m for m in model.modules() if not list(m.children())]
@@ -275,9 +271,7 @@ class LRP(Method):
 
     def __init__(self, epsilon: float = 1e-9, reduction: str = "sum") -> None:
         super().__init__(reduction)
-        if not epsilon >= 0:
-            raise ConfigError(f"epsilon={epsilon} is not valid; accepted: a number >= 0.")
-        self.epsilon = float(epsilon)
+        self.epsilon = check_number("epsilon", epsilon, minimum=0)
 
     def check(self, model: nn.Module) -> None:
         leaves = [m for m in model.modules() if not list(m.children())]
@@ -347,15 +341,11 @@ class _Noisy(Method):
                 "(a nested config with a _target_)."
             )
         super().__init__(method.reduction, getattr(method, "smooth", 0.0))
-        if n_samples < 1:
-            raise ConfigError(f"n_samples={n_samples} is not valid; accepted: an integer >= 1.")
-        if not noise_level >= 0:
-            raise ConfigError(f"noise_level={noise_level} is not valid; accepted: a fraction >= 0.")
         self.method = method
-        self.n_samples = int(n_samples)
-        self.noise_level = float(noise_level)
+        self.n_samples = check_int("n_samples", n_samples, minimum=1)
+        self.noise_level = check_number("noise_level", noise_level, minimum=0)
         self.internal_batch_size = check_batch_size("internal_batch_size", internal_batch_size)
-        self.seed = int(seed)
+        self.seed = check_int("seed", seed)
 
     @property
     def name(self) -> str:
@@ -367,14 +357,12 @@ class _Noisy(Method):
     def samples(self, model: nn.Module, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         """Sum and sum of squares over the noisy samples of the wrapped method's raw attributions."""
         b, n = images.shape[0], self.n_samples
-        keys = image_keys(images, self.seed)
+        keys = content_keys(images, self.seed)
         sigma = self.noise_level * (images.flatten(1).amax(1) - images.flatten(1).amin(1))  # [B]
         numel = images[0].numel()
         total = sq = None
-        for part in chunks(b * n, self.internal_batch_size):
-            j = torch.arange(part.start, part.stop, device=images.device)
-            img, smp = j // n, j % n
-            noise = _noise(keys[img], smp, numel).view(len(j), *images.shape[1:])
+        for _, img, smp in pair_chunks(b, n, self.internal_batch_size, images.device):
+            noise = keyed_normal(keys[img], smp, numel).view(len(img), *images.shape[1:])
             x = images[img] + sigma[img, None, None, None] * noise
             a = self.method.attribute(model, x, targets[img]).detach().float()
             s = torch.zeros(b, *a.shape[1:], device=a.device).index_add_(0, img, a)
@@ -382,12 +370,6 @@ class _Noisy(Method):
             total = s if total is None else total + s
             sq = q if sq is None else sq + q
         return total, sq
-
-
-def _noise(keys: Tensor, sample: Tensor, numel: int) -> Tensor:
-    """Standard normal noise ``[N, numel]`` for rows with per-image ``keys`` ``[N]`` and sample indices."""
-    pix = torch.arange(numel, device=keys.device)
-    return hash_normal(mix(keys ^ mix(sample))[:, None], pix[None])
 
 
 class SmoothGrad(_Noisy):
@@ -482,27 +464,24 @@ class GradientShap(Method):
         seed: int = 0,
     ) -> None:
         super().__init__(reduction)
-        if n_samples < 1:
-            raise ConfigError(f"n_samples={n_samples} is not valid; accepted: an integer >= 1.")
-        self.n_samples = int(n_samples)
-        self.stdev = float(stdev)
-        self.baseline = float(baseline)
-        self.baseline_std = float(baseline_std)
+        self.n_samples = check_int("n_samples", n_samples, minimum=1)
+        self.stdev = check_number("stdev", stdev, minimum=0)
+        self.baseline = check_number("baseline", baseline)
+        self.baseline_std = check_number("baseline_std", baseline_std, minimum=0)
         self.internal_batch_size = check_batch_size("internal_batch_size", internal_batch_size)
-        self.seed = int(seed)
+        self.seed = check_int("seed", seed)
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         b, n = images.shape[0], self.n_samples
-        keys = image_keys(images, self.seed)
+        keys = content_keys(images, self.seed)
         numel = images[0].numel()
         saliency = _CaptumSaliency(model)
         total = torch.zeros_like(images, dtype=torch.float32)
-        for part in chunks(b * n, self.internal_batch_size):
-            j = torch.arange(part.start, part.stop, device=images.device)
-            img, smp = j // n, j % n
-            shape = (len(j), *images.shape[1:])
-            x = images[img] + self.stdev * _noise(keys[img] ^ 1, smp, numel).view(shape)
-            base = self.baseline + self.baseline_std * _noise(keys[img] ^ 2, smp, numel).view(shape)
+        for _, img, smp in pair_chunks(b, n, self.internal_batch_size, images.device):
+            shape = (len(img), *images.shape[1:])
+            x = images[img] + self.stdev * keyed_normal(keys[img] ^ 1, smp, numel).view(shape)
+            noise = keyed_normal(keys[img] ^ 2, smp, numel).view(shape)
+            base = self.baseline + self.baseline_std * noise
             alpha = hash_uniform(keys[img] ^ 3, smp)
             point = base + alpha[:, None, None, None] * (x - base)
             grad = saliency.attribute(point, target=targets[img], abs=False)

@@ -23,9 +23,10 @@ from captum.attr import Lime as _CaptumLime
 from captum.attr import Occlusion as _CaptumOcclusion
 from torch import Tensor, nn
 
-from bench.context import chunks
-from bench.errors import ConfigError, choice_error
-from methods.base import Method, check_batch_size, image_keys
+from bench.core.context import chunks, pair_chunks
+from bench.core.errors import check_choice, check_int, check_number
+from bench.core.rng import per_image_seeds
+from methods.base import Method, check_batch_size
 
 
 def superpixels(images: Tensor, n_segments: int, compactness: float, sigma: float = 0.0) -> Tensor:
@@ -62,11 +63,6 @@ def _probs(model: nn.Module, x: Tensor) -> Tensor:
     return model(x).float().softmax(-1)
 
 
-def _per_image_seed(images: Tensor, seed: int) -> list[int]:
-    """A 32-bit seed per image from ``(seed, image content)``: independent of the batch."""
-    return [int(k) % (2**32 - 1) for k in image_keys(images, seed).tolist()]
-
-
 class Occlusion(Method):
     """Occlusion (Zeiler & Fergus, ECCV 2014): score drop when a square window is filled, by captum.
 
@@ -87,13 +83,9 @@ class Occlusion(Method):
         internal_batch_size: int | None = 256,
     ) -> None:
         super().__init__(reduction="sum")
-        if window < 1 or stride < 1:
-            raise ConfigError(
-                f"window={window}, stride={stride} are not valid; accepted: integers >= 1."
-            )
-        self.window = int(window)
-        self.stride = int(stride)
-        self.fill = float(fill)
+        self.window = check_int("window", window, minimum=1)
+        self.stride = check_int("stride", stride, minimum=1)
+        self.fill = check_number("fill", fill)
         self.internal_batch_size = check_batch_size("internal_batch_size", internal_batch_size)
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
@@ -137,17 +129,11 @@ class RISE(Method):
         seed: int = 0,
     ) -> None:
         super().__init__(reduction="sum")
-        if n_masks < 1 or cell_size < 1:
-            raise ConfigError(
-                f"n_masks={n_masks}, cell_size={cell_size} are not valid; accepted: integers >= 1."
-            )
-        if not 0 < p <= 1:
-            raise ConfigError(f"p={p} is not valid; accepted: 0 < p <= 1.")
-        self.n_masks = int(n_masks)
-        self.cell_size = int(cell_size)
-        self.p = float(p)
+        self.n_masks = check_int("n_masks", n_masks, minimum=1)
+        self.cell_size = check_int("cell_size", cell_size, minimum=1)
+        self.p = check_number("p", p, above=0, maximum=1)
         self.internal_batch_size = check_batch_size("internal_batch_size", internal_batch_size)
-        self.seed = int(seed)
+        self.seed = check_int("seed", seed)
         self._masks: dict[tuple, Tensor] = {}
 
     def masks(self, h: int, w: int, device: torch.device) -> Tensor:
@@ -175,9 +161,7 @@ class RISE(Method):
         n = self.n_masks
         sal = torch.zeros(b, h, w, device=images.device)
         with torch.no_grad():
-            for part in chunks(b * n, self.internal_batch_size):
-                j = torch.arange(part.start, part.stop, device=images.device)
-                img, m = j // n, j % n
+            for _, img, m in pair_chunks(b, n, self.internal_batch_size, images.device):
                 p = _probs(model, images[img] * masks[m][:, None]).gather(1, targets[img][:, None])
                 sal.index_add_(0, img, p[:, :, None] * masks[m])
         return sal / (n * self.p)
@@ -188,15 +172,9 @@ class _Superpixel(Method):
 
     def __init__(self, n_segments: int, compactness: float, slic_sigma: float = 0.0) -> None:
         super().__init__(reduction="sum")
-        if n_segments < 1 or not compactness > 0 or not slic_sigma >= 0:
-            raise ConfigError(
-                f"n_segments={n_segments}, compactness={compactness}, "
-                f"slic_sigma={slic_sigma} are not valid; accepted: n_segments >= 1, "
-                "compactness > 0, slic_sigma >= 0."
-            )
-        self.n_segments = int(n_segments)
-        self.compactness = float(compactness)
-        self.slic_sigma = float(slic_sigma)
+        self.n_segments = check_int("n_segments", n_segments, minimum=1)
+        self.compactness = check_number("compactness", compactness, above=0)
+        self.slic_sigma = check_number("slic_sigma", slic_sigma, minimum=0)
 
     def segments(self, images: Tensor) -> Tensor:
         return superpixels(images, self.n_segments, self.compactness, self.slic_sigma)
@@ -222,7 +200,7 @@ class FeatureAblation(_Superpixel):
         internal_batch_size: int | None = 256,
     ) -> None:
         super().__init__(n_segments, compactness, slic_sigma)
-        self.fill = float(fill)
+        self.fill = check_number("fill", fill)
         self.internal_batch_size = check_batch_size("internal_batch_size", internal_batch_size)
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
@@ -270,19 +248,17 @@ class CaptumLime(_Superpixel):
         seed: int = 0,
     ) -> None:
         super().__init__(n_segments, compactness, slic_sigma)
-        if n_samples < 1:
-            raise ConfigError(f"n_samples={n_samples} is not valid; accepted: an integer >= 1.")
-        self.n_samples = int(n_samples)
-        self.fill = float(fill)
+        self.n_samples = check_int("n_samples", n_samples, minimum=1)
+        self.fill = check_number("fill", fill)
         self.internal_batch_size = check_batch_size("internal_batch_size", internal_batch_size)
-        self.seed = int(seed)
+        self.seed = check_int("seed", seed)
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         seg = self.segments(images)
         explainer = self._explainer(lambda x: _probs(model, x))
         devices = [images.device] if images.device.type == "cuda" else []
         out = []
-        for i, s in enumerate(_per_image_seed(images, self.seed)):  # one surrogate per image
+        for i, s in enumerate(per_image_seeds(images, self.seed)):  # one surrogate per image
             if self._exact_single_player and int(seg[i].max()) == 0:
                 out.append(self._single_player(model, images[i : i + 1], targets[i]))
                 continue
@@ -352,13 +328,11 @@ class Lime(_Superpixel):
         seed: int = 0,
     ) -> None:
         super().__init__(n_segments, compactness, slic_sigma)
-        if n_samples < 1:
-            raise ConfigError(f"n_samples={n_samples} is not valid; accepted: an integer >= 1.")
-        self.n_samples = int(n_samples)
-        self.kernel_width = float(kernel_width)
-        self.hide_color = float(hide_color)
+        self.n_samples = check_int("n_samples", n_samples, minimum=1)
+        self.kernel_width = check_number("kernel_width", kernel_width, above=0)
+        self.hide_color = check_number("hide_color", hide_color)
         self.batch_size = check_batch_size("batch_size", batch_size)
-        self.seed = int(seed)
+        self.seed = check_int("seed", seed)
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         from lime import lime_image
@@ -374,7 +348,7 @@ class Lime(_Superpixel):
         hwc = images.detach().float().permute(0, 2, 3, 1).cpu().numpy().astype(np.float64)
         seg_np = seg.cpu().numpy()
         out = np.zeros(seg_np.shape, dtype=np.float32)
-        for i, s in enumerate(_per_image_seed(images, self.seed)):
+        for i, s in enumerate(per_image_seeds(images, self.seed)):
             explainer = lime_image.LimeImageExplainer(
                 kernel_width=self.kernel_width, random_state=s
             )
@@ -446,18 +420,11 @@ class KernelShap(_Superpixel):
         seed: int = 0,
     ) -> None:
         super().__init__(n_segments, compactness, slic_sigma)
-        if fill not in FILLS:
-            raise choice_error("fill", fill, FILLS)
-        if n_samples < 1 or blur_size < 1:
-            raise ConfigError(
-                f"n_samples={n_samples}, blur_size={blur_size} are not valid; "
-                "accepted: integers >= 1."
-            )
-        self.n_samples = int(n_samples)
-        self.fill = fill
-        self.blur_size = int(blur_size)
+        self.fill = check_choice("fill", fill, FILLS)
+        self.n_samples = check_int("n_samples", n_samples, minimum=1)
+        self.blur_size = check_int("blur_size", blur_size, minimum=1)
         self.batch_size = check_batch_size("batch_size", batch_size)
-        self.seed = int(seed)
+        self.seed = check_int("seed", seed)
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         import shap
@@ -470,7 +437,7 @@ class KernelShap(_Superpixel):
         spec = f"blur({self.blur_size},{self.blur_size})" if self.fill == "blur" else self.fill
         masker = shap.maskers.Image(spec, shape=(h, w, c))
         out = np.zeros(seg_np.shape, dtype=np.float32)
-        for i, s in enumerate(_per_image_seed(images, self.seed)):
+        for i, s in enumerate(per_image_seeds(images, self.seed)):
             x, sp, t = hwc[i], seg_np[i], int(targets[i])
             m = int(sp.max()) + 1
             blurred = (

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, ClassVar
 
-from torch import Tensor
+from torch import Tensor, nn
 
-from bench.context import Context
-from bench.data.base import Batch
+from bench.core.batch import Batch
+from bench.core.context import Context
 
 
 @dataclass
@@ -34,22 +36,70 @@ class MetricOutput:
     omit: dict[str, Tensor] = field(default_factory=dict)
 
 
+class Category(str, Enum):
+    """What a metric measures (the README's and collation's grouping)."""
+
+    FAITHFULNESS = "faithfulness"
+    LOCALISATION = "localisation"
+    SANITY = "sanity"
+    COMPLEXITY = "complexity"
+    ROBUSTNESS = "robustness"
+
+
+class Direction(str, Enum):
+    """Which way a score is better; ``none`` for descriptive numbers (e.g. an entropy)."""
+
+    HIGHER = "higher"
+    LOWER = "lower"
+    NONE = "none"
+
+    @classmethod
+    def of(cls, higher_is_better: bool) -> Direction:
+        return cls.HIGHER if higher_is_better else cls.LOWER
+
+
+#: How collation aggregates a metric's rows besides the per-image mean.
+AGGREGATES = ("", "class_mean")
+
+
 class Metric:
     """Base class of every metric; subclasses implement :meth:`compute`.
 
-    Class attributes state the metadata collation and the README use: ``higher_is_better``,
-    ``category`` (faithfulness | localisation | sanity | complexity | robustness), ``citation``,
-    and ``requires`` (the optional :class:`Batch` fields it needs, checked before any compute).
+    Class attributes state the metadata that collation and the README use, checked when the
+    class is defined: ``higher_is_better`` (the direction of the metric's own score),
+    ``category`` (a :class:`Category`), ``citation``, ``requires`` (the optional :class:`Batch`
+    fields it needs, checked before any compute), ``aggregate`` (one of :data:`AGGREGATES`) and
+    ``suffixes``: every other score key ``compute`` may return, with its :class:`Direction`
+    (None = the metric's own). :meth:`directions` gives the direction of every key an instance
+    returns, and ``__call__`` refuses a score key that has none.
     """
 
     higher_is_better: ClassVar[bool] = True
-    category: ClassVar[str] = ""
+    category: ClassVar[Category]
     citation: ClassVar[str] = ""
     requires: ClassVar[frozenset[str]] = frozenset()
-    #: Score aggregation collation reports besides the per-image mean: "" or "class_mean".
     aggregate: ClassVar[str] = ""
-    #: Direction of suffixed scores that differ from ``higher_is_better`` (suffix -> bool).
-    directions: ClassVar[dict[str, bool]] = {}
+    suffixes: ClassVar[Mapping[str, Direction | None]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if getattr(cls, "category", None) is not None:
+            cls.category = Category(cls.category)
+        if not isinstance(cls.higher_is_better, bool):
+            raise TypeError(f"{cls.__name__}.higher_is_better must be a bool")
+        if cls.aggregate not in AGGREGATES:
+            raise TypeError(f"{cls.__name__}.aggregate={cls.aggregate!r}; accepted: {AGGREGATES}")
+        cls.suffixes = {k: (None if d is None else Direction(d)) for k, d in cls.suffixes.items()}
+
+    def directions(self) -> dict[str, Direction]:
+        """The direction of every score key this instance returns (``""`` = the metric's own score)."""
+        own = Direction.of(self.higher_is_better)
+        return {"": own, **{k: d or own for k, d in self.suffixes.items()}}
+
+    def curve_labels(self, model: nn.Module) -> list[str] | None:
+        """Labels of the curves' x axis when they are not uniform steps (e.g. the layers a sanity
+        check randomises, in order), recorded as ``curve_x``; None otherwise."""
+        return None
 
     def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:
         """Scores for ``maps`` float ``[B, H, W]`` explaining ``batch.targets``."""
@@ -64,7 +114,14 @@ class Metric:
         missing = set(self.requires) - batch.fields
         if missing:
             raise ValueError(f"{type(self).__name__} needs batch fields {sorted(missing)}.")
-        return self.compute(ctx, batch, maps)
+        out = self.compute(ctx, batch, maps)
+        undeclared = set(out.scores) - set(self.directions())
+        if undeclared:
+            raise TypeError(
+                f"{type(self).__name__} returned score key(s) {sorted(undeclared)} without a "
+                "direction; declare them in its `suffixes` (or `directions()`)."
+            )
+        return out
 
     def settings(self) -> dict[str, Any]:
         """The protocol settings of this instance (its constructor arguments), for the run record."""
@@ -74,14 +131,13 @@ class Metric:
                 names += [k for k in inspect.signature(cls.__init__).parameters if k not in names]
         return {k: getattr(self, k) for k in names if k != "self" and hasattr(self, k)}
 
-    @classmethod
-    def meta(cls) -> dict[str, Any]:
-        """Class-level metadata: direction, category, citation, requirements, aggregation."""
+    def meta(self) -> dict[str, Any]:
+        """The metadata recorded with every run: directions, category, citation, requirements, aggregation."""
         return {
-            "higher_is_better": cls.higher_is_better,
-            "category": cls.category,
-            "citation": cls.citation,
-            "requires": sorted(cls.requires),
-            "aggregate": cls.aggregate,
-            "directions": dict(cls.directions),
+            "higher_is_better": self.higher_is_better,
+            "category": self.category.value,
+            "citation": self.citation,
+            "requires": sorted(self.requires),
+            "aggregate": self.aggregate,
+            "directions": {k: d.value for k, d in self.directions().items()},
         }

@@ -11,14 +11,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from bench.context import Context
-from bench.data.base import Batch
-from metrics.base import Metric, MetricOutput
-from metrics.localisation import POOLINGS, check_choice, nonnegative
+from bench.core.batch import Batch
+from bench.core.context import Context
+from bench.core.errors import check_choice
+from metrics.base import Category, Metric, MetricOutput
+from metrics.localisation import POOLINGS, nonnegative
 
 
 class _MapStatistic(Metric):
-    category = "complexity"
+    category = Category.COMPLEXITY
 
     def __init__(self, pooling: str = "abs") -> None:
         self.pooling = check_choice("pooling", pooling, POOLINGS)

@@ -10,14 +10,14 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 from torch import Tensor
 
-from bench.context import Context
-from bench.data.base import Batch
-from bench.errors import ConfigError, choice_error
-from metrics.base import Metric, MetricOutput
+from bench.core.batch import Batch
+from bench.core.context import Context
+from bench.core.errors import ConfigError, check_choice, check_int, check_number
+from bench.core.ranking import TIES, descending_order, pearson, rank_pixels, ranks_of
+from metrics.base import Category, Metric, MetricOutput
 
 TARGETS = ("prediction", "label")
 SCORES = ("probability", "logit")
-TIES = ("stable", "random")
 
 
 def rise_blur_kernel(size: int = 11, sigma: float = 5.0) -> Tensor:
@@ -34,25 +34,6 @@ def blur(images: Tensor, kernel: Tensor) -> Tensor:
     return F.conv2d(images, weight, padding=kernel.shape[-1] // 2, groups=c)
 
 
-def rank_pixels(
-    maps: Tensor, ties: str = "stable", generator: torch.Generator | None = None
-) -> Tensor:
-    """Rank ``[B, N]`` of every pixel when ordered by ``maps`` ``[B, H, W]`` descending (0 = most salient).
-
-    ``ties="stable"`` breaks ties by pixel index (row-major); ``"random"`` by a seeded permutation.
-    """
-    flat = maps.flatten(1)
-    b, n = flat.shape
-    if ties == "random":
-        perm = torch.rand(b, n, generator=generator, device=flat.device).argsort(dim=1)
-        order = perm.gather(1, flat.gather(1, perm).argsort(dim=1, descending=True, stable=True))
-    else:
-        order = flat.argsort(dim=1, descending=True, stable=True)
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(n, device=flat.device).expand(b, n))
-    return rank
-
-
 def trapezoid_auc(curve: Tensor) -> Tensor:
     """Area under ``curve`` ``[B, T]`` on a uniform grid over [0, 1] (RISE's ``auc``)."""
     n = curve.shape[1] - 1
@@ -63,12 +44,6 @@ def box_blur(images: Tensor, size: int) -> Tensor:
     """Per-channel uniform ``size x size`` blur of ``images`` ``[B, C, H, W]``, zero padding size//2."""
     kernel = torch.full((size, size), 1.0 / (size * size))
     return blur(images, kernel)
-
-
-def check_choice(key: str, value: object, accepted: tuple[str, ...]) -> None:
-    """Raise a ConfigError naming ``key`` when ``value`` is not one of ``accepted``."""
-    if value not in accepted:
-        raise choice_error(key, value, accepted)
 
 
 def explained_targets(ctx: Context, batch: Batch, rule: str) -> Tensor:
@@ -122,7 +97,7 @@ def perturbation_curves(
 class _PixelCurve(Metric):
     """Shared engine of deletion and insertion: ``step`` pixels move from ``start`` to ``finish``."""
 
-    category = "faithfulness"
+    category = Category.FAITHFULNESS
     citation = "Petsiuk, Das, Saenko. RISE: Randomized Input Sampling for Explanation of Black-box Models. BMVC 2018."
     substrates = ("zero", "blur")
 
@@ -136,27 +111,15 @@ class _PixelCurve(Metric):
         blur_size: int = 11,
         blur_sigma: float = 5.0,
     ) -> None:
-        if step < 1:
-            raise ConfigError(
-                f"step={step} is not valid; accepted: an integer >= 1 (pixels per step)."
-            )
-        if blur_size < 1 or blur_size % 2 == 0:
+        self.step = check_int("step", step, minimum=1)
+        self.substrate = check_choice("substrate", substrate, self.substrates)
+        self.target = check_choice("target", target, TARGETS)
+        self.score = check_choice("score", score, SCORES)
+        self.ties = check_choice("ties", ties, TIES)
+        self.blur_size = check_int("blur_size", blur_size, minimum=1)
+        if self.blur_size % 2 == 0:
             raise ConfigError(f"blur_size={blur_size} is not valid; accepted: an odd integer >= 1.")
-        for key, value, accepted in (
-            ("substrate", substrate, self.substrates),
-            ("target", target, TARGETS),
-            ("score", score, SCORES),
-            ("ties", ties, TIES),
-        ):
-            if value not in accepted:
-                raise choice_error(key, value, accepted)
-        self.step = int(step)
-        self.substrate = substrate
-        self.target = target
-        self.score = score
-        self.ties = ties
-        self.blur_size = int(blur_size)
-        self.blur_sigma = float(blur_sigma)
+        self.blur_sigma = check_number("blur_sigma", blur_sigma, above=0)
         self._kernel = rise_blur_kernel(self.blur_size, self.blur_sigma)
 
     def substrate_of(self, images: Tensor) -> Tensor:
@@ -186,7 +149,7 @@ class _PixelCurve(Metric):
 class Deletion(_PixelCurve):
     """Deletion AUC (RISE): most salient pixels first move to the substrate; lower is better.
 
-    Protocol (PROTOCOLS.md §1): ``step`` pixels per step in all channels, cumulative; substrate
+    Protocol (docs/PROTOCOLS.md §1): ``step`` pixels per step in all channels, cumulative; substrate
     zeros in normalised space; softmax probability of the model's top-1 class; the curve has
     ``ceil(N / step) + 1`` points; AUC by the trapezoid rule over [0, 1].
     """
@@ -200,7 +163,7 @@ class Deletion(_PixelCurve):
 class Insertion(_PixelCurve):
     """Insertion AUC (RISE): most salient pixels first move from the blurred image to the original.
 
-    Protocol (PROTOCOLS.md §1): start = RISE's 11x11, sigma 5 blur of the normalised image (zero
+    Protocol (docs/PROTOCOLS.md §1): start = RISE's 11x11, sigma 5 blur of the normalised image (zero
     padding 5), finish = the image; otherwise as :class:`Deletion`. Higher is better.
     """
 
@@ -222,13 +185,6 @@ class Insertion(_PixelCurve):
         return self.substrate_of(images), images
 
 
-def pearson(a: Tensor, b: Tensor) -> Tensor:
-    """Pearson correlation ``[B]`` of the rows of ``a`` and ``b`` ``[B, T]`` (NaN for a constant row)."""
-    a = a - a.mean(1, keepdim=True)
-    b = b - b.mean(1, keepdim=True)
-    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
-
-
 class _GomezCurve(Metric):
     """Shared engine of DAUC / IAUC / DC / IC (Gomez et al.; package ``saliency-maps-metrics``).
 
@@ -245,7 +201,7 @@ class _GomezCurve(Metric):
     package scores the raw model output, i.e. whatever the model ends with).
     """
 
-    category = "faithfulness"
+    category = Category.FAITHFULNESS
     citation = (
         "Gomez, Fréour, Mouchère. Metrics for Saliency Map Evaluation of Deep Learning Explanation "
         "Methods. ICPRAI 2022."
@@ -262,25 +218,20 @@ class _GomezCurve(Metric):
         target: str = "prediction",
         score: str = "probability",
     ) -> None:
-        if max_steps < 1:
-            raise ConfigError(f"max_steps={max_steps} is not valid; accepted: an integer >= 1.")
-        substrate = substrate or self.default_substrate
-        check_choice("substrate", substrate, self.substrates)
-        check_choice("target", target, TARGETS)
-        check_choice("score", score, SCORES)
+        self.max_steps = check_int("max_steps", max_steps, minimum=1)
+        self.substrate = check_choice(
+            "substrate", substrate or self.default_substrate, self.substrates
+        )
+        self.target = check_choice("target", target, TARGETS)
+        self.score = check_choice("score", score, SCORES)
         if map_size is not None:
-            map_size = (
-                [int(map_size)] * 2 if isinstance(map_size, int) else [int(v) for v in map_size]
-            )
-            if len(map_size) != 2 or min(map_size) < 1:
+            sides = [map_size] * 2 if isinstance(map_size, int) else list(map_size)
+            if len(sides) != 2:
                 raise ConfigError(
                     f"map_size={map_size} is not valid; accepted: null or [h, w] >= 1."
                 )
-        self.max_steps = int(max_steps)
+            map_size = [check_int("map_size", v, minimum=1) for v in sides]
         self.map_size = map_size
-        self.substrate = substrate
-        self.target = target
-        self.score = score
 
     def substrate_of(self, images: Tensor) -> Tensor:
         if self.substrate == "zero":
@@ -301,9 +252,8 @@ class _GomezCurve(Metric):
         cells = hg * wg
         per_step = cells // min(self.max_steps, cells)
         n_steps = math.ceil(cells / per_step)
-        order = grid.flatten(1).argsort(dim=1, descending=True, stable=True)
-        rank = torch.empty_like(order)
-        rank.scatter_(1, order, torch.arange(cells, device=x.device).expand(b, cells))
+        order = descending_order(grid)
+        rank = ranks_of(order)
         rank = F.interpolate(rank.view(b, 1, hg, wg).float(), size=(h, w), mode="nearest")
         counts = (torch.arange(n_steps + 1, device=x.device) * per_step).clamp(max=cells)
         substrate = self.substrate_of(x)
@@ -382,7 +332,7 @@ class _PixelFlipping(Metric):
     ``ceil(tiles / step) + 1`` points (unchanged image first); its area is the trapezoid over [0, 1].
     """
 
-    category = "faithfulness"
+    category = Category.FAITHFULNESS
     citation = (
         "Bach et al. On Pixel-Wise Explanations for Non-Linear Classifier Decisions by Layer-Wise "
         "Relevance Propagation. PLOS ONE 2015; Samek et al. Evaluating the Visualization of What a "
@@ -398,25 +348,18 @@ class _PixelFlipping(Metric):
         target: str = "label",
         score: str = "probability",
     ) -> None:
-        if patch_size < 1:
-            raise ConfigError(f"patch_size={patch_size} is not valid; accepted: an integer >= 1.")
-        if step < 1:
-            raise ConfigError(
-                f"step={step} is not valid; accepted: an integer >= 1 (patches per step)."
-            )
+        self.patch_size = check_int("patch_size", patch_size, minimum=1)
+        self.step = check_int("step", step, minimum=1)
         if isinstance(fill, str):
-            check_choice("fill", fill, FILLS)
-        elif not isinstance(fill, int | float):
+            self.fill = check_choice("fill", fill, FILLS)
+        elif isinstance(fill, int | float) and not isinstance(fill, bool):
+            self.fill = check_number("fill", fill)
+        else:
             raise ConfigError(
                 f"fill={fill!r} is not valid; accepted: a number or one of {', '.join(FILLS)}."
             )
-        check_choice("target", target, TARGETS)
-        check_choice("score", score, SCORES)
-        self.patch_size = int(patch_size)
-        self.step = int(step)
-        self.fill = fill if isinstance(fill, str) else float(fill)
-        self.target = target
-        self.score = score
+        self.target = check_choice("target", target, TARGETS)
+        self.score = check_choice("score", score, SCORES)
 
     def fill_of(self, images: Tensor) -> Tensor:
         """The replacement images ``[B, C, H, W]``."""
@@ -432,7 +375,7 @@ class _PixelFlipping(Metric):
         b, _, h, w = x.shape
         p = self.patch_size
         if h % p or w % p:
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__}: patch_size={p} must divide the image size {h}x{w}."
             )
         tiles = F.avg_pool2d(maps[:, None], p)[:, 0] if p > 1 else maps

@@ -2,28 +2,27 @@
 
 Every metric here compares the map with the class region Omega of the target: the union of its
 boxes (``region: boxes``, scored at the original image size, the map resized bilinearly as in
-TorchRay) or its pixel mask (``region: masks``). PROTOCOLS.md sections 3 and 4.
+TorchRay) or its pixel mask (``region: masks``). docs/PROTOCOLS.md §3 and §4.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.context import Context
-from bench.data.base import Batch
-from bench.errors import ConfigError, choice_error
-from bench.imaging import gaussian_smooth
-from metrics.base import Metric, MetricOutput
-from metrics.faithfulness import TIES, rank_pixels
+from bench.core.batch import Batch
+from bench.core.context import Context
+from bench.core.errors import check_bool, check_choice, check_number
+from bench.core.imaging import gaussian_smooth
+from bench.core.ranking import TIES, rank_pixels
+from metrics.base import Category, Metric, MetricOutput
 
 REGIONS = ("boxes", "masks")
 
-#: How a ``[B, H, W]`` map becomes the non-negative relevance ``R`` (PROTOCOLS.md section 4).
+#: How a ``[B, H, W]`` map becomes the non-negative relevance ``R`` (docs/PROTOCOLS.md §4).
 #: Channel pooling itself is the method's ``reduction`` key (``methods.base.REDUCTIONS``): with
 #: ``reduction: sum``, ``abs`` is CLEVR-XAI's "sum,abs" and ``positive`` its "sum,pos"; with
 #: ``max_abs | l1 | l2 | l2_squared`` the map is already non-negative and all three agree.
@@ -121,17 +120,10 @@ def scored_regions(
         yield sel, m, omega
 
 
-def check_choice(key: str, value: str, accepted: Sequence[str]) -> str:
-    """``value`` if it is one of ``accepted``, else a ConfigError naming ``key`` and the choices."""
-    if value not in accepted:
-        raise choice_error(key, value, accepted)
-    return value
-
-
 class PointingGame(Metric):
     """Pointing game (Zhang et al., ECCV 2016), as in TorchRay's benchmark.
 
-    Protocol (PROTOCOLS.md §3): the map is resized bilinearly to the original image size
+    Protocol (docs/PROTOCOLS.md §3): the map is resized bilinearly to the original image size
     (optionally smoothed as TorchRay's ``imsmooth``), the point is the first maximum in row-major
     order, and it is a hit when a pixel of the class region lies at squared distance
     ``< tolerance**2`` (``<=`` with ``strict: false``). The score per (image, class) pair is 1 (hit)
@@ -154,10 +146,11 @@ class PointingGame(Metric):
     """
 
     higher_is_better = True
-    category = "localisation"
+    category = Category.LOCALISATION
     citation = "Zhang et al. Top-down Neural Attention by Excitation Backprop. ECCV 2016 (TorchRay protocol)."
     requires = frozenset({"boxes"})
     aggregate = "class_mean"
+    suffixes = {"difficult": None}
 
     def __init__(
         self,
@@ -166,17 +159,10 @@ class PointingGame(Metric):
         strict: bool = True,
         smooth: float = 0.0,
     ) -> None:
-        check_choice("region", region, REGIONS)
-        if tolerance < 0:
-            raise ConfigError(f"tolerance={tolerance} is not valid; accepted: pixels >= 0.")
-        if smooth < 0:
-            raise ConfigError(
-                f"smooth={smooth} is not valid; accepted: a fraction >= 0 (0 = none)."
-            )
-        self.tolerance = float(tolerance)
-        self.region = region
-        self.strict = bool(strict)
-        self.smooth = float(smooth)
+        self.region = check_choice("region", region, REGIONS)
+        self.tolerance = check_number("tolerance", tolerance, minimum=0)
+        self.strict = check_bool("strict", strict)
+        self.smooth = check_number("smooth", smooth, minimum=0)
         self.requires = frozenset({region})
 
     def hits(self, maps: Tensor, omega: Tensor) -> Tensor:
@@ -212,7 +198,7 @@ class RelevanceMassAccuracy(Metric):
     """Relevance mass accuracy (Arras et al., CLEVR-XAI): the share of ``R`` inside the region.
 
     ``sum_{p in Omega} R(p) / sum_p R(p)`` with ``R`` the non-negative map given by ``pooling``
-    (PROTOCOLS.md §4). Chance for an i.i.d. random map: ``|Omega| / N``. NaN, flagged
+    (docs/PROTOCOLS.md §4). Chance for an i.i.d. random map: ``|Omega| / N``. NaN, flagged
     ``degenerate``, when the region is empty or ``R`` is not a distribution (zero sum, a negative
     value with ``pooling: none``, a non-finite value). Masks are scored at the input resolution
     (as the reference, where heatmap and ground truth share their size); boxes at the original
@@ -224,7 +210,7 @@ class RelevanceMassAccuracy(Metric):
     """
 
     higher_is_better = True
-    category = "localisation"
+    category = Category.LOCALISATION
     citation = (
         "Arras, Osman, Samek. CLEVR-XAI: A benchmark dataset for the ground truth evaluation of "
         "neural network explanations. Information Fusion 81, 2022."
@@ -303,66 +289,3 @@ class RelevanceRankAccuracy(RelevanceMassAccuracy):
         inside = omega.flatten(1)
         k = inside.sum(1, keepdim=True)
         return (inside & (rank < k)).sum(1) / k[:, 0].clamp_min(1)
-
-
-def union_area(boxes: Tensor, height: int, width: int) -> float:
-    """Exact area of the union of ``boxes`` ``[K, 4]`` (xyxy, exclusive end) clipped to the image."""
-    if len(boxes) == 0:
-        return 0.0
-    b = boxes.detach().double().cpu()
-    b = torch.stack(
-        [
-            b[:, 0].clamp(0, width),
-            b[:, 1].clamp(0, height),
-            b[:, 2].clamp(0, width),
-            b[:, 3].clamp(0, height),
-        ],
-        1,
-    )
-    xs = torch.unique(torch.cat([b[:, 0], b[:, 2]]))
-    ys = torch.unique(torch.cat([b[:, 1], b[:, 3]]))
-    cx, cy = (xs[:-1] + xs[1:]) / 2, (ys[:-1] + ys[1:]) / 2  # centres of the elementary cells
-    inside = (
-        (cx[None, None] >= b[:, 0, None, None])
-        & (cx[None, None] < b[:, 2, None, None])
-        & (cy[None, :, None] >= b[:, 1, None, None])
-        & (cy[None, :, None] < b[:, 3, None, None])
-    )
-    cell = (ys[1:] - ys[:-1])[:, None] * (xs[1:] - xs[:-1])[None, :]  # [Y, X]
-    return float((inside.any(0) * cell).sum())
-
-
-def difficult_pairs(
-    class_boxes: Mapping[int, Tensor], image_size: tuple[int, int], max_fraction: float = 0.25
-) -> dict[int, bool]:
-    """The paper's "difficult" (image, class) pairs of one image (Zhang et al. 2016, §5.1).
-
-    A pair is difficult when the image also holds another class (a distractor) and the union of the
-    target's boxes covers less than ``max_fraction`` (1/4) of the image. Dataset loaders call this
-    when no flag file (TorchRay's ``pointing_game_ebp_*_difficult.txt``) is given.
-
-    Args:
-        class_boxes: class id -> its boxes ``[K, 4]`` (xyxy, original pixels, exclusive end) for
-            every class present in the image.
-        image_size: ``(H, W)`` of the original image.
-        max_fraction: the area threshold (strict ``<``).
-
-    Returns:
-        class id -> whether the pair is difficult.
-    """
-    h, w = image_size
-    distractor = len(class_boxes) > 1
-    return {
-        c: distractor and union_area(bx, h, w) < max_fraction * h * w
-        for c, bx in class_boxes.items()
-    }
-
-
-def load_difficult_flags(path: str | Path) -> dict[str, list[bool]]:
-    """Read a TorchRay flag file: one line per image, ``name<TAB>0/1`` per class id."""
-    flags: dict[str, list[bool]] = {}
-    for line in Path(path).read_text().splitlines():
-        if line.strip():
-            name, *bits = line.rstrip("\n").split("\t")
-            flags[name] = [bool(int(x)) for x in bits]
-    return flags

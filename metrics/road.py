@@ -2,79 +2,25 @@
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.context import Context
-from bench.data.base import Batch
-from bench.errors import ConfigError
-from metrics.base import Metric, MetricOutput
-from metrics.faithfulness import TARGETS, check_choice, explained_targets
+from bench.core.batch import Batch
+from bench.core.context import Context
+from bench.core.errors import ConfigError, check_choice, check_int, check_number
+from bench.core.ranking import descending_order, ranks_of
+from bench.core.rng import counter_normal, counter_normal_at, id_keys
+from metrics.base import Category, Metric, MetricOutput
+from metrics.faithfulness import TARGETS, explained_targets
 
 #: Weights of the 8 neighbours in ROAD's linear imputation: 1/6 edge, 1/12 diagonal (sum 1).
 NEIGHBOUR_WEIGHTS = ((1 / 12, 1 / 6, 1 / 12), (1 / 6, 0.0, 1 / 6), (1 / 12, 1 / 6, 1 / 12))
 FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9)
 ORDER_IDS = {"morf": 0, "lerf": 1}
 SOLVER_DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
-# splitmix64 constants as signed int64 (torch integer arithmetic wraps around).
-_GOLDEN = -7046029254386353131  # 0x9e3779b97f4a7c15
-_M1 = -4658895280553007687  # 0xbf58476d1ce4e5b9
-_M2 = -7723592293110705685  # 0x94d049bb133111eb
-
-
-def _srl(x: Tensor, k: int) -> Tensor:
-    """Logical right shift of int64 ``x`` by ``k`` bits."""
-    return (x >> k) & ((1 << (64 - k)) - 1)
-
-
-def _mix(x: Tensor) -> Tensor:
-    """splitmix64's finaliser on int64 tensors: a bijective, well-mixing hash."""
-    x = (x ^ _srl(x, 30)) * _M1
-    x = (x ^ _srl(x, 27)) * _M2
-    return x ^ _srl(x, 31)
-
-
-def _stream_states(seed: int, keys: Tensor, stream: Tensor) -> Tensor:
-    """The generator's state ``[n]`` of each ``(seed, keys[i], stream[i])``."""
-    state = _mix(keys * _GOLDEN + _mix(torch.full_like(keys, seed)))
-    return _mix(state + (stream + 1) * _GOLDEN)
-
-
-def _normal(state: Tensor, j: Tensor, size: int) -> Tensor:
-    """Box-Muller on the hashed counters ``j + 1`` and ``size + j + 1`` of ``state`` (broadcast)."""
-    u1 = (
-        _srl(_mix(state + (j + 1) * _GOLDEN), 40).float() + 0.5
-    ) * 2.0**-24  # 24 random bits -> (0, 1)
-    u2 = (_srl(_mix(state + (j + 1 + size) * _GOLDEN), 40).float() + 0.5) * 2.0**-24
-    return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2 * torch.pi * u2)
-
-
-def counter_normal(seed: int, keys: Tensor, stream: Tensor, size: int) -> Tensor:
-    """Standard normal noise ``[n, size]`` that is a pure function of ``(seed, keys[i], stream[i], j)``.
-
-    A counter-based generator (splitmix64 hash + Box-Muller), so the noise an image receives does
-    not depend on the batch it is in, the chunk size or the device.
-    """
-    j = torch.arange(size, device=keys.device, dtype=torch.long)
-    return _normal(_stream_states(seed, keys, stream)[:, None], j[None], size)
-
-
-def counter_normal_at(
-    seed: int, keys: Tensor, stream: Tensor, size: int, rows: Tensor, cols: Tensor
-) -> Tensor:
-    """``counter_normal(seed, keys, stream, size)[rows, cols]`` without drawing the other entries."""
-    return _normal(_stream_states(seed, keys, stream)[rows], cols, size)
-
-
-def image_keys(ids: Sequence[str], device: torch.device) -> Tensor:
-    """A stable int64 key ``[B]`` per image id (CRC-32), to seed per-image noise."""
-    return torch.tensor([zlib.crc32(str(i).encode()) for i in ids], dtype=torch.long, device=device)
-
 
 #: Offsets ``(dy, dx)`` of a 3x3 stencil, row-major (index 4 is the centre).
 _OFFSETS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
@@ -442,7 +388,7 @@ def fraction_counts(fractions: Sequence[float], n: int) -> list[int]:
 class _Road(Metric):
     """Shared engine of ROAD's MoRF / LeRF curves.
 
-    Protocol (PROTOCOLS.md §2): ranking = map min-max scaled + ``tie_noise`` * N(0, 1); for each
+    Protocol (docs/PROTOCOLS.md §2): ranking = map min-max scaled + ``tie_noise`` * N(0, 1); for each
     fraction ``p`` the ``floor(p * N)`` most (MoRF) or least (LeRF) relevant pixels are removed,
     imputed by noisy linear imputation in [0, 1] pixel space (``x * std + mean``), N(0, ``noise``²)
     added to the imputed pixels only, then normalised again for the unchanged model. Scores:
@@ -454,12 +400,13 @@ class _Road(Metric):
     score does not depend on batch or chunk size.
     """
 
-    category = "faithfulness"
+    category = Category.FAITHFULNESS
     citation = (
         "Rong, Leemann, Borisov, Kasneci, Kasneci. A Consistent and Efficient Evaluation Strategy "
         "for Attribution Methods. ICML 2022."
     )
     orders: tuple[str, ...] = ()
+    suffixes = {"probability": None}
 
     def __init__(
         self,
@@ -486,30 +433,24 @@ class _Road(Metric):
             raise ConfigError(
                 f"fractions={self.fractions} is not valid; accepted: values in (0, 1)."
             )
-        if noise < 0 or tie_noise < 0:
-            raise ConfigError(f"noise={noise}, tie_noise={tie_noise}: accepted: values >= 0.")
-        check_choice("target", target, TARGETS)
-        check_choice("solver_dtype", solver_dtype, tuple(SOLVER_DTYPES))
-        self.solver_dtype = solver_dtype
-        self.noise = float(noise)
-        self.tie_noise = float(tie_noise)
-        self.target = target
-        self.tol = float(tol)
-        self.max_iter = int(max_iter)
+        self.noise = check_number("noise", noise, minimum=0)
+        self.tie_noise = check_number("tie_noise", tie_noise, minimum=0)
+        self.target = check_choice("target", target, TARGETS)
+        self.solver_dtype = check_choice("solver_dtype", solver_dtype, SOLVER_DTYPES)
+        self.tol = check_number("tol", tol, above=0)
+        self.max_iter = check_int("max_iter", max_iter, minimum=1)
 
     def ranks(self, ctx: Context, batch: Batch, maps: Tensor) -> Tensor:
         """Rank ``[B, len(orders), N]`` of each pixel under each order (0 = removed first)."""
         flat = maps.flatten(1).float()
         lo, hi = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
         scaled = (flat - lo) / torch.where(hi > lo, hi - lo, torch.ones_like(hi))
-        keys = image_keys(batch.ids, flat.device)
+        keys = id_keys(batch.ids, flat.device)
         ranking = scaled + self.tie_noise * counter_normal(
             ctx.seed, keys, torch.zeros_like(keys), flat.shape[1]
         )
         n = flat.shape[1]
-        order = ranking.argsort(dim=1, descending=True, stable=True)
-        morf = torch.empty_like(order)
-        morf.scatter_(1, order, torch.arange(n, device=flat.device).expand_as(order))
+        morf = ranks_of(descending_order(ranking))
         out = [morf if o == "morf" else n - 1 - morf for o in self.orders]
         return torch.stack(out, 1)
 
@@ -519,14 +460,14 @@ class _Road(Metric):
         x = batch.images
         b, c, h, w = x.shape
         if len(self.mean) != c:
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__}: mean/std have {len(self.mean)} channels, images {c}."
             )
         mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, c, 1, 1)
         std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, c, 1, 1)
         pixels = x * std + mean
         rank = self.ranks(ctx, batch, maps)
-        keys = image_keys(batch.ids, x.device)
+        keys = id_keys(batch.ids, x.device)
         targets = explained_targets(ctx, batch, self.target)
         r_len, p_len = len(self.orders), len(self.fractions)
         counts = torch.tensor(fraction_counts(self.fractions, h * w), device=x.device)

@@ -6,11 +6,11 @@ import torch
 from captum.metrics import infidelity, sensitivity_max
 from torch import Tensor
 
-from bench.context import Context
-from bench.data.base import Batch
-from bench.errors import ConfigError
-from metrics.base import Metric, MetricOutput
-from metrics.faithfulness import SCORES, TARGETS, check_choice, explained_targets
+from bench.core.batch import Batch
+from bench.core.context import Context
+from bench.core.errors import check_bool, check_choice, check_int, check_number
+from metrics.base import Category, Metric, MetricOutput
+from metrics.faithfulness import SCORES, TARGETS, explained_targets
 
 YEH = (
     "Yeh, Hsieh, Suggala, Inouye, Ravikumar. On the (In)fidelity and Sensitivity of Explanations. "
@@ -40,7 +40,7 @@ class Infidelity(Metric):
     """
 
     higher_is_better = False
-    category = "faithfulness"
+    category = Category.FAITHFULNESS
     citation = YEH
 
     def __init__(
@@ -51,19 +51,11 @@ class Infidelity(Metric):
         target: str = "label",
         score: str = "logit",
     ) -> None:
-        if noise_std <= 0:
-            raise ConfigError(f"noise_std={noise_std} is not valid; accepted: a value > 0.")
-        if n_perturb_samples < 1:
-            raise ConfigError(
-                f"n_perturb_samples={n_perturb_samples} is not valid; accepted: >= 1."
-            )
-        check_choice("target", target, TARGETS)
-        check_choice("score", score, SCORES)
-        self.noise_std = float(noise_std)
-        self.n_perturb_samples = int(n_perturb_samples)
-        self.normalize = bool(normalize)
-        self.target = target
-        self.score = score
+        self.noise_std = check_number("noise_std", noise_std, above=0)
+        self.n_perturb_samples = check_int("n_perturb_samples", n_perturb_samples, minimum=1)
+        self.normalize = check_bool("normalize", normalize)
+        self.target = check_choice("target", target, TARGETS)
+        self.score = check_choice("score", score, SCORES)
 
     def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:
         x = batch.images
@@ -104,7 +96,7 @@ class MaxSensitivity(Metric):
     """
 
     higher_is_better = False
-    category = "robustness"
+    category = Category.ROBUSTNESS
     citation = YEH
 
     def __init__(
@@ -114,18 +106,10 @@ class MaxSensitivity(Metric):
         norm: str = "fro",
         target: str = "label",
     ) -> None:
-        if radius <= 0:
-            raise ConfigError(f"radius={radius} is not valid; accepted: a value > 0.")
-        if n_perturb_samples < 1:
-            raise ConfigError(
-                f"n_perturb_samples={n_perturb_samples} is not valid; accepted: >= 1."
-            )
-        check_choice("norm", norm, NORMS)
-        check_choice("target", target, TARGETS)
-        self.radius = float(radius)
-        self.n_perturb_samples = int(n_perturb_samples)
-        self.norm = norm
-        self.target = target
+        self.radius = check_number("radius", radius, above=0)
+        self.n_perturb_samples = check_int("n_perturb_samples", n_perturb_samples, minimum=1)
+        self.norm = check_choice("norm", norm, NORMS)
+        self.target = check_choice("target", target, TARGETS)
 
     def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:
         if ctx.method is None:

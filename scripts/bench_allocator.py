@@ -22,22 +22,17 @@ from bench.io import atomic_write_text
 
 PROBE = r"""
 import json, resource, sys, time, torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from bench import ROOT
-from bench.io import atomic_write_text
 from bench.allocator import keep_freed_memory
-from bench.context import Context
-from bench.data.base import collate
+from bench.api import compose
+from bench.core.context import Context
+from bench.core.batch import collate
 from bench.data.subset import SUBSET_KEYS
-from bench.schema import register
 
 keep, method_name, metric_name, n, threads = sys.argv[1] == "1", sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 torch.set_num_threads(threads)
 state = keep_freed_memory() if keep else "system"
-register()
-with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-    cfg = compose(config_name="config", overrides=[f"method={method_name}", f"metric=[{metric_name}]"])
+cfg = compose(f"method={method_name}", f"metric=[{metric_name}]", resolve=False)
 model = instantiate(cfg.model).eval()
 node = {k: v for k, v in cfg.dataset.items() if k not in SUBSET_KEYS}
 data = instantiate(node)

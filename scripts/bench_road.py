@@ -31,10 +31,11 @@ from scipy.sparse import coo_matrix, diags
 from scipy.sparse.linalg import spsolve
 
 from bench import ROOT
-from bench.context import Context
-from bench.data.base import collate
+from bench.core.batch import collate
+from bench.core.context import Context
+from bench.core.paths import resolve_path
 from bench.data.shapes import ShapesDataset
-from bench.models import load_shapes_cnn, resolve_path
+from bench.models import load_shapes_cnn
 from metrics.road import FRACTIONS, NEIGHBOUR_WEIGHTS, RoadABC, fraction_counts, impute_linear
 
 OFFSETS = [

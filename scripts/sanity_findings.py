@@ -21,17 +21,16 @@ import time
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from bench import ROOT
-from bench.context import Context
-from bench.data.base import collate
+from bench.api import compose
+from bench.core.batch import collate
+from bench.core.context import Context
+from bench.core.paths import resolve_path
 from bench.data.shapes import ShapesDataset
-from bench.models import load_shapes_cnn, resolve_path
+from bench.models import load_shapes_cnn
 from methods import cam, gradient
 from methods.base import Method
-
-CONF = ROOT / "conf" / "metric"
 
 
 class _CaptumGuidedBackprop(Method):
@@ -58,7 +57,7 @@ def methods(layer: str) -> dict[str, Method]:
 
 
 def metric(name: str, **overrides):
-    cfg = OmegaConf.load(CONF / f"{name}.yaml")
+    cfg = compose(f"metric=[{name}]").metric[name]
     cfg.update(overrides)
     return instantiate(cfg)
 

@@ -21,26 +21,24 @@ import logging
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from bench import ROOT
-from bench.data.base import collate
-from bench.errors import ConfigError
+from bench.api import compose
+from bench.cli import options
+from bench.core.batch import collate
+from bench.core.errors import ConfigError
+from bench.core.layers import get_layer
 from bench.models import meta_of
-from bench.schema import register
-from methods.base import get_layer
 
 log = logging.getLogger("visualise")
 
 
 def compose_run(model: str, dataset: str, method: str = "gradcam", extra: list[str] | None = None):
-    with initialize_config_dir(config_dir=str((ROOT / "conf").resolve()), version_base=None):
-        return compose(
-            config_name="config",
-            overrides=[f"model={model}", f"dataset={dataset}", f"method={method}", *(extra or [])],
-        )
+    return compose(
+        f"model={model}", f"dataset={dataset}", f"method={method}", *(extra or []), resolve=False
+    )
 
 
 def to_rgb(image: torch.Tensor, mean, std) -> torch.Tensor:
@@ -111,7 +109,6 @@ def main(argv: list[str] | None = None) -> None:
     import matplotlib.pyplot as plt
 
     logging.basicConfig(level=logging.INFO)
-    register()
     common = [o for o in args.override if not o.startswith("method.")]
     per_method = dict(
         o[len("method.") :].split("=", 1) for o in args.override if o.startswith("method.")
@@ -127,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     data = instantiate(node)
     batch = collate([data[i] for i in range(args.n_images)])
-    names = args.methods or sorted(p.stem for p in (ROOT / "conf" / "method").glob("*.yaml"))
+    names = args.methods or options("method")
     args.out.mkdir(parents=True, exist_ok=True)
 
     maps = {}

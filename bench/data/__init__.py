@@ -1,5 +1,8 @@
-"""Datasets: each yields samples that collate into a :class:`bench.data.base.Batch`."""
+"""Datasets: one module per dataset family; each yields :class:`bench.core.batch.Sample` items.
 
-from bench.data.base import Batch, ImageDataset, Sample, collate
-
-__all__ = ["Batch", "ImageDataset", "Sample", "collate"]
+``base`` (the dataset base class), ``synthetic`` (the generated benchmarks' shared parts),
+``files`` (image files on disk: loading, resizing, the file-backed base class), ``pairs``
+(multi-label (image, class) pairs: class mappings and the "difficult" subset), ``subset``
+(which items a job scores), and one module per family: ``shapes``, ``digits``, ``folder``,
+``imagenet``, ``voc``, ``coco``.
+"""

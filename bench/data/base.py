@@ -1,105 +1,10 @@
-"""The batch contract shared by every dataset, method and metric."""
+"""The base class of every dataset: a sequence of :class:`bench.core.batch.Sample` plus its metadata."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-import torch
-from torch import Tensor
 from torch.utils.data import Dataset
 
-from bench.errors import ConfigError
-
-
-@dataclass
-class Sample:
-    """One scored (image, class) pair.
-
-    Attributes:
-        image: float ``[3, H, W]``, normalised for the model.
-        target: the class to explain (the label; multi-label sets yield one sample per class).
-        id: a stable string, the same in every run (multi-label sets append ``:<class>``).
-        boxes: float ``[K, 4]`` xyxy boxes of the target class in the original image's pixel
-            coordinates, 0-based, ``x1``/``y1`` exclusive (a box covers pixels ``x0 <= u < x1``).
-        orig_size: ``(H, W)`` of the original image.
-        mask: bool ``[H, W]`` region of the target class at the input's resolution, if known.
-        difficult: whether the pair is in the dataset's "difficult" subset.
-    """
-
-    image: Tensor
-    target: int
-    id: str
-    boxes: Tensor | None = None
-    orig_size: tuple[int, int] | None = None
-    mask: Tensor | None = None
-    difficult: bool = False
-
-
-@dataclass
-class Batch:
-    """A batch of samples, the unit every method and metric works on.
-
-    Attributes:
-        images: float ``[B, 3, H, W]`` normalised for the model.
-        targets: long ``[B]``.
-        ids: ``B`` stable strings.
-        boxes: ``B`` tensors ``[K_i, 4]`` (see :class:`Sample`), or None when the set has none.
-        orig_sizes: long ``[B, 2]`` as ``(H, W)``.
-        masks: bool ``[B, H, W]`` or None.
-        difficult: bool ``[B]``.
-    """
-
-    images: Tensor
-    targets: Tensor
-    ids: list[str]
-    orig_sizes: Tensor
-    boxes: list[Tensor] | None = None
-    masks: Tensor | None = None
-    difficult: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.bool))
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    @property
-    def fields(self) -> set[str]:
-        """The optional fields this batch carries (``{"boxes", "masks"}`` or fewer)."""
-        out = set()
-        if self.boxes is not None:
-            out.add("boxes")
-        if self.masks is not None:
-            out.add("masks")
-        return out
-
-    def to(self, device: torch.device | str) -> Batch:
-        """Move tensors to ``device`` (boxes and sizes stay where they are: metrics use them small)."""
-        return Batch(
-            images=self.images.to(device, non_blocking=True),
-            targets=self.targets.to(device, non_blocking=True),
-            ids=self.ids,
-            orig_sizes=self.orig_sizes,
-            boxes=self.boxes,
-            masks=None if self.masks is None else self.masks.to(device, non_blocking=True),
-            difficult=self.difficult,
-        )
-
-
-def collate(samples: list[Sample]) -> Batch:
-    """Stack samples into a :class:`Batch`; optional fields must be present in all or none."""
-    images = torch.stack([s.image for s in samples])
-    h, w = images.shape[-2:]
-    has_boxes = [s.boxes is not None for s in samples]
-    has_masks = [s.mask is not None for s in samples]
-    boxes = [s.boxes for s in samples] if all(has_boxes) else None
-    masks = torch.stack([s.mask for s in samples]) if all(has_masks) else None
-    return Batch(
-        images=images,
-        targets=torch.tensor([s.target for s in samples], dtype=torch.long),
-        ids=[s.id for s in samples],
-        orig_sizes=torch.tensor([s.orig_size or (h, w) for s in samples], dtype=torch.long),
-        boxes=boxes,
-        masks=masks,
-        difficult=torch.tensor([s.difficult for s in samples], dtype=torch.bool),
-    )
+from bench.core.errors import ConfigError
 
 
 class ImageDataset(Dataset):

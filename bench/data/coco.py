@@ -8,7 +8,7 @@ sample. Category ids (1..90, sparse) map to contiguous indices 0..79 in id order
 80-way head; ``class_indices`` maps them to another model's indices. Sample ids are
 ``<image id>:<category name>``.
 
-PROTOCOLS.md §3 takes Ω from the instance masks for COCO; this loader uses the annotation boxes
+docs/PROTOCOLS.md §3 takes Ω from the instance masks for COCO; this loader uses the annotation boxes
 (the issue's choice; masks would need polygon/RLE rasterisation) — record it with results.
 """
 
@@ -19,10 +19,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from bench.data.folder import FileDataset, Preprocess, root_dir
-from bench.data.voc import class_mapping, is_difficult_pair, read_pair_flags
-from bench.errors import ConfigError
-from bench.models import resolve_path
+from bench.core.errors import ConfigError
+from bench.core.paths import resolve_path
+from bench.data.files import FileDataset
+from bench.data.pairs import class_mapping, is_difficult_pair, read_pair_flags
 
 
 class COCODataset(FileDataset):
@@ -67,11 +67,18 @@ class COCODataset(FileDataset):
         pointing_tolerance: float = 15.0,
         name: str | None = None,
     ) -> None:
-        base = root_dir(root)
-        self.name = name or f"coco{int(year) % 100:02d}"
-        self.split = split
-        self.pointing_tolerance = float(pointing_tolerance)
-        self.preprocess = Preprocess(input_size, mean, std, resize, resize_size)
+        super().__init__(
+            root,
+            input_size,
+            mean,
+            std,
+            resize,
+            resize_size,
+            name or f"coco{int(year) % 100:02d}",
+            split,
+            pointing_tolerance,
+        )
+        base = self.root
         ann_path = (
             resolve_path(annotations)
             if annotations
@@ -96,7 +103,7 @@ class COCODataset(FileDataset):
         self.class_indices, self.num_classes = class_mapping(
             self.class_names, class_indices, model_num_classes
         )
-        flags = read_pair_flags(difficult_file) if difficult_file else None
+        flags = read_pair_flags(difficult_file, self.class_names) if difficult_file else None
         by_image: dict[int, list[dict]] = {}
         for ann in data["annotations"]:
             if ann["category_id"] not in contiguous:
@@ -104,7 +111,6 @@ class COCODataset(FileDataset):
                     f"{ann_path}: annotation {ann.get('id')} has unknown category_id {ann['category_id']}."
                 )
             by_image.setdefault(ann["image_id"], []).append(ann)
-        self.records = []
         for img in sorted(data["images"], key=lambda im: im["id"]):
             anns = by_image.get(img["id"], [])
             present = sorted({contiguous[a["category_id"]] for a in anns})

@@ -15,13 +15,11 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-import torch
 
-from bench.data.base import ImageDataset, Sample
-from bench.errors import ConfigError, choice_error
+from bench.core.errors import check_int
+from bench.data.synthetic import SPLITS, SyntheticDataset, segment_mask
 
 CLASSES = [str(d) for d in range(10)]
-SPLITS = {"train": 0, "val": 1, "test": 2}
 #: Seed of the one permutation that splits the 1,797 digits; never change it (the model depends on it).
 SPLIT_SEED = 20240
 SPLIT_SIZES = {"train": 1197, "val": 200, "test": 400}
@@ -83,14 +81,6 @@ def _ink(rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(0.0, 0.35, size=3)
 
 
-def _segment(
-    uu: np.ndarray, vv: np.ndarray, p0: np.ndarray, p1: np.ndarray, width: float
-) -> np.ndarray:
-    d = p1 - p0
-    t = np.clip(((uu - p0[0]) * d[0] + (vv - p0[1]) * d[1]) / max(float(d @ d), 1e-9), 0.0, 1.0)
-    return np.hypot(uu - (p0[0] + t * d[0]), vv - (p0[1] + t * d[1])) <= width / 2
-
-
 def render(
     seed: int, split: str, digit: int, r: int, size: int = 112
 ) -> tuple[np.ndarray, int, np.ndarray]:
@@ -121,7 +111,7 @@ def render(
         if kind == 0:
             a = rng.uniform(0, 2 * np.pi)
             step = rng.uniform(8, 24) * scale
-            m = _segment(uu, vv, c, c + step * np.array([np.cos(a), np.sin(a)]), width)
+            m = segment_mask(uu, vv, c, c + step * np.array([np.cos(a), np.sin(a)]), width)
         elif kind == 1:
             rad = rng.uniform(4, 12) * scale
             a0 = rng.uniform(0, 2 * np.pi)
@@ -139,13 +129,7 @@ def render(
     return (img * 255 + 0.5).astype(np.uint8), int(labels[digit]), mask
 
 
-def mask_box(mask: np.ndarray) -> np.ndarray:
-    """The xyxy box (0-based, exclusive end) of a bool mask ``[H, W]``."""
-    rows, cols = np.nonzero(mask)
-    return np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1], dtype=np.float32)
-
-
-class DigitsDataset(ImageDataset):
+class DigitsDataset(SyntheticDataset):
     """Real handwritten digits on cluttered canvases (10 classes, one box and mask per image).
 
     Args:
@@ -161,7 +145,6 @@ class DigitsDataset(ImageDataset):
     name = "digits"
     class_names = CLASSES
     num_classes = 10
-    fields = frozenset({"boxes", "masks"})
 
     def __init__(
         self,
@@ -173,55 +156,26 @@ class DigitsDataset(ImageDataset):
         std: tuple[float, float, float] = (0.25, 0.25, 0.25),
         pointing_tolerance: float | None = None,
     ) -> None:
-        if split not in SPLITS:
-            raise choice_error("dataset.split", split, SPLITS)
-        if image_size < 96:
-            raise ConfigError(f"dataset.image_size={image_size} is too small; accepted: >= 96.")
-        self.split = split
-        self.renders = DEFAULT_RENDERS[split] if renders is None else int(renders)
-        if self.renders < 1:
-            raise ConfigError(f"dataset.renders={renders} is not valid; accepted: an integer >= 1.")
-        self.image_size = int(image_size)
-        self.seed = int(seed)
-        self.digits = split_indices()[split]
-        self.mean = torch.tensor(mean, dtype=torch.float32)[:, None, None]
-        self.std = torch.tensor(std, dtype=torch.float32)[:, None, None]
-        self.pointing_tolerance = (
-            15.0 * self.image_size / 224.0
-            if pointing_tolerance is None
-            else float(pointing_tolerance)
+        super().__init__(split, image_size, seed, mean, std, pointing_tolerance)
+        self.renders = (
+            DEFAULT_RENDERS[split]
+            if renders is None
+            else check_int("dataset.renders", renders, minimum=1)
         )
+        self.digits = split_indices()[split]
 
     def __len__(self) -> int:
         return len(self.digits) * self.renders
 
     def _where(self, index: int) -> tuple[int, int]:
-        if not 0 <= index < len(self):
-            raise IndexError(index)
+        self.check_index(index)
         return int(self.digits[index % len(self.digits)]), index // len(self.digits)
 
     def id_of(self, index: int) -> str:
         digit, r = self._where(index)
         return f"digits-{self.seed}-{self.split}-{digit:04d}-{r}"
 
-    @property
-    def sample_ids(self) -> list[str]:
-        """The id of every item, in order, without rendering any image."""
-        return [self.id_of(i) for i in range(len(self))]
-
     def raw(self, index: int) -> tuple[np.ndarray, int, np.ndarray]:
         """The uint8 image ``[H, W, 3]``, label and digit mask of item ``index``."""
         digit, r = self._where(index)
         return render(self.seed, self.split, digit, r, self.image_size)
-
-    def __getitem__(self, index: int) -> Sample:
-        img, label, mask = self.raw(index)
-        image = torch.from_numpy(img).permute(2, 0, 1).float().div_(255)
-        return Sample(
-            image=(image - self.mean) / self.std,
-            target=label,
-            id=self.id_of(index),
-            boxes=torch.from_numpy(mask_box(mask))[None],
-            orig_size=(self.image_size, self.image_size),
-            mask=torch.from_numpy(mask),
-        )

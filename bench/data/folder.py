@@ -1,175 +1,16 @@
-"""Image files on disk: the shared loading/resizing helpers and a dataset for any folder + CSV.
-
-Resizing (``resize``, a key of every file-backed dataset):
-
-- ``stretch``: plain resize of the whole image to the model's input size. The attribution map
-  then covers the whole original image, and the pointing game resizes it back to ``orig_size``
-  exactly; the default for the localisation sets (VOC, COCO, own folders).
-- ``center_crop``: torchvision's evaluation transform (shorter side to ``resize_size``, centre
-  crop to the input size), the default for ImageNet classification accuracy. The "original
-  image" of the sample is then the crop window in original pixels: ``orig_size`` is the window's
-  size and boxes are shifted into it and clipped, so a map resized to ``orig_size`` lines up with
-  them.
-"""
+"""Any folder of images with a CSV of labels and optional boxes: a team's own data."""
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from PIL import Image
 
-from bench.data.base import ImageDataset, Sample
-from bench.errors import ConfigError, choice_error
-
-RESIZE = ("stretch", "center_crop")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
-
-
-def root_dir(root: str | Path | None, key: str = "dataset.root") -> Path:
-    """``root`` as an existing folder, or a ConfigError that says how to set it."""
-    if root in (None, "", "???"):
-        raise ConfigError(
-            f"{key} is not set; point it at the dataset's folder ({key}=/path/to/it)."
-        )
-    from bench.models import resolve_path
-
-    p = resolve_path(root)
-    if not p.is_dir():
-        raise ConfigError(f"{key}={root} is not a folder (looked at {p}).")
-    return p
-
-
-@dataclass
-class Frame:
-    """Where a sample's input comes from in the original image: the window ``(x0, y0, w, h)``."""
-
-    x0: float
-    y0: float
-    width: float
-    height: float
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """``(H, W)`` of the window, in original pixels (the sample's ``orig_size``)."""
-        return (max(1, int(round(self.height))), max(1, int(round(self.width))))
-
-    def boxes(self, boxes: np.ndarray | torch.Tensor | Sequence) -> torch.Tensor:
-        """Boxes ``[K, 4]`` (xyxy, original pixels) moved into the window and clipped; empty ones dropped."""
-        b = torch.as_tensor(np.asarray(boxes, dtype=np.float32).reshape(-1, 4))
-        if self.x0 == 0 and self.y0 == 0:
-            return b
-        h, w = self.size
-        b = b - torch.tensor([self.x0, self.y0, self.x0, self.y0], dtype=torch.float32)
-        b[:, 0::2] = b[:, 0::2].clamp(0, w)
-        b[:, 1::2] = b[:, 1::2].clamp(0, h)
-        keep = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
-        return b[keep]
-
-
-class Preprocess:
-    """PIL image -> normalised float ``[3, H, W]`` at the model's input size, plus its :class:`Frame`.
-
-    Args:
-        input_size: ``(H, W)`` (or one int) of the model's input.
-        mean: per-channel mean of the model's normalisation.
-        std: per-channel std.
-        resize: ``stretch`` or ``center_crop`` (see the module docstring).
-        resize_size: shorter side before the centre crop (default ``input * 256 / 224``).
-    """
-
-    def __init__(
-        self,
-        input_size: Sequence[int] | int,
-        mean: Sequence[float],
-        std: Sequence[float],
-        resize: str = "stretch",
-        resize_size: int | None = None,
-    ) -> None:
-        if resize not in RESIZE:
-            raise choice_error("dataset.resize", resize, RESIZE)
-        size = [input_size] if isinstance(input_size, int) else list(input_size)
-        self.size = (int(size[0]), int(size[-1]))
-        self.resize = resize
-        self.resize_size = (
-            int(resize_size) if resize_size else int(round(min(self.size) * 256 / 224))
-        )
-        self.mean = torch.tensor(list(mean), dtype=torch.float32)[:, None, None]
-        self.std = torch.tensor(list(std), dtype=torch.float32)[:, None, None]
-
-    def __call__(self, img: Image.Image) -> tuple[torch.Tensor, Frame]:
-        w, h = img.size
-        th, tw = self.size
-        if self.resize == "stretch":
-            frame = Frame(0.0, 0.0, float(w), float(h))
-            out = img.resize((tw, th), Image.BILINEAR)
-        else:
-            scale = self.resize_size / min(w, h)
-            cw, ch = min(w, tw / scale), min(h, th / scale)  # the crop window, clamped to the image
-            x0, y0 = (w - cw) / 2, (h - ch) / 2
-            frame = Frame(x0, y0, cw, ch)
-            out = img.resize((tw, th), Image.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
-        x = (
-            torch.from_numpy(np.asarray(out, dtype=np.uint8).copy())
-            .permute(2, 0, 1)
-            .float()
-            .div_(255)
-        )
-        return (x - self.mean) / self.std, frame
-
-
-def open_rgb(path: Path) -> Image.Image:
-    """The image at ``path`` as RGB (grey and palette images converted)."""
-    with Image.open(path) as im:
-        return im.convert("RGB")
-
-
-def read_lines(path: str | Path, key: str) -> list[str]:
-    """Non-empty stripped lines of a text file, or a ConfigError naming ``key``."""
-    from bench.models import resolve_path
-
-    p = resolve_path(path)
-    if not p.is_file():
-        raise ConfigError(f"{key}={path} is not a file (looked at {p}).")
-    return [ln.strip() for ln in p.read_text().splitlines() if ln.strip()]
-
-
-class FileDataset(ImageDataset):
-    """Base of the file-backed datasets: an index of records, the shared preprocessing, stable ids.
-
-    Subclasses fill ``self.records`` (one dict per sample with ``path``, ``target``, ``id``,
-    ``boxes`` (array ``[K, 4]`` or None) and optionally ``difficult``) in ``__init__``.
-    """
-
-    records: list[dict]
-    preprocess: Preprocess
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    @property
-    def sample_ids(self) -> list[str]:
-        """The id of every item, in order, without opening any image."""
-        return [r["id"] for r in self.records]
-
-    def __getitem__(self, index: int) -> Sample:
-        rec = self.records[index]
-        image, frame = self.preprocess(open_rgb(rec["path"]))
-        boxes = None
-        if "boxes" in self.fields:
-            boxes = frame.boxes(rec["boxes"] if rec.get("boxes") is not None else np.zeros((0, 4)))
-        return Sample(
-            image=image,
-            target=int(rec["target"]),
-            id=rec["id"],
-            boxes=boxes,
-            orig_size=frame.size,
-            difficult=bool(rec.get("difficult", False)),
-        )
+from bench.core.errors import ConfigError
+from bench.core.paths import read_lines
+from bench.data.files import FileDataset
 
 
 def _box_columns(header: list[str]) -> list[str] | None:
@@ -224,11 +65,9 @@ class FolderDataset(FileDataset):
         split: str = "",
         pointing_tolerance: float = 15.0,
     ) -> None:
-        self.root = root_dir(root)
-        self.name = name
-        self.split = split
-        self.pointing_tolerance = float(pointing_tolerance)
-        self.preprocess = Preprocess(input_size, mean, std, resize, resize_size)
+        super().__init__(
+            root, input_size, mean, std, resize, resize_size, name, split, pointing_tolerance
+        )
         csv_path = Path(labels) if Path(labels).is_absolute() else self.root / labels
         if not csv_path.is_file():
             raise ConfigError(f"dataset.labels={labels} not found (looked at {csv_path}).")
@@ -298,7 +137,6 @@ class FolderDataset(FileDataset):
                         f"{csv_path}:{line}: box {box} is empty; accepted: x0 < x1 and y0 < y1 (xyxy, exclusive end)."
                     )
                 rec["boxes"].append(box)
-        self.records = []
         for (image, target), rec in groups.items():
             if len(labels_of[image]) > 1:
                 rec["id"] = f"{rec['id']}:{self.class_names[target]}"

@@ -20,19 +20,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bench.data.folder import IMAGE_SUFFIXES, FileDataset, Preprocess, read_lines, root_dir
+from bench.core.errors import ConfigError
+from bench.core.paths import existing_dir, existing_file, read_lines
+from bench.data.files import IMAGE_SUFFIXES, FileDataset
 from bench.data.voc import parse_annotation
-from bench.errors import ConfigError
-from bench.models import resolve_path
 
 
 def read_class_index(path: str) -> list[str]:
     """Wnids in the model's index order from a text file (one a line) or Keras' class-index JSON."""
-    p = resolve_path(path)
-    if p.suffix == ".json":
-        if not p.is_file():
-            raise ConfigError(f"dataset.class_index={path} is not a file (looked at {p}).")
-        data = json.loads(p.read_text())
+    if str(path).endswith(".json"):
+        data = json.loads(existing_file(path, "dataset.class_index").read_text())
         return [data[str(i)][0] for i in range(len(data))]
     return [line.split()[0] for line in read_lines(path, "dataset.class_index")]
 
@@ -70,16 +67,14 @@ class ImageNetDataset(FileDataset):
         pointing_tolerance: float = 15.0,
         name: str = "imagenet",
     ) -> None:
-        base = root_dir(root)
+        super().__init__(
+            root, input_size, mean, std, resize, resize_size, name, split, pointing_tolerance
+        )
+        base = self.root
         if (base / split).is_dir() and not any(
             p.suffix.lower() in IMAGE_SUFFIXES for p in base.glob("*/*")
         ):
-            base = base / split
-        self.root = base
-        self.name = name
-        self.split = split
-        self.pointing_tolerance = float(pointing_tolerance)
-        self.preprocess = Preprocess(input_size, mean, std, resize, resize_size)
+            base = self.root = base / split
         folders = sorted(p.name for p in base.iterdir() if p.is_dir())
         if not folders:
             raise ConfigError(
@@ -93,9 +88,8 @@ class ImageNetDataset(FileDataset):
                 f"dataset.root has folders not in the class index, e.g. {unknown[:3]}."
             )
         self.num_classes = len(self.class_names)
-        box_dir = root_dir(boxes, "dataset.boxes") if boxes else None
+        box_dir = existing_dir(boxes, "dataset.boxes") if boxes else None
         self.fields = frozenset({"boxes"}) if box_dir else frozenset()
-        self.records = []
         shift = 1.0 if one_based else 0.0
         for wnid in folders:
             for path in sorted((base / wnid).iterdir()):

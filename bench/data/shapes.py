@@ -9,13 +9,11 @@ information. Every image is a pure function of ``(seed, split, index)``.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from bench.data.base import ImageDataset, Sample
-from bench.errors import choice_error
+from bench.core.errors import check_int
+from bench.data.synthetic import SPLITS, SyntheticDataset, segment_mask
 
 CLASSES = ["disk", "square", "triangle", "plus", "ring", "star", "frame", "crescent"]
-SPLITS = {"train": 0, "val": 1, "test": 2}
 DEFAULT_SIZES = {"train": 12000, "val": 1000, "test": 1000}
 
 
@@ -60,14 +58,6 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return img
 
 
-def _segment_mask(
-    u: np.ndarray, v: np.ndarray, p0: np.ndarray, p1: np.ndarray, width: float
-) -> np.ndarray:
-    d = p1 - p0
-    t = np.clip(((u - p0[0]) * d[0] + (v - p0[1]) * d[1]) / max(float(d @ d), 1e-9), 0.0, 1.0)
-    return np.hypot(u - (p0[0] + t * d[0]), v - (p0[1] + t * d[1])) <= width / 2
-
-
 def render(
     seed: int, split: str, index: int, size: int = 112
 ) -> tuple[np.ndarray, int, np.ndarray]:
@@ -100,7 +90,7 @@ def render(
         width = rng.uniform(1.5, 3.5) * scale
         dmask = np.zeros((size, size), dtype=bool)
         for p0, p1 in zip(pts[:-1], pts[1:]):
-            dmask |= _segment_mask(uu, vv, p0, p1, width)
+            dmask |= segment_mask(uu, vv, p0, p1, width)
         img[dmask & ~keepout] = rng.uniform(0, 1, size=3)
 
     colour = rng.uniform(0, 1, size=3)
@@ -112,13 +102,7 @@ def render(
     return (img * 255 + 0.5).astype(np.uint8), label, mask
 
 
-def mask_box(mask: np.ndarray) -> np.ndarray:
-    """The xyxy box (0-based, exclusive end) of a bool mask ``[H, W]``."""
-    rows, cols = np.nonzero(mask)
-    return np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1], dtype=np.float32)
-
-
-class ShapesDataset(ImageDataset):
+class ShapesDataset(SyntheticDataset):
     """The embedded synthetic benchmark (8 shape classes, one box and mask per image).
 
     Args:
@@ -135,7 +119,6 @@ class ShapesDataset(ImageDataset):
     name = "shapes"
     class_names = CLASSES
     num_classes = len(CLASSES)
-    fields = frozenset({"boxes", "masks"})
 
     def __init__(
         self,
@@ -147,39 +130,18 @@ class ShapesDataset(ImageDataset):
         std: tuple[float, float, float] = (0.25, 0.25, 0.25),
         pointing_tolerance: float | None = None,
     ) -> None:
-        if split not in SPLITS:
-            raise choice_error("dataset.split", split, SPLITS)
-        if image_size < 96:
-            raise ValueError(f"dataset.image_size={image_size} is too small; accepted: >= 96.")
-        self.split = split
-        self.size = DEFAULT_SIZES[split] if size is None else int(size)
-        self.image_size = int(image_size)
-        self.seed = int(seed)
-        self.mean = torch.tensor(mean, dtype=torch.float32)[:, None, None]
-        self.std = torch.tensor(std, dtype=torch.float32)[:, None, None]
-        self.pointing_tolerance = (
-            15.0 * self.image_size / 224.0
-            if pointing_tolerance is None
-            else float(pointing_tolerance)
+        super().__init__(split, image_size, seed, mean, std, pointing_tolerance)
+        self.size = (
+            DEFAULT_SIZES[split] if size is None else check_int("dataset.size", size, minimum=1)
         )
 
     def __len__(self) -> int:
         return self.size
 
+    def id_of(self, index: int) -> str:
+        return f"shapes-{self.seed}-{self.split}-{index:05d}"
+
     def raw(self, index: int) -> tuple[np.ndarray, int, np.ndarray]:
         """The uint8 image ``[H, W, 3]``, label and object mask of item ``index``."""
-        if not 0 <= index < self.size:
-            raise IndexError(index)
+        self.check_index(index)
         return render(self.seed, self.split, index, self.image_size)
-
-    def __getitem__(self, index: int) -> Sample:
-        img, label, mask = self.raw(index)
-        image = torch.from_numpy(img).permute(2, 0, 1).float().div_(255)
-        return Sample(
-            image=(image - self.mean) / self.std,
-            target=label,
-            id=f"shapes-{self.seed}-{self.split}-{index:05d}",
-            boxes=torch.from_numpy(mask_box(mask))[None],
-            orig_size=(self.image_size, self.image_size),
-            mask=torch.from_numpy(mask),
-        )

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from bench.core.errors import ConfigError, check_int
 from bench.data.base import ImageDataset
-from bench.errors import ConfigError
 
 #: Keys of the ``dataset`` config node that select items rather than configure the loader.
 SUBSET_KEYS = ("limit", "sample", "ids", "shard", "num_shards")
@@ -94,7 +94,9 @@ def select(
 
     Ids are exact sample ids, or image ids that select every ``<image id>:<class>`` pair of the
     image in a multi-label set; the selection keeps the order given, without duplicates."""
-    if num_shards < 1 or not 0 <= shard < num_shards:
+    num_shards = check_int("dataset.num_shards", num_shards, minimum=1)
+    shard = check_int("dataset.shard", shard, minimum=0)
+    if shard >= num_shards:
         raise ConfigError(
             f"dataset.shard={shard} dataset.num_shards={num_shards} is not valid; accepted: "
             "num_shards >= 1 and 0 <= shard < num_shards."
@@ -104,14 +106,10 @@ def select(
     if ids is not None:
         indices = _indices_of(dataset, _read_ids(ids))
     elif sample is not None:
-        if not 0 < sample <= n:
-            raise ConfigError(f"dataset.sample={sample} is not valid; accepted: 1..{n}.")
+        sample = check_int("dataset.sample", sample, minimum=1, maximum=n)
         gen = torch.Generator().manual_seed(seed)
         indices = sorted(torch.randperm(n, generator=gen)[:sample].tolist())
     elif limit is not None:
-        if limit < 1:
-            raise ConfigError(
-                f"dataset.limit={limit} is not valid; accepted: an integer >= 1 or null."
-            )
+        limit = check_int("dataset.limit", limit, minimum=1)
         indices = indices[: min(limit, n)]
     return Selection(dataset, indices[shard::num_shards])

@@ -3,7 +3,7 @@
 On-disk layout (the official tarball): ``<root>/JPEGImages/<id>.jpg``, ``<root>/Annotations/<id>.xml``
 and ``<root>/ImageSets/Main/<split>.txt``; ``root`` may be ``VOCdevkit/VOC2007`` or ``VOCdevkit``.
 One sample per (image, class present); its boxes are all boxes of that class, the ones flagged
-difficult included; a pair whose boxes are all difficult is skipped (PROTOCOLS.md §3). VOC
+difficult included; a pair whose boxes are all difficult is skipped (docs/PROTOCOLS.md §3). VOC
 coordinates are 1-based inclusive and become 0-based exclusive-end xyxy (``x0 = xmin - 1``,
 ``x1 = xmax``). Sample ids are ``<image id>:<class name>``.
 
@@ -19,8 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data.folder import FileDataset, Preprocess, read_lines, root_dir
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
+from bench.core.paths import read_lines
+from bench.data.files import FileDataset
+from bench.data.pairs import class_mapping, is_difficult_pair, read_pair_flags
 
 VOC_CLASSES = [
     "aeroplane",
@@ -44,62 +46,6 @@ VOC_CLASSES = [
     "train",
     "tvmonitor",
 ]
-
-
-def union_fraction(boxes: np.ndarray, height: int, width: int) -> float:
-    """Fraction of the ``height x width`` image covered by the union of ``boxes`` ``[K, 4]`` (xyxy)."""
-    cover = np.zeros((height, width), dtype=bool)
-    for x0, y0, x1, y1 in np.asarray(boxes).reshape(-1, 4):
-        cover[
-            max(0, int(np.floor(y0))) : max(0, int(np.ceil(y1))),
-            max(0, int(np.floor(x0))) : max(0, int(np.ceil(x1))),
-        ] = True
-    return float(cover.mean())
-
-
-def is_difficult_pair(boxes: np.ndarray, classes_present: set, height: int, width: int) -> bool:
-    """The pointing-game paper's "difficult" pair: another class is present in the image and the
-    target's boxes cover less than 1/4 of it (Zhang et al. 2016; TorchRay ships precomputed flags)."""
-    return len(classes_present) > 1 and union_fraction(boxes, height, width) < 0.25
-
-
-def read_pair_flags(path: str | Path, key: str = "dataset.difficult_file") -> set[str]:
-    """Pair ids from a flag file: one pair a line, as ``<image id>:<class>`` or ``<image id> <class>``."""
-    return {
-        ":".join(line.split(None, 1)) if ":" not in line else line for line in read_lines(path, key)
-    }
-
-
-def class_mapping(
-    names: Sequence[str],
-    class_indices: Sequence[int] | Mapping[str, int] | None,
-    model_num_classes: int | None,
-) -> tuple[list[int], int]:
-    """The model's index of each dataset class, and the class count the runner should check.
-
-    ``class_indices`` null = identity (a model whose head has exactly these classes); a list gives
-    the model index of each class in dataset order; a mapping gives it by class name.
-    """
-    if class_indices is None:
-        return list(range(len(names))), len(names)
-    if isinstance(class_indices, Mapping):
-        missing = [n for n in names if n not in class_indices]
-        if missing:
-            raise ConfigError(
-                f"dataset.class_indices lacks {len(missing)} class(es), e.g. {missing[:3]}; accepted: every one of {', '.join(names)}."
-            )
-        idx = [int(class_indices[n]) for n in names]
-    else:
-        idx = [int(i) for i in class_indices]
-        if len(idx) != len(names):
-            raise ConfigError(
-                f"dataset.class_indices has {len(idx)} entries; accepted: {len(names)}, one per class in order ({', '.join(names[:3])}, ...)."
-            )
-    if model_num_classes is not None and not all(0 <= i < model_num_classes for i in idx):
-        raise ConfigError(
-            f"dataset.class_indices {idx} has indices outside 0..{model_num_classes - 1} (the model's classes)."
-        )
-    return idx, int(model_num_classes or 0)
 
 
 def _voc_root(root: Path, year: str) -> Path:
@@ -136,7 +82,7 @@ def parse_annotation(
 
 
 class VOCDataset(FileDataset):
-    """PASCAL VOC as (image, class) pairs with boxes (PROTOCOLS.md §3).
+    """PASCAL VOC as (image, class) pairs with boxes (docs/PROTOCOLS.md §3).
 
     Args:
         root: ``VOCdevkit/VOC2007`` (or ``VOCdevkit``).
@@ -173,23 +119,21 @@ class VOCDataset(FileDataset):
         pointing_tolerance: float = 15.0,
         name: str = "voc07",
     ) -> None:
-        self.root = _voc_root(root_dir(root), str(year))
-        self.name = name
-        self.split = split
+        super().__init__(
+            root, input_size, mean, std, resize, resize_size, name, split, pointing_tolerance
+        )
+        self.root = _voc_root(self.root, str(year))
         self.class_names = list(VOC_CLASSES)
-        self.pointing_tolerance = float(pointing_tolerance)
-        self.preprocess = Preprocess(input_size, mean, std, resize, resize_size)
         self.class_indices, self.num_classes = class_mapping(
             self.class_names, class_indices, model_num_classes
         )
-        flags = read_pair_flags(difficult_file) if difficult_file else None
+        flags = read_pair_flags(difficult_file, self.class_names) if difficult_file else None
         list_file = self.root / "ImageSets" / "Main" / f"{split}.txt"
         if list_file.is_file():
             image_ids = read_lines(list_file, "dataset.split")
         else:
             image_ids = sorted(p.stem for p in (self.root / "Annotations").glob("*.xml"))
         index = {c: i for i, c in enumerate(self.class_names)}
-        self.records = []
         for image_id in image_ids:
             xml = self.root / "Annotations" / f"{image_id}.xml"
             if not xml.is_file():

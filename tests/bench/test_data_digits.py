@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from bench.core.errors import ConfigError
 from bench.data.digits import DigitsDataset, _digits, render, split_indices
-from bench.errors import ConfigError
 
 
 def test_splits_are_disjoint_and_cover_all_digits():
@@ -47,5 +47,5 @@ def test_renders_and_errors():
     assert len(DigitsDataset("train")) == 4 * 1197 and len(DigitsDataset("val", renders=2)) == 400
     with pytest.raises(ConfigError, match="split"):
         DigitsDataset("dev")
-    with pytest.raises(ConfigError, match="too small"):
+    with pytest.raises(ConfigError, match="image_size=64 .*>= 96"):
         DigitsDataset(image_size=64)

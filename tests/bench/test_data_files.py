@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.data.base import collate
+from bench.core.batch import collate
+from bench.core.errors import ConfigError
 from bench.data.coco import COCODataset
-from bench.data.folder import FolderDataset, Preprocess
+from bench.data.files import Preprocess
+from bench.data.folder import FolderDataset
 from bench.data.imagenet import ImageNetDataset
 from bench.data.voc import VOC_CLASSES, VOCDataset
-from bench.errors import ConfigError
 from tests.bench._fixtures import MEAN, STD, write_coco, write_folder, write_imagenet, write_voc
 
 SIZE = [32, 48]

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
 from bench.run import run
 from bench.schema import register
 from tests.bench._fixtures import write_coco, write_folder, write_imagenet, write_voc

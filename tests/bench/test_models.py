@@ -9,7 +9,7 @@ import torch
 import yaml
 from torch import nn
 
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
 from bench.models import load_module, load_shapes_cnn, load_timm, load_torchvision, meta_of
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "model"

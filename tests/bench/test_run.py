@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from bench import ROOT
 from bench.cli import check_overrides, options
 from bench.collate import collate_dirs, find_job_dirs, summarise
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
 from bench.io import ROW_COLUMNS, RowWriter
 from bench.schema import register
 from tests.conftest import run_bench

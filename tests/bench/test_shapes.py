@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data.base import collate
-from bench.data.shapes import CLASSES, ShapesDataset, mask_box, render
-from bench.errors import ConfigError
+from bench.core.batch import collate
+from bench.core.errors import ConfigError
+from bench.data.shapes import CLASSES, ShapesDataset, render
+from bench.data.synthetic import mask_box
 from bench.models import load_shapes_cnn, meta_of
 from tests.conftest import SHAPES_CKPT
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.data.base import ImageDataset, Sample
+from bench.core.batch import Sample
+from bench.core.errors import ConfigError
+from bench.data.base import ImageDataset
 from bench.data.subset import select
-from bench.errors import ConfigError
 
 
 class Toy(ImageDataset):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
 from tests.methods.conftest import METHODS, MODELS, make_images, make_method, make_model
 
 #: (method, model) pairs the method must refuse in ``check`` (and why, for the reader).

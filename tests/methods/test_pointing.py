@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bench import ROOT
-from bench.data.base import collate
+from bench.core.batch import collate
 from bench.data.shapes import ShapesDataset
 from bench.models import load_shapes_cnn
 from metrics.localisation import PointingGame

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from bench.context import Context
-from bench.data.base import Batch
+from bench.core.batch import Batch
+from bench.core.context import Context
 
 
 class RegionMean(nn.Module):

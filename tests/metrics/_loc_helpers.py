@@ -9,8 +9,8 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from bench.context import Context
-from bench.data.base import Batch
+from bench.core.batch import Batch
+from bench.core.context import Context
 
 
 def make_ctx(seed: int = 0) -> Context:

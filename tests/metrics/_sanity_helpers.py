@@ -6,8 +6,8 @@ import torch
 from captum.attr import GuidedBackprop as _CaptumGuidedBackprop
 from torch import Tensor, nn
 
-from bench.context import Context
-from bench.data.base import Batch
+from bench.core.batch import Batch
+from bench.core.context import Context
 from methods.base import Method
 from methods.gradient import Gradient
 

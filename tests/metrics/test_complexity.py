@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy import stats
 
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
 from metrics.complexity import Complexity, Sparseness
 from tests.metrics._loc_helpers import make_batch, make_ctx
 
@@ -55,11 +55,11 @@ def test_equal_independent_formulas_on_random_signed_maps():
 
 def test_directions_scale_invariance_and_ordering():
     assert (
-        Complexity.meta()["higher_is_better"] is False
-        and Sparseness.meta()["higher_is_better"] is True
+        Complexity().meta()["higher_is_better"] is False
+        and Sparseness().meta()["higher_is_better"] is True
     )
     for cls in (Complexity, Sparseness):
-        assert cls.meta()["category"] == "complexity" and len(cls.meta()["citation"]) > 20
+        assert cls().meta()["category"] == "complexity" and len(cls().meta()["citation"]) > 20
     g = torch.Generator().manual_seed(1)
     spread = torch.rand(1, 16, 16, generator=g)
     peaked = spread.clone() ** 8  # the same order, more concentrated

@@ -10,7 +10,7 @@ import torch
 from scipy.ndimage import correlate
 
 from bench import ROOT
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
 from metrics.faithfulness import (
     DAUC,
     DC,

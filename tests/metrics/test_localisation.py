@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,20 +12,17 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from bench import ROOT
+from bench.core.errors import ConfigError
 from bench.data.base import ImageDataset
-from bench.errors import ConfigError
 from metrics.localisation import (
     EnergyPointingGame,
     PointingGame,
     RelevanceMassAccuracy,
     RelevanceRankAccuracy,
     boxes_to_masks,
-    difficult_pairs,
     first_argmax,
     gaussian_smooth,
-    load_difficult_flags,
     point_hits,
-    union_area,
 )
 from tests.metrics._loc_helpers import (
     dilated_area,
@@ -401,47 +397,6 @@ def test_masks_of_the_wrong_size_and_empty_regions():
     assert out.flags[""].tolist() == [True, True]
 
 
-# --- "difficult" pairs ------------------------------------------------------------------------
-
-
-def test_union_area_is_exact_for_overlapping_and_clipped_boxes():
-    boxes = torch.tensor([[0, 0, 4, 4], [2, 2, 6, 6], [5.5, 0, 12, 1]], dtype=torch.float32)
-    assert union_area(boxes, 10, 10) == pytest.approx(
-        16 + 16 - 4 + 4.5
-    )  # the third is clipped at x = 10
-    assert union_area(boxes, 10, 10) == pytest.approx(
-        ref_box_mask(boxes[:2].tolist(), 10, 10).sum() + 4.5
-    )
-    assert union_area(torch.zeros(0, 4), 10, 10) == 0.0
-
-
-def test_difficult_pairs_follow_the_papers_definition():
-    # VOC07 test image 000001 (353 x 500): a dog box of 147 x 131 px and a person box covering most
-    # of the image; TorchRay's flag file marks (000001, dog) difficult and (000001, person) not.
-    dog, person = 11, 14
-    flags = difficult_pairs(
-        {dog: torch.tensor([[47.0, 239, 195, 371]]), person: torch.tensor([[7.0, 11, 352, 500]])},
-        (500, 353),
-    )
-    assert flags == {dog: True, person: False}
-    # no distractor: never difficult, however small
-    assert difficult_pairs({3: torch.tensor([[0.0, 0, 2, 2]])}, (100, 100)) == {3: False}
-    # the threshold is strict and uses the union: 2 boxes of 25 x 50 on 100 x 100 overlapping by half
-    two = torch.tensor([[0.0, 0, 25, 50], [0, 25, 25, 75]])
-    assert difficult_pairs({1: two, 2: torch.tensor([[50.0, 50, 60, 60]])}, (100, 100))[1] is True
-    full = torch.tensor([[0.0, 0, 50, 50]])  # exactly 1/4: not difficult
-    assert difficult_pairs({1: full, 2: full}, (100, 100)) == {1: False, 2: False}
-
-
-def test_load_difficult_flags_reads_torchrays_format(tmp_path: Path):
-    path = tmp_path / "flags.txt"
-    path.write_text("000001\t0\t1\t0\n000002\t0\t0\t0\n")
-    assert load_difficult_flags(path) == {
-        "000001": [False, True, False],
-        "000002": [False, False, False],
-    }
-
-
 # --- metadata, configuration --------------------------------------------------------------------
 
 ALL = [PointingGame, EnergyPointingGame, RelevanceMassAccuracy, RelevanceRankAccuracy]
@@ -449,7 +404,7 @@ ALL = [PointingGame, EnergyPointingGame, RelevanceMassAccuracy, RelevanceRankAcc
 
 @pytest.mark.parametrize("cls", ALL)
 def test_every_metric_states_direction_category_and_citation(cls):
-    meta = cls.meta()
+    meta = cls().meta()
     assert meta["higher_is_better"] is True and meta["category"] == "localisation"
     assert len(meta["citation"]) > 20 and meta["requires"] in (["boxes"], ["masks"])
 

@@ -1,4 +1,4 @@
-"""metrics/sanity.py against Quantus 0.6 on the same model, images and maps.
+"""metrics/randomisation.py against Quantus 0.6 on the same model, images and maps.
 
 Configured the same way, every check agrees with Quantus within 1e-4 (ties and float32 maps
 included). The protocol differences that remain, each pinned by a test below:
@@ -26,7 +26,7 @@ import torch
 from skimage.metrics import structural_similarity
 from torch import nn
 
-from metrics.sanity import EfficientMPRT, ModelRandomisation, RandomLogit, SmoothMPRT
+from metrics.randomisation import EfficientMPRT, ModelRandomisation, RandomLogit, SmoothMPRT
 from tests.metrics import _sanity_helpers as H
 
 quantus = pytest.importorskip("quantus")
@@ -107,7 +107,7 @@ def test_mprt_curves_match_quantus(order, direction, quantus_order):
     out = ours(metric, model, method, x, t)
     _, q = run_mprt(model, method, x, t, quantus_order)
     layers = [k for k in q if k != "original"]
-    assert layers == metric.layer_names(model)
+    assert layers == metric.curve_labels(model)
     expect = np.array([q[k] for k in layers]).T  # [B, L]
     np.testing.assert_allclose(out.curves["spearman_abs"].numpy(), expect, atol=1e-4)
     np.testing.assert_allclose(q["original"], 1.0, atol=1e-6)
@@ -191,7 +191,7 @@ def test_smooth_mprt_matches_quantus_given_the_same_noise(monkeypatch):
         batch_size=64,
     )
     layers = [k for k in scores if k != "original"]
-    assert layers == metric.layer_names(model)  # bottom-up
+    assert layers == metric.curve_labels(model)  # bottom-up
     expect = np.array([scores[k] for k in layers]).T
     np.testing.assert_allclose(out.curves["spearman_abs"].numpy(), expect, atol=1e-4)
     assert calls["n"] == 3 * (1 + 1 + len(layers))  # a_batch, the original, each layer

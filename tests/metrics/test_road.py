@@ -8,7 +8,7 @@ import torch
 from scipy.sparse import coo_matrix, csc_matrix, diags, lil_matrix
 from scipy.sparse.linalg import spsolve
 
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
 from metrics.road import (
     RoadABC,
     RoadLeRF,

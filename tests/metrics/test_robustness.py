@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
 from metrics.robustness import _INFIDELITY_STREAM, _SENSITIVITY_STREAM, Infidelity, MaxSensitivity
 from tests.metrics._faith_helpers import LinearModel, make_batch, make_ctx
 

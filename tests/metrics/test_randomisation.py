@@ -1,4 +1,4 @@
-"""Sanity checks (metrics/sanity.py) against independent computations on small hand-made cases."""
+"""The randomisation sanity checks (metrics/randomisation.py) against independent computations on small hand-made cases."""
 
 from __future__ import annotations
 
@@ -10,33 +10,25 @@ import scipy.stats
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from skimage.feature import hog
 from skimage.metrics import structural_similarity
 from torch import nn
 
 from bench import ROOT
-from bench.data.base import collate
+from bench.core.batch import collate
+from bench.core.errors import ConfigError
 from bench.data.shapes import ShapesDataset
-from bench.errors import ConfigError
 from bench.models import load_shapes_cnn
 from methods.base import Method
 from methods.cam import GradCAM
-from metrics.sanity import (
+from metrics.randomisation import (
     DataRandomisation,
     EfficientMPRT,
     ModelRandomisation,
     RandomLogit,
     SmoothMPRT,
     histogram_entropy,
-    hog_features,
-    normalise_abs,
-    normalise_signed,
-    pearson,
     randomisation_layers,
     randomise_layer,
-    rank,
-    spearman,
-    ssim,
 )
 from tests.metrics import _sanity_helpers as H
 
@@ -72,96 +64,6 @@ class Recorder(Method):
         return H.SignedGradient().attribute(model, images, targets)
 
 
-# ------------------------------------------------------------------ similarity functions
-
-
-def test_rank_and_spearman_match_scipy_with_ties():
-    g = torch.Generator().manual_seed(0)
-    a = torch.randn(4, 300, generator=g)
-    b = torch.randn(4, 300, generator=g)
-    a[:, :80] = 0.0  # a big tie group
-    b[:, 40:120] = 1.5
-    a[1, 200:] = a[1, 0:100]  # repeated values
-    expect_rank = np.stack([scipy.stats.rankdata(x) for x in a.numpy()])
-    np.testing.assert_array_equal(rank(a).numpy(), expect_rank)
-    expect = [scipy.stats.spearmanr(x, y)[0] for x, y in zip(a.numpy(), b.numpy())]
-    np.testing.assert_allclose(spearman(a, b).numpy(), expect, atol=1e-12)
-    np.testing.assert_allclose(spearman(a, a).numpy(), 1.0, atol=1e-12)
-    np.testing.assert_allclose(spearman(a, -a).numpy(), -1.0, atol=1e-12)
-    const = torch.ones(2, 300)
-    assert spearman(const, b[:2]).isnan().all()
-
-
-def test_pearson_matches_scipy():
-    g = torch.Generator().manual_seed(1)
-    a, b = torch.randn(3, 50, generator=g), torch.randn(3, 50, generator=g)
-    expect = [scipy.stats.pearsonr(x, y)[0] for x, y in zip(a.double().numpy(), b.double().numpy())]
-    np.testing.assert_allclose(pearson(a, b).numpy(), expect, atol=1e-12)
-
-
-def test_normalisations_match_the_reference_formulas():
-    g = torch.Generator().manual_seed(2)
-    m = torch.randn(3, 16, 16, generator=g)
-    for i, x in enumerate(m.numpy()):
-        ref_abs = np.clip(np.abs(x) / np.percentile(np.abs(x), 99), 0, 1)
-        np.testing.assert_allclose(normalise_abs(m)[i].numpy(), ref_abs, rtol=1e-5, atol=1e-6)
-        span = abs(np.percentile(x, 99))
-        np.testing.assert_allclose(
-            normalise_signed(m)[i].numpy(), np.clip(x / span, -1, 1), rtol=1e-5, atol=1e-6
-        )
-        np.testing.assert_allclose(
-            normalise_abs(m, "max")[i].numpy(), np.abs(x) / np.abs(x).max(), rtol=1e-6
-        )
-        np.testing.assert_allclose(
-            normalise_signed(m, "max")[i].numpy(), x / np.abs(x).max(), rtol=1e-6
-        )
-
-
-def test_ssim_matches_skimage_called_directly():
-    g = torch.Generator().manual_seed(3)
-    a, b = torch.rand(3, 24, 24, generator=g), torch.rand(3, 24, 24, generator=g)
-    got = ssim(a, b, data_range=2.0, sigma=1.5)
-    for i in range(3):
-        expect = structural_similarity(
-            a[i].double().numpy(),
-            b[i].double().numpy(),
-            data_range=2.0,
-            gaussian_weights=True,
-            sigma=1.5,
-        )
-        assert got[i].item() == pytest.approx(expect, abs=1e-12)
-    np.testing.assert_allclose(ssim(a, a).numpy(), 1.0, atol=1e-12)
-    wang = ssim(a, b, sample_covariance=False)[0].item()
-    assert wang == pytest.approx(
-        structural_similarity(
-            a[0].double().numpy(),
-            b[0].double().numpy(),
-            data_range=1.0,
-            gaussian_weights=True,
-            sigma=1.5,
-            use_sample_covariance=False,
-        ),
-        abs=1e-12,
-    )
-
-
-def test_hog_features_match_skimage_and_reject_small_maps():
-    g = torch.Generator().manual_seed(4)
-    m = torch.rand(2, 32, 32, generator=g)
-    feats = hog_features(m, cell=8, orientations=9, block=3, block_norm="L2-Hys")
-    expect = hog(
-        m[1].double().numpy(),
-        orientations=9,
-        pixels_per_cell=(8, 8),
-        cells_per_block=(3, 3),
-        block_norm="L2-Hys",
-        feature_vector=True,
-    )
-    np.testing.assert_allclose(feats[1].numpy(), expect, atol=1e-12)
-    with pytest.raises(ValueError, match="hog_cell=16"):
-        hog_features(m, cell=16, block=3)
-
-
 def test_histogram_entropy_matches_numpy_and_scipy_bit_for_bit():
     g = torch.Generator().manual_seed(5)
     m = torch.rand(20, 500, generator=g) ** 3
@@ -188,7 +90,7 @@ def test_layers_auto_follow_quantus_and_the_keys():
         "fc",
         "features.0",
     ]
-    with pytest.raises(ConfigError, match="fetures.0.*Close matches: features.0"):
+    with pytest.raises(ConfigError, match="fetures.0.*Did you mean features.0"):
         randomisation_layers(model, ["fetures.0"])
     with pytest.raises(ConfigError, match="features.2 has no parameters"):
         randomisation_layers(model, ["features.2"])
@@ -351,7 +253,7 @@ def test_target_rules_explain_the_right_class():
         expect0 = labels if rule == "label" else pred
         assert torch.equal(calls[0], expect0)
         if rule == "current_prediction":
-            from metrics.sanity import randomised_models
+            from metrics.randomisation import randomised_models
 
             names = randomisation_layers(model)
             for call, rand in zip(calls[1:], randomised_models(model, names, seed=1)):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError, check_choice, check_int
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -19,7 +19,7 @@ def resolve_device(name: str) -> torch.device:
     """Turn ``cpu | cuda | cuda:N | mps`` into a device, or raise a ConfigError naming the choices."""
     try:
         device = torch.device(name)
-    except RuntimeError as err:
+    except (RuntimeError, TypeError) as err:
         raise ConfigError(f"device={name} is not valid; accepted: cpu, cuda, cuda:N, mps.") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
@@ -33,6 +33,21 @@ def chunks(n: int, size: int | None) -> Iterator[slice]:
     size = n if not size else int(size)
     for start in range(0, n, max(1, size)):
         yield slice(start, min(n, start + size))
+
+
+def pair_chunks(
+    items: int, per_item: int, size: int | None, device: torch.device | str
+) -> Iterator[tuple[slice, Tensor, Tensor]]:
+    """The ``items x per_item`` (item, sample) pairs, item-major, in chunks of at most ``size``.
+
+    Yields ``(pairs, item, sample)``: the slice of flat pair indices and long ``[k]`` tensors on
+    ``device`` with each pair's item and sample index. The one loop behind every method that
+    sends many perturbed copies of every image of a batch through the model (noise tunnels,
+    RISE, Score-CAM, Ablation-CAM): one chunk bounds the memory, whatever the batch size.
+    """
+    for part in chunks(items * per_item, size):
+        j = torch.arange(part.start, part.stop, device=device)
+        yield part, j // per_item, j % per_item
 
 
 @dataclass
@@ -59,14 +74,8 @@ class Context:
     forward_seconds: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ConfigError(
-                f"precision={self.precision} is not valid; accepted: {', '.join(PRECISIONS)}."
-            )
-        if self.chunk_size < 1:
-            raise ConfigError(
-                f"chunk_size={self.chunk_size} is not valid; accepted: an integer >= 1."
-            )
+        check_choice("precision", self.precision, PRECISIONS)
+        self.chunk_size = check_int("chunk_size", self.chunk_size, minimum=1)
 
     def generator(self, offset: int = 0) -> torch.Generator:
         """A fresh generator on the run's device, seeded by ``seed + offset``."""

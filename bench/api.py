@@ -1,0 +1,24 @@
+"""The Python API: the same configs the ``bench`` command composes, from a script or a notebook.
+
+from bench.api import compose
+cfg = compose("method=gradcam", "metric=[deletion]")   # the resolved job config
+"""
+
+from __future__ import annotations
+
+from hydra import compose as _compose
+from hydra import initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+
+from bench.core.paths import ROOT
+from bench.schema import register
+
+
+def compose(*overrides: str, resolve: bool = True) -> DictConfig:
+    """The job config ``bench <overrides>`` would run (``conf/config.yaml`` plus the overrides)."""
+    register()
+    with initialize_config_dir(config_dir=str((ROOT / "conf").resolve()), version_base="1.3"):
+        cfg = _compose(config_name="config", overrides=list(overrides))
+    if resolve:
+        OmegaConf.resolve(cfg)
+    return cfg

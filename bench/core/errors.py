@@ -1,0 +1,97 @@
+"""User-facing configuration errors: one line that names the key, the bad value and what is accepted."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Iterable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A bad configuration value, reported to the user as one line without a stack trace."""
+
+
+def choice_error(key: str, value: object, accepted: Iterable[object]) -> ConfigError:
+    """The ConfigError for ``key=value`` that lists the accepted values and close matches."""
+    names = sorted(str(a) for a in accepted)
+    close = difflib.get_close_matches(str(value), names, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return ConfigError(f"{key}={value!s} is not valid; accepted: {', '.join(names)}.{hint}")
+
+
+def check_choice(key: str, value: T, accepted: Iterable[T]) -> T:
+    """``value`` if it is one of ``accepted``, else the :func:`choice_error` for ``key``."""
+    accepted = list(accepted)
+    if value not in accepted:
+        raise choice_error(key, value, accepted)
+    return value
+
+
+def check_bool(key: str, value: object) -> bool:
+    """``value`` if it is a bool, else a ConfigError naming ``key`` (``"maybe"`` is not true)."""
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(f"{key}={value!r} is not valid; accepted: true or false.")
+
+
+def check_int(
+    key: str, value: object, minimum: int | None = None, maximum: int | None = None
+) -> int:
+    """``value`` as an int (an integral number, not a bool) within ``[minimum, maximum]``, else a
+    ConfigError naming ``key`` and the accepted range."""
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(value, float) and value.is_integer():
+        ok, value = True, int(value)
+    if ok and (minimum is None or value >= minimum) and (maximum is None or value <= maximum):
+        return int(value)
+    raise ConfigError(
+        f"{key}={value!r} is not valid; accepted: {_range('an integer', minimum, maximum)}."
+    )
+
+
+def check_number(
+    key: str,
+    value: object,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    *,
+    above: float | None = None,
+    below: float | None = None,
+) -> float:
+    """``value`` as a finite float within the bounds (``minimum``/``maximum`` inclusive,
+    ``above``/``below`` exclusive), else a ConfigError naming ``key`` and the accepted range."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        v = float(value)
+        ok = (
+            (minimum is None or v >= minimum)
+            and (maximum is None or v <= maximum)
+            and (above is None or v > above)
+            and (below is None or v < below)
+        )
+        if ok:
+            return v
+    parts = []
+    if minimum is not None:
+        parts.append(f">= {minimum:g}")
+    if above is not None:
+        parts.append(f"> {above:g}")
+    if maximum is not None:
+        parts.append(f"<= {maximum:g}")
+    if below is not None:
+        parts.append(f"< {below:g}")
+    what = "a number" + (f" {' and '.join(parts)}" if parts else "")
+    raise ConfigError(f"{key}={value!r} is not valid; accepted: {what}.")
+
+
+def _range(what: str, minimum: int | None, maximum: int | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f"{what} in {minimum}..{maximum}"
+    if minimum is not None:
+        return f"{what} >= {minimum}"
+    if maximum is not None:
+        return f"{what} <= {maximum}"
+    return what

@@ -1,0 +1,93 @@
+"""A user's own ``nn.Module`` by import path, with weights from a local checkpoint (or random)."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from torch import nn
+
+from bench.core.checkpoints import load_weights
+from bench.core.errors import ConfigError
+from bench.models.meta import attach_meta, count_classes, image_size
+
+
+def import_object(path: str) -> object:
+    """The object at ``package.module.Name`` (or ``package.module:Name``)."""
+    mod_name, _, attr = str(path).replace(":", ".").rpartition(".")
+    if not mod_name:
+        raise ConfigError(
+            f"model.module={path} is not an import path; accepted: package.module.ClassName."
+        )
+    try:
+        module = importlib.import_module(mod_name)
+    except ImportError as err:
+        raise ConfigError(
+            f"model.module={path}: cannot import {mod_name} ({err}); is it on PYTHONPATH?"
+        ) from err
+    if not hasattr(module, attr):
+        public = [n for n in dir(module) if not n.startswith("_")]
+        close = difflib.get_close_matches(attr, public, n=3)
+        raise ConfigError(
+            f"model.module={path}: {mod_name} has no {attr}."
+            + (f" Did you mean {', '.join(close)}?" if close else "")
+        )
+    return getattr(module, attr)
+
+
+def build_module(module: str, args: dict | None) -> nn.Module:
+    """``module(**args)`` for the import path ``module``, checked to be an ``nn.Module``."""
+    factory = import_object(module)
+    try:
+        model = factory(**(args or {}))
+    except TypeError as err:
+        raise ConfigError(
+            f"model.module={module} with model.args={dict(args or {})}: {err}"
+        ) from err
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            f"model.module={module} returned a {type(model).__name__}, not an nn.Module."
+        )
+    return model
+
+
+def load_module(
+    module: str,
+    input_size: Sequence[int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    checkpoint: str | None = None,
+    strip_prefix: str | None = None,
+    args: dict | None = None,
+    num_classes: int | None = None,
+    cam_layer: str | None = "auto",
+    name: str = "custom",
+) -> nn.Module:
+    """A user's own ``nn.Module`` by import path, with weights from a local checkpoint (or random).
+
+    Args:
+        module: import path of the class or factory (``my_pkg.nets.Net``), called with ``args``.
+        input_size: ``(H, W)`` the model expects.
+        mean: normalisation mean the model was trained with (no default: nothing implicit).
+        std: normalisation std.
+        checkpoint: a pickled model, a state dict, or a dict holding one; null = random weights.
+        strip_prefix: removed from the checkpoint's keys.
+        args: keyword arguments of the constructor.
+        num_classes: expected number of logits (checked by one forward pass); null = as found.
+        cam_layer: module name for CAM methods, ``auto`` or null.
+        name: the ``model`` column of result rows.
+    """
+    input_size = image_size(input_size)
+    extra: dict = {"module": module}
+    if checkpoint:
+        model, record = load_weights(
+            checkpoint, lambda: build_module(module, args), module, strip_prefix
+        )
+        extra.update(record)
+    else:
+        model = build_module(module, args)
+    counted = count_classes(model, input_size, num_classes, module)
+    weights = Path(checkpoint).name if checkpoint else "random"
+    return attach_meta(model, name, weights, cam_layer, input_size, mean, std, counted, extra)

@@ -1,0 +1,180 @@
+"""torchvision classification models by name, with their weights' metadata (input size, normalisation)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+import torchvision
+from torch import nn
+
+from bench.core.checkpoints import load_weights
+from bench.core.errors import ConfigError, choice_error
+from bench.models.meta import attach_meta, count_classes, image_size
+
+log = logging.getLogger("bench.models")
+
+
+def _tv_weights(arch: str, weights: str | None):
+    """The torchvision weights enum member ``weights`` of ``arch`` (None for random), with checks."""
+    from torchvision.models import get_model_weights, list_models
+
+    models = list_models(module=torchvision.models)
+    if arch not in models:
+        raise choice_error("model.arch", arch, models)
+    if weights is None:
+        return None
+    enum = get_model_weights(arch)
+    if weights == "DEFAULT":
+        return enum.DEFAULT
+    names = [w.name for w in enum]
+    if weights not in names:
+        raise choice_error(f"model.weights (for {arch})", weights, [*names, "DEFAULT", "null"])
+    return enum[weights]
+
+
+def torchvision_weights_file(arch: str, weights: str = "DEFAULT") -> Path:
+    """Where torchvision caches (and looks for) the weights file: ``torch.hub.get_dir()/checkpoints/<file>``."""
+    w = _tv_weights(arch, weights)
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(w.url).path)
+
+
+def _metadata(w) -> dict:
+    """Input size, resize size, interpolation, mean, std and class count from a weights enum member."""
+    t = w.transforms()
+    return {
+        "input_size": image_size(list(t.crop_size)),
+        "resize_size": int(t.resize_size[0]) if getattr(t, "resize_size", None) else None,
+        "interpolation": str(getattr(t.interpolation, "value", t.interpolation)),
+        "mean": tuple(float(v) for v in t.mean),
+        "std": tuple(float(v) for v in t.std),
+        "num_classes": len(w.meta.get("categories") or []) or None,
+    }
+
+
+def load_torchvision(
+    arch: str,
+    weights: str | None = "DEFAULT",
+    checkpoint: str | None = None,
+    strip_prefix: str | None = None,
+    num_classes: int | None = None,
+    cam_layer: str | None = "auto",
+    input_size: Sequence[int] | None = None,
+    resize_size: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    name: str | None = None,
+    download: bool = True,
+    kwargs: dict | None = None,
+) -> nn.Module:
+    """Any torchvision classification model by name, with its weights and metadata, in eval mode.
+
+    Args:
+        arch: the torchvision builder name (``resnet50``, ``vit_b_16``, ... ``torchvision.models.list_models()``).
+        weights: a member of the architecture's weights enum (``DEFAULT``, ``IMAGENET1K_V2``, ...),
+            used when cached in ``torch.hub.get_dir()/checkpoints`` or downloadable; ``null`` for
+            random initialisation (throughput and sanity work) or when ``checkpoint`` is given.
+        checkpoint: a local file: a pickled model, a state dict, or a dict holding one.
+        strip_prefix: removed from the checkpoint's keys (``module.`` for DataParallel saves).
+        num_classes: logits of the head (default: the weights' category count, else 1000).
+        cam_layer: module name for CAM methods, ``auto`` (last spatial map) or null.
+        input_size: ``(H, W)``; default from the weights' transforms (the DEFAULT weights' when random).
+        resize_size: shorter-side resize before the centre crop (ImageNet protocol); default likewise.
+        mean: normalisation mean; default likewise.
+        std: normalisation std; default likewise.
+        name: the ``model`` column of result rows (default: ``arch``).
+        download: try to download missing enum weights (never in tests).
+        kwargs: extra builder arguments (e.g. ``{dropout: 0.0}``).
+    """
+    from torchvision.models import get_model, get_model_weights
+
+    w = _tv_weights(arch, weights)
+    if w is not None and checkpoint:
+        raise ConfigError(
+            f"model.weights={weights} and model.checkpoint={checkpoint} are both set; accepted: one "
+            "of them (set model.weights=null to load the checkpoint)."
+        )
+    try:
+        ref = w or get_model_weights(arch).DEFAULT
+        meta = _metadata(ref)
+    except (ValueError, AttributeError, KeyError):
+        ref, meta = None, {}
+    input_size = image_size(input_size) or meta.get("input_size")
+    mean = tuple(mean) if mean is not None else meta.get("mean")
+    std = tuple(std) if std is not None else meta.get("std")
+    if input_size is None or mean is None or std is None:
+        raise ConfigError(
+            f"torchvision model {arch} has no weights metadata; set model.input_size, model.mean and model.std."
+        )
+    for key, given in (("input_size", input_size), ("mean", mean), ("std", std)):
+        if meta.get(key) is not None and w is not None and tuple(given) != tuple(meta[key]):
+            log.warning(
+                "model.%s=%s differs from the %s weights' %s", key, list(given), w, list(meta[key])
+            )
+    if (
+        w is not None
+        and num_classes is not None
+        and meta.get("num_classes") not in (None, num_classes)
+    ):
+        raise ConfigError(
+            f"model.num_classes={num_classes} but weights {w} have {meta['num_classes']} classes; "
+            "for a fine-tuned head set model.weights=null and model.checkpoint=<your file>."
+        )
+    kwargs = dict(kwargs or {})
+    extra: dict = {
+        "arch": arch,
+        "resize_size": resize_size or meta.get("resize_size"),
+        "interpolation": meta.get("interpolation"),
+    }
+    if w is not None:
+        path = torchvision_weights_file(arch, w.name)
+        if not path.is_file() and not download:
+            raise ConfigError(
+                f"model.weights={w} for {arch} is not cached: looked for {path}. Provide it by copying "
+                f"{path.name} (from {w.url}) there, by pointing TORCH_HOME at a folder whose "
+                f"hub/checkpoints holds it, or by model.checkpoint=<file> model.weights=null; or allow "
+                "model.download=true on a machine with internet access."
+            )
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(60)
+        try:
+            model = get_model(arch, weights=w, **kwargs)
+        except Exception as err:  # noqa: BLE001 - any download failure becomes one clear line
+            raise ConfigError(
+                f"model.weights={w} for {arch}: could not load {path} ({type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else ''}). Provide the file by copying "
+                f"{path.name} (from {w.url}) to {path.parent}, by TORCH_HOME=<folder holding "
+                "hub/checkpoints>, or by model.checkpoint=<file> model.weights=null."
+            ) from err
+        finally:
+            socket.setdefaulttimeout(previous)
+        weights_name = w.name
+        extra["weights_file"] = str(path)
+    elif checkpoint:
+        model, record = load_weights(
+            checkpoint,
+            lambda: get_model(arch, weights=None, num_classes=num_classes or 1000, **kwargs),
+            f"{arch}(num_classes={num_classes or 1000})",
+            strip_prefix,
+        )
+        extra.update(record)
+        weights_name = Path(checkpoint).name
+    else:
+        model = get_model(
+            arch, weights=None, num_classes=num_classes or meta.get("num_classes") or 1000, **kwargs
+        )
+        weights_name = "random"
+        head = getattr(getattr(model, "heads", None), "head", None)
+        if isinstance(head, nn.Linear):
+            # torchvision zero-initialises the ViT head: random weights would give constant
+            # outputs and zero gradients, useless for throughput and sanity work
+            head.reset_parameters()
+    counted = count_classes(model, input_size, num_classes, f"the loaded {arch}")
+    return attach_meta(
+        model, name or arch, weights_name, cam_layer, input_size, mean, std, counted, extra
+    )
