@@ -14,11 +14,12 @@ from bench.core.paths import ROOT
 from bench.schema import register
 
 
-def compose(*overrides: str, resolve: bool = True) -> DictConfig:
-    """The job config ``bench <overrides>`` would run (``conf/config.yaml`` plus the overrides)."""
+def compose(*overrides: str, resolve: bool = True, hydra: bool = False) -> DictConfig:
+    """The job config ``bench <overrides>`` would run (``conf/config.yaml`` plus the overrides);
+    ``hydra=True`` keeps the ``hydra`` node (sweeper, launcher, run folders)."""
     register()
     with initialize_config_dir(config_dir=str((ROOT / "conf").resolve()), version_base="1.3"):
-        cfg = _compose(config_name="config", overrides=list(overrides))
+        cfg = _compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
     if resolve:
         OmegaConf.resolve(cfg)
     return cfg

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-import yaml
+from omegaconf import OmegaConf
 from torch import nn
 
+from bench.api import compose
+from bench.cli import options
 from bench.core.errors import ConfigError
 from bench.models import load_module, load_shapes_cnn, load_timm, load_torchvision, meta_of
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model"
-TV_CONFIGS = sorted(
-    p
-    for p in CONF.glob("*.yaml")
-    if yaml.safe_load(p.read_text())["_target_"].endswith("load_torchvision")
-    and yaml.safe_load(p.read_text())["arch"] != "???"
-)
+#: name -> composed ``model`` node of every torchvision model config with a fixed arch
+TV_CONFIGS = {
+    name: node
+    for name in options("model")
+    for node in [OmegaConf.to_container(compose(f"model={name}").model)]
+    if node["_target_"].endswith("load_torchvision") and node["arch"] != "???"
+}
 SMALL = [32, 32]
 
 
@@ -35,7 +35,7 @@ class TinyNet(nn.Module):
 
 
 def test_configs_cover_the_required_models():
-    names = {p.stem for p in TV_CONFIGS}
+    names = set(TV_CONFIGS)
     assert {
         "resnet18",
         "resnet50",
@@ -48,21 +48,20 @@ def test_configs_cover_the_required_models():
     } <= names
 
 
-@pytest.mark.parametrize("path", TV_CONFIGS, ids=lambda p: p.stem)
-def test_config_metadata_matches_the_weights(path):
+@pytest.mark.parametrize("name", sorted(TV_CONFIGS))
+def test_config_metadata_matches_the_weights(name):
     from torchvision.models import get_model_weights
 
-    cfg = yaml.safe_load(path.read_text())
+    cfg = TV_CONFIGS[name]
     t = get_model_weights(cfg["arch"]).DEFAULT.transforms()
     assert cfg["input_size"] == [t.crop_size[0]] * 2 and cfg["resize_size"] == t.resize_size[0]
     assert cfg["mean"] == pytest.approx(t.mean) and cfg["std"] == pytest.approx(t.std)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", TV_CONFIGS, ids=lambda p: p.stem)
-def test_every_config_builds_with_random_weights(path):
-    cfg = yaml.safe_load(path.read_text())
-    cfg = {k: v for k, v in cfg.items() if k != "_target_"} | {"weights": None}
+@pytest.mark.parametrize("name", sorted(TV_CONFIGS))
+def test_every_config_builds_with_random_weights(name):
+    cfg = {k: v for k, v in TV_CONFIGS[name].items() if k != "_target_"} | {"weights": None}
     model = load_torchvision(**cfg)
     meta = meta_of(model)
     assert (

@@ -63,7 +63,7 @@ def test_collate_batches_samples():
 def test_bad_split_and_size_are_rejected():
     with pytest.raises(ConfigError, match="split=tst.*test"):
         ShapesDataset("tst")
-    with pytest.raises(ValueError, match="image_size=64"):
+    with pytest.raises(ConfigError, match="image_size=64"):
         ShapesDataset("test", image_size=64)
 
 

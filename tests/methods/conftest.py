@@ -13,13 +13,14 @@ from omegaconf import OmegaConf, open_dict
 from torch import nn
 
 from bench import ROOT
+from bench.cli import options
 from bench.models import ModelMeta, ShapesCNN
 from bench.schema import register
 
 register()
 
 CONF = ROOT / "conf"
-METHODS = sorted(p.stem for p in (CONF / "method").glob("*.yaml"))
+METHODS = options("method")
 
 #: name -> (builder, input side, cam_layer)
 MODELS = {

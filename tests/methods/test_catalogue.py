@@ -164,6 +164,10 @@ def test_bad_inputs_are_value_errors(method, zoo):
         ("head_fusion", "avg", "RawAttention"),
         ("integration", "simpson", "IntegratedGradients"),
         ("internal_batch_size", 0, "Occlusion"),
+        ("discard_ratio", 1.5, "AttentionRollout"),
+        ("n_steps", 2.5, "IntegratedGradients"),
+        ("window", "big", "Occlusion"),
+        ("seed", "abc", "RISE"),
     ],
 )
 def test_bad_settings_name_key_value_and_choices(key, value, cls):
@@ -174,6 +178,6 @@ def test_bad_settings_name_key_value_and_choices(key, value, cls):
     klass = next(
         getattr(mod, cls) for mod in (gradient, perturbation, attention) if hasattr(mod, cls)
     )
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ConfigError) as err:  # one line for the user, not a traceback
         klass(**{key: value})
     assert key in str(err.value) and str(value) in str(err.value) and "accepted" in str(err.value)

@@ -9,11 +9,11 @@ import pytest
 import scipy.stats
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from skimage.metrics import structural_similarity
 from torch import nn
 
 from bench import ROOT
+from bench.api import compose
 from bench.core.batch import collate
 from bench.core.errors import ConfigError
 from bench.data.shapes import ShapesDataset
@@ -391,10 +391,10 @@ def test_bad_keys_and_missing_method_are_user_errors():
 def test_metadata_and_configs():
     for cls in (ModelRandomisation, SmoothMPRT, EfficientMPRT, DataRandomisation, RandomLogit):
         assert cls.category == "sanity" and cls.citation
+    cfg = compose(f"metric=[{','.join(MY_CONFIGS)}]")  # one node each, none merged
+    assert sorted(cfg.metric) == sorted(MY_CONFIGS)
     for name in MY_CONFIGS:
-        path = ROOT / "conf" / "metric" / f"{name}.yaml"
-        assert path.read_text().splitlines()[0] == f"# @package metric.{name}"
-        metric = instantiate(OmegaConf.load(path))
+        metric = instantiate(cfg.metric[name])
         assert metric.settings()
 
 
@@ -434,7 +434,7 @@ def test_trained_model_maps_change_under_cascading_randomisation(shapes, method)
 @pytest.mark.skipif(not (ROOT / SHUFFLED_CKPT).is_file(), reason="no permuted-label checkpoint")
 def test_data_randomisation_config_runs_on_the_trained_model(shapes):
     model, batch = shapes
-    metric = instantiate(OmegaConf.load(ROOT / "conf" / "metric" / "data_randomisation.yaml"))
+    metric = instantiate(compose("metric=[data_randomisation]").metric.data_randomisation)
     method = H.gradient()
     out = metric(H.context(model, method), batch, method(model, batch.images, batch.targets))
     assert set(out.scores) == {"spearman_abs", "spearman_signed", "ssim", "hog"}

@@ -1,0 +1,169 @@
+"""Every config file of every group composes AND instantiates; base files are not options.
+
+The config tree is the registry (DESIGN.md): a file in ``conf/<group>/`` is an option users type,
+except the ``_``-prefixed base files the others extend through ``defaults:``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torch import nn
+
+from bench import ROOT
+from bench.api import compose
+from bench.cli import GROUPS, check_overrides, options
+from bench.core.batch import Sample, collate
+from bench.core.context import Context
+from bench.core.errors import ConfigError
+from bench.data.shapes import ShapesDataset
+from bench.models import meta_of
+from bench.run import as_config_error, build_dataset
+from methods.base import Method
+from methods.gradient import Gradient
+from metrics.base import Category, Direction, Metric
+from tests.bench._fixtures import MEAN, STD, write_coco, write_folder, write_imagenet, write_voc
+
+#: Settings that keep one pass of every metric over two images to a few seconds.
+FAST_METRICS = {
+    "smooth_mprt": ["noise_samples=2"],
+    "infidelity": ["n_perturb_samples=2"],
+    "max_sensitivity": ["n_perturb_samples=2"],
+    "deletion": ["step=1792"],
+    "insertion": ["step=1792"],
+    "pixel_flipping_abc": ["step=1792"],
+    "pixel_flipping_morf": ["step=1792"],
+    "pixel_flipping_lerf": ["step=1792"],
+    "road_abc": ["fractions=[0.5]"],
+    "road_morf": ["fractions=[0.5]"],
+    "road_lerf": ["fractions=[0.5]"],
+    **{name: ["max_steps=8"] for name in ("dauc", "iauc", "dc", "ic")},
+}
+
+
+class TinyNet(nn.Module):
+    """A user's own module for ``model=custom`` (imported by path)."""
+
+    def __init__(self, num_classes: int = 3) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+        self.head = nn.Linear(4, num_classes)
+
+    def forward(self, x):
+        return self.head(self.features(x).mean((2, 3)))
+
+
+def test_base_files_exist_are_not_options_and_sweeps_skip_them():
+    bases = {g: sorted(p.stem for p in (ROOT / "conf" / g).glob("_*.yaml")) for g in GROUPS}
+    assert {"_torchvision", "_embedded_cnn"} <= set(bases["model"])
+    assert {"_road", "_comparison", "_model_randomisation"} <= set(bases["metric"])
+    for group, names in bases.items():
+        assert not set(names) & set(options(group)), group
+    with pytest.raises(ConfigError, match="model=_torchvision is not valid"):
+        check_overrides(["model=_torchvision"])
+    assert check_overrides(["-m", "metric=glob(road*)"]) == [
+        "-m",
+        "metric=glob([road*],exclude=[_*])",
+    ]
+
+
+@pytest.mark.parametrize("name", options("metric"))
+def test_every_metric_file_instantiates_runs_and_declares_its_metadata(name):
+    first = (ROOT / "conf" / "metric" / f"{name}.yaml").read_text().splitlines()[0]
+    assert first == f"# @package metric.{name}", "without it Hydra merges metric files silently"
+    extra = [f"metric.{name}.{kv}" for kv in FAST_METRICS.get(name, [])]
+    cfg = compose(f"metric=[{name}]", *extra)
+    assert list(cfg.metric) == [name]
+    metric = instantiate(cfg.metric[name])
+    assert isinstance(metric, Metric)
+    assert isinstance(metric.category, Category) and isinstance(metric.higher_is_better, bool)
+    assert len(metric.citation) > 20 and all(
+        isinstance(d, Direction) for d in metric.directions().values()
+    )
+    json.dumps(metric.meta())  # recorded in every run
+    model = instantiate(cfg.model)
+    data = ShapesDataset("test", size=2)
+    batch = collate([data[0], data[1]])
+    ctx = Context(model=model, method=Gradient(), seed=0)
+    maps = Gradient()(model, batch.images, batch.targets)
+    out = metric(ctx, batch, maps)  # the base class refuses a score key without a direction
+    assert out.scores and set(out.scores) <= set(metric.directions())
+
+
+def _model_overrides(name: str) -> list[str]:
+    node = OmegaConf.to_container(compose(f"model={name}", resolve=False).model)
+    if node["_target_"].endswith("load_torchvision"):
+        arch = [] if node["arch"] != "???" else ["model.arch=resnet18"]
+        return [*arch, "model.weights=null"]
+    if node["_target_"].endswith("load_module"):
+        return [
+            "model.module=tests.test_configs.TinyNet",
+            "model.input_size=[32,32]",
+            f"model.mean={MEAN}",
+            f"model.std={STD}",
+        ]
+    if node["_target_"].endswith("load_timm"):
+        return ["model.arch=resnet18"]
+    return []
+
+
+@pytest.mark.parametrize("name", options("model"))
+def test_every_model_file_instantiates(name):
+    cfg = compose(f"model={name}", *_model_overrides(name))
+    if cfg.model._target_.endswith("load_timm"):
+        pytest.importorskip("timm", reason="model=timm needs the optional timm package")
+    model = instantiate(cfg.model)
+    meta = meta_of(model)
+    assert not model.training and meta.num_classes >= 2
+    if meta.cam_layer is not None:
+        assert meta.cam_layer in dict(model.named_modules())
+
+
+def test_timm_without_the_package_is_a_one_line_error():
+    try:
+        import timm  # noqa: F401
+    except ImportError:
+        with pytest.raises(Exception) as err:  # Hydra wraps it; the runner unwraps it
+            instantiate(compose("model=timm", "model.arch=resnet18").model)
+        assert "needs the timm package" in str(as_config_error(err.value))
+    else:
+        pytest.skip("timm is installed")
+
+
+def _dataset_overrides(name: str, tmp) -> list[str]:
+    if name == "voc07":
+        return [f"dataset.root={write_voc(tmp)}"]
+    if name in ("coco14", "coco17"):
+        return [f"dataset.root={write_coco(tmp, year=2000 + int(name[-2:]))}"]
+    if name == "imagenet":
+        val, boxes = write_imagenet(tmp)
+        return [f"dataset.root={val}", f"dataset.boxes={boxes}"]
+    if name == "folder":
+        return [f"dataset.root={write_folder(tmp)}"]
+    return ["dataset.size=3"] if name == "shapes" else []
+
+
+@pytest.mark.parametrize("name", options("dataset"))
+def test_every_dataset_file_instantiates(name, tmp_path):
+    cfg = compose(f"dataset={name}", "dataset.limit=2", *_dataset_overrides(name, tmp_path))
+    base, selected, subset = build_dataset(cfg.dataset, seed=0)
+    assert subset["limit"] == 2 and 1 <= len(selected) <= 2 and base.name
+    assert isinstance(selected[0], Sample) and selected[0].image.shape[0] == 3
+
+
+@pytest.mark.parametrize("name", options("method"))
+def test_every_method_file_instantiates(name):
+    method = instantiate(compose(f"method={name}").method)
+    assert isinstance(method, Method)
+
+
+@pytest.mark.parametrize("name", options("experiment"))
+def test_every_experiment_composes_with_known_options(name):
+    cfg = compose(f"experiment={name}", resolve=False, hydra=True)
+    assert set(cfg.metric) <= set(options("metric")), name
+    methods = cfg.hydra.sweeper.params.method
+    if not methods.startswith("glob("):
+        assert set(methods.split(",")) <= set(options("method")), name

@@ -1,0 +1,119 @@
+"""The import rule of the layered core (DESIGN.md, Layout), checked on every import statement.
+
+``bench.core`` imports nothing of ours; methods and metrics import only the core (and their own
+package); datasets and model loaders likewise; the runner (every other ``bench`` module) may
+import anything. Imports inside functions count too.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from bench import ROOT
+
+PACKAGES = ("bench", "methods", "metrics")
+
+#: layer -> the layers it may import from
+ALLOWED = {
+    "core": {"core"},
+    "data": {"core", "data"},
+    "models": {"core", "models"},
+    "methods": {"core", "methods"},
+    "metrics": {"core", "metrics"},
+    "runner": {"core", "data", "models", "methods", "metrics", "runner"},
+}
+
+
+def layer(module: str) -> str | None:
+    """The layer of a module of ours (None for a third-party module)."""
+    top = module.split(".")[0]
+    if top not in PACKAGES:
+        return None
+    if module == "bench" or module.startswith("bench.core"):
+        return "core"  # the package root only re-exports the core's ROOT
+    for name in ("data", "models"):
+        if module == f"bench.{name}" or module.startswith(f"bench.{name}."):
+            return name
+    return top if top in ("methods", "metrics") else "runner"
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def is_module(name: str) -> bool:
+    """Whether ``name`` is one of our modules or packages (not a class or function in one)."""
+    path = ROOT.joinpath(*name.split("."))
+    return layer(name) is not None and (path.with_suffix(".py").is_file() or path.is_dir())
+
+
+def imports_of(path: Path) -> list[tuple[int, str]]:
+    """``(line, module)`` of every import in the file (relative imports resolved)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    here = module_name(path).split(".")
+    package = here if path.name == "__init__.py" else here[:-1]
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            out.append((node.lineno, mod))
+            # ``from bench import core`` / ``from bench.models import torchvision``: submodules count
+            out += [
+                (node.lineno, f"{mod}.{a.name}") for a in node.names if is_module(f"{mod}.{a.name}")
+            ]
+    return out
+
+
+def violations(edges: dict[str, list[tuple[int, str]]]) -> list[str]:
+    """``module:line imports target (layer -> layer)`` for every edge the rule forbids."""
+    bad = []
+    for source, targets in edges.items():
+        src = layer(source)
+        for line, target in targets:
+            dst = layer(target)
+            if dst is not None and dst not in ALLOWED[src]:
+                bad.append(f"{source}:{line} imports {target} ({src} -> {dst})")
+    return bad
+
+
+def project_edges() -> dict[str, list[tuple[int, str]]]:
+    return {
+        module_name(p): imports_of(p)
+        for pkg in PACKAGES
+        for p in sorted((ROOT / pkg).rglob("*.py"))
+    }
+
+
+def test_no_import_breaks_the_layering():
+    edges = project_edges()
+    assert len(edges) > 40 and "bench.core.context" in edges and "metrics.randomisation" in edges
+    assert violations(edges) == []
+
+
+def test_the_checker_sees_each_kind_of_forbidden_edge():
+    forged = {
+        "methods.cam": [(3, "metrics.base")],  # methods -> metrics
+        "metrics.road": [(4, "methods.base"), (5, "bench.models")],  # metrics -> methods, models
+        "bench.core.context": [(6, "bench.data.base")],  # core -> data
+        "bench.data.voc": [(7, "bench.models.meta")],  # data -> models
+        "bench.models.meta": [(8, "bench.run")],  # models -> runner
+        "bench.run": [(9, "metrics.base"), (10, "torch")],  # allowed
+    }
+    assert len(violations(forged)) == 6
+    assert all("bench.run" not in v.split()[0] for v in violations(forged))
+
+
+def test_core_depends_on_no_other_layer_even_lazily():
+    core = {m: e for m, e in project_edges().items() if layer(m) == "core"}
+    ours = {t for edges in core.values() for _, t in edges if layer(t)}
+    assert ours and all(layer(t) == "core" for t in ours), sorted(ours)
