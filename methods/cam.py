@@ -228,7 +228,18 @@ class LayerCAM(BaseCAM):
         return grads.clamp_min(0)
 
 
-class ScoreCAM(BaseCAM):
+class _ChannelScoreCAM(BaseCAM):
+    """Shared knob of the CAMs that score one forward pass per (image, channel): no gradients,
+    the ``B x K`` passes go through the model in chunks of ``batch_size`` (``pair_chunks``)."""
+
+    needs_gradients = False
+
+    def __init__(self, layer: str | None, batch_size: int | None = 128, relu: bool = True) -> None:
+        super().__init__(layer, relu)
+        self.batch_size = check_batch_size("batch_size", batch_size)
+
+
+class ScoreCAM(_ChannelScoreCAM):
     """Score-CAM (Wang et al., CVPR-W 2020): weights from the score of the input masked by each map.
 
     Each feature map is upsampled bilinearly to the input, min-max scaled to [0, 1] and multiplied
@@ -239,12 +250,6 @@ class ScoreCAM(BaseCAM):
         layer: the model config's ``cam_layer``.
         batch_size: most masked images per forward pass (over all images of the batch).
     """
-
-    needs_gradients = False
-
-    def __init__(self, layer: str | None, batch_size: int | None = 128, relu: bool = True) -> None:
-        super().__init__(layer, relu)
-        self.batch_size = check_batch_size("batch_size", batch_size)
 
     def weights(
         self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor, targets: Tensor
@@ -267,7 +272,7 @@ class ScoreCAM(BaseCAM):
         return scores.view(b, k).softmax(dim=1)
 
 
-class AblationCAM(BaseCAM):
+class AblationCAM(_ChannelScoreCAM):
     """Ablation-CAM (Desai & Ramaswamy, WACV 2020): weight = relative score drop when a map is zeroed.
 
     ``w_k = (y_c - y_c^k) / y_c`` with ``y_c^k`` the target logit when channel ``k`` of the layer's
@@ -278,12 +283,6 @@ class AblationCAM(BaseCAM):
         layer: the model config's ``cam_layer``.
         batch_size: most ablated copies per forward pass (over all images of the batch).
     """
-
-    needs_gradients = False
-
-    def __init__(self, layer: str | None, batch_size: int | None = 128, relu: bool = True) -> None:
-        super().__init__(layer, relu)
-        self.batch_size = check_batch_size("batch_size", batch_size)
 
     def weights(
         self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor, targets: Tensor

@@ -325,16 +325,18 @@ class LRP(Method):
 
 
 class _Noisy(Method):
-    """Shared loop of the noise wrappers: ``n_samples`` noisy copies of each image, chunked."""
+    """Shared settings and loop of the noise wrappers: ``n_samples`` noisy copies of each image,
+    chunked; ``default_method()`` is the method wrapped when the config names none."""
 
     def __init__(
         self,
-        method: Method,
-        n_samples: int,
-        noise_level: float,
-        internal_batch_size: int | None,
-        seed: int,
+        method: Method | None = None,
+        n_samples: int = 50,
+        noise_level: float = 0.15,
+        internal_batch_size: int | None = 64,
+        seed: int = 0,
     ) -> None:
+        method = self.default_method() if method is None else method
         if not isinstance(method, Method):
             raise ConfigError(
                 f"method={method!r} is not valid; accepted: a methods.* Method "
@@ -346,6 +348,10 @@ class _Noisy(Method):
         self.noise_level = check_number("noise_level", noise_level, minimum=0)
         self.internal_batch_size = check_batch_size("internal_batch_size", internal_batch_size)
         self.seed = check_int("seed", seed)
+
+    @staticmethod
+    def default_method() -> Method:
+        return Gradient()
 
     @property
     def name(self) -> str:
@@ -386,22 +392,6 @@ class SmoothGrad(_Noisy):
         seed: the run seed.
     """
 
-    def __init__(
-        self,
-        method: Method | None = None,
-        n_samples: int = 50,
-        noise_level: float = 0.15,
-        internal_batch_size: int | None = 64,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(
-            method if method is not None else Gradient(),
-            n_samples,
-            noise_level,
-            internal_batch_size,
-            seed,
-        )
-
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         total, _ = self.samples(model, images, targets)
         return total / self.n_samples
@@ -413,21 +403,9 @@ class VarGrad(_Noisy):
     Same noise as :class:`SmoothGrad`; wraps the signed gradient by default (``abs: false``).
     """
 
-    def __init__(
-        self,
-        method: Method | None = None,
-        n_samples: int = 50,
-        noise_level: float = 0.15,
-        internal_batch_size: int | None = 64,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(
-            method if method is not None else Gradient(abs=False),
-            n_samples,
-            noise_level,
-            internal_batch_size,
-            seed,
-        )
+    @staticmethod
+    def default_method() -> Method:
+        return Gradient(abs=False)
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         total, sq = self.samples(model, images, targets)

@@ -220,8 +220,10 @@ class SmoothMPRT(ModelRandomisation):
         noise_samples: maps averaged per image (50 in the paper's ImageNet setting).
         noise_magnitude: noise std as a fraction of each image's value range.
         noise_offset: the generator offset of the noise.
-        (other keys as :class:`ModelRandomisation`; defaults follow Quantus: bottom-up cascading,
-        fixed labels, Spearman of ``|m| / max |m|``.)
+        direction: ``bottom_up`` (Quantus) or ``top_down``.
+        **keys: the other keys of :class:`ModelRandomisation` and of
+            :class:`metrics.similarity.MapComparison`; defaults follow Quantus: cascading, fixed
+            labels, Spearman of ``|m| / max |m|``.
     """
 
     citation = HEDSTROM
@@ -236,14 +238,10 @@ class SmoothMPRT(ModelRandomisation):
         noise_samples: int = 50,
         noise_magnitude: float = 0.1,
         noise_offset: int = 2,
-        order: str = "cascading",
         direction: str = "bottom_up",
-        layers: str | Sequence[str] = "auto",
-        batchnorm: str = "affine",
-        seed_offset: int = 1,
-        **comparison: Any,
+        **keys: Any,
     ) -> None:
-        super().__init__(order, direction, layers, batchnorm, seed_offset, **comparison)
+        super().__init__(direction=direction, **keys)
         self.noise_samples = check_int("noise_samples", noise_samples, minimum=1)
         self.noise_magnitude = check_number("noise_magnitude", noise_magnitude, minimum=0)
         self.noise_offset = check_int("noise_offset", noise_offset)

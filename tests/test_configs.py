@@ -118,8 +118,12 @@ def test_every_model_file_instantiates(name):
     model = instantiate(cfg.model)
     meta = meta_of(model)
     assert not model.training and meta.num_classes >= 2
+    if cfg.model.cam_layer not in (None, "auto"):
+        assert meta.cam_layer == cfg.model.cam_layer
     if meta.cam_layer is not None:
         assert meta.cam_layer in dict(model.named_modules())
+    if cfg.model._target_.endswith("load_torchvision"):  # random weights: no file was read
+        assert meta.weights == "random" and meta.num_classes == cfg.model.num_classes
 
 
 def test_timm_without_the_package_is_a_one_line_error():

@@ -106,11 +106,6 @@ class Context:
         return torch.cat(outs) if outs else images.new_zeros((0, 0))
 
     @torch.no_grad()
-    def probabilities(self, images: Tensor, targets: Tensor) -> Tensor:
-        """Softmax probability ``[N]`` of ``targets`` ``[N]`` for ``images`` ``[N, 3, H, W]``."""
-        return self.forward(images).softmax(dim=1).gather(1, targets[:, None]).squeeze(1)
-
-    @torch.no_grad()
     def predictions(self, images: Tensor) -> Tensor:
         """Top-1 classes ``[N]`` (long) of ``images``."""
         return self.forward(images).argmax(dim=1)

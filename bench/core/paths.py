@@ -18,24 +18,25 @@ def resolve_path(path: str | Path) -> Path:
     return p if p.is_absolute() else ROOT / p
 
 
+def _existing(path: str | Path | None, key: str, folder: bool, hint: str = "") -> Path:
+    kind = "folder" if folder else "file"
+    if path in _UNSET:
+        raise ConfigError(f"{key} is not set; point it at the {kind} ({key}=/path/to/it).")
+    p = resolve_path(path)
+    if not (p.is_dir() if folder else p.is_file()):
+        what = "is not a folder" if folder else "not found"
+        raise ConfigError(f"{key}={path} {what} (looked at {p}).{(' ' + hint) if hint else ''}")
+    return p
+
+
 def existing_dir(path: str | Path | None, key: str) -> Path:
     """``path`` (see :func:`resolve_path`) as an existing folder, or a ConfigError naming ``key``."""
-    if path in _UNSET:
-        raise ConfigError(f"{key} is not set; point it at the folder ({key}=/path/to/it).")
-    p = resolve_path(path)
-    if not p.is_dir():
-        raise ConfigError(f"{key}={path} is not a folder (looked at {p}).")
-    return p
+    return _existing(path, key, folder=True)
 
 
 def existing_file(path: str | Path | None, key: str, hint: str = "") -> Path:
     """``path`` (see :func:`resolve_path`) as an existing file, or a ConfigError naming ``key``."""
-    if path in _UNSET:
-        raise ConfigError(f"{key} is not set; point it at the file ({key}=/path/to/it).")
-    p = resolve_path(path)
-    if not p.is_file():
-        raise ConfigError(f"{key}={path} not found (looked at {p}).{(' ' + hint) if hint else ''}")
-    return p
+    return _existing(path, key, folder=False, hint=hint)
 
 
 def read_lines(path: str | Path, key: str) -> list[str]:

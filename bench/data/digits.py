@@ -13,6 +13,7 @@ rendering seed. Every image is a pure function of ``(seed, split, digit, render)
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -103,7 +104,6 @@ def render(
     vv, uu = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
     keep = np.zeros((size, size), dtype=bool)
     keep[max(0, y0 - 3) : y0 + side + 3, max(0, x0 - 3) : x0 + side + 3] = True
-    clutter = np.zeros((size, size), dtype=bool)
     for _ in range(int(rng.integers(3, 7))):  # class-free clutter: segments, arcs, dots
         kind = rng.integers(3)
         width = rng.uniform(1.0, 2.0) * scale
@@ -120,7 +120,6 @@ def render(
             m = (np.abs(np.hypot(uu - c[0], vv - c[1]) - rad) <= width / 2) & (ang <= span)
         else:
             m = np.hypot(uu - c[0], vv - c[1]) <= rng.uniform(1.0, 2.5) * scale
-        clutter |= m
         img[m & ~keep] = _ink(rng)
 
     colour = _ink(rng)
@@ -146,17 +145,8 @@ class DigitsDataset(SyntheticDataset):
     class_names = CLASSES
     num_classes = 10
 
-    def __init__(
-        self,
-        split: str = "test",
-        renders: int | None = None,
-        image_size: int = 112,
-        seed: int = 0,
-        mean: tuple[float, float, float] = (0.5, 0.5, 0.5),
-        std: tuple[float, float, float] = (0.25, 0.25, 0.25),
-        pointing_tolerance: float | None = None,
-    ) -> None:
-        super().__init__(split, image_size, seed, mean, std, pointing_tolerance)
+    def __init__(self, split: str = "test", renders: int | None = None, **common: Any) -> None:
+        super().__init__(split, **common)
         self.renders = (
             DEFAULT_RENDERS[split]
             if renders is None

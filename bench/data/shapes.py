@@ -8,6 +8,8 @@ information. Every image is a pure function of ``(seed, split, index)``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from bench.core.errors import check_int
@@ -120,17 +122,8 @@ class ShapesDataset(SyntheticDataset):
     class_names = CLASSES
     num_classes = len(CLASSES)
 
-    def __init__(
-        self,
-        split: str = "test",
-        size: int | None = None,
-        image_size: int = 112,
-        seed: int = 0,
-        mean: tuple[float, float, float] = (0.5, 0.5, 0.5),
-        std: tuple[float, float, float] = (0.25, 0.25, 0.25),
-        pointing_tolerance: float | None = None,
-    ) -> None:
-        super().__init__(split, image_size, seed, mean, std, pointing_tolerance)
+    def __init__(self, split: str = "test", size: int | None = None, **common: Any) -> None:
+        super().__init__(split, **common)
         self.size = (
             DEFAULT_SIZES[split] if size is None else check_int("dataset.size", size, minimum=1)
         )

@@ -51,12 +51,12 @@ class SyntheticDataset(ImageDataset):
 
     def __init__(
         self,
-        split: str,
-        image_size: int,
-        seed: int,
-        mean: Sequence[float],
-        std: Sequence[float],
-        pointing_tolerance: float | None,
+        split: str = "test",
+        image_size: int = 112,
+        seed: int = 0,
+        mean: Sequence[float] = (0.5, 0.5, 0.5),
+        std: Sequence[float] = (0.25, 0.25, 0.25),
+        pointing_tolerance: float | None = None,
     ) -> None:
         self.split = check_choice("dataset.split", split, SPLITS)
         self.image_size = check_int("dataset.image_size", image_size, minimum=96)

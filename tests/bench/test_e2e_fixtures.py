@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 
+from bench.api import compose
 from bench.core.errors import ConfigError
 from bench.run import run
-from bench.schema import register
 from tests.bench._fixtures import write_coco, write_folder, write_imagenet, write_voc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,9 +21,7 @@ STEPS = ["metric.deletion.step=512", "metric.insertion.step=512"]
 
 
 def compose_cfg(overrides: list[str]):
-    register()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=overrides)
+    return compose(*overrides, resolve=False)
 
 
 def fixture(name: str, tmp: Path) -> list[str]:

@@ -58,18 +58,6 @@ def test_config_metadata_matches_the_weights(name):
     assert cfg["mean"] == pytest.approx(t.mean) and cfg["std"] == pytest.approx(t.std)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(TV_CONFIGS))
-def test_every_config_builds_with_random_weights(name):
-    cfg = {k: v for k, v in TV_CONFIGS[name].items() if k != "_target_"} | {"weights": None}
-    model = load_torchvision(**cfg)
-    meta = meta_of(model)
-    assert (
-        meta.cam_layer == cfg["cam_layer"] and meta.weights == "random" and meta.num_classes == 1000
-    )
-    assert not model.training and dict(model.named_modules())[meta.cam_layer] is not None
-
-
 def test_random_weights_metadata_from_torchvision():
     model = load_torchvision(
         "resnet18", weights=None, cam_layer="auto", input_size=[64, 64], num_classes=7
