@@ -87,7 +87,9 @@ def collate_dirs(dirs: Sequence[str | Path]) -> pd.DataFrame:
         df["direction"] = [_direction(meta, m, s) for m, s in zip(base, suffix)]
         df["higher_is_better"] = df["direction"].map(_HIGHER)
         df["aggregate"] = base.map({m: v.get("aggregate", "") for m, v in meta.items()}).fillna("")
-        df["num_classes"] = record.get("dataset", {}).get("num_classes", 0) or 0
+        # the dataset's own class count (a mapped head's num_classes is the model's, e.g. 1000)
+        data = record.get("dataset", {})
+        df["num_classes"] = data.get("classes", data.get("num_classes", 0)) or 0
         df["job"] = str(job)
         frames.append(df)
     if not frames:
@@ -260,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--metrics",
         default=None,
-        help="comma-separated columns, in order, for the printed table (e.g. road_abc,mprt)",
+        help="comma-separated columns, in order, for the printed table (e.g. road_abc,mprt.spearman_abs)",
     )
     p.add_argument(
         "--means", action="store_true", help="print means only, without the CI half-widths"

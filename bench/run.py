@@ -59,6 +59,16 @@ PACKAGES = (
 )
 
 
+def _git(*args: str) -> str:
+    """``git <args>`` in the project's checkout (stdout stripped; "" when git is not there)."""
+    try:
+        return subprocess.run(
+            ["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=5, check=False
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
 def versions() -> dict[str, str]:
     """Versions of the packages a result depends on, plus Python and the project's git commit."""
     out = {"attribution-bench": __version__, "python": platform.python_version()}
@@ -67,24 +77,11 @@ def versions() -> dict[str, str]:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             out[name] = "not installed"
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        ).stdout.strip()
-        out["git"] = commit + ("-dirty" if dirty else "") if commit else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        out["git"] = "unknown"
+    commit, dirty = (
+        _git("rev-parse", "--short", "HEAD"),
+        _git("status", "--porcelain", "--untracked-files=no"),
+    )
+    out["git"] = (commit + ("-dirty" if dirty else "")) if commit else "unknown"
     return out
 
 
@@ -177,6 +174,7 @@ def build(cfg: DictConfig, device: torch.device, timer: Timer, record: dict[str,
         "split": base.split,
         "size": len(base),
         "num_classes": base.num_classes,
+        "classes": len(base.class_names),  # the dataset's own classes (per-class means)
         "selected": len(dataset),
         **subset,
         "class_mapping": getattr(base, "class_indices", None),

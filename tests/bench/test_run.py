@@ -8,35 +8,12 @@ import math
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-from bench import ROOT
-from bench.cli import check_overrides, options
+from bench.cli import check_overrides
 from bench.collate import collate_dirs, find_job_dirs, summarise
 from bench.core.errors import ConfigError
 from bench.io import ROW_COLUMNS, RowWriter
-from bench.schema import register
 from tests.conftest import run_bench
-
-
-def compose_cfg(overrides: list[str]):
-    register()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides, return_hydra_config=False)
-
-
-def test_every_config_option_composes_and_metric_files_do_not_merge():
-    for method in options("method"):
-        cfg = compose_cfg([f"method={method}"])
-        assert cfg.method._target_.startswith("methods.")
-    cfg = compose_cfg([])
-    # each metric file carries its own `# @package metric.<name>`: three separate nodes
-    assert set(cfg.metric) == {"deletion", "insertion", "pointing_game"}
-    assert cfg.metric.deletion._target_.endswith("Deletion")
-    assert cfg.metric.insertion._target_.endswith("Insertion")
-    for name in options("metric"):
-        first = (ROOT / "conf" / "metric" / f"{name}.yaml").read_text().splitlines()[0]
-        assert first == f"# @package metric.{name}", name
 
 
 def test_check_overrides_lists_accepted_values_with_close_matches():
@@ -201,3 +178,32 @@ def test_rows_move_each_tensor_to_the_host_once_per_batch_not_per_row():
     assert [r["target"] for r in rows] == list(range(b)) * 2
     per_row = [c for c in _Counting.calls if c in ("__getitem__", "__int__", "item", "__index__")]
     assert per_row == [] and _Counting.calls.count("tolist") == 1, _Counting.calls
+
+
+def test_class_mean_counts_the_datasets_classes_not_a_mapped_heads(tmp_path):
+    """VOC mapped onto a 1000-class head: the per-class mean is over VOC's 20 classes."""
+    job = tmp_path / "job"
+    job.mkdir()
+    rows = pd.DataFrame(
+        {
+            "model": "m",
+            "weights": "w",
+            "dataset": "voc07",
+            "split": "test",
+            "image_id": ["1:dog", "2:cat"],
+            "target": [112, 108],
+            "method": "x",
+            "metric": "pointing_game",
+            "value": [1.0, 0.0],
+            "flag": "",
+        }
+    )
+    rows.to_csv(job / "scores.csv", index=False)
+    record = {
+        "status": "completed",
+        "dataset": {"num_classes": 1000, "classes": 20},
+        "metrics": {"pointing_game": {"higher_is_better": True, "aggregate": "class_mean"}},
+    }
+    (job / "record.json").write_text(json.dumps(record))
+    s = summarise(collate_dirs([tmp_path])).iloc[0]
+    assert s["class_mean"] == pytest.approx(1 / 20) and s["classes_scored"] == 2
