@@ -100,11 +100,12 @@ class _PixelCurve(Metric):
     category = Category.FAITHFULNESS
     citation = "Petsiuk, Das, Saenko. RISE: Randomized Input Sampling for Explanation of Black-box Models. BMVC 2018."
     substrates = ("zero", "blur")
+    default_substrate = "zero"
 
     def __init__(
         self,
         step: int = 224,
-        substrate: str = "zero",
+        substrate: str | None = None,
         target: str = "prediction",
         score: str = "probability",
         ties: str = "stable",
@@ -112,7 +113,9 @@ class _PixelCurve(Metric):
         blur_sigma: float = 5.0,
     ) -> None:
         self.step = check_int("step", step, minimum=1)
-        self.substrate = check_choice("substrate", substrate, self.substrates)
+        self.substrate = check_choice(
+            "substrate", substrate or self.default_substrate, self.substrates
+        )
         self.target = check_choice("target", target, TARGETS)
         self.score = check_choice("score", score, SCORES)
         self.ties = check_choice("ties", ties, TIES)
@@ -168,18 +171,7 @@ class Insertion(_PixelCurve):
     """
 
     higher_is_better = True
-
-    def __init__(
-        self,
-        step: int = 224,
-        substrate: str = "blur",
-        target: str = "prediction",
-        score: str = "probability",
-        ties: str = "stable",
-        blur_size: int = 11,
-        blur_sigma: float = 5.0,
-    ) -> None:
-        super().__init__(step, substrate, target, score, ties, blur_size, blur_sigma)
+    default_substrate = "blur"
 
     def endpoints(self, images: Tensor) -> tuple[Tensor, Tensor]:
         return self.substrate_of(images), images
@@ -189,9 +181,10 @@ class _GomezCurve(Metric):
     """Shared engine of DAUC / IAUC / DC / IC (Gomez et al.; package ``saliency-maps-metrics``).
 
     The map is ranked on its native grid (``map_size``; ``None`` = the input's resolution), the
-    mask of the ``k`` top cells is upsampled nearest to the image, at most ``max_steps`` steps of
-    ``cells // max_steps`` cells each (the last step takes the remainder), the curve starts with the
-    unchanged image. Deletion fills literal 0 (normalised space), insertion starts from a box blur
+    mask of the ``k`` top cells is upsampled nearest to the image, ``ceil(cells / per_step)``
+    steps of ``per_step = cells // min(max_steps, cells)`` cells each (the last step takes what
+    is left, so there are more than ``max_steps`` steps when ``max_steps`` does not divide the
+    cells; exactly 196 at 112 or 224 px), the curve starts with the unchanged image. Deletion fills literal 0 (normalised space), insertion starts from a box blur
     of size ``max(H // 5, 9)`` (made odd), zero padding. The per-step saliency is the mean map
     value of the cells changed in that step.
 

@@ -8,8 +8,8 @@ sample. Category ids (1..90, sparse) map to contiguous indices 0..79 in id order
 80-way head; ``class_indices`` maps them to another model's indices. Sample ids are
 ``<image id>:<category name>``.
 
-docs/PROTOCOLS.md §3 takes Ω from the instance masks for COCO; this loader uses the annotation boxes
-(the issue's choice; masks would need polygon/RLE rasterisation) — record it with results.
+TorchRay's protocol takes Ω from the instance masks for COCO; this loader uses the union of the
+annotation boxes (masks would need polygon/RLE rasterisation), as docs/PROTOCOLS.md §3 records.
 """
 
 from __future__ import annotations

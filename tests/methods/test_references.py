@@ -170,7 +170,7 @@ def test_cam_family_agrees_with_grad_cam_package(name, trained, record_property)
     corr = _corr(ours, ref)
     record_property("correlation", corr)
     print(f"{name}: correlation with pytorch_grad_cam.{theirs} = {corr:.4f}")
-    assert corr >= 0.99, corr
+    assert corr >= 0.999, corr
 
 
 @pytest.mark.parametrize("name", ["gradcam", "gradcam_pp", "xgradcam", "layercam"])
@@ -185,7 +185,7 @@ def test_cam_family_agrees_on_resnet18(name):
     ref = _package(getattr(pytorch_grad_cam, PAIRS[name][1]), model, model.layer4, images, targets)
     corr = _corr(ours, ref)
     print(f"{name} resnet18: correlation = {corr:.4f}")
-    assert corr >= 0.99, corr
+    assert corr >= 0.999, corr
 
 
 def test_eigencam_agrees_with_the_package_projection_up_to_sign(trained):
@@ -200,7 +200,7 @@ def test_eigencam_agrees_with_the_package_projection_up_to_sign(trained):
     ours = cam.attribute(model, images, targets).numpy()
     ref = get_2d_projection(acts.numpy())
     for o, r in zip(ours, ref):
-        assert abs(np.corrcoef(o.ravel(), r.ravel())[0, 1]) >= 0.99
+        assert abs(np.corrcoef(o.ravel(), r.ravel())[0, 1]) >= 0.999
         assert abs(o.max()) >= abs(o.min())
 
 
@@ -218,7 +218,7 @@ def test_guided_gradcam_agrees_with_package(trained):
         refs.append(np.abs(g * cams[i][..., None]).max(-1))
     corr = _corr(ours, np.stack(refs))
     print(f"guided_gradcam: correlation = {corr:.4f}")
-    assert corr >= 0.99, corr
+    assert corr >= 0.999, corr
 
 
 def test_vit_gradcam_agrees_with_package_reshape_recipe():
@@ -237,4 +237,4 @@ def test_vit_gradcam_agrees_with_package_reshape_recipe():
     )
     corr = _corr(ours, ref)
     print(f"vit_gradcam: correlation = {corr:.4f}")
-    assert corr >= 0.99, corr
+    assert corr >= 0.999, corr

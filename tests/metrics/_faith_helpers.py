@@ -10,7 +10,7 @@ from bench.core.context import Context
 
 
 class RegionMean(nn.Module):
-    """The analytic model of PROTOCOLS.md §7: one logit, the mean of ``x`` over region ``R`` (all channels)."""
+    """The analytic model of docs/PROTOCOLS.md §7: one logit, the mean of ``x`` over region ``R`` (all channels)."""
 
     def __init__(self, region: Tensor) -> None:
         super().__init__()

@@ -5,7 +5,7 @@ included). The protocol differences that remain, each pinned by a test below:
 
 * Quantus' ``get_random_layer_generator`` randomises every module with ``reset_parameters``, which
   for batch norm also resets the running statistics: our ``batchnorm="all"``; our default
-  ``"affine"`` keeps them as trained (PROTOCOLS.md §5), so it differs from Quantus on BN models.
+  ``"affine"`` keeps them as trained (docs/PROTOCOLS.md §5), so it differs from Quantus on BN models.
 * Quantus' ``return_average_correlation`` averages over the layers *and* the "original" entry (it
   skips a key named "orig" that does not exist); our score is the mean over the layers only.
 * Quantus' ``independent`` order is bottom-up; ours is a separate ``direction`` key.

@@ -267,7 +267,7 @@ def test_multigrid_solver_matches_sparse_solve_on_hard_masks(h, w):
     )  # size-independent convergence: 30 steps are plenty
     for i in range(len(removed)):
         ref = sparse_imputation(images[i].double().numpy(), removed[i].numpy())
-        assert np.abs(out[i].double().numpy() - ref).max() < 1e-5
+        assert np.abs(out[i].double().numpy() - ref).max() < 1e-6  # measured 3e-7 (float32 output)
     assert torch.equal(
         out[~removed[:, None].expand_as(out)], images[~removed[:, None].expand_as(out)]
     )

@@ -1,0 +1,71 @@
+"""The documents say what the code does: every protocol reference resolves, the README's example
+error is the real one, and the README names only configs that exist."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from bench import ROOT
+from bench.cli import check_overrides, options
+from bench.core.errors import ConfigError
+
+PROTOCOLS = ROOT / "docs" / "PROTOCOLS.md"
+REFERENCE = re.compile(r"PROTOCOLS\.md\s+§(\d+)((?:\s*(?:,|and)\s*§\d+)*)")
+SOURCES = [
+    *sorted(ROOT.glob("bench/**/*.py")),
+    *sorted(ROOT.glob("methods/**/*.py")),
+    *sorted(ROOT.glob("metrics/**/*.py")),
+    *sorted(ROOT.glob("scripts/*.py")),
+    *sorted(ROOT.glob("tests/**/*.py")),
+    *sorted(ROOT.glob("conf/**/*.yaml")),
+    ROOT / "README.md",
+    ROOT / "CONTRIBUTING.md",
+]
+
+
+def cited_sections() -> dict[int, list[str]]:
+    """Section number -> the files that cite that section of the protocols document."""
+    out: dict[int, list[str]] = {}
+    for path in SOURCES:
+        for m in REFERENCE.finditer(path.read_text()):
+            for n in [m.group(1), *re.findall(r"§(\d+)", m.group(2))]:
+                out.setdefault(int(n), []).append(str(path.relative_to(ROOT)))
+    return out
+
+
+def test_every_protocol_reference_resolves_to_a_section():
+    cited = cited_sections()
+    assert len(cited) >= 5, "the docstrings cite the protocols document"
+    headings = {
+        int(m.group(1))
+        for m in re.finditer(r"^## (\d+)\. ", PROTOCOLS.read_text(), flags=re.MULTILINE)
+    }
+    missing = {n: files for n, files in cited.items() if n not in headings}
+    assert not missing, missing
+
+
+def test_references_cite_the_repositorys_document():
+    bare = [
+        str(p.relative_to(ROOT))
+        for p in SOURCES
+        if re.search(r"(?<!docs/)PROTOCOLS\.md §", p.read_text())
+    ]
+    assert not bare, f"cite docs/PROTOCOLS.md, the repository's document: {bare}"
+
+
+def test_the_readmes_example_error_is_the_real_one():
+    readme = (ROOT / "README.md").read_text()
+    quoted = re.search(r"\$ bench method=gradcm\n(error: .*)\n", readme)
+    assert quoted, "the README shows what a misspelt method prints"
+    with pytest.raises(ConfigError) as err:
+        check_overrides(["method=gradcm"])
+    assert quoted.group(1) == f"error: {err.value}"
+
+
+def test_the_readme_names_only_configs_that_exist():
+    readme = (ROOT / "README.md").read_text().replace("method=gradcm", "")  # the misspelt example
+    for group in ("model", "dataset", "method", "experiment"):
+        for name in re.findall(rf"\b{group}=([a-z_0-9]+)", readme):
+            assert name in options(group), f"README: {group}={name}"
