@@ -21,8 +21,10 @@ bench: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+## Lint and format check (CI runs both; `pre-commit install` runs them on every commit).
 lint: $(STAMP)
 	$(BIN)/ruff check bench methods metrics scripts tests
+	$(BIN)/ruff format --check bench methods metrics scripts tests
 
 ## Retrain the embedded benchmark's model (the committed checkpoint is used otherwise).
 train: $(STAMP)

@@ -89,7 +89,7 @@ def test_every_config_is_covered():
         assert method in METHODS and model in MODELS
 
 
-@pytest.mark.parametrize("method,model_name", _cases())
+@pytest.mark.parametrize("method,model_name", list(_cases()))
 def test_contract_batching_and_model_state(method, model_name, zoo):
     model = zoo[model_name]
     m = make_method(method, model_name)
