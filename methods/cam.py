@@ -8,6 +8,8 @@ model; :meth:`BaseCAM.check` refuses a layer without convolutions (a ViT's token
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -238,6 +240,24 @@ class _ChannelScoreCAM(BaseCAM):
         super().__init__(layer, relu)
         self.batch_size = check_batch_size("batch_size", batch_size)
 
+    @torch.no_grad()
+    def channel_scores(
+        self,
+        model: nn.Module,
+        images: Tensor,
+        targets: Tensor,
+        channels: int,
+        inputs: Callable[[Tensor, Tensor], Tensor],
+    ) -> Tensor:
+        """Target logits ``[B, K]``: ``model(inputs(img, ch))`` for every (image, channel) pair,
+        ``img`` and ``ch`` being the pairs' long indices ``[k]`` of one chunk."""
+        b = images.shape[0]
+        scores = torch.empty(b * channels, device=images.device)
+        for part, img, ch in pair_chunks(b, channels, self.batch_size, images.device):
+            logits = model(inputs(img, ch))
+            scores[part] = logits.gather(1, targets[img][:, None])[:, 0].float()
+        return scores.view(b, channels)
+
 
 class ScoreCAM(_ChannelScoreCAM):
     """Score-CAM (Wang et al., CVPR-W 2020): weights from the score of the input masked by each map.
@@ -254,22 +274,15 @@ class ScoreCAM(_ChannelScoreCAM):
     def weights(
         self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor, targets: Tensor
     ) -> Tensor:
-        b, k = acts.shape[:2]
-        scores = torch.empty(b * k, device=images.device)
-        with torch.no_grad():
-            for part, img, ch in pair_chunks(b, k, self.batch_size, images.device):
-                up = F.interpolate(
-                    acts[img, ch][:, None],
-                    size=images.shape[-2:],
-                    mode="bilinear",
-                    align_corners=False,
-                )
-                lo = up.amin(dim=(2, 3), keepdim=True)
-                hi = up.amax(dim=(2, 3), keepdim=True)
-                masks = (up - lo) / (hi - lo + 1e-8)
-                logits = model(images[img] * masks)
-                scores[part] = logits.gather(1, targets[img][:, None])[:, 0].float()
-        return scores.view(b, k).softmax(dim=1)
+        def masked(img: Tensor, ch: Tensor) -> Tensor:
+            up = F.interpolate(
+                acts[img, ch][:, None], size=images.shape[-2:], mode="bilinear", align_corners=False
+            )
+            lo = up.amin(dim=(2, 3), keepdim=True)
+            hi = up.amax(dim=(2, 3), keepdim=True)
+            return images[img] * ((up - lo) / (hi - lo + 1e-8))
+
+        return self.channel_scores(model, images, targets, acts.shape[1], masked).softmax(dim=1)
 
 
 class AblationCAM(_ChannelScoreCAM):
@@ -287,24 +300,23 @@ class AblationCAM(_ChannelScoreCAM):
     def weights(
         self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor, targets: Tensor
     ) -> Tensor:
-        b, k = acts.shape[:2]
         layer = get_layer(model, self.layer)
         current: dict[str, Tensor] = {}
-        scores = torch.empty(b * k, device=images.device)
         with torch.no_grad():
             base = model(images).gather(1, targets[:, None])[:, 0].float()
+
+        def ablated(img: Tensor, ch: Tensor) -> Tensor:
+            out = acts[img].clone()
+            out[torch.arange(len(img), device=img.device), ch] = 0
+            current["out"] = out  # what the hook hands the rest of the network
+            return images[img]
+
         handle = layer.register_forward_hook(lambda _m, _i, _o: current["out"])
         try:
-            with torch.no_grad():
-                for part, img, ch in pair_chunks(b, k, self.batch_size, images.device):
-                    out = acts[img].clone()
-                    out[torch.arange(len(img), device=img.device), ch] = 0
-                    current["out"] = out
-                    logits = model(images[img])
-                    scores[part] = logits.gather(1, targets[img][:, None])[:, 0].float()
+            scores = self.channel_scores(model, images, targets, acts.shape[1], ablated)
         finally:
             handle.remove()
-        return (base[:, None] - scores.view(b, k)) / base[:, None]
+        return (base[:, None] - scores) / base[:, None]
 
 
 class EigenCAM(BaseCAM):
