@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from hydra.experimental.callback import Callback
-from scipy import stats
 
 from bench.io import RECORD, SCORES, atomic_write_bytes, atomic_write_text
 
@@ -115,6 +114,8 @@ def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
     m = float(v.mean())
     if len(v) < 2:
         return m, float("nan"), float("nan")
+    from scipy import stats  # about 1 s to import: only when an interval is asked for
+
     half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
     return m, m - half, m + half
 

@@ -18,7 +18,6 @@ from bench.core.context import pair_chunks
 from bench.core.errors import ConfigError
 from bench.core.layers import get_layer
 from methods.base import Method, check_batch_size
-from methods.gradient import GuidedBackprop
 
 
 def _channels(layer: nn.Module) -> int | None:
@@ -349,6 +348,8 @@ class GuidedGradCAM(GradCAM):
 
     def __init__(self, layer: str | None, reduction: str = "max_abs") -> None:
         super().__init__(layer, relu=True)
+        from methods.gradient import GuidedBackprop  # captum: imported only where it is used
+
         self._guided = GuidedBackprop(reduction=reduction)
         self.reduction = self._guided.reduction
 

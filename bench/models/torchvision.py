@@ -10,7 +10,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
-import torchvision
 from torch import nn
 
 from bench.core.checkpoints import load_weights
@@ -22,6 +21,7 @@ log = logging.getLogger("bench.models")
 
 def _tv_weights(arch: str, weights: str | None):
     """The torchvision weights enum member ``weights`` of ``arch`` (None for random), with checks."""
+    import torchvision  # imported when a torchvision model is asked for (1-2 s), not by every run
     from torchvision.models import get_model_weights, list_models
 
     models = list_models(module=torchvision.models)
