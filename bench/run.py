@@ -27,6 +27,7 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
@@ -160,12 +161,54 @@ def _choice(group: str, default: str) -> str:
     return default
 
 
+def missing_keys(cfg: DictConfig) -> list[str]:
+    """Dotted keys of ``cfg`` left at ``???`` (the mandatory values nobody set)."""
+    out: list[str] = []
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}.{k}" if prefix else str(k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{prefix}[{i}]")
+        elif node == "???":
+            out.append(prefix)
+
+    walk(OmegaConf.to_container(cfg, resolve=False), "")
+    return out
+
+
+def check_complete(cfg: DictConfig) -> None:
+    """One line naming every mandatory value (``???``) that is not set, before anything runs."""
+    missing = missing_keys(cfg)
+    if missing:
+        raise ConfigError(
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set (??? in the "
+            f"config); set {'it' if len(missing) == 1 else 'them'} on the command line, e.g. "
+            f"{missing[0]}=<value>."
+        )
+
+
+def resolve_model_node(cfg: DictConfig, meta: ModelMeta) -> None:
+    """Write what the model's loader found back into ``cfg.model``: ``cam_layer: auto`` becomes the
+    layer it chose and ``num_classes: null`` the logits it counted, so every ``${model.*}``
+    interpolation (the CAM methods' ``layer``, the datasets' class counts) sees the same values."""
+    node = cfg.model
+    if node.get("cam_layer") == "auto":
+        node.cam_layer = meta.cam_layer
+    if "num_classes" in node and node.num_classes is None:
+        node.num_classes = meta.num_classes
+
+
 def build(cfg: DictConfig, device: torch.device, timer: Timer, record: dict[str, Any]) -> Cell:
     """Instantiate the model, data, method and metrics of ``cfg`` and check that they fit together;
     fills ``record`` with what was built."""
     with timer("load_model"):
         model = instantiate(cfg.model).to(device).eval()
         meta = meta_of(model)
+    resolve_model_node(cfg, meta)
+    record["config"] = OmegaConf.to_container(cfg, resolve=True)
     with timer("load_data"):
         base, dataset, subset = build_dataset(cfg.dataset, cfg.seed)
     record["model"] = meta.to_dict()
@@ -191,7 +234,19 @@ def build(cfg: DictConfig, device: torch.device, timer: Timer, record: dict[str,
     metrics: dict[str, Metric] = {}
     for name, mcfg in (cfg.metric or {}).items():
         metric = instantiate(mcfg)
-        base.require(metric.requires, f"metric={name}")
+        try:
+            base.require(metric.requires, f"metric={name}")
+        except ConfigError as err:
+            if (
+                "masks" in metric.requires
+                and "boxes" in base.fields
+                and "region" in metric.settings()
+            ):
+                raise ConfigError(
+                    f"{err} Score it on the boxes instead (metric.{name}.region=boxes), or give "
+                    "the dataset masks (dataset=folder: a mask column in the labels CSV)."
+                ) from err
+            raise
         metrics[name] = metric
     record["method"] = {
         "name": method_name,
@@ -281,6 +336,7 @@ def finish(out_dir: Path, outputs: Outputs) -> None:
 def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """Score one cell; write ``scores.csv``, ``curves.npz`` and ``record.json`` into ``out_dir``."""
     started = time.time()
+    check_complete(cfg)
     record: dict[str, Any] = {
         "status": "running",
         "config": OmegaConf.to_container(cfg, resolve=True),
@@ -331,6 +387,10 @@ def as_config_error(err: BaseException) -> ConfigError | None:
         if isinstance(seen, ConfigError):
             return seen
         seen = seen.__cause__
+    if isinstance(err, OmegaConfBaseException):  # a broken interpolation, a missing value
+        key = getattr(err, "full_key", None)
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        return ConfigError(f"{key}: {first}" if key else first)
     if isinstance(err, InstantiationException) and isinstance(err.__cause__, TypeError):
         # a key the constructor does not take, or a value of the wrong type
         key = [

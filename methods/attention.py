@@ -147,7 +147,7 @@ class ViTGradCAM(GradCAM):
         layer: the model config's ``cam_layer`` (a layer with token output).
     """
 
-    def check_layer(self, model: nn.Module, layer: nn.Module) -> None:
+    def check_layer(self, model: nn.Module, name: str, layer: nn.Module) -> None:
         _require_transformer(self, model)
 
     def to_grid(self, out: Tensor) -> Tensor:

@@ -15,20 +15,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.core.context import pair_chunks
-from bench.core.errors import ConfigError
-from bench.core.layers import get_layer
+from bench.core.errors import ConfigError, check_choice
+from bench.core.layers import get_layer, probe_outputs
 from methods.base import Method, check_batch_size
 
+#: Where the ReLU of the weighted sum goes: on the layer-resolution map (pytorch-grad-cam, the
+#: papers), on the map upsampled to the input (captum's LayerGradCam users), or nowhere.
+RELU_RULES = ("before_upsample", "after_upsample", "none")
 
-def _channels(layer: nn.Module) -> int | None:
-    """Output channels of the last conv / batch-norm module inside ``layer`` (None if it has none)."""
-    out = None
-    for m in layer.modules():
-        if isinstance(m, nn.Conv2d):
-            out = m.out_channels
-        elif isinstance(m, nn.BatchNorm2d):
-            out = m.num_features
-    return out
+
+def relu_rule(relu: str | bool) -> str:
+    """A ``relu`` setting as one of :data:`RELU_RULES` (``true`` = ``before_upsample``, ``false`` = ``none``)."""
+    if isinstance(relu, bool):
+        return "before_upsample" if relu else "none"
+    return check_choice("relu", relu, RELU_RULES)
 
 
 class BaseCAM(Method):
@@ -36,38 +36,66 @@ class BaseCAM(Method):
 
     Subclasses implement :meth:`weights`; ``A`` and the gradients of the target logits with
     respect to ``A`` are handed to it. The map is returned at the layer's resolution; the base
-    class upsamples it bilinearly.
+    class upsamples it bilinearly. A layer is any module whose output is feature maps
+    ``[B, K, h, w]``, whatever its type (a conv block, a ReLU, a batch norm).
 
     Args:
-        layer: the layer's name in ``model.named_modules()`` (from the model config's ``cam_layer``).
-        relu: apply the ReLU of the paper to the weighted sum.
+        layer: the layer's name in ``model.named_modules()`` (from the model config's
+            ``cam_layer``); ``auto`` = the layer the model's loader chose (``bench_meta``).
+        relu: ``before_upsample`` (the papers, pytorch-grad-cam), ``after_upsample`` (captum's
+            ``LayerGradCam`` + ``LayerAttribution.interpolate`` then a ReLU) or ``none``.
     """
 
     needs_gradients = True
 
-    def __init__(self, layer: str | None, relu: bool = True) -> None:
+    def __init__(self, layer: str | None, relu: str | bool = "before_upsample") -> None:
         super().__init__(reduction="sum")
         self.layer = layer
-        self.relu = relu
+        self.relu = relu_rule(relu)
+
+    def layer_name(self, model: nn.Module) -> str:
+        """The layer's name in ``model``, ``auto`` resolved from the loader's metadata."""
+        layer = self.layer
+        if layer == "auto":
+            layer = getattr(getattr(model, "bench_meta", None), "cam_layer", None)
+            if not layer:
+                raise ConfigError(
+                    f"{self.name}: layer=auto needs a model loaded by a bench.models loader (which "
+                    "finds the layer); name the layer instead (method.layer=<module name>)."
+                )
+        if not layer:
+            raise ConfigError(
+                f"{self.name} needs a layer with feature maps, but model {type(model).__name__} "
+                "states no cam_layer; set method.layer=<module name> (or model.cam_layer=auto)."
+            )
+        return layer
 
     def check(self, model: nn.Module) -> None:
-        if not self.layer:
-            raise ConfigError(
-                f"{self.name} needs a convolutional layer, but model {type(model).__name__} "
-                "states no cam_layer; set method.layer=<module name>."
-            )
-        layer = get_layer(model, self.layer)
-        self.check_layer(model, layer)
+        name = self.layer_name(model)
+        self.check_layer(model, name, get_layer(model, name))
 
-    def check_layer(self, model: nn.Module, layer: nn.Module) -> None:
-        """Refuse a layer that yields no ``[B, K, h, w]`` feature maps (no convolution inside)."""
-        if not any(isinstance(m, nn.Conv2d) for m in layer.modules()):
+    def check_layer(self, model: nn.Module, name: str, layer: nn.Module) -> None:
+        """Refuse a layer whose output is not feature maps ``[B, K, h, w]`` (probed with one zero
+        image at the model's input size when its loader states it)."""
+        out = self.probe(model, name)
+        if out is not None and not (isinstance(out, Tensor) and out.ndim == 4):
+            shape = list(out.shape) if isinstance(out, Tensor) else type(out).__name__
             raise self.unfit(
                 model,
-                f"layer={self.layer} ({type(layer).__name__}) holds no convolution, so it has no "
-                "spatial feature maps; accepted: a conv layer or block (for vision transformers "
+                f"layer={name} ({type(layer).__name__}) outputs {shape}, not feature maps "
+                "[B, K, h, w]; accepted: any module with a 4-D output (for vision transformers "
                 "use method=vit_gradcam on the token grid).",
             )
+
+    @staticmethod
+    def probe(model: nn.Module, name: str) -> object | None:
+        """What layer ``name`` outputs for one zero image at the loader's input size (None when the
+        model carries no metadata to probe it with)."""
+        size = getattr(getattr(model, "bench_meta", None), "input_size", None)
+        if size is None:
+            return None
+        outputs = probe_outputs(model, size, [name])
+        return outputs[-1][1] if outputs else None
 
     def weights(
         self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor, targets: Tensor
@@ -80,7 +108,7 @@ class BaseCAM(Method):
         if out.ndim != 4:
             raise ConfigError(
                 f"{self.name} needs a layer with [B, K, h, w] output; layer={self.layer} "
-                f"gives shape {tuple(out.shape)}."
+                f"gives shape {tuple(out.shape)}; accepted: any module with a 4-D output."
             )
         return out
 
@@ -88,8 +116,8 @@ class BaseCAM(Method):
         self, model: nn.Module, images: Tensor, targets: Tensor
     ) -> tuple[Tensor, Tensor | None]:
         """Feature maps ``[B, K, h, w]`` of the layer and, if needed, d(target logit)/dA."""
-        self.check(model)
-        layer = get_layer(model, self.layer)
+        name = self.layer_name(model)
+        layer = get_layer(model, name)
         store: dict[str, Tensor] = {}
 
         def hook(_module: nn.Module, _inp: tuple, out: Tensor) -> None:
@@ -115,7 +143,11 @@ class BaseCAM(Method):
         acts, grads = self.activations(model, images, targets)
         w = self.weights(acts, grads, model, images, targets)
         cam = (w[:, :, None, None] * acts).sum(1) if w.ndim == 2 else (w * acts).sum(1)
-        return cam.clamp_min(0) if self.relu else cam
+        return cam.clamp_min(0) if self.relu == "before_upsample" else cam
+
+    def postprocess(self, raw: Tensor, size: torch.Size) -> Tensor:
+        out = super().postprocess(raw, size)
+        return out.clamp_min(0) if self.relu == "after_upsample" else out
 
 
 class GradCAM(BaseCAM):
@@ -137,12 +169,14 @@ class CAM(BaseCAM):
     Args:
         layer: the last conv layer / block (the model config's ``cam_layer``).
         head: name of the final ``nn.Linear``; None = the last ``nn.Linear`` of the model.
-        relu: clamp negative evidence.
+        relu: ``none`` (the paper), ``before_upsample`` or ``after_upsample`` (see :class:`BaseCAM`).
     """
 
     needs_gradients = False
 
-    def __init__(self, layer: str | None, head: str | None = None, relu: bool = False) -> None:
+    def __init__(
+        self, layer: str | None, head: str | None = None, relu: str | bool = "none"
+    ) -> None:
         super().__init__(layer, relu)
         self.head = head
 
@@ -158,8 +192,8 @@ class CAM(BaseCAM):
             )
         return head
 
-    def check_layer(self, model: nn.Module, layer: nn.Module) -> None:
-        super().check_layer(model, layer)
+    def check_layer(self, model: nn.Module, name: str, layer: nn.Module) -> None:
+        super().check_layer(model, name, layer)
         gap = [
             m
             for m in model.modules()
@@ -172,11 +206,12 @@ class CAM(BaseCAM):
                 "CAM needs GAP + a linear head (use gradcam instead).",
             )
         head = self.head_of(model)
-        k = _channels(layer)
+        out = self.probe(model, name)
+        k = out.shape[1] if isinstance(out, Tensor) else None
         if k is not None and k != head.in_features:
             raise self.unfit(
                 model,
-                f"layer={self.layer} has {k} channels but the linear head takes "
+                f"layer={name} has {k} channels but the linear head takes "
                 f"{head.in_features} features; CAM needs layer -> GAP -> linear.",
             )
 
@@ -235,7 +270,9 @@ class _ChannelScoreCAM(BaseCAM):
 
     needs_gradients = False
 
-    def __init__(self, layer: str | None, batch_size: int | None = 128, relu: bool = True) -> None:
+    def __init__(
+        self, layer: str | None, batch_size: int | None = 128, relu: str | bool = "before_upsample"
+    ) -> None:
         super().__init__(layer, relu)
         self.batch_size = check_batch_size("batch_size", batch_size)
 
@@ -299,7 +336,7 @@ class AblationCAM(_ChannelScoreCAM):
     def weights(
         self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor, targets: Tensor
     ) -> Tensor:
-        layer = get_layer(model, self.layer)
+        layer = get_layer(model, self.layer_name(model))
         current: dict[str, Tensor] = {}
         with torch.no_grad():
             base = model(images).gather(1, targets[:, None])[:, 0].float()
@@ -337,7 +374,7 @@ class EigenCAM(BaseCAM):
         proj = (flat @ vh[:, 0, :, None])[..., 0]  # [B, hw]
         flip = proj.amin(1).abs() > proj.amax(1).abs()
         proj = torch.where(flip[:, None], -proj, proj).float().view(b, h, w)
-        return proj.clamp_min(0) if self.relu else proj
+        return proj.clamp_min(0) if self.relu == "before_upsample" else proj
 
 
 class GuidedGradCAM(GradCAM):

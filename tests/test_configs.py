@@ -6,10 +6,12 @@ except the ``_``-prefixed base files the others extend through ``defaults:``.
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import pytest
-from hydra.utils import instantiate
+import torch
+from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
@@ -22,7 +24,9 @@ from bench.core.errors import ConfigError
 from bench.data.shapes import ShapesDataset
 from bench.models import meta_of
 from bench.run import as_config_error, build_dataset
+from methods.attention import ViTGradCAM
 from methods.base import Method
+from methods.cam import GradCAM
 from methods.gradient import Gradient
 from metrics.base import Category, Direction, Metric
 from tests.bench._fixtures import MEAN, STD, write_coco, write_folder, write_imagenet, write_voc
@@ -97,7 +101,8 @@ def _model_overrides(name: str) -> list[str]:
     node = OmegaConf.to_container(compose(f"model={name}", resolve=False).model)
     if node["_target_"].endswith("load_torchvision"):
         arch = [] if node["arch"] != "???" else ["model.arch=resnet18"]
-        return [*arch, "model.weights=null"]
+        small = [] if str(node["arch"]).startswith("vit_") else ["model.input_size=[64,64]"]
+        return [*arch, "model.weights=null", *small]
     if node["_target_"].endswith("load_module"):
         return [
             "model.module=tests.test_configs.TinyNet",
@@ -124,6 +129,14 @@ def test_every_model_file_instantiates(name):
         assert meta.cam_layer in dict(model.named_modules())
     if cfg.model._target_.endswith("load_torchvision"):  # random weights: no file was read
         assert meta.weights == "random" and meta.num_classes == cfg.model.num_classes
+    # the shipped CAM layer works: Grad-CAM (on the token grid for a ViT) gives finite maps
+    cam = (
+        ViTGradCAM(meta.cam_layer) if "encoder_layer" in meta.cam_layer else GradCAM(meta.cam_layer)
+    )
+    cam.check(model)
+    images = torch.randn(2, 3, *meta.input_size, generator=torch.Generator().manual_seed(0))
+    maps = cam(model, images, torch.tensor([0, 1]))
+    assert maps.shape == (2, *meta.input_size) and torch.isfinite(maps).all()
 
 
 def test_timm_without_the_package_is_a_one_line_error():
@@ -171,3 +184,33 @@ def test_every_experiment_composes_with_known_options(name):
     methods = cfg.hydra.sweeper.params.method
     if not methods.startswith("glob("):
         assert set(methods.split(",")) <= set(options("method")), name
+
+
+def constructor_keys(cls: type) -> list[str]:
+    """The keyword arguments ``cls(...)`` accepts, following ``**kwargs`` passed to base classes."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass) or klass is object:
+            continue
+        params = inspect.signature(klass.__init__).parameters.values()
+        names += [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD and p.name != "self"]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return list(dict.fromkeys(names))
+
+
+@pytest.mark.parametrize(
+    "group,name",
+    [("method", n) for n in options("method")] + [("metric", n) for n in options("metric")],
+)
+def test_every_constructor_argument_is_in_the_yaml(group, name):
+    """So any setting is a plain ``key=value`` override, never Hydra's ``+key=value``."""
+    cfg = compose(f"{group}={name}" if group == "method" else f"metric=[{name}]", resolve=False)
+    node = cfg.method if group == "method" else cfg.metric[name]
+    missing = [k for k in constructor_keys(get_class(node._target_)) if k not in node]
+    assert not missing, f"conf/{group}/{name}.yaml lacks {missing}"
+
+
+def test_a_method_setting_is_a_plain_override():
+    cfg = compose("method=gradcam", "method.relu=after_upsample")
+    assert instantiate(cfg.method).relu == "after_upsample"

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from bench.core.errors import ConfigError
-from bench.core.layers import get_layer
+from bench.core.layers import get_layer, last_feature_map_layer
 
 
 @dataclass
@@ -100,37 +100,16 @@ def count_classes(
 
 
 def auto_cam_layer(model: nn.Module, input_size: tuple[int, int]) -> str:
-    """The last module (in completion order) whose output is a spatial map ``[B, K, h, w]`` with ``h*w > 1``.
-
-    For ResNets this is ``layer4``; the model configs state their layers explicitly, this is the
-    fallback for ``cam_layer: auto``.
-    """
-    found: list[str] = []
-    handles = []
-    for name, module in model.named_modules():
-        if not name:
-            continue
-
-        def hook(_m: nn.Module, _i: tuple, out: object, name: str = name) -> None:
-            if (
-                isinstance(out, torch.Tensor)
-                and out.ndim == 4
-                and out.shape[-1] * out.shape[-2] > 1
-            ):
-                found.append(name)
-
-        handles.append(module.register_forward_hook(hook))
-    try:
-        count_classes(model, input_size)
-    finally:
-        for h in handles:
-            h.remove()
-    if not found:
+    """``cam_layer: auto``: the last module whose output is a spatial map ``[B, K, h, w]`` with
+    ``h * w > 1`` (:func:`bench.core.layers.last_feature_map_layer`; ``layer4`` for ResNets)."""
+    count_classes(model, input_size)  # a model that does not return logits fails here first
+    layer = last_feature_map_layer(model, input_size)
+    if layer is None:
         raise ConfigError(
             f"model {type(model).__name__} has no layer with a [B, K, h, w] output; set model.cam_layer "
             "to a module name (or null: CAM methods will then be refused)."
         )
-    return found[-1]
+    return layer
 
 
 def _normalisation(key: str, values: Sequence[float], positive: bool) -> tuple[float, ...]:
