@@ -75,12 +75,14 @@ def point_hits(
 ) -> Tensor:
     """1.0 where the point ``(u[i], v[i])`` (pixel indices, may be fractional: TorchRay's centre
     point is ``(W/2, H/2)``) lies within ``tolerance`` of a pixel of ``omega`` bool ``[B, H, W]``:
-    squared distance ``< tolerance**2`` (``<=`` when not ``strict``)."""
+    squared distance ``< tolerance**2`` (``<=`` when not ``strict``), or the point itself lies in
+    ``omega`` (so a tolerance of 0 asks whether the maximum lies in the region, strict or not)."""
     h, w = omega.shape[-2:]
     dv2 = (torch.arange(h, device=omega.device) - v.to(omega.device, torch.float32)[:, None]) ** 2
     du2 = (torch.arange(w, device=omega.device) - u.to(omega.device, torch.float32)[:, None]) ** 2
     d2 = dv2[:, :, None] + du2[:, None, :]  # [B, H, W]
     near = d2 < tolerance**2 if strict else d2 <= tolerance**2
+    near |= d2 == 0  # the point itself: a tolerance of 0 means "the maximum lies in the region"
     return (near & omega).flatten(1).any(1).float()
 
 
@@ -138,7 +140,9 @@ class PointingGame(Metric):
     pixel (even sizes) gives the same hits through this metric.
 
     Args:
-        tolerance: radius in pixels of the original image (15 in TorchRay, meant for ~224 px images).
+        tolerance: radius in pixels of the original image (15 in TorchRay, for images of a few
+            hundred pixels); null = the protocol's 15 px per 224 px of each image's longer side
+            (7.5 px at 112 px). 0 = the maximum must lie in the region.
         region: ``boxes`` (union of the class's boxes) or ``masks`` (its pixel mask).
         strict: ``<`` (TorchRay) rather than ``<=``.
         smooth: Gaussian sigma as a fraction of ``max(H, W)`` applied before the argmax
@@ -154,24 +158,31 @@ class PointingGame(Metric):
 
     def __init__(
         self,
-        tolerance: float = 15.0,
+        tolerance: float | None = 15.0,
         region: str = "boxes",
         strict: bool = True,
         smooth: float = 0.0,
     ) -> None:
         self.region = check_choice("region", region, REGIONS)
-        self.tolerance = check_number("tolerance", tolerance, minimum=0)
+        self.tolerance = (
+            None if tolerance is None else check_number("tolerance", tolerance, minimum=0)
+        )
         self.strict = check_bool("strict", strict)
         self.smooth = check_number("smooth", smooth, minimum=0)
         self.requires = frozenset({region})
 
+    def tolerance_at(self, height: int, width: int) -> float:
+        """The tolerance in pixels for an original image of ``height x width``."""
+        return 15.0 * max(height, width) / 224.0 if self.tolerance is None else self.tolerance
+
     def hits(self, maps: Tensor, omega: Tensor) -> Tensor:
-        """1.0 where the first maximum of ``maps`` is within tolerance of ``omega`` (both ``[B, H, W]``)."""
+        """1.0 where the first maximum of ``maps`` is within tolerance of ``omega`` (both ``[B, H, W]``,
+        at the original image size)."""
         h, w = maps.shape[-2:]
         if self.smooth > 0:
             maps = gaussian_smooth(maps, self.smooth * max(h, w))
         u, v = first_argmax(maps)
-        return point_hits(u, v, omega, self.tolerance, self.strict)
+        return point_hits(u, v, omega, self.tolerance_at(h, w), self.strict)
 
     def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:
         b = maps.shape[0]

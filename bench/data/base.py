@@ -20,8 +20,9 @@ class ImageDataset(Dataset):
     num_classes: int = 0
     class_names: list[str] = []
     fields: frozenset[str] = frozenset()
-    #: Pointing-game tolerance in pixels of the original image that this set's protocol uses.
-    pointing_tolerance: float = 15.0
+    #: Pointing-game tolerance in pixels of the original image that this set's protocol uses
+    #: (None: 15 px per 224 px of each image's longer side).
+    pointing_tolerance: float | None = 15.0
 
     def require(self, needed: set[str] | frozenset[str], who: str) -> None:
         """Raise a ConfigError when ``who`` needs fields this dataset does not provide."""

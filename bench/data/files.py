@@ -10,6 +10,12 @@ Resizing (``resize``, a key of every file-backed dataset):
   image" of the sample is then the crop window in original pixels: ``orig_size`` is the window's
   size and boxes are shifted into it and clipped, so a map resized to ``orig_size`` lines up with
   them.
+
+Images are any format PIL opens (8-bit RGB after conversion), or float arrays (``.npy``, ``.pt``:
+``[H, W, 3]`` or ``[3, H, W]`` pixel values in [0, 1]) for inputs that should not be quantised
+to 8 bits; both are resized by PIL's bilinear filter (floats channel by channel in PIL's 32-bit
+float mode, so the two agree up to the quantisation). Masks (any image, or a ``.npy`` / ``.pt``
+array; nonzero = the region) are resized with the same window, nearest neighbour.
 """
 
 from __future__ import annotations
@@ -23,12 +29,14 @@ import torch
 from PIL import Image
 
 from bench.core.batch import Sample
-from bench.core.errors import check_choice, check_number
+from bench.core.errors import ConfigError, check_choice, check_number
 from bench.core.paths import existing_dir
 from bench.data.base import ImageDataset
 
 RESIZE = ("stretch", "center_crop")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
+#: Files read as arrays (float pixel values in [0, 1], or a mask) rather than through PIL.
+ARRAY_SUFFIXES = (".npy", ".pt")
 
 
 @dataclass
@@ -87,31 +95,93 @@ class Preprocess:
         self.mean = torch.tensor(list(mean), dtype=torch.float32)[:, None, None]
         self.std = torch.tensor(list(std), dtype=torch.float32)[:, None, None]
 
-    def __call__(self, img: Image.Image) -> tuple[torch.Tensor, Frame]:
-        w, h = img.size
-        th, tw = self.size
+    def frame(self, width: int, height: int) -> Frame:
+        """The window of a ``width x height`` original image that becomes the model's input."""
         if self.resize == "stretch":
-            frame = Frame(0.0, 0.0, float(w), float(h))
-            out = img.resize((tw, th), Image.BILINEAR)
+            return Frame(0.0, 0.0, float(width), float(height))
+        th, tw = self.size
+        scale = self.resize_size / min(width, height)
+        cw, ch = min(width, tw / scale), min(height, th / scale)  # the window, clamped to the image
+        return Frame((width - cw) / 2, (height - ch) / 2, cw, ch)
+
+    def _resize(self, img: Image.Image, frame: Frame, resample: int) -> Image.Image:
+        th, tw = self.size
+        box = (frame.x0, frame.y0, frame.x0 + frame.width, frame.y0 + frame.height)
+        return img.resize((tw, th), resample, box=None if self.resize == "stretch" else box)
+
+    def __call__(self, img: Image.Image | np.ndarray) -> tuple[torch.Tensor, Frame]:
+        """An RGB PIL image, or float pixels ``[H, W, 3]`` in [0, 1], as the model's input."""
+        if isinstance(img, Image.Image):
+            frame = self.frame(*img.size)
+            out = np.asarray(self._resize(img, frame, Image.BILINEAR), dtype=np.uint8)
+            x = torch.from_numpy(out.copy()).permute(2, 0, 1).float().div_(255)
         else:
-            scale = self.resize_size / min(w, h)
-            cw, ch = min(w, tw / scale), min(h, th / scale)  # the crop window, clamped to the image
-            x0, y0 = (w - cw) / 2, (h - ch) / 2
-            frame = Frame(x0, y0, cw, ch)
-            out = img.resize((tw, th), Image.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
-        x = (
-            torch.from_numpy(np.asarray(out, dtype=np.uint8).copy())
-            .permute(2, 0, 1)
-            .float()
-            .div_(255)
-        )
+            frame = self.frame(img.shape[1], img.shape[0])
+            channels = [
+                np.asarray(
+                    self._resize(Image.fromarray(img[..., c], mode="F"), frame, Image.BILINEAR)
+                )
+                for c in range(3)
+            ]
+            x = torch.from_numpy(np.stack(channels).astype(np.float32))
         return (x - self.mean) / self.std, frame
 
+    def mask(self, mask: np.ndarray, frame: Frame) -> torch.Tensor:
+        """A bool mask ``[H0, W0]`` of the original image as bool ``[H, W]`` at the input's size."""
+        img = Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
+        return torch.from_numpy(np.asarray(self._resize(img, frame, Image.NEAREST)) > 127)
 
-def open_rgb(path: Path) -> Image.Image:
-    """The image at ``path`` as RGB (grey and palette images converted)."""
-    with Image.open(path) as im:
-        return im.convert("RGB")
+
+def _read_array(path: Path) -> np.ndarray:
+    if path.suffix == ".pt":
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return obj.numpy() if isinstance(obj, torch.Tensor) else np.asarray(obj)
+    return np.load(path, allow_pickle=False)
+
+
+def open_image(path: Path) -> Image.Image | np.ndarray:
+    """The image at ``path``: PIL's RGB conversion for image files; float pixels ``[H, W, 3]`` in
+    [0, 1] for ``.npy`` / ``.pt`` arrays (``[3, H, W]`` transposed, 8-bit values divided by 255).
+    A file that cannot be read is a ConfigError naming it."""
+    try:
+        if path.suffix.lower() not in ARRAY_SUFFIXES:
+            with Image.open(path) as im:
+                return im.convert("RGB")
+        a = _read_array(path)
+    except (OSError, ValueError, RuntimeError, EOFError) as err:
+        raise ConfigError(f"{path}: cannot read the image ({type(err).__name__}: {err}).") from err
+    if a.ndim == 3 and a.shape[0] == 3 and a.shape[-1] != 3:
+        a = a.transpose(1, 2, 0)
+    if a.ndim != 3 or a.shape[-1] != 3:
+        raise ConfigError(
+            f"{path}: an array of shape {list(a.shape)}; accepted: [H, W, 3] or [3, H, W]."
+        )
+    a = a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32)
+    if not np.isfinite(a).all() or a.min() < -1e-6 or a.max() > 1 + 1e-6:
+        raise ConfigError(
+            f"{path}: pixel values in [{np.nanmin(a):.3g}, {np.nanmax(a):.3g}]; accepted: finite values "
+            "in [0, 1] (the dataset normalises them with the model's mean and std)."
+        )
+    return np.ascontiguousarray(a.clip(0, 1))
+
+
+def open_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """The bool mask ``[H, W]`` at ``path`` (nonzero = the region), checked to be ``size``."""
+    try:
+        if path.suffix.lower() in ARRAY_SUFFIXES:
+            m = _read_array(path)
+            m = m[..., 0] if m.ndim == 3 else m
+        else:
+            with Image.open(path) as im:
+                m = np.asarray(im.convert("L"))
+    except (OSError, ValueError, RuntimeError, EOFError) as err:
+        raise ConfigError(f"{path}: cannot read the mask ({type(err).__name__}: {err}).") from err
+    if tuple(m.shape) != tuple(size):
+        raise ConfigError(
+            f"{path}: a mask of {m.shape[0]}x{m.shape[1]} px for an image of {size[0]}x{size[1]}; "
+            "accepted: a mask of the image's size."
+        )
+    return m != 0
 
 
 class FileDataset(ImageDataset):
@@ -146,13 +216,15 @@ class FileDataset(ImageDataset):
         resize_size: int | None,
         name: str,
         split: str,
-        pointing_tolerance: float,
+        pointing_tolerance: float | None,
     ) -> None:
         self.root = existing_dir(root, "dataset.root")
         self.name = name
         self.split = split
-        self.pointing_tolerance = check_number(
-            "dataset.pointing_tolerance", pointing_tolerance, minimum=0
+        self.pointing_tolerance = (
+            None
+            if pointing_tolerance is None
+            else check_number("dataset.pointing_tolerance", pointing_tolerance, minimum=0)
         )
         self.preprocess = Preprocess(input_size, mean, std, resize, resize_size)
         self.records = []
@@ -167,15 +239,23 @@ class FileDataset(ImageDataset):
 
     def __getitem__(self, index: int) -> Sample:
         rec = self.records[index]
-        image, frame = self.preprocess(open_rgb(rec["path"]))
-        boxes = None
+        img = open_image(rec["path"])
+        image, frame = self.preprocess(img)
+        boxes = mask = None
         if "boxes" in self.fields:
             boxes = frame.boxes(rec["boxes"] if rec.get("boxes") is not None else np.zeros((0, 4)))
+        if "masks" in self.fields:
+            hw = (img.height, img.width) if isinstance(img, Image.Image) else img.shape[:2]
+            region = np.zeros(hw, dtype=bool)  # no mask given for the pair: an empty region
+            for path in rec.get("masks", []):
+                region |= open_mask(path, hw)
+            mask = self.preprocess.mask(region, frame)
         return Sample(
             image=image,
             target=int(rec["target"]),
             id=rec["id"],
             boxes=boxes,
             orig_size=frame.size,
+            mask=mask,
             difficult=bool(rec.get("difficult", False)),
         )

@@ -1,4 +1,4 @@
-"""Any folder of images with a CSV of labels and optional boxes: a team's own data."""
+"""Any folder of images with a CSV of labels and optional boxes and masks: a team's own data."""
 
 from __future__ import annotations
 
@@ -27,19 +27,23 @@ class FolderDataset(FileDataset):
     """Any folder of images with a CSV of labels and optional boxes (a team's own data).
 
     The CSV (``labels``, default ``<root>/labels.csv``) has a header and one row per image, or per
-    box: ``image`` (path relative to ``root``), ``label`` (a class name from ``classes`` or an
-    integer index), optionally ``id`` (default: the image path without its suffix) and
-    ``x0, y0, x1, y1`` (a box of that label in original pixels, 0-based, exclusive end; leave them
-    empty for an image without boxes). Rows of the same image and label merge their boxes; an
-    image listed with several labels gives one sample per label, with ``:<class>`` appended to
-    its id.
+    box: ``image`` (path relative to ``root``: any image PIL reads, or a float ``.npy`` / ``.pt``
+    array of pixel values in [0, 1], see :mod:`bench.data.files`), ``label`` (a class name from
+    ``classes`` or an integer index), optionally ``id`` (default: the image path without its
+    suffix), ``x0, y0, x1, y1`` (a box of that label in original pixels, 0-based, exclusive end;
+    leave them empty for an image without boxes) and ``mask`` (the path, relative to ``root``, of
+    a mask of that label: an image or array of the image's size, nonzero = the region). Rows of
+    the same image and label merge their boxes and masks (a pair without any mask has an empty
+    region, which the localisation metrics flag); an image listed with several labels gives one
+    sample per label, with ``:<class>`` appended to its id.
 
     Args:
         root: the images' folder.
         labels: the CSV (absolute, or relative to ``root``).
         classes: class names in the model's index order, or a text file of them (one a line);
             default: integer labels as given, or the sorted names found in the CSV.
-        num_classes: the model's class count when ``classes`` is not given (default: max label + 1).
+        num_classes: the model's class count when ``classes`` is not given (the config passes the
+            model's; null = the largest integer label + 1).
         input_size: the model's input ``(H, W)``.
         mean: the model's normalisation mean.
         std: the model's normalisation std.
@@ -47,7 +51,8 @@ class FolderDataset(FileDataset):
         resize_size: shorter side before a centre crop.
         name: the ``dataset`` column of result rows.
         split: the ``split`` column.
-        pointing_tolerance: pointing-game tolerance in original pixels.
+        pointing_tolerance: pointing-game tolerance in original pixels; null (default) = the
+            protocol's 15 px per 224 px of each image's longer side.
     """
 
     def __init__(
@@ -63,7 +68,7 @@ class FolderDataset(FileDataset):
         resize_size: int | None = None,
         name: str = "folder",
         split: str = "",
-        pointing_tolerance: float = 15.0,
+        pointing_tolerance: float | None = None,
     ) -> None:
         super().__init__(
             root, input_size, mean, std, resize, resize_size, name, split, pointing_tolerance
@@ -78,7 +83,8 @@ class FolderDataset(FileDataset):
         for col in ("image", "label"):
             if col not in header:
                 raise ConfigError(
-                    f"{csv_path} has no '{col}' column; accepted header: image,label[,id][,x0,y0,x1,y1]."
+                    f"{csv_path} has no '{col}' column; accepted header: "
+                    "image,label[,id][,x0,y0,x1,y1][,mask]."
                 )
         box_cols = _box_columns(header)
         if isinstance(classes, str):
@@ -95,7 +101,10 @@ class FolderDataset(FileDataset):
             self.class_names = sorted(set(raw_labels))
         index = {c: i for i, c in enumerate(self.class_names)}
         self.num_classes = len(self.class_names)
-        self.fields = frozenset({"boxes"}) if box_cols else frozenset()
+        has_masks = "mask" in header
+        self.fields = frozenset({"boxes"} if box_cols else set()) | (
+            {"masks"} if has_masks else set()
+        )
 
         groups: dict[tuple[str, int], dict] = {}
         labels_of: dict[str, set[int]] = {}
@@ -121,6 +130,7 @@ class FolderDataset(FileDataset):
                     "path": path,
                     "target": target,
                     "boxes": [],
+                    "masks": [],
                     "id": r.get("id") or str(Path(r["image"]).with_suffix("")),
                 },
             )
@@ -137,6 +147,13 @@ class FolderDataset(FileDataset):
                         f"{csv_path}:{line}: box {box} is empty; accepted: x0 < x1 and y0 < y1 (xyxy, exclusive end)."
                     )
                 rec["boxes"].append(box)
+            if has_masks and r.get("mask"):
+                mask = self.root / r["mask"]
+                if not mask.is_file():
+                    raise ConfigError(
+                        f"{csv_path}:{line}: mask {r['mask']} not found (looked at {mask})."
+                    )
+                rec["masks"].append(mask)
         for (image, target), rec in groups.items():
             if len(labels_of[image]) > 1:
                 rec["id"] = f"{rec['id']}:{self.class_names[target]}"
