@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import hydra
@@ -9,13 +10,17 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Glob
 from hydra.errors import HydraException
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from bench.core.errors import ConfigError, choice_error
 from bench.core.paths import ROOT
 from bench.schema import register
+from bench.validate import HYDRA_TARGET_PREFIXES, TARGET_PREFIXES, check_targets, user_error
 
 CONF = ROOT / "conf"
 GROUPS = ("model", "dataset", "method", "metric", "experiment")
+#: The groups every job needs one option of.
+REQUIRED = ("model", "dataset", "method")
 #: Config files whose name starts with this are base configs (``defaults:`` targets), not options.
 BASE_PREFIX = "_"
 
@@ -34,16 +39,39 @@ def _glob(key: str, glob: Glob) -> str:
     return f"{key}=glob([{','.join(glob.include)}],exclude=[{','.join(exclude)}])"
 
 
+def check_override_targets(parser: OverridesParser, arg: str) -> None:
+    """Refuse an override that sets a ``_target_`` outside this project's packages (or, under
+    ``hydra.``, outside Hydra's and ours): Hydra would call it before any job starts."""
+    try:
+        override = parser.parse_override(arg)
+    except HydraException:
+        return  # Hydra reports its own syntax errors
+    key = override.key_or_group
+    prefixes = HYDRA_TARGET_PREFIXES if key.startswith("hydra") else TARGET_PREFIXES
+    value = override.value()
+    if key.split(".")[-1] == "_target_":
+        check_targets({"_target_": value}, prefixes, key.rsplit(".", 1)[0])
+    elif isinstance(value, (dict, list)):
+        check_targets(value, prefixes, key)
+
+
 def check_overrides(argv: list[str]) -> list[str]:
     """``argv`` with group sweeps made to skip base files; a ``group=value`` override whose value
     is not an option of the group is a one-line ConfigError."""
     parser = OverridesParser.create()
     out = []
     for arg in argv:
+        if "=" in arg and not arg.startswith("-"):
+            check_override_targets(parser, arg)
         if "=" not in arg or arg.startswith(("-", "+", "~", "hydra.")):
             out.append(arg)
             continue
         key, value = arg.split("=", 1)
+        if key in REQUIRED and value in ("null", ""):
+            raise ConfigError(
+                f"{key}={value or 'null'} is not valid: a job needs a {key}; accepted: "
+                f"{', '.join(options(key))}."
+            )
         if key not in GROUPS or value in ("null", ""):
             out.append(arg)
             continue
@@ -72,14 +100,20 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    """Entry point of ``bench`` and ``python -m bench``."""
+    """Entry point of ``bench`` and ``python -m bench``: every configuration error is one line on
+    stderr and exit status 2 (``HYDRA_FULL_ERROR=1`` shows Hydra's own report instead)."""
     register()
+    raw = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing; we report below
     try:
         sys.argv[1:] = check_overrides(sys.argv[1:])
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
+        _hydra_main()
+    except (ConfigError, HydraException, OmegaConfBaseException) as err:
+        user = user_error(err)
+        if raw or user is None:
+            raise
+        print(f"error: {user}", file=sys.stderr)
         sys.exit(2)
-    _hydra_main()
 
 
 if __name__ == "__main__":

@@ -23,11 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
@@ -36,17 +34,17 @@ from bench import ROOT, __version__
 from bench.allocator import allocator_state, keep_freed_memory
 from bench.core.batch import Batch, collate
 from bench.core.context import Context, resolve_device
-from bench.core.errors import ConfigError, check_choice
+from bench.core.errors import ConfigError
 from bench.data.base import ImageDataset
 from bench.data.subset import SUBSET_KEYS, select
 from bench.io import CURVES, MAPS, RECORD, SCORES, RowWriter, atomic_savez, atomic_write_json
 from bench.models import ModelMeta, meta_of
 from bench.timing import Timer
+from bench.validate import construct_node, user_error, validate
 from metrics.base import Metric, MetricOutput
 
 log = logging.getLogger("bench")
 
-EXPLAIN = ("label", "prediction")
 PACKAGES = (
     "torch",
     "torchvision",
@@ -161,35 +159,6 @@ def _choice(group: str, default: str) -> str:
     return default
 
 
-def missing_keys(cfg: DictConfig) -> list[str]:
-    """Dotted keys of ``cfg`` left at ``???`` (the mandatory values nobody set)."""
-    out: list[str] = []
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(v, f"{prefix}.{k}" if prefix else str(k))
-        elif isinstance(node, list):
-            for i, v in enumerate(node):
-                walk(v, f"{prefix}[{i}]")
-        elif node == "???":
-            out.append(prefix)
-
-    walk(OmegaConf.to_container(cfg, resolve=False), "")
-    return out
-
-
-def check_complete(cfg: DictConfig) -> None:
-    """One line naming every mandatory value (``???``) that is not set, before anything runs."""
-    missing = missing_keys(cfg)
-    if missing:
-        raise ConfigError(
-            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set (??? in the "
-            f"config); set {'it' if len(missing) == 1 else 'them'} on the command line, e.g. "
-            f"{missing[0]}=<value>."
-        )
-
-
 def resolve_model_node(cfg: DictConfig, meta: ModelMeta) -> None:
     """Write what the model's loader found back into ``cfg.model``: ``cam_layer: auto`` becomes the
     layer it chose and ``num_classes: null`` the logits it counted, so every ``${model.*}``
@@ -229,11 +198,11 @@ def build(cfg: DictConfig, device: torch.device, timer: Timer, record: dict[str,
             f"{base.num_classes}; set the dataset's class mapping or choose a matching model."
         )
     method_name = _choice("method", "method")
-    method = instantiate(cfg.method)
+    method = construct_node("method", cfg.method)
     method.check(model)
     metrics: dict[str, Metric] = {}
     for name, mcfg in (cfg.metric or {}).items():
-        metric = instantiate(mcfg)
+        metric = construct_node(f"metric.{name}", mcfg)
         try:
             base.require(metric.requires, f"metric={name}")
         except ConfigError as err:
@@ -336,14 +305,13 @@ def finish(out_dir: Path, outputs: Outputs) -> None:
 def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """Score one cell; write ``scores.csv``, ``curves.npz`` and ``record.json`` into ``out_dir``."""
     started = time.time()
-    check_complete(cfg)
+    validate(cfg, construct=False)  # build() constructs the method and metrics, in order
     record: dict[str, Any] = {
         "status": "running",
         "config": OmegaConf.to_container(cfg, resolve=True),
         "choices": dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {},
         "versions": versions(),
     }
-    check_choice("explain", cfg.explain, EXPLAIN)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     timer = Timer(device)
@@ -367,7 +335,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         return record
     except BaseException as err:
         record["status"] = "failed" if not isinstance(err, KeyboardInterrupt) else "interrupted"
-        user = as_config_error(err)
+        user = user_error(err)
         record["error"] = str(user) if user is not None else f"{type(err).__name__}: {err}"
         if writer is not None:
             kept = writer.close(complete=False)
@@ -380,28 +348,6 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         atomic_write_json(out_dir / RECORD, record)
 
 
-def as_config_error(err: BaseException) -> ConfigError | None:
-    """The user-facing ConfigError behind ``err`` (Hydra wraps errors raised while instantiating)."""
-    seen = err
-    while seen is not None:
-        if isinstance(seen, ConfigError):
-            return seen
-        seen = seen.__cause__
-    if isinstance(err, OmegaConfBaseException):  # a broken interpolation, a missing value
-        key = getattr(err, "full_key", None)
-        first = (str(err).splitlines() or [type(err).__name__])[0]
-        return ConfigError(f"{key}: {first}" if key else first)
-    if isinstance(err, InstantiationException) and isinstance(err.__cause__, TypeError):
-        # a key the constructor does not take, or a value of the wrong type
-        key = [
-            ln.split(":", 1)[1].strip()
-            for ln in str(err).splitlines()
-            if ln.startswith("full_key:")
-        ]
-        return ConfigError(f"{key[0] if key else 'config'}: {err.__cause__}")
-    return None
-
-
 def task(cfg: DictConfig) -> None:
     """Hydra task: run one cell; a configuration error becomes one line on stderr, not a traceback."""
     hc = HydraConfig.get()
@@ -410,7 +356,7 @@ def task(cfg: DictConfig) -> None:
     try:
         record = run(cfg, out_dir)
     except Exception as err:
-        user = as_config_error(err)
+        user = user_error(err)
         if user is not None:
             if multirun:  # the other jobs go on; the collation callback reports the failure
                 log.error("%s", user)

@@ -1,4 +1,8 @@
-"""Typed schema of the top-level run knobs, so ``batch_size=abc`` is rejected by Hydra with a typed error."""
+"""The top-level run knobs: the keys a job config has (Hydra refuses others without ``+``).
+
+Types and ranges are checked by :func:`bench.validate.check_run_keys`, which says in one line what
+is accepted (Hydra's typed errors span several lines and would coerce ``keep_freed_memory=2``).
+"""
 
 from __future__ import annotations
 
@@ -14,16 +18,16 @@ class RunSchema:
     dataset: Any = None
     method: Any = None
     metric: Any = field(default_factory=dict)
-    device: str = "cpu"
-    precision: str = "fp32"
-    batch_size: int = 32
-    chunk_size: int = 256
-    num_workers: int = 0
-    seed: int = 0
-    explain: str = "label"
-    save_maps: bool = False
-    keep_freed_memory: bool = True
-    tag: str = ""
+    device: Any = "cpu"
+    precision: Any = "fp32"
+    batch_size: Any = 32
+    chunk_size: Any = 256
+    num_workers: Any = 0
+    seed: Any = 0
+    explain: Any = "label"
+    save_maps: Any = False
+    keep_freed_memory: Any = True
+    tag: Any = ""
 
 
 def register() -> None:

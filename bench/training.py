@@ -95,7 +95,7 @@ def save_checkpoint(
     record = {
         **record,
         "train_seconds": round(time.time() - started, 1),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
     }

@@ -23,7 +23,8 @@ from bench.core.context import Context
 from bench.core.errors import ConfigError
 from bench.data.shapes import ShapesDataset
 from bench.models import meta_of
-from bench.run import as_config_error, build_dataset
+from bench.run import build_dataset
+from bench.validate import user_error
 from methods.attention import ViTGradCAM
 from methods.base import Method
 from methods.cam import GradCAM
@@ -145,7 +146,7 @@ def test_timm_without_the_package_is_a_one_line_error():
     except ImportError:
         with pytest.raises(Exception) as err:  # Hydra wraps it; the runner unwraps it
             instantiate(compose("model=timm", "model.arch=resnet18").model)
-        assert "needs the timm package" in str(as_config_error(err.value))
+        assert "needs the timm package" in str(user_error(err.value))
     else:
         pytest.skip("timm is installed")
 

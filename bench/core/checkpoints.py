@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.torch_version import TorchVersion
 
 from bench.core.errors import ConfigError
 from bench.core.paths import existing_file, resolve_path
@@ -15,11 +17,32 @@ from bench.core.paths import existing_file, resolve_path
 STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "module", "weights")
 
 
-def read_checkpoint(path: str | Path, key: str = "model.checkpoint", hint: str = "") -> object:
-    """Load a checkpoint file onto the CPU (whatever it holds), or a ConfigError naming ``key``."""
+def read_checkpoint(
+    path: str | Path, key: str = "model.checkpoint", hint: str = "", trust: bool = False
+) -> object:
+    """Load a checkpoint file onto the CPU, or a ConfigError naming ``key``.
+
+    Only tensors and plain values are unpickled (``torch.load(weights_only=True)``) unless
+    ``trust``: a pickled model can run any code of whoever made the file.
+    """
     p = existing_file(path, key, hint)
     try:
-        return torch.load(p, map_location="cpu", weights_only=False)
+        # torch.__version__ (a str subclass) is what training records store beside the weights
+        with torch.serialization.safe_globals([TorchVersion]):
+            return torch.load(p, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as err:
+        if trust:
+            raise ConfigError(
+                f"{key}={path} could not be read as a torch checkpoint ({err})."
+            ) from err
+        trust_key = (
+            key.rsplit(".", 1)[0] + ".trust_checkpoint" if "." in key else "trust_checkpoint"
+        )
+        raise ConfigError(
+            f"{key}={path} holds more than tensors and plain values (a pickled model?), and "
+            f"unpickling it would run code from the file; set {trust_key}=true if you trust where "
+            "it came from, or save a state dict (model.state_dict()) instead."
+        ) from err
     except Exception as err:  # noqa: BLE001 - a truncated or foreign file: one clear line
         first = (str(err).splitlines() or [""])[0]
         raise ConfigError(
@@ -124,14 +147,15 @@ def load_weights(
     strip_prefix: str | None = None,
     key: str = "model.checkpoint",
     hint: str = "",
+    trust: bool = False,
 ) -> tuple[nn.Module, dict]:
     """The model a checkpoint file describes, and the checkpoint's record.
 
-    A pickled model is returned as it is; a state dict (``strip_prefix`` removed) is loaded
+    A pickled model (read only with ``trust``) is returned as it is; a state dict (``strip_prefix`` removed) is loaded
     strictly into ``build()``, described as ``what`` in errors. The record holds the checkpoint's
     scalar entries and its resolved path (``checkpoint``).
     """
-    obj, record = split_checkpoint(read_checkpoint(checkpoint, key, hint), checkpoint, key)
+    obj, record = split_checkpoint(read_checkpoint(checkpoint, key, hint, trust), checkpoint, key)
     record["checkpoint"] = str(resolve_path(checkpoint))
     if isinstance(obj, nn.Module):
         return obj, record

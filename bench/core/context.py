@@ -16,14 +16,21 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 
 
 def resolve_device(name: str) -> torch.device:
-    """Turn ``cpu | cuda | cuda:N | mps`` into a device, or raise a ConfigError naming the choices."""
+    """Turn ``cpu | cuda | cuda:N | mps`` into a device this machine has, or raise a ConfigError
+    naming the devices it does have."""
+    have = ["cpu"]
+    if torch.cuda.is_available():
+        have += ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        have.append("mps")
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError) as err:
         raise ConfigError(f"device={name} is not valid; accepted: cpu, cuda, cuda:N, mps.") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
+    if str(device) not in have:
         raise ConfigError(
-            f"device={name} was asked for, but torch sees no CUDA device; use device=cpu."
+            f"device={name} is not available on this machine; accepted here: {', '.join(have)}."
         )
     return device
 

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from torch import nn
 
 from bench.core.checkpoints import load_weights
-from bench.core.errors import ConfigError
+from bench.core.errors import ConfigError, check_bool
 from bench.models.meta import attach_meta, count_classes, image_size
+
+#: Modules a model can never come from (``model.module=os.system`` must not run anything).
+STDLIB = frozenset(sys.stdlib_module_names) | {"builtins"}
 
 
 def import_object(path: str) -> object:
-    """The object at ``package.module.Name`` (or ``package.module:Name``)."""
+    """The class (an ``nn.Module`` subclass) or factory function at ``package.module.Name`` (or
+    ``package.module:Name``), never one from the standard library."""
     mod_name, _, attr = str(path).replace(":", ".").rpartition(".")
     if not mod_name:
         raise ConfigError(
@@ -34,7 +40,15 @@ def import_object(path: str) -> object:
             f"model.module={path}: {mod_name} has no {attr}."
             + (f" Did you mean {', '.join(close)}?" if close else "")
         )
-    return getattr(module, attr)
+    obj = getattr(module, attr)
+    origin = (getattr(obj, "__module__", None) or mod_name).split(".")[0]
+    is_module_class = inspect.isclass(obj) and issubclass(obj, nn.Module)
+    if origin in STDLIB or (not is_module_class and not inspect.isfunction(obj)):
+        raise ConfigError(
+            f"model.module={path} is a {type(obj).__name__} from {origin}; accepted: an nn.Module "
+            "subclass (or a function that returns one) from your own code."
+        )
+    return obj
 
 
 def build_module(module: str, args: dict | None) -> nn.Module:
@@ -64,6 +78,7 @@ def load_module(
     num_classes: int | None = None,
     cam_layer: str | None = "auto",
     name: str = "custom",
+    trust_checkpoint: bool = False,
 ) -> nn.Module:
     """A user's own ``nn.Module`` by import path, with weights from a local checkpoint (or random).
 
@@ -78,12 +93,17 @@ def load_module(
         num_classes: expected number of logits (checked by one forward pass); null = as found.
         cam_layer: module name for CAM methods, ``auto`` or null.
         name: the ``model`` column of result rows.
+        trust_checkpoint: allow a checkpoint that is a pickled model (unpickling runs code).
     """
     input_size = image_size(input_size)
     extra: dict = {"module": module}
     if checkpoint:
         model, record = load_weights(
-            checkpoint, lambda: build_module(module, args), module, strip_prefix
+            checkpoint,
+            lambda: build_module(module, args),
+            module,
+            strip_prefix,
+            trust=check_bool("model.trust_checkpoint", trust_checkpoint),
         )
         extra.update(record)
     else:

@@ -8,7 +8,7 @@ from pathlib import Path
 from torch import nn
 
 from bench.core.checkpoints import load_weights
-from bench.core.errors import ConfigError, choice_error
+from bench.core.errors import ConfigError, check_bool, choice_error
 from bench.models.meta import attach_meta, count_classes, image_size
 
 
@@ -23,6 +23,7 @@ def load_timm(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     name: str | None = None,
+    trust_checkpoint: bool = False,
 ) -> nn.Module:
     """A timm model by name (``pip install timm``); metadata from its ``pretrained_cfg``.
 
@@ -47,7 +48,13 @@ def load_timm(
     extra: dict = {"arch": arch}
     if checkpoint:
         created = model
-        model, record = load_weights(checkpoint, lambda: created, arch, strip_prefix)
+        model, record = load_weights(
+            checkpoint,
+            lambda: created,
+            arch,
+            strip_prefix,
+            trust=check_bool("model.trust_checkpoint", trust_checkpoint),
+        )
         extra.update(record)
         weights_name = Path(checkpoint).name
     cfg = getattr(model, "pretrained_cfg", None) or {}

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from bench.core.checkpoints import load_weights
-from bench.core.errors import ConfigError, choice_error
+from bench.core.errors import ConfigError, check_bool, choice_error
 from bench.models.meta import attach_meta, count_classes, image_size
 
 log = logging.getLogger("bench.models")
@@ -71,6 +71,7 @@ def load_torchvision(
     name: str | None = None,
     download: bool = True,
     kwargs: dict | None = None,
+    trust_checkpoint: bool = False,
 ) -> nn.Module:
     """Any torchvision classification model by name, with its weights and metadata, in eval mode.
 
@@ -90,6 +91,7 @@ def load_torchvision(
         name: the ``model`` column of result rows (default: ``arch``).
         download: try to download missing enum weights (never in tests).
         kwargs: extra builder arguments (e.g. ``{dropout: 0.0}``).
+        trust_checkpoint: allow a checkpoint that is a pickled model (unpickling runs code).
     """
     from torchvision.models import get_model, get_model_weights
 
@@ -161,6 +163,7 @@ def load_torchvision(
             lambda: get_model(arch, weights=None, num_classes=num_classes or 1000, **kwargs),
             f"{arch}(num_classes={num_classes or 1000})",
             strip_prefix,
+            trust=check_bool("model.trust_checkpoint", trust_checkpoint),
         )
         extra.update(record)
         weights_name = Path(checkpoint).name

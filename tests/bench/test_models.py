@@ -119,6 +119,9 @@ def test_checkpoint_forms(tmp_path, trained, form):
     }[form]
     path = tmp_path / "ck.pt"
     torch.save(obj, path)
+    if form == "full":  # a pickled model runs code when unpickled: only when trusted
+        with pytest.raises(ConfigError, match="set model.trust_checkpoint=true if you trust"):
+            load_torchvision("resnet18", weights=None, checkpoint=str(path), input_size=SMALL)
     model = load_torchvision(
         "resnet18",
         weights=None,
@@ -126,6 +129,7 @@ def test_checkpoint_forms(tmp_path, trained, form):
         num_classes=5,
         input_size=SMALL,
         strip_prefix="module." if form == "prefixed" else None,
+        trust_checkpoint=form == "full",
     )
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():

@@ -91,7 +91,21 @@ def test_sweep_collates_and_reports_failed_jobs(tmp_path):
     assert set(summary["method"]) == {"random", "gradcam"} and (summary["n"] == 4).all()
     assert (sweep / "summary.md").read_text().startswith("| model")
     assert (sweep / "summary.png").stat().st_size > 1000
-    # one job failing does not stop the others; the sweep exits non-zero and names it
+    # a value no job can run with is refused before the first job starts: one line, exit 2
+    early = tmp_path / "early"
+    res = run_bench(
+        [
+            "-m",
+            "method=random",
+            "dataset.num_shards=2",
+            "dataset.shard=0,5",
+            f"hydra.sweep.dir={early}",
+        ]
+    )
+    assert res.returncode == 2 and res.stderr.strip().count("\n") == 0, res.stderr[-2000:]
+    assert "dataset.shard=5: dataset.shard=5 is not valid" in res.stderr and "0..1" in res.stderr
+    assert not find_job_dirs([early])
+    # one job failing at run time does not stop the others; the sweep exits 1 and names it
     bad = tmp_path / "bad"
     res = run_bench(
         [
@@ -99,12 +113,11 @@ def test_sweep_collates_and_reports_failed_jobs(tmp_path):
             "method=random",
             "dataset.limit=2",
             "metric=[pointing_game]",
-            "dataset.num_shards=2",
-            "dataset.shard=0,5",
+            "model.checkpoint=results/reference/models/shapes_cnn.pt,missing.pt",
             f"hydra.sweep.dir={bad}",
         ]
     )
-    assert res.returncode == 1 and "FAILED" in res.stderr and "shard=5" in res.stderr
+    assert res.returncode == 1 and "FAILED" in res.stderr and "missing.pt" in res.stderr
     assert len(pd.read_csv(bad / "summary.csv")) == 1
 
 

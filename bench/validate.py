@@ -1,0 +1,307 @@
+"""Validation of a composed job config before anything is loaded: one line per problem.
+
+:func:`validate` checks what can be checked without loading a model or reading data: every
+mandatory value is set, every ``_target_`` is one of this project's, every top-level value has
+its type and range, no key is unknown (``+key=value`` included), the groups are present, every
+method and metric constructs. The runner calls it first; the sweeper (:mod:`bench.sweeper`)
+calls it on every job of a sweep before the first one starts (:class:`ValidateOnMultirunStart`). :func:`one_line` turns Hydra's
+multi-line composition errors into one line that names the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import re
+import sys
+from collections.abc import Iterable
+from dataclasses import fields
+from typing import Any
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException, InstantiationException
+from hydra.experimental.callback import Callback
+from hydra.utils import get_object, instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
+
+from bench.core.context import PRECISIONS, resolve_device
+from bench.core.errors import ConfigError, check_bool, check_choice, check_int
+from bench.data.subset import SUBSET_KEYS
+from bench.models.meta import image_size
+from bench.schema import RunSchema
+
+#: The packages a ``_target_`` may name (a user's own module goes through ``model.module``).
+TARGET_PREFIXES = ("bench.", "methods.", "metrics.")
+#: Hydra's own objects a ``hydra.*`` node may name (launchers, sweepers, callbacks).
+HYDRA_TARGET_PREFIXES = ("hydra.", "hydra_plugins.", "bench.")
+EXPLAIN = ("label", "prediction")
+GROUPS = ("model", "dataset", "method")
+RUN_KEYS = [f.name for f in fields(RunSchema)]
+SEED_MAX = 2**63 - 1
+
+
+def missing_keys(cfg: DictConfig) -> list[str]:
+    """Dotted keys of ``cfg`` left at ``???`` (the mandatory values nobody set)."""
+    out: list[str] = []
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}.{k}" if prefix else str(k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{prefix}[{i}]")
+        elif node == "???":
+            out.append(prefix)
+
+    walk(OmegaConf.to_container(cfg, resolve=False), "")
+    return out
+
+
+def check_complete(cfg: DictConfig) -> None:
+    """One line naming every mandatory value (``???``) that is not set."""
+    missing = missing_keys(cfg)
+    if missing:
+        one = len(missing) == 1
+        raise ConfigError(
+            f"{', '.join(missing)} {'is' if one else 'are'} not set (??? in the config); set "
+            f"{'it' if one else 'them'} on the command line, e.g. {missing[0]}=<value>."
+        )
+
+
+def targets(node: Any, prefix: str = "") -> Iterable[tuple[str, str]]:
+    """``(dotted key, target)`` of every ``_target_`` below ``node`` (a plain container)."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if k == "_target_":
+                yield key, str(v)
+            else:
+                yield from targets(v, key)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from targets(v, f"{prefix}[{i}]")
+
+
+def check_targets(node: Any, prefixes: tuple[str, ...] = TARGET_PREFIXES, prefix: str = "") -> None:
+    """Refuse a ``_target_`` outside ``prefixes``: an override must not call arbitrary code."""
+    for key, target in targets(node, prefix):
+        if not target.startswith(prefixes):
+            raise ConfigError(
+                f"{key}={target} is not valid; accepted: a target in {', '.join(p + '*' for p in prefixes)} "
+                "(a model of your own goes through model=custom model.module=...)."
+            )
+
+
+def check_run_keys(cfg: DictConfig) -> None:
+    """Types and ranges of the top-level keys; a key nothing reads (``+batchsize=4``) is refused."""
+    unknown = [k for k in cfg if k not in RUN_KEYS]
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), RUN_KEYS, n=1)
+        hint = f" Did you mean {close[0]}?" if close else ""
+        raise ConfigError(
+            f"{unknown[0]} is not a key this tool reads.{hint} Accepted top-level keys: "
+            f"{', '.join(RUN_KEYS)}."
+        )
+    check_choice("precision", cfg.precision, PRECISIONS)
+    check_int("batch_size", cfg.batch_size, minimum=1)
+    check_int("chunk_size", cfg.chunk_size, minimum=1)
+    check_int("num_workers", cfg.num_workers, minimum=0)
+    check_int("seed", cfg.seed, minimum=0, maximum=SEED_MAX)
+    check_choice("explain", cfg.explain, EXPLAIN)
+    check_bool("save_maps", cfg.save_maps)
+    check_bool("keep_freed_memory", cfg.keep_freed_memory)
+    if not isinstance(cfg.device, str):
+        raise ConfigError(f"device={cfg.device!r} is not valid; accepted: cpu, cuda, cuda:N, mps.")
+    resolve_device(cfg.device)
+    if not isinstance(cfg.tag, str):
+        raise ConfigError(f"tag={cfg.tag!r} is not valid; accepted: a string.")
+
+
+def _parameters(target: Any) -> tuple[set[str], bool]:
+    """The keyword arguments ``target`` accepts (following ``**kwargs`` passed to base classes),
+    and whether it takes any keyword at all (a bare ``**kwargs`` signature)."""
+    names: set[str] = set()
+    chain = (
+        [target]
+        if not inspect.isclass(target)
+        else [c for c in target.__mro__ if "__init__" in vars(c) and c is not object]
+    )
+    for fn in chain:
+        params = inspect.signature(fn.__init__ if inspect.isclass(fn) else fn).parameters.values()
+        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return names - {"self"}, False
+    return names - {"self"}, True
+
+
+def check_node_keys(key: str, node: DictConfig, extra: Iterable[str] = ()) -> None:
+    """Refuse a key of ``node`` that its ``_target_`` does not take (typos, ``+key=value``)."""
+    target = get_object(node._target_)
+    accepted, anything = _parameters(target)
+    if anything:
+        return
+    accepted |= {"_target_", *extra}
+    for k in node:
+        if k not in accepted:
+            close = difflib.get_close_matches(str(k), sorted(accepted), n=1)
+            hint = f" Did you mean {key}.{close[0]}?" if close else ""
+            raise ConfigError(
+                f"{key}.{k} is not a key of {node._target_}.{hint} Accepted: "
+                f"{', '.join(sorted(accepted - {'_target_'}))}."
+            )
+
+
+def validate(cfg: DictConfig, construct: bool = True) -> None:
+    """Every check that needs no model and no data; ``construct`` also builds the method and the
+    metrics (cheap), so their value checks fail here too."""
+    check_complete(cfg)
+    check_targets(OmegaConf.to_container(cfg, resolve=False))
+    check_run_keys(cfg)
+    for group in GROUPS:
+        node = cfg.get(group)
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            raise ConfigError(
+                f"{group} is not set ({group}={node}); accepted: one of the {group} options "
+                f"(conf/{group}/)."
+            )
+        check_node_keys(group, node, SUBSET_KEYS if group == "dataset" else ())
+    metrics = cfg.get("metric")
+    if not isinstance(metrics, DictConfig) or not metrics:
+        raise ConfigError(
+            "metric is empty: a job needs at least one metric; accepted: metric=[a,b,...] with "
+            "options of conf/metric/."
+        )
+    for name, node in metrics.items():
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            raise ConfigError(
+                f"metric.{name} is not a metric config; accepted: an option of conf/metric/."
+            )
+        check_node_keys(f"metric.{name}", node)
+    subset = cfg.dataset
+    for k in ("limit", "sample"):
+        if subset.get(k) is not None:
+            check_int(f"dataset.{k}", subset[k], minimum=1)
+    shards = check_int("dataset.num_shards", subset.get("num_shards", 1), minimum=1)
+    shard = check_int("dataset.shard", subset.get("shard", 0), minimum=0)
+    if shard >= shards:
+        raise ConfigError(
+            f"dataset.shard={shard} is not valid for dataset.num_shards={shards}; accepted: 0..{shards - 1}."
+        )
+    ids = subset.get("ids")
+    if ids is not None and not isinstance(ids, str) and not OmegaConf.is_list(ids):
+        raise ConfigError(
+            f"dataset.ids={ids!r} is not valid; accepted: a list of ids or a file of ids, one a line."
+        )
+    raw = OmegaConf.to_container(cfg.model, resolve=False)
+    if "input_size" in raw and not str(raw["input_size"]).startswith("${"):
+        image_size(raw["input_size"])
+    if construct:
+        construct_node("method", cfg.method)
+        for name, node in metrics.items():
+            construct_node(f"metric.{name}", node)
+
+
+def construct_node(key: str, node: DictConfig) -> Any:
+    """``instantiate(node)``, a refused value reported with its full key (``metric.deletion.step``)."""
+    try:
+        return instantiate(node)
+    except Exception as err:
+        user = user_error(err)
+        if user is None:
+            raise
+        text = str(user)
+        head = re.match(r"([A-Za-z_][A-Za-z_0-9]*)(=| )", text)
+        if head and head.group(1) in node:
+            text = f"{key}.{text}"
+        raise ConfigError(text) from err
+
+
+def user_error(err: BaseException) -> ConfigError | None:
+    """The user-facing ConfigError behind ``err`` (Hydra wraps errors raised while instantiating;
+    OmegaConf raises its own for broken interpolations), or None for a bug."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, ConfigError):
+            return seen
+        seen = seen.__cause__
+    if isinstance(err, InstantiationException) and isinstance(err.__cause__, TypeError):
+        # a key the constructor does not take, or a value of the wrong type
+        key = [
+            ln.split(":", 1)[1].strip()
+            for ln in str(err).splitlines()
+            if ln.startswith("full_key:")
+        ]
+        return ConfigError(f"{key[0] if key else 'config'}: {err.__cause__}")
+    if isinstance(err, OmegaConfBaseException):
+        key = getattr(err, "full_key", None)
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        return ConfigError(f"{key}: {first}" if key else first)
+    if isinstance(err, HydraException):
+        return ConfigError(one_line(err))
+    return None
+
+
+def one_line(err: BaseException) -> str:
+    """Hydra's composition error as one line that names the key and says what would do."""
+    text = str(err)
+    match = re.search(r"Could not override '([^']+)'", text)
+    cause = err.__cause__
+    if match and cause is not None and re.search(r"not in struct|not in 'RunSchema'", str(cause)):
+        key = match.group(1)
+        if "." not in key:
+            close = difflib.get_close_matches(key, RUN_KEYS, n=1)
+            hint = f" Did you mean {close[0]}?" if close else ""
+            return f"{key} is not a key of the config.{hint} Accepted top-level keys: {', '.join(RUN_KEYS)}."
+        return (
+            f"{key} is not a key of the config (a misspelt key? a new one would need +{key}=..., "
+            "but nothing reads it); the keys of a method or metric are in its YAML file."
+        )
+    if match:
+        first = (str(cause).splitlines() or [""])[0] if cause is not None else ""
+        return f"{match.group(1)}: {first or text.splitlines()[0]}"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return "; ".join(lines[:2]) if lines else type(err).__name__
+
+
+def sweep_jobs(config: DictConfig, loader: Any) -> list[list[str]]:
+    """The override lists of every job a multirun of ``config`` launches (Hydra's basic sweeper's
+    expansion of ``hydra.sweeper.params`` and the command line's sweeps)."""
+    params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
+    arguments = [*params, *config.hydra.overrides.task]
+    parsed = OverridesParser.create(config_loader=loader).parse_overrides(arguments)
+    return [list(job) for job in BasicSweeper.split_arguments(parsed, None)[0]]
+
+
+class ValidateOnMultirunStart(Callback):
+    """Hydra callback: compose and :func:`validate` every job of a sweep before the first one
+    starts, so a bad value in the 50th job fails in seconds; an empty sweep is an error."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Hydra turns an exception raised in a callback into a warning: report and exit here
+        try:
+            self.check(config)
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from err
+
+    @staticmethod
+    def check(config: DictConfig) -> None:
+        loader = GlobalHydra.instance().config_loader()
+        jobs = sweep_jobs(config, loader)
+        if not jobs:
+            raise ConfigError(
+                f"the sweep has no jobs: {' '.join(config.hydra.overrides.task)} selects no option "
+                "(a glob that matches nothing, or an empty list)."
+            )
+        for overrides in jobs:
+            try:
+                cfg = loader.load_sweep_config(master_config=config, sweep_overrides=overrides)
+                with open_dict(cfg):
+                    del cfg["hydra"]
+                validate(cfg)
+            except (ConfigError, HydraException, OmegaConfBaseException) as err:
+                raise ConfigError(f"job {' '.join(overrides)}: {user_error(err) or err}") from err
