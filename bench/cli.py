@@ -92,6 +92,21 @@ def check_overrides(argv: list[str]) -> list[str]:
     return out
 
 
+def preflight(argv: list[str]) -> DictConfig:
+    """What ``bench <argv>`` checks before a single job starts, in-process: the overrides, the
+    composition, :func:`bench.validate.validate`. Returns the job config; a ConfigError otherwise."""
+    from bench.api import compose
+    from bench.validate import validate
+
+    argv = check_overrides(argv)
+    try:
+        cfg = compose(*argv, resolve=False)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise (user_error(err) or ConfigError(str(err))) from err
+    validate(cfg)
+    return cfg
+
+
 @hydra.main(config_path=str(CONF), config_name="config", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
     from bench.run import task

@@ -106,6 +106,12 @@ def check_run_keys(cfg: DictConfig) -> None:
             f"{unknown[0]} is not a key this tool reads.{hint} Accepted top-level keys: "
             f"{', '.join(RUN_KEYS)}."
         )
+    absent = [k for k in RUN_KEYS if k not in cfg]
+    if absent:
+        raise ConfigError(
+            f"{absent[0]} is not set (removed with ~{absent[0]}?); a job needs every top-level key: "
+            f"{', '.join(RUN_KEYS)}."
+        )
     check_choice("precision", cfg.precision, PRECISIONS)
     check_int("batch_size", cfg.batch_size, minimum=1)
     check_int("chunk_size", cfg.chunk_size, minimum=1)
@@ -216,7 +222,9 @@ def construct_node(key: str, node: DictConfig) -> Any:
         text = str(user)
         head = re.match(r"([A-Za-z_][A-Za-z_0-9]*)(=| )", text)
         if head and head.group(1) in node:
-            text = f"{key}.{text}"
+            raw = OmegaConf.to_container(node, resolve=False)[head.group(1)]
+            source = re.fullmatch(r"\$\{([^}]+)\}", str(raw))
+            text = f"{key}.{text}" + (f" (it is {source.group(1)}, set there)" if source else "")
         raise ConfigError(text) from err
 
 

@@ -1,0 +1,156 @@
+"""Property-based fuzzing of command-line overrides (hypothesis): every override is either refused
+with exactly one line that names its key, or accepted and runs.
+
+The configs are composed once per method (Hydra's composition is slow); each example's
+overrides are then applied the way Hydra applies them (``ConfigLoaderImpl._apply_overrides_to_config``)
+and checked exactly as ``bench`` checks them (:func:`bench.cli.check_overrides`,
+:func:`bench.validate.validate`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import string
+
+import pytest
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from bench.api import compose
+from bench.cli import check_overrides
+from bench.core.errors import ConfigError
+from bench.run import run
+from bench.validate import user_error, validate
+
+METHODS = ("gradcam", "integrated_gradients", "random")
+BASE = {
+    m: compose(f"method={m}", "metric=[deletion,pointing_game]", resolve=False) for m in METHODS
+}
+PARSER = OverridesParser.create()
+
+
+def leaf_keys(node: object, prefix: str = "") -> list[str]:
+    if isinstance(node, dict):
+        return [
+            k
+            for key, v in node.items()
+            for k in leaf_keys(v, f"{prefix}.{key}" if prefix else str(key))
+        ]
+    return [prefix]
+
+
+KEYS = sorted(
+    {k for cfg in BASE.values() for k in leaf_keys(OmegaConf.to_container(cfg, resolve=False))}
+)
+KEYS = [k for k in KEYS if "_target_" not in k]  # target overrides have their own tests
+
+
+@st.composite
+def keys(draw: st.DrawFn) -> str:
+    key = draw(st.sampled_from(KEYS))
+    kind = draw(st.sampled_from(["real", "real", "typo", "unknown"]))
+    if kind == "typo":
+        i = draw(st.integers(0, len(key) - 1))
+        key = key[:i] + draw(st.sampled_from(string.ascii_lowercase)) + key[i + 1 :]
+    elif kind == "unknown":
+        key = draw(st.from_regex(r"[a-z]{1,8}(\.[a-z_]{1,8})?", fullmatch=True))
+    return key
+
+
+def text_value(v: object) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        return (
+            "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf") if math.isinf(v) else repr(v)
+        )
+    if isinstance(v, list):
+        return "[" + ",".join(text_value(x) for x in v) + "]"
+    return str(v)
+
+
+VALUES = st.one_of(
+    st.integers(-(10**20), 10**20),
+    st.integers(-3, 300),
+    st.floats(allow_nan=True, allow_infinity=True, width=32),
+    st.booleans(),
+    st.none(),
+    st.text(alphabet=string.ascii_letters + string.digits + "_-.", min_size=1, max_size=8),
+    st.lists(st.integers(-2, 500), max_size=4),
+)
+
+
+@st.composite
+def overrides(draw: st.DrawFn) -> tuple[str, list[str], str]:
+    method = draw(st.sampled_from(METHODS))
+    argv = []
+    for _ in range(draw(st.integers(1, 3))):
+        prefix = draw(st.sampled_from(["", "", "", "+", "++", "~"]))
+        key = draw(keys())
+        argv.append(f"~{key}" if prefix == "~" else f"{prefix}{key}={text_value(draw(VALUES))}")
+    return method, argv, argv[0]
+
+
+def check(method: str, argv: list[str]):
+    """The job config ``bench method=<method> <argv>`` would run, or the ConfigError it gets."""
+    argv = check_overrides(argv)
+    cfg = copy.deepcopy(BASE[method])
+    try:
+        ConfigLoaderImpl._apply_overrides_to_config(PARSER.parse_overrides(argv), cfg)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise (user_error(err) or ConfigError(str(err))) from err
+    validate(cfg)
+    return cfg
+
+
+def key_of(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(overrides())
+def test_every_override_is_accepted_or_refused_in_one_line_naming_its_key(case):
+    method, argv, _ = case
+    try:
+        check(method, argv)
+    except ConfigError as err:
+        text = str(err)
+        assert "\n" not in text and text, text
+        named = [key_of(a) for a in argv]
+        parts = [p for k in named for p in (k, k.split(".", 1)[0], k.rsplit(".", 1)[-1])]
+        assert any(p in text for p in parts), (argv, text)
+
+
+CHEAP = ["seed", "batch_size", "chunk_size", "precision", "explain", "tag", "save_maps"]
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(st.lists(st.tuples(st.sampled_from(CHEAP), VALUES), min_size=1, max_size=2))
+def test_accepted_overrides_run_a_tiny_job(tmp_path_factory, pairs):
+    argv = [f"{k}={text_value(v)}" for k, v in pairs] + ["dataset.limit=1", "metric=[sparseness]"]
+    try:
+        cfg = check("random", argv)
+    except ConfigError:
+        return  # refused in one line: the other test's property
+    cfg = compose("method=random", *argv, resolve=False)  # the real composition, then the job
+    record = run(cfg, tmp_path_factory.mktemp("job"))
+    assert record["status"] == "completed" and record["rows"] == 1
+
+
+def test_the_fuzzer_reaches_both_outcomes():
+    accepted = check("gradcam", ["seed=3", "metric.deletion.step=448"])
+    assert accepted.seed == 3
+    with pytest.raises(ConfigError, match=r"^metric.deletion.step=-1 is not valid"):
+        check("gradcam", ["metric.deletion.step=-1"])
