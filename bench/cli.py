@@ -129,6 +129,15 @@ def main() -> None:
             raise
         print(f"error: {user}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: the job's record says what was kept
+        if raw:
+            raise
+        print(
+            f"interrupted ({err or 'Ctrl-C'}): the rows computed so far are kept in "
+            "scores.csv.partial and the record says status interrupted.",
+            file=sys.stderr,
+        )
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,13 @@ A multirun collates itself at its end (the ``CollateOnMultirunEnd`` Hydra callba
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
+import socket
 import sys
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,18 @@ import numpy as np
 import pandas as pd
 from hydra.experimental.callback import Callback
 
-from bench.io import RECORD, SCORES, atomic_write_bytes, atomic_write_text
+from bench.core.errors import ConfigError
+from bench.data.subset import SUBSET_KEYS
+from bench.io import (
+    MAP_FLAGS,
+    RECORD,
+    ROW_COLUMNS,
+    SCORES,
+    atomic_write_bytes,
+    atomic_write_text,
+    file_digest,
+    pid_alive,
+)
 
 log = logging.getLogger("bench.collate")
 
@@ -37,8 +51,8 @@ def find_job_dirs(roots: Iterable[str | Path]) -> list[Path]:
     return sorted(found)
 
 
-def read_record(job: Path) -> dict[str, Any]:
-    return json.loads((job / RECORD).read_text())
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 #: How a direction is shown in table headers and figure titles.
@@ -65,45 +79,302 @@ def _direction_of(g: pd.DataFrame) -> str:
     return "higher" if bool(g["higher_is_better"].iloc[0]) else "lower"
 
 
-def collate_dirs(dirs: Sequence[str | Path]) -> pd.DataFrame:
-    """Rows of every completed job under ``dirs``, with a ``job`` column and each metric's direction
-    (``higher_is_better``) and aggregation (``aggregate``) from the job records."""
-    frames = []
+class CollateError(ConfigError):
+    """A job folder whose files cannot be trusted: one line naming the folder and the file."""
+
+
+def read_record(job: Path) -> dict[str, Any]:
+    try:
+        record = json.loads((job / RECORD).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise CollateError(
+            f"{job}: {RECORD} cannot be read ({type(err).__name__}: {_first_line(err)}); the job "
+            "was cut off while writing it or the file was changed: rerun the job or remove "
+            "the folder."
+        ) from None
+    if not isinstance(record, dict):
+        raise CollateError(f"{job}: {RECORD} is not a job record (a JSON object).")
+    return record
+
+
+def verify_files(job: Path, record: dict[str, Any]) -> None:
+    """Check every file the record lists against its size and SHA-256 (records written before
+    digests were kept list none: their ``scores.csv`` is checked by :func:`read_scores`)."""
+    for name, expected in (record.get("files") or {}).items():
+        path = job / name
+        if not path.is_file():
+            raise CollateError(f"{job}: {name} is missing but its record lists it.")
+        got = file_digest(path)
+        if got != expected:
+            what = (
+                f"{got['bytes']} bytes instead of {expected.get('bytes')}"
+                if got["bytes"] != expected.get("bytes")
+                else "its SHA-256 differs"
+            )
+            raise CollateError(
+                f"{job}: {name} does not match its record ({what}): it was cut or changed after "
+                "the job completed; rerun the job or remove the folder."
+            )
+
+
+_NA = ["nan", "NaN", ""]
+
+
+def read_scores(job: Path, record: dict[str, Any]) -> pd.DataFrame:
+    """The job's ``scores.csv``, checked: parseable, every column there, every value a number,
+    not cut mid-row, and as many rows as the record counted."""
+    path = job / SCORES
+    try:
+        text_end = path.read_bytes()[-1:]
+        df = pd.read_csv(path, keep_default_na=False, na_values=_NA, dtype=str)
+    except (OSError, pd.errors.EmptyDataError, pd.errors.ParserError, IndexError) as err:
+        reason = (
+            "it is empty"
+            if isinstance(err, (IndexError, pd.errors.EmptyDataError))
+            else (f"{type(err).__name__}: {_first_line(err)}")
+        )
+        raise CollateError(f"{job}: {SCORES} cannot be read ({reason}).") from None
+    missing = [c for c in ROW_COLUMNS if c not in df.columns]
+    if missing:
+        raise CollateError(
+            f"{job}: {SCORES} has no column(s) {', '.join(missing)}; accepted: a scores table "
+            f"with {', '.join(ROW_COLUMNS)}."
+        )
+    if text_end != b"\n":
+        raise CollateError(f"{job}: {SCORES} ends mid-row: it was cut after the job completed.")
+    if "rows" in record and len(df) != record["rows"]:
+        raise CollateError(
+            f"{job}: {SCORES} has {len(df)} rows but its record counted {record['rows']}: it was "
+            "cut or changed after the job completed."
+        )
+    df = df.fillna("")
+    values = pd.to_numeric(df["value"].replace("", "nan"), errors="coerce")
+    bad = values.isna() & ~df["value"].isin(_NA)
+    if bad.any():
+        i = int(bad.to_numpy().argmax())
+        raise CollateError(
+            f"{job}: {SCORES} line {i + 2}: value={df['value'].iloc[i]!r} is not a number."
+        )
+    df["value"] = values.astype(float)
+    df["target"] = pd.to_numeric(df["target"], errors="coerce")
+    return df
+
+
+#: The config keys that define what a row measures (with the metric's own node); the rest
+#: (device, batch and chunk sizes, workers, which items, tags) only say how or where it ran.
+CELL_KEYS = ("model", "dataset", "method", "seed", "explain", "precision")
+
+
+def cell_config(config: dict[str, Any], metric: str | None = None) -> dict[str, Any]:
+    """What a job's rows measure: ``CELL_KEYS`` of its config, the dataset without its item
+    selection, and (given ``metric``) that metric's node."""
+    out = {k: config[k] for k in CELL_KEYS if k in config}
+    if isinstance(out.get("dataset"), dict):
+        out["dataset"] = {k: v for k, v in out["dataset"].items() if k not in SUBSET_KEYS}
+    if metric is not None:
+        out["metric"] = (config.get("metric") or {}).get(metric)
+    return out
+
+
+def cell_hash(config: dict[str, Any], metric: str) -> str:
+    """A stable 16-hex-digit hash of :func:`cell_config` for ``metric`` (a base metric name)."""
+    text = json.dumps(cell_config(config, metric), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, str]:
+    if isinstance(node, dict):
+        out: dict[str, str] = {}
+        for k, v in node.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: json.dumps(node, default=str)}
+
+
+def _variants(configs: dict[str, dict[str, Any]], strip: str) -> dict[str, str]:
+    """For jobs (key -> config) sharing a label, a suffix ``[k=v,...]`` per job naming the keys
+    whose values differ between them (``strip`` removed from key names); "" when they agree."""
+    flats = {job: _flat(c) for job, c in configs.items()}
+    if len({json.dumps(f, sort_keys=True) for f in flats.values()}) < 2:
+        return dict.fromkeys(configs, "")
+    keys = sorted(set().union(*flats.values()))
+    differ = [k for k in keys if len({f.get(k) for f in flats.values()}) > 1]
+    out = {}
+    for job, f in flats.items():
+        parts: list[str] = []
+        for k in differ:
+            part = f"{k.removeprefix(strip)}={f.get(k, 'null').strip(chr(34))}"
+            if part not in parts:  # method.seed: ${seed} differs with seed, the same words
+                parts.append(part)
+        out[job] = "[" + ",".join(parts) + "]"
+    return out
+
+
+@dataclass
+class Incomplete:
+    """A job that did not complete: its folder, status, the rows it kept and why it stopped."""
+
+    job: Path
+    status: str
+    rows: int
+    error: str
+
+    def line(self) -> str:
+        kept = f"{self.rows} row(s) kept in {SCORES}.partial" if self.rows else "no rows kept"
+        why = f" ({self.error})" if self.error else ""
+        return f"{self.status.upper()} {self.job}{why}: {kept}, not in the table."
+
+
+@dataclass
+class Collation:
+    """Rows of every completed job, and what was left out of them and why."""
+
+    rows: pd.DataFrame
+    incomplete: list[Incomplete] = field(default_factory=list)
+    duplicates: int = 0
+    duplicate_jobs: tuple[str, str] | None = None
+    skipped: list[tuple[Path, dict]] = field(default_factory=list)
+
+    def report(self) -> list[str]:
+        """One line per thing a reader of the table must know (incomplete jobs, rows counted
+        once that were there twice, images skipped as unreadable)."""
+        lines = [i.line() for i in self.incomplete]
+        if self.duplicates:
+            first, again = self.duplicate_jobs or ("", "")
+            lines.append(
+                f"DUPLICATES: {self.duplicates} row(s) scored the same cell on the same image "
+                f"twice and are counted once (e.g. in {first} and again in {again})."
+            )
+        by_job: dict[Path, list[dict]] = {}
+        for job, s in self.skipped:
+            by_job.setdefault(job, []).append(s)
+        for job, items in by_job.items():
+            shown = "; ".join(f"{s.get('path')}: {s.get('reason')}" for s in items[:3])
+            more = f"; and {len(items) - 3} more (listed in its {RECORD})" if len(items) > 3 else ""
+            lines.append(
+                f"SKIPPED {job}: {len(items)} unreadable image(s) not scored "
+                f"(dataset.on_bad_sample=skip): {shown}{more}"
+            )
+        return lines
+
+
+def _status(record: dict[str, Any]) -> str:
+    """A record's status; ``running`` becomes ``killed`` when its process is gone from this host."""
+    status = str(record.get("status", "unknown"))
+    pid = record.get("pid")
+    if status == "running" and record.get("host") == socket.gethostname() and isinstance(pid, int):
+        return "running" if pid_alive(pid) else "killed"
+    return status
+
+
+def _rows_kept(job: Path) -> int:
+    partial = job / f"{SCORES}.partial"
+    if not partial.is_file():
+        return 0
+    with partial.open("rb") as f:
+        return max(0, sum(1 for line in f if line.endswith(b"\n")) - 1)
+
+
+def _job_rows(job: Path, record: dict[str, Any]) -> pd.DataFrame:
+    df = read_scores(job, record)
+    meta = record.get("metrics", {})
+    parts = df["metric"].str.partition(".")
+    base, suffix = parts[0], parts[2]
+    df["direction"] = [_direction(meta, m, s) for m, s in zip(base, suffix)]
+    df["higher_is_better"] = df["direction"].map(_HIGHER)
+    df["aggregate"] = base.map({m: v.get("aggregate", "") for m, v in meta.items()}).fillna("")
+    # the dataset's own class count (a mapped head's num_classes is the model's, e.g. 1000)
+    data = record.get("dataset", {})
+    df["num_classes"] = data.get("classes", data.get("num_classes", 0)) or 0
+    config = record.get("config") or {}
+    df["cell"] = base.map({m: cell_hash(config, m) for m in base.unique()})
+    df["job"] = str(job)
+    return df
+
+
+def _label_variants(frames: list[pd.DataFrame], configs: dict[str, dict]) -> None:
+    """Give jobs whose rows share a (model, dataset, method) label but measure different things
+    (e.g. a sweep over ``method.n_steps``) method labels naming the keys that differ, and
+    likewise metrics whose nodes differ, so the table never pools two configurations."""
+    by_label: dict[tuple, dict[str, dict]] = {}
+    for df in frames:
+        job = df["job"].iloc[0]
+        key = tuple(df[c].iloc[0] for c in ("model", "dataset", "method"))
+        by_label.setdefault(key, {})[job] = cell_config(configs[job])
+    method_suffix: dict[str, str] = {}
+    for jobs in by_label.values():
+        method_suffix.update(_variants(jobs, "method."))
+    for df in frames:
+        suffix = method_suffix[df["job"].iloc[0]]
+        if suffix:
+            df["method"] = df["method"] + suffix
+    by_metric: dict[tuple, dict[str, dict]] = {}
+    for df in frames:
+        job = df["job"].iloc[0]
+        for m in df["metric"].str.partition(".")[0].unique():
+            key = (df["model"].iloc[0], df["dataset"].iloc[0], df["method"].iloc[0], m)
+            by_metric.setdefault(key, {})[job] = (configs[job].get("metric") or {}).get(m) or {}
+    for (_, _, _, m), jobs in by_metric.items():
+        for job, suffix in _variants(jobs, "").items():
+            if suffix:
+                df = next(f for f in frames if f["job"].iloc[0] == job)
+                base = df["metric"].str.partition(".")
+                hit = base[0] == m
+                df.loc[hit, "metric"] = m + suffix + base[1][hit] + base[2][hit]
+
+
+def collate(dirs: Sequence[str | Path]) -> Collation:
+    """Read, verify and merge every job under ``dirs``.
+
+    Completed jobs' files are checked against their records (a mismatch raises a
+    :class:`CollateError` naming the folder); jobs that did not complete are listed, not read; a
+    row of the same cell (:func:`cell_hash`) on the same image met in several folders is counted
+    once; configurations that differ under one label get labels naming what differs.
+    """
+    frames, configs = [], {}
+    result = Collation(rows=pd.DataFrame())
     for job in find_job_dirs(dirs):
         record = read_record(job)
-        if record.get("status") != "completed" or not (job / SCORES).is_file():
+        status = _status(record)
+        if status != "completed":
+            error = str(record.get("error", ""))
+            result.incomplete.append(Incomplete(job, status, _rows_kept(job), error))
             continue
-        df = pd.read_csv(
-            job / SCORES,
-            keep_default_na=False,
-            na_values=["nan", "NaN", ""],
-            dtype={"image_id": str, "flag": str},
-        )
-        meta = record.get("metrics", {})
-        base = df["metric"].str.split(".").str[0]
-        suffix = df["metric"].str.split(".", n=1).str[1].fillna("")
-
-        df["direction"] = [_direction(meta, m, s) for m, s in zip(base, suffix)]
-        df["higher_is_better"] = df["direction"].map(_HIGHER)
-        df["aggregate"] = base.map({m: v.get("aggregate", "") for m, v in meta.items()}).fillna("")
-        # the dataset's own class count (a mapped head's num_classes is the model's, e.g. 1000)
-        data = record.get("dataset", {})
-        df["num_classes"] = data.get("classes", data.get("num_classes", 0)) or 0
-        df["job"] = str(job)
+        verify_files(job, record)
+        if not (job / SCORES).is_file():
+            raise CollateError(f"{job}: its record says completed but {SCORES} is missing.")
+        df = _job_rows(job, record)
+        if df.empty:
+            continue
         frames.append(df)
+        configs[str(job)] = record.get("config") or {}
+        result.skipped += [(job, s) for s in (record.get("dataset") or {}).get("skipped", [])]
     if not frames:
-        return pd.DataFrame(columns=[*GROUP, "value", "job"])
-    return pd.concat(frames, ignore_index=True)
+        result.rows = pd.DataFrame(columns=[*GROUP, "value", "job"])
+        return result
+    _label_variants(frames, configs)
+    rows = pd.concat(frames, ignore_index=True)
+    key = ["cell", "model", "weights", "dataset", "split", "image_id", "target", "metric"]
+    dup = rows.duplicated(subset=key, keep="first")
+    if dup.any():
+        again = rows[dup].iloc[0]
+        first = rows[~dup].merge(again[key].to_frame().T.astype(rows[key].dtypes), on=key)
+        result.duplicates = int(dup.sum())
+        result.duplicate_jobs = (str(first["job"].iloc[0]), str(again["job"]))
+        rows = rows[~dup].reset_index(drop=True)
+    result.rows = rows
+    return result
+
+
+def collate_dirs(dirs: Sequence[str | Path]) -> pd.DataFrame:
+    """Rows of every completed job under ``dirs`` (see :func:`collate`), with a ``job`` column
+    and each metric's direction (``higher_is_better``) and aggregation (``aggregate``)."""
+    return collate(dirs).rows
 
 
 def failed_jobs(dirs: Sequence[str | Path]) -> list[tuple[Path, str]]:
     """``(folder, error)`` of every job under ``dirs`` that did not complete."""
-    out = []
-    for job in find_job_dirs(dirs):
-        record = read_record(job)
-        if record.get("status") != "completed":
-            out.append((job, record.get("error", record.get("status", "unknown"))))
-    return out
+    return [(i.job, i.error or i.status) for i in collate(dirs).incomplete]
 
 
 def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
@@ -121,14 +392,20 @@ def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
 
 
 def summarise(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
-    """One row per (model, dataset, method, metric): n, mean, CI bounds, direction and, for
-    metrics whose protocol averages over classes (pointing game), the unweighted class mean."""
+    """One row per (model, dataset, method, metric): n, mean, CI bounds, direction, the rows
+    ``excluded`` because their map was non-finite or constant (``MAP_FLAGS``) and, for metrics
+    whose protocol averages over classes (pointing game), the unweighted class mean. NaN scores
+    are never averaged: ``n`` counts the finite ones."""
     out = []
     for key, g in df.groupby(GROUP, sort=True):
+        direction = _direction_of(g)
+        class_mean = "aggregate" in g and g["aggregate"].iloc[0] == "class_mean"
+        num_classes = int(g["num_classes"].max()) if "num_classes" in g else 0
+        excluded = g["flag"].isin(MAP_FLAGS) if "flag" in g else pd.Series(False, index=g.index)
+        g = g[~excluded]
         values = g["value"].to_numpy(dtype=float)
         m, lo, hi = mean_ci(values, level)
         row = dict(zip(GROUP, key))
-        direction = _direction_of(g)
         row.update(
             n=int((~np.isnan(values)).sum()),
             mean=m,
@@ -136,14 +413,18 @@ def summarise(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
             ci_high=hi,
             higher_is_better=_HIGHER.get(direction),
             direction=direction,
+            excluded=int(excluded.sum()),
         )
-        if "aggregate" in g and g["aggregate"].iloc[0] == "class_mean":
+        if class_mean:
             # TorchRay: per-class accuracy, unweighted mean over all classes, a class with no
             # scored pair counting 0; classes_scored says how many classes had pairs.
             per_class = g.groupby("target")["value"].mean()
-            num_classes = int(g["num_classes"].max()) if "num_classes" in g else 0
             row["classes_scored"] = int(per_class.notna().sum())
-            row["class_mean"] = float(per_class.fillna(0).sum() / max(num_classes, len(per_class)))
+            row["class_mean"] = (
+                float(per_class.fillna(0).sum() / max(num_classes, len(per_class)))
+                if row["classes_scored"]
+                else float("nan")
+            )
         out.append(row)
     return pd.DataFrame(out)
 
@@ -183,8 +464,10 @@ def format_table(
         table = table[list(metrics)]
     table = table.fillna("—")
     table.columns = [f"{c} {arrows[c]}".rstrip() for c in table.columns]
-    n = summary.groupby(["model", "dataset", "method"])["n"].max()
-    table.insert(0, "n", n)
+    by_cell = summary.groupby(["model", "dataset", "method"])
+    table.insert(0, "n", by_cell["n"].max())
+    if "excluded" in summary and summary["excluded"].any():  # maps no metric could score
+        table.insert(1, "excluded", by_cell["excluded"].max())
     table = table.reset_index()
     header = "| " + " | ".join(map(str, table.columns)) + " |"
     sep = "|" + "|".join("---" for _ in table.columns) + "|"
@@ -225,36 +508,55 @@ def plot(summary: pd.DataFrame, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def write_summary(root: Path, df: pd.DataFrame | None = None) -> tuple[pd.DataFrame, str]:
-    """Collate ``root``; write ``scores_all.csv``, ``summary.csv``, ``summary.md``, ``summary.png``."""
-    df = collate_dirs([root]) if df is None else df
+def write_summary(
+    root: Path, collation: Collation | pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, str]:
+    """Collate ``root`` (or use ``collation``); write ``scores_all.csv``, ``summary.csv``,
+    ``summary.md`` (the table, then one line per job or row left out and why) and ``summary.png``."""
+    if collation is None:
+        collation = collate([root])
+    elif isinstance(collation, pd.DataFrame):
+        collation = Collation(rows=collation)
+    df = collation.rows
     summary = summarise(df)
     table = format_table(summary)
-    if not df.empty:
+    notes = collation.report()
+    if not df.empty or notes:
+        root.mkdir(parents=True, exist_ok=True)
         atomic_write_text(root / "scores_all.csv", df.to_csv(index=False))
         atomic_write_text(root / "summary.csv", summary.to_csv(index=False))
-        atomic_write_text(root / "summary.md", table + "\n")
-        plot(summary, root / "summary.png")
+        atomic_write_text(
+            root / "summary.md", "\n\n".join([table, *(["\n".join(notes)] if notes else [])]) + "\n"
+        )
+        if not summary.empty:
+            plot(summary, root / "summary.png")
     return summary, table
 
 
 class CollateOnMultirunEnd(Callback):
-    """Hydra callback: collate the sweep folder when a multirun ends; fail if any job failed."""
+    """Hydra callback: collate the sweep folder when a multirun ends; exit 1 if any job did not
+    complete (each is named on stderr), 2 if a job's files do not match its record."""
 
     def on_multirun_end(self, config, **kwargs) -> None:
         root = Path(config.hydra.sweep.dir)
-        summary, table = write_summary(root)
+        try:
+            collation = collate([root])
+        except CollateError as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+        summary, table = write_summary(root, collation)
         print(f"\nSummary of {root} (mean ± 95% CI half-width):\n\n{table}\n")
         if not summary.empty:
             print(f"Written: {root}/summary.md, summary.csv, summary.png, scores_all.csv")
-        failed = failed_jobs([root])
-        if failed:
-            for job, error in failed:
-                print(f"FAILED {job.name}: {error}", file=sys.stderr)
+        for line in collation.report():
+            print(line, file=sys.stderr)
+        if collation.incomplete:
             raise SystemExit(1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``bench-collate``: exit 0 with the table; 1 when a job is incomplete (unless
+    ``--allow-incomplete``); 2 when a folder cannot be trusted or an argument is wrong."""
     p = argparse.ArgumentParser(description="Collate job folders into one summary table.")
     p.add_argument("folders", nargs="+", help="sweep or job folders (searched recursively)")
     p.add_argument(
@@ -268,9 +570,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--means", action="store_true", help="print means only, without the CI half-widths"
     )
+    p.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="exit 0 even when some jobs did not complete (they are still listed, and left out)",
+    )
     args = p.parse_args(argv)
-    df = collate_dirs(args.folders)
-    summary, table = write_summary(Path(args.out or args.folders[0]), df)
+    missing = [f for f in args.folders if not Path(f).is_dir()]
+    if missing:
+        print(
+            f"bench-collate: {missing[0]} is not a folder; accepted: sweep or job folders.",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        collation = collate(args.folders)
+    except CollateError as err:
+        print(f"bench-collate: {err}", file=sys.stderr)
+        return 2
+    summary, table = write_summary(Path(args.out or args.folders[0]), collation)
     if args.metrics or args.means:
         metrics = (
             [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
@@ -281,6 +599,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"bench-collate: {err}", file=sys.stderr)
             return 2
     print(table)
+    for line in collation.report():
+        print(line, file=sys.stderr)
+    if collation.incomplete and not args.allow_incomplete:
+        print(
+            f"bench-collate: {len(collation.incomplete)} job(s) did not complete (listed above); "
+            "rerun them, or pass --allow-incomplete to accept the table without them.",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -11,11 +11,16 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import math
+import os
 import platform
+import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +42,19 @@ from bench.core.context import Context, resolve_device
 from bench.core.errors import ConfigError
 from bench.data.base import ImageDataset
 from bench.data.subset import SUBSET_KEYS, select
-from bench.io import CURVES, MAPS, RECORD, SCORES, RowWriter, atomic_savez, atomic_write_json
+from bench.io import (
+    CURVES,
+    MAP_FLAGS,
+    MAPS,
+    RECORD,
+    SCORES,
+    RowWriter,
+    atomic_savez,
+    atomic_write_json,
+    claim_folder,
+    file_digest,
+    release_folder,
+)
 from bench.models import ModelMeta, meta_of
 from bench.timing import Timer
 from bench.validate import construct_node, user_error, validate
@@ -104,15 +121,33 @@ def build_dataset(cfg: DictConfig, seed: int) -> tuple[ImageDataset, Dataset, di
     return dataset, select(dataset, seed=seed, **subset), subset
 
 
+def map_flags(maps: Tensor) -> list[str]:
+    """Per image of ``maps`` ``[B, H, W]``: ``nonfinite_map`` (a NaN or Inf value),
+    ``constant_map`` (one value everywhere: no ranking, no region, no structure) or ``""``."""
+    flat = maps.detach().flatten(1)
+    nonfinite = (~torch.isfinite(flat)).any(1)
+    constant = flat.amax(1) == flat.amin(1)
+    return [
+        MAP_FLAGS[0] if n else MAP_FLAGS[1] if c else ""
+        for n, c in zip(nonfinite.tolist(), constant.tolist())
+    ]
+
+
 def rows_of(
-    out: MetricOutput, metric: str, batch: Batch, meta: dict[str, str]
+    out: MetricOutput,
+    metric: str,
+    batch: Batch,
+    meta: dict[str, str],
+    map_flag: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Long-format rows of one metric's output for a batch.
+    """Long-format rows of one metric's output for a batch; ``map_flag`` (per image, from
+    :func:`map_flags`) overrides the metric's own flag.
 
     Every tensor goes to the host once per batch (``tolist``), never once per row, so a CUDA run
     synchronises once here rather than ``B`` times.
     """
     targets = batch.targets.tolist()
+    map_flag = map_flag or [""] * len(targets)
     rows = []
     for suffix, scores in out.scores.items():
         name = f"{metric}.{suffix}" if suffix else metric
@@ -124,7 +159,9 @@ def rows_of(
         for i, value in enumerate(values):
             if omit[i]:
                 continue
-            flag = out.flag_reason if flags[i] else ("nan" if math.isnan(value) else "")
+            flag = map_flag[i] or (
+                out.flag_reason if flags[i] else ("nan" if math.isnan(value) else "")
+            )
             rows.append(
                 {
                     **meta,
@@ -189,6 +226,7 @@ def build(cfg: DictConfig, device: torch.device, timer: Timer, record: dict[str,
         "classes": len(base.class_names),  # the dataset's own classes (per-class means)
         "selected": len(dataset),
         **subset,
+        "skipped": list(getattr(dataset, "skipped", [])),  # unreadable files (on_bad_sample)
         "class_mapping": getattr(base, "class_indices", None),
         "resize": getattr(getattr(base, "preprocess", None), "resize", None),
     }
@@ -255,6 +293,7 @@ class Outputs:
     curve_ids: dict[str, list[str]] = field(default_factory=dict)
     maps: list[np.ndarray] = field(default_factory=list)
     map_ids: list[str] = field(default_factory=list)
+    flagged_maps: dict[str, int] = field(default_factory=dict)
 
 
 def score(cfg: DictConfig, cell: Cell, writer: RowWriter, timer: Timer) -> Outputs:
@@ -276,11 +315,18 @@ def score(cfg: DictConfig, cell: Cell, writer: RowWriter, timer: Timer) -> Outpu
         if cfg.save_maps:
             out.maps.append(maps.half().cpu().numpy())
             out.map_ids.extend(batch.ids)
+        flags = map_flags(maps)
+        for f in flags:
+            if f:
+                out.flagged_maps[f] = out.flagged_maps.get(f, 0) + 1
+        if MAP_FLAGS[0] in flags:  # the metrics score zeros instead; every such row is flagged
+            bad = torch.tensor([f == MAP_FLAGS[0] for f in flags], device=maps.device)
+            maps = torch.where(bad[:, None, None], torch.zeros_like(maps), maps)
         rows = []
         for name, metric in cell.metrics.items():
             with timer(f"metric.{name}"):
                 result = metric(ctx, batch, maps)
-            rows += rows_of(result, name, batch, cell.row_meta)
+            rows += rows_of(result, name, batch, cell.row_meta, flags)
             for suffix, curve in result.curves.items():
                 key = f"{name}.{suffix}" if suffix else name
                 out.curves.setdefault(key, []).append(curve.float().cpu().numpy())
@@ -302,39 +348,91 @@ def finish(out_dir: Path, outputs: Outputs) -> None:
         )
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's time limit, ``kill``): handled like Ctrl-C, so the job's partial rows
+    are flushed and its record says ``interrupted``."""
+
+
+@contextmanager
+def terminated_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` for the duration (main thread only; elsewhere, e.g. in
+    a launcher's worker thread, signals stay as they are)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _write_record(out_dir: Path, record: dict[str, Any]) -> None:
+    try:
+        atomic_write_json(out_dir / RECORD, record)
+    except OSError as err:  # a full disk: the previous record (status running) stays intact
+        log.error("could not write %s: %s", out_dir / RECORD, err)
+
+
 def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
-    """Score one cell; write ``scores.csv``, ``curves.npz`` and ``record.json`` into ``out_dir``."""
+    """Score one cell; write ``scores.csv``, ``curves.npz`` and ``record.json`` into ``out_dir``.
+
+    The record is written when the job starts (status ``running``) and again when it ends
+    (``completed``, ``failed`` or ``interrupted``, with the rows kept and the size and SHA-256 of
+    every output file), so a killed job is still visible to collation. The folder is claimed first:
+    a folder another live job is writing, or one holding a completed job, is refused.
+    """
     started = time.time()
     validate(cfg, construct=False)  # build() constructs the method and metrics, in order
+    out_dir = Path(out_dir)
+    claim_folder(out_dir)
     record: dict[str, Any] = {
         "status": "running",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
         "config": OmegaConf.to_container(cfg, resolve=True),
         "choices": dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {},
         "versions": versions(),
     }
-    device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    timer = Timer(device)
-    record["device"] = device_info(device)
-    record["device"]["allocator"] = (
-        keep_freed_memory() if cfg.keep_freed_memory else allocator_state()
-    )
     writer: RowWriter | None = None
+    timer: Timer | None = None
     try:
-        cell = build(cfg, device, timer, record)
-        writer = RowWriter(out_dir / SCORES)
-        outputs = score(cfg, cell, writer, timer)
-        writer.close(complete=True)
-        finish(out_dir, outputs)
+        with terminated_as_interrupt():
+            device = resolve_device(cfg.device)
+            torch.manual_seed(cfg.seed)
+            timer = Timer(device)
+            record["device"] = device_info(device)
+            record["device"]["allocator"] = (
+                keep_freed_memory() if cfg.keep_freed_memory else allocator_state()
+            )
+            atomic_write_json(out_dir / RECORD, record)
+            cell = build(cfg, device, timer, record)
+            writer = RowWriter(out_dir / SCORES)
+            outputs = score(cfg, cell, writer, timer)
+            finish(out_dir, outputs)  # curves and maps first: scores.csv exists only when all do
+            writer.close(complete=True)
         record["status"] = "completed"
         record["rows"] = writer.count
+        record["flagged_maps"] = outputs.flagged_maps
         record["forward"] = {
             "images": cell.ctx.forward_images,
             "seconds": round(cell.ctx.forward_seconds, 4),
         }
+        if cell.ctx.retries:
+            record["forward"]["out_of_memory"] = cell.ctx.retries
+        record["files"] = {
+            p.name: file_digest(p)
+            for p in (out_dir / n for n in (SCORES, CURVES, MAPS))
+            if p.is_file()
+        }
         return record
     except BaseException as err:
-        record["status"] = "failed" if not isinstance(err, KeyboardInterrupt) else "interrupted"
+        record["status"] = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
         user = user_error(err)
         record["error"] = str(user) if user is not None else f"{type(err).__name__}: {err}"
         if writer is not None:
@@ -343,9 +441,10 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             record["partial_scores"] = kept.name
         raise
     finally:
-        record["timings"] = timer.as_dict()
+        record["timings"] = timer.as_dict() if timer is not None else {}
         record["wall_seconds"] = round(time.time() - started, 3)
-        atomic_write_json(out_dir / RECORD, record)
+        _write_record(out_dir, record)
+        release_folder(out_dir)
 
 
 def task(cfg: DictConfig) -> None:
@@ -366,10 +465,20 @@ def task(cfg: DictConfig) -> None:
         if multirun:
             log.exception("job failed: %s", err)
             return
+        if isinstance(err, OSError):  # a full disk, a lost mount: say where, not a traceback
+            where = f" ({err.filename})" if err.filename else ""
+            print(
+                f"error: {err.strerror or err}{where} while writing {out_dir}; the job failed and "
+                f"its {RECORD} says what was kept.",
+                file=sys.stderr,
+            )
+            sys.exit(1)
         raise
     log.info("%d rows, %.1f s -> %s", record["rows"], record["wall_seconds"], out_dir)
     if not multirun:
-        from bench.collate import collate_dirs, format_table, summarise
+        from bench.collate import collate, format_table, summarise
 
-        df = collate_dirs([out_dir])
-        print(format_table(summarise(df)))
+        collation = collate([out_dir])
+        print(format_table(summarise(collation.rows)))
+        for line in collation.report():
+            print(line, file=sys.stderr)

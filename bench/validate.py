@@ -29,7 +29,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from bench.core.context import PRECISIONS, resolve_device
 from bench.core.errors import ConfigError, check_bool, check_choice, check_int
-from bench.data.subset import SUBSET_KEYS
+from bench.data.subset import ON_BAD_SAMPLE, SUBSET_KEYS
 from bench.models.meta import image_size
 from bench.schema import RunSchema
 
@@ -197,6 +197,8 @@ def validate(cfg: DictConfig, construct: bool = True) -> None:
         raise ConfigError(
             f"dataset.shard={shard} is not valid for dataset.num_shards={shards}; accepted: 0..{shards - 1}."
         )
+    if "on_bad_sample" in subset:
+        check_choice("dataset.on_bad_sample", subset.on_bad_sample, ON_BAD_SAMPLE)
     ids = subset.get("ids")
     if ids is not None and not isinstance(ids, str) and not OmegaConf.is_list(ids):
         raise ConfigError(

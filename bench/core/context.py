@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,6 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from bench.core.errors import ConfigError, check_choice, check_int
+
+log = logging.getLogger("bench")
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -33,6 +36,17 @@ def resolve_device(name: str) -> torch.device:
             f"device={name} is not available on this machine; accepted here: {', '.join(have)}."
         )
     return device
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an allocation failure: CUDA's OOM, Python's MemoryError, or the
+    RuntimeError of PyTorch's CPU allocator ("can't allocate memory")."""
+    if isinstance(err, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )
 
 
 def chunks(n: int, size: int | None) -> Iterator[slice]:
@@ -79,6 +93,7 @@ class Context:
     seed: int = 0
     forward_images: int = 0
     forward_seconds: float = 0.0
+    retries: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         check_choice("precision", self.precision, PRECISIONS)
@@ -100,17 +115,47 @@ class Context:
 
     @torch.no_grad()
     def forward(self, images: Tensor) -> Tensor:
-        """Logits ``[N, C]`` (float32) of ``images`` ``[N, 3, H, W]``, in chunks of ``chunk_size``."""
+        """Logits ``[N, C]`` (float32) of ``images`` ``[N, 3, H, W]``, in chunks of ``chunk_size``.
+
+        A chunk that runs out of memory (CUDA OOM, or a failed allocation on the CPU) is retried
+        at half the size, and ``chunk_size`` stays halved for the rest of the run; each halving is
+        logged and kept in ``retries`` (the run record's ``forward.out_of_memory``). The logits of
+        an image do not depend on the chunk it is in (eval mode), so the scores are unchanged.
+        """
         start = time.perf_counter()
         outs = []
+        n = images.shape[0]
         with self._autocast():
-            for sl in chunks(images.shape[0], self.chunk_size):
-                outs.append(self.model(images[sl]).float())
+            i = 0
+            while i < n:
+                size = self.chunk_size
+                try:
+                    outs.append(self.model(images[i : i + size]).float())
+                except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as err:
+                    if size == 1 or not is_out_of_memory(err):
+                        raise
+                    self._halve(size, err)
+                    continue
+                i += size
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.forward_seconds += time.perf_counter() - start
         self.forward_images += images.shape[0]
         return torch.cat(outs) if outs else images.new_zeros((0, 0))
+
+    def _halve(self, size: int, err: BaseException) -> None:
+        self.chunk_size = max(1, size // 2)
+        self.retries.append(
+            {"chunk_size": size, "retried_with": self.chunk_size, "error": type(err).__name__}
+        )
+        log.warning(
+            "out of memory at chunk_size=%d (%s); retrying with chunk_size=%d",
+            size,
+            type(err).__name__,
+            self.chunk_size,
+        )
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     @torch.no_grad()
     def predictions(self, images: Tensor) -> Tensor:

@@ -16,10 +16,19 @@ Images are any format PIL opens (8-bit RGB after conversion), or float arrays (`
 to 8 bits; both are resized by PIL's bilinear filter (floats channel by channel in PIL's 32-bit
 float mode, so the two agree up to the quantisation). Masks (any image, or a ``.npy`` / ``.pt``
 array; nonzero = the region) are resized with the same window, nearest neighbour.
+
+Bad files (:meth:`FileDataset.check_files`, run by :func:`bench.data.subset.select` on the
+job's selected items before any compute, ``dataset.on_bad_sample``): a cheap pass that reads each
+image's and mask's header (PIL's format, size and mode; an array's shape and dtype) and, for JPEG
+and PNG, the last bytes (a truncated file lacks the end marker; only such a file is then decoded,
+to tell a truncated one from one with trailing data). What it cannot see without decoding (a
+corrupt middle with an intact end) is still a one-line ConfigError naming the file when it is read.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +46,13 @@ RESIZE = ("stretch", "center_crop")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 #: Files read as arrays (float pixel values in [0, 1], or a mask) rather than through PIL.
 ARRAY_SUFFIXES = (".npy", ".pt")
+#: The bytes a complete file of the format ends with (before any padding), read by check_files.
+END_MARKERS = {"JPEG": b"\xff\xd9", "MPO": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
+#: Trailing bytes some writers pad a file with after its end marker.
+_PADDING = b"\x00 \t\r\n"
+_TAIL = 64
+#: The errors a broken file raises while PIL, NumPy or torch read it.
+READ_ERRORS = (OSError, ValueError, RuntimeError, EOFError, SyntaxError)
 
 
 @dataclass
@@ -150,11 +166,21 @@ def open_image(path: Path) -> Image.Image | np.ndarray:
         a = _read_array(path)
     except (OSError, ValueError, RuntimeError, EOFError) as err:
         raise ConfigError(f"{path}: cannot read the image ({type(err).__name__}: {err}).") from err
+    return _pixels(path, a)
+
+
+def _pixels(path: Path, a: np.ndarray) -> np.ndarray:
+    """The array ``a`` read from ``path`` as float pixels ``[H, W, 3]`` in [0, 1], or a ConfigError."""
     if a.ndim == 3 and a.shape[0] == 3 and a.shape[-1] != 3:
         a = a.transpose(1, 2, 0)
     if a.ndim != 3 or a.shape[-1] != 3:
         raise ConfigError(
             f"{path}: an array of shape {list(a.shape)}; accepted: [H, W, 3] or [3, H, W]."
+        )
+    if a.dtype.kind not in "biuf" or 0 in a.shape:
+        raise ConfigError(
+            f"{path}: an array of {a.dtype} and shape {list(a.shape)}; accepted: numbers, "
+            "at least 1x1 px."
         )
     a = a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32)
     if not np.isfinite(a).all() or a.min() < -1e-6 or a.max() > 1 + 1e-6:
@@ -163,6 +189,94 @@ def open_image(path: Path) -> Image.Image | np.ndarray:
             "in [0, 1] (the dataset normalises them with the model's mean and std)."
         )
     return np.ascontiguousarray(a.clip(0, 1))
+
+
+class BadFile(Exception):
+    """A file :func:`check_file` refuses; the message is the one-line reason."""
+
+
+@functools.cache
+def _converts(mode: str, to: str) -> bool:
+    try:
+        Image.new(mode, (1, 1)).convert(to)
+    except (ValueError, OSError, KeyError):
+        return False
+    return True
+
+
+def _tail(path: Path) -> bytes:
+    with path.open("rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - _TAIL))
+        return f.read()
+
+
+def _one_line(err: BaseException) -> str:
+    return f"{type(err).__name__}: {' '.join(str(err).split())}"
+
+
+def check_file(path: Path, mask: bool = False) -> tuple[int, int]:
+    """``(H, W)`` of the image (or ``mask``) file at ``path`` from its header, without decoding
+    its pixels; :class:`BadFile` with a one-line reason for a file that would not load.
+
+    Image files: PIL's header (size > 0, a mode that converts to RGB, or to L for a mask) and, for
+    JPEG and PNG, the end marker in the last bytes (padding after it allowed); a file without one
+    is decoded, and refused if that fails (a truncated file) but kept if not (trailing data).
+    ``.npy``: the header through a memory map (shape ``[H, W, 3]`` or ``[3, H, W]``, or
+    ``[H, W]`` for a mask, numbers) and, for an image, the value range; ``.pt``: loaded (small)."""
+    what = "mask" if mask else "image"
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        raise BadFile(f"cannot open the {what} ({_one_line(err)})") from err
+    if size == 0:
+        raise BadFile(f"the {what} file is empty (0 bytes)")
+    if path.suffix.lower() in ARRAY_SUFFIXES:
+        try:
+            a = (
+                np.load(path, mmap_mode="r", allow_pickle=False)
+                if path.suffix.lower() == ".npy"
+                else _read_array(path)
+            )
+        except READ_ERRORS as err:
+            raise BadFile(f"cannot read the {what} array ({_one_line(err)})") from err
+        if not mask:
+            try:
+                hw = _pixels(path, a).shape[:2]
+            except ConfigError as err:
+                raise BadFile(str(err).removeprefix(f"{path}: ").rstrip(".")) from err
+            return int(hw[0]), int(hw[1])
+        if a.ndim not in (2, 3) or a.dtype.kind not in "biuf" or 0 in a.shape:
+            raise BadFile(
+                f"a mask array of {a.dtype} and shape {list(a.shape)}; accepted: numbers of "
+                "shape [H, W] or [H, W, C]"
+            )
+        return int(a.shape[0]), int(a.shape[1])
+    try:
+        with Image.open(path) as im:
+            fmt, (w, h), mode = im.format, im.size, im.mode
+            if w <= 0 or h <= 0:
+                raise BadFile(f"a {fmt} of {w}x{h} px; accepted: at least 1x1 px")
+            to = "L" if mask else "RGB"
+            if not _converts(mode, to):
+                raise BadFile(
+                    f"a {fmt} of mode {mode}, which PIL does not convert to {to}; accepted: "
+                    "e.g. RGB, RGBA, L, P, CMYK, I, F"
+                )
+            end = END_MARKERS.get(fmt or "")
+            if end is not None and not _tail(path).rstrip(_PADDING).endswith(end):
+                try:  # no end marker: decode it to tell a truncated file from trailing data
+                    im.load()
+                except READ_ERRORS as err:
+                    raise BadFile(
+                        f"a truncated or corrupt {fmt} (it does not end with the {fmt} end "
+                        f"marker and does not decode: {_one_line(err)})"
+                    ) from err
+    except BadFile:
+        raise
+    except (*READ_ERRORS, Image.DecompressionBombError) as err:
+        raise BadFile(f"cannot read the {what} header ({_one_line(err)})") from err
+    return h, w
 
 
 def open_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
@@ -236,6 +350,43 @@ class FileDataset(ImageDataset):
     def sample_ids(self) -> list[str]:
         """The id of every item, in order, without opening any image."""
         return [r["id"] for r in self.records]
+
+    def check_files(self, indices: Sequence[int]) -> list[tuple[int, str]]:
+        """``(index, reason)`` for each of ``indices`` whose image or one of whose masks would not
+        load (see :func:`check_file`: headers and end markers, no pixel decoding), or whose mask is
+        not the image's size; a file shared by several items (a multi-label image) is read once."""
+        seen: dict[Path, tuple[int, int] | str] = {}
+
+        def check(path: Path, mask: bool) -> tuple[int, int] | str:
+            if path not in seen:
+                try:
+                    seen[path] = check_file(path, mask=mask)
+                except BadFile as err:
+                    seen[path] = str(err)
+            return seen[path]
+
+        bad: list[tuple[int, str]] = []
+        for i in indices:
+            rec = self.records[i]
+            hw = check(rec["path"], mask=False)
+            if isinstance(hw, str):
+                bad.append((i, hw))
+                continue
+            for path in rec.get("masks") or []:
+                mhw = check(path, mask=True)
+                if isinstance(mhw, str):
+                    bad.append((i, f"its mask {path}: {mhw}"))
+                    break
+                if tuple(mhw) != tuple(hw):
+                    bad.append(
+                        (
+                            i,
+                            f"its mask {path} is {mhw[0]}x{mhw[1]} px for an image of "
+                            f"{hw[0]}x{hw[1]} px; accepted: a mask of the image's size",
+                        )
+                    )
+                    break
+        return bad
 
     def __getitem__(self, index: int) -> Sample:
         rec = self.records[index]

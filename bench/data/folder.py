@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +24,48 @@ def _box_columns(header: list[str]) -> list[str] | None:
             f"the labels CSV has box columns {present}; accepted: all of x0, y0, x1, y1 or none."
         )
     return cols if present else None
+
+
+HEADER = "image,label[,id][,x0,y0,x1,y1][,mask]"
+
+
+def read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """The header and ``(line, row)`` of each row of the labels CSV at ``path`` (UTF-8, with or
+    without a byte-order mark; values stripped), or a ConfigError naming the file and line."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        at = err.start + (len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0)
+        line = raw[:at].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}:{line}: byte {at} (0x{raw[at]:02x}) is not UTF-8 ({err.reason}); accepted: "
+            "a UTF-8 CSV (save it as UTF-8, e.g. a spreadsheet's 'CSV UTF-8')."
+        ) from err
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows: list[tuple[int, dict[str, str]]] = []
+    try:
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        for row in reader:
+            rows.append(
+                (reader.line_num, {k.strip(): (v or "").strip() for k, v in row.items() if k})
+            )
+    except csv.Error as err:
+        raise ConfigError(
+            f"{path}:{reader.line_num}: not a valid CSV ({err}); accepted: a CSV with the header "
+            f"{HEADER} and one row per image."
+        ) from err
+    return header, rows
+
+
+def _inside(root: Path, rel: str) -> bool:
+    """Whether ``root / rel`` names a path inside ``root``: lexically (no ``..`` out of it, no
+    absolute path elsewhere; a symlink inside the root is followed wherever it points), or once
+    both are resolved (an absolute path to the root's real location)."""
+    path = root / rel
+    if Path(os.path.abspath(path)).is_relative_to(os.path.abspath(root)):
+        return True
+    return path.resolve().is_relative_to(root.resolve())
 
 
 class FolderDataset(FileDataset):
@@ -76,22 +121,34 @@ class FolderDataset(FileDataset):
         csv_path = Path(labels) if Path(labels).is_absolute() else self.root / labels
         if not csv_path.is_file():
             raise ConfigError(f"dataset.labels={labels} not found (looked at {csv_path}).")
-        with csv_path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+        header, rows = read_csv(csv_path)
+        if not header:
+            raise ConfigError(
+                f"{csv_path} is empty; accepted: a CSV with the header {HEADER} and one row per image."
+            )
         for col in ("image", "label"):
             if col not in header:
                 raise ConfigError(
                     f"{csv_path} has no '{col}' column; accepted header: "
                     "image,label[,id][,x0,y0,x1,y1][,mask]."
                 )
+        if not rows:
+            raise ConfigError(
+                f"{csv_path} has a header but no rows; accepted: one row per image ({HEADER})."
+            )
         box_cols = _box_columns(header)
         if isinstance(classes, str):
             classes = read_lines(
                 classes if Path(classes).is_absolute() else self.root / classes, "dataset.classes"
             )
-        raw_labels = [r["label"] for r in rows]
+        for line, r in rows:
+            if not r["label"]:
+                names = f" ({', '.join(str(c) for c in list(classes)[:5])}...)" if classes else ""
+                raise ConfigError(
+                    f"{csv_path}:{line}: the label is empty; accepted: a class name{names} or an "
+                    "integer class index, on every row."
+                )
+        raw_labels = [r["label"] for _, r in rows]
         if classes is not None:
             self.class_names = [str(c) for c in classes]
         elif all(lb.lstrip("-").isdigit() for lb in raw_labels):
@@ -107,8 +164,9 @@ class FolderDataset(FileDataset):
         )
 
         groups: dict[tuple[str, int], dict] = {}
+        first_line: dict[tuple[str, int], int] = {}
         labels_of: dict[str, set[int]] = {}
-        for line, r in enumerate(rows, start=2):
+        for line, r in rows:
             lb = r["label"]
             if lb in index:
                 target = index[lb]
@@ -118,12 +176,23 @@ class FolderDataset(FileDataset):
                 raise ConfigError(
                     f"{csv_path}:{line}: label={lb} is not a class; accepted: 0..{self.num_classes - 1} or {', '.join(self.class_names[:5])}..."
                 )
+            if not r["image"]:
+                raise ConfigError(
+                    f"{csv_path}:{line}: the image is empty; accepted: a path relative to "
+                    f"dataset.root={self.root}."
+                )
+            if not _inside(self.root, r["image"]):
+                raise ConfigError(
+                    f"{csv_path}:{line}: image {r['image']} is outside the dataset's folder; "
+                    f"accepted: a path inside dataset.root={self.root}."
+                )
             path = self.root / r["image"]
             if not path.is_file():
                 raise ConfigError(
                     f"{csv_path}:{line}: image {r['image']} not found (looked at {path})."
                 )
             key = (r["image"], target)
+            first_line.setdefault(key, line)
             rec = groups.setdefault(
                 key,
                 {
@@ -148,14 +217,28 @@ class FolderDataset(FileDataset):
                     )
                 rec["boxes"].append(box)
             if has_masks and r.get("mask"):
+                if not _inside(self.root, r["mask"]):
+                    raise ConfigError(
+                        f"{csv_path}:{line}: mask {r['mask']} is outside the dataset's folder; "
+                        f"accepted: a path inside dataset.root={self.root}."
+                    )
                 mask = self.root / r["mask"]
                 if not mask.is_file():
                     raise ConfigError(
                         f"{csv_path}:{line}: mask {r['mask']} not found (looked at {mask})."
                     )
                 rec["masks"].append(mask)
+        owner: dict[str, tuple[str, int]] = {}
         for (image, target), rec in groups.items():
             if len(labels_of[image]) > 1:
                 rec["id"] = f"{rec['id']}:{self.class_names[target]}"
+            other = owner.setdefault(rec["id"], (image, target))
+            if other != (image, target):
+                raise ConfigError(
+                    f"{csv_path}:{first_line[other]} and line {first_line[image, target]}: "
+                    f"images {other[0]} and {image} both have the sample id {rec['id']}; "
+                    "accepted: one id per image (distinct values in an id column, or image "
+                    "paths that differ without their suffix)."
+                )
             rec["boxes"] = np.asarray(rec["boxes"], dtype=np.float32).reshape(-1, 4)
             self.records.append(rec)
