@@ -38,7 +38,7 @@ from tqdm import tqdm
 from bench import ROOT, __version__
 from bench.allocator import allocator_state, keep_freed_memory
 from bench.core.batch import Batch, collate
-from bench.core.context import Context, resolve_device
+from bench.core.context import OUT_OF_MEMORY, Context, is_out_of_memory, resolve_device
 from bench.core.errors import ConfigError
 from bench.data.base import ImageDataset
 from bench.data.subset import SUBSET_KEYS, select
@@ -401,6 +401,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     }
     writer: RowWriter | None = None
     timer: Timer | None = None
+    oom_before = len(OUT_OF_MEMORY)
     try:
         with terminated_as_interrupt():
             device = resolve_device(cfg.device)
@@ -423,8 +424,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             "images": cell.ctx.forward_images,
             "seconds": round(cell.ctx.forward_seconds, 4),
         }
-        if cell.ctx.retries:
-            record["forward"]["out_of_memory"] = cell.ctx.retries
+        if len(OUT_OF_MEMORY) > oom_before:  # chunks halved (metrics' forwards or a method's)
+            record["forward"]["out_of_memory"] = OUT_OF_MEMORY[oom_before:]
         record["files"] = {
             p.name: file_digest(p)
             for p in (out_dir / n for n in (SCORES, CURVES, MAPS))
@@ -465,6 +466,14 @@ def task(cfg: DictConfig) -> None:
         if multirun:
             log.exception("job failed: %s", err)
             return
+        if is_out_of_memory(err):  # even one image per chunk, or outside a chunked loop
+            print(
+                f"error: out of memory ({type(err).__name__}) in {out_dir}; lower batch_size "
+                "(images per attribution batch) or the method's internal batch size; the job "
+                f"failed and its {RECORD} says what was kept.",
+                file=sys.stderr,
+            )
+            sys.exit(1)
         if isinstance(err, OSError):  # a full disk, a lost mount: say where, not a traceback
             where = f" ({err.filename})" if err.filename else ""
             print(

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.core.context import pair_chunks
+from bench.core.context import for_pairs
 from bench.core.errors import ConfigError, check_choice
 from bench.core.layers import get_layer, probe_outputs
 from methods.base import Method, check_batch_size
@@ -266,7 +266,7 @@ class LayerCAM(BaseCAM):
 
 class _ChannelScoreCAM(BaseCAM):
     """Shared knob of the CAMs that score one forward pass per (image, channel): no gradients,
-    the ``B x K`` passes go through the model in chunks of ``batch_size`` (``pair_chunks``)."""
+    the ``B x K`` passes go through the model in chunks of ``batch_size`` (``for_pairs``)."""
 
     needs_gradients = False
 
@@ -289,9 +289,14 @@ class _ChannelScoreCAM(BaseCAM):
         ``img`` and ``ch`` being the pairs' long indices ``[k]`` of one chunk."""
         b = images.shape[0]
         scores = torch.empty(b * channels, device=images.device)
-        for part, img, ch in pair_chunks(b, channels, self.batch_size, images.device):
+
+        def chunk(part: slice, img: Tensor, ch: Tensor) -> None:
             logits = model(inputs(img, ch))
             scores[part] = logits.gather(1, targets[img][:, None])[:, 0].float()
+
+        self.batch_size = for_pairs(
+            b, channels, self.batch_size, images.device, chunk, type(self).__name__
+        )
         return scores.view(b, channels)
 
 

@@ -20,7 +20,7 @@ from captum.attr import Saliency as _CaptumSaliency
 from captum.attr._utils.lrp_rules import EpsilonRule
 from torch import Tensor, nn
 
-from bench.core.context import pair_chunks
+from bench.core.context import for_pairs
 from bench.core.errors import ConfigError, check_choice, check_int, check_number
 from bench.core.rng import content_keys, hash_uniform, keyed_normal
 from methods.base import (
@@ -366,16 +366,21 @@ class _Noisy(Method):
         keys = content_keys(images, self.seed)
         sigma = self.noise_level * (images.flatten(1).amax(1) - images.flatten(1).amin(1))  # [B]
         numel = images[0].numel()
-        total = sq = None
-        for _, img, smp in pair_chunks(b, n, self.internal_batch_size, images.device):
+        acc: dict[str, Tensor] = {}
+
+        def chunk(_: slice, img: Tensor, smp: Tensor) -> None:
             noise = keyed_normal(keys[img], smp, numel).view(len(img), *images.shape[1:])
             x = images[img] + sigma[img, None, None, None] * noise
             a = self.method.attribute(model, x, targets[img]).detach().float()
             s = torch.zeros(b, *a.shape[1:], device=a.device).index_add_(0, img, a)
             q = torch.zeros_like(s).index_add_(0, img, a * a)
-            total = s if total is None else total + s
-            sq = q if sq is None else sq + q
-        return total, sq
+            total, sq = (s, q) if not acc else (acc["total"] + s, acc["sq"] + q)
+            acc.update(total=total, sq=sq)  # only once the chunk has succeeded
+
+        self.internal_batch_size = for_pairs(
+            b, n, self.internal_batch_size, images.device, chunk, self.name
+        )
+        return acc["total"], acc["sq"]
 
 
 class SmoothGrad(_Noisy):
@@ -455,7 +460,8 @@ class GradientShap(Method):
         numel = images[0].numel()
         saliency = _CaptumSaliency(model)
         total = torch.zeros_like(images, dtype=torch.float32)
-        for _, img, smp in pair_chunks(b, n, self.internal_batch_size, images.device):
+
+        def chunk(_: slice, img: Tensor, smp: Tensor) -> None:
             shape = (len(img), *images.shape[1:])
             x = images[img] + self.stdev * keyed_normal(keys[img] ^ 1, smp, numel).view(shape)
             noise = keyed_normal(keys[img] ^ 2, smp, numel).view(shape)
@@ -464,4 +470,8 @@ class GradientShap(Method):
             point = base + alpha[:, None, None, None] * (x - base)
             grad = saliency.attribute(point, target=targets[img], abs=False)
             total.index_add_(0, img, ((x - base) * grad).float())
+
+        self.internal_batch_size = for_pairs(
+            b, n, self.internal_batch_size, images.device, chunk, "gradient_shap"
+        )
         return total / n

@@ -23,7 +23,7 @@ from captum.attr import Lime as _CaptumLime
 from captum.attr import Occlusion as _CaptumOcclusion
 from torch import Tensor, nn
 
-from bench.core.context import chunks, pair_chunks
+from bench.core.context import chunks, for_pairs
 from bench.core.errors import check_choice, check_int, check_number
 from bench.core.rng import per_image_seeds
 from methods.base import Method, check_batch_size
@@ -160,10 +160,15 @@ class RISE(Method):
         masks = self.masks(h, w, images.device)
         n = self.n_masks
         sal = torch.zeros(b, h, w, device=images.device)
+
+        def chunk(_: slice, img: Tensor, m: Tensor) -> None:
+            p = _probs(model, images[img] * masks[m][:, None]).gather(1, targets[img][:, None])
+            sal.index_add_(0, img, p[:, :, None] * masks[m])
+
         with torch.no_grad():
-            for _, img, m in pair_chunks(b, n, self.internal_batch_size, images.device):
-                p = _probs(model, images[img] * masks[m][:, None]).gather(1, targets[img][:, None])
-                sal.index_add_(0, img, p[:, :, None] * masks[m])
+            self.internal_batch_size = for_pairs(
+                b, n, self.internal_batch_size, images.device, chunk, "rise"
+            )
         return sal / (n * self.p)
 
 

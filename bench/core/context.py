@@ -56,19 +56,62 @@ def chunks(n: int, size: int | None) -> Iterator[slice]:
         yield slice(start, min(n, start + size))
 
 
-def pair_chunks(
-    items: int, per_item: int, size: int | None, device: torch.device | str
-) -> Iterator[tuple[slice, Tensor, Tensor]]:
-    """The ``items x per_item`` (item, sample) pairs, item-major, in chunks of at most ``size``.
+#: Every out-of-memory retry of this process, in order; a run records the ones of its job.
+OUT_OF_MEMORY: list[dict] = []
 
-    Yields ``(pairs, item, sample)``: the slice of flat pair indices and long ``[k]`` tensors on
+
+def note_out_of_memory(where: str, size: int, new: int, err: BaseException, device: object) -> None:
+    """Log and keep one halving of a chunk that ran out of memory (``OUT_OF_MEMORY``)."""
+    OUT_OF_MEMORY.append(
+        {"where": where, "chunk_size": size, "retried_with": new, "error": type(err).__name__}
+    )
+    log.warning(
+        "out of memory in %s at chunk size %d (%s); retrying with %d",
+        where,
+        size,
+        type(err).__name__,
+        new,
+    )
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def for_pairs(
+    items: int,
+    per_item: int,
+    size: int | None,
+    device: torch.device | str,
+    body: Callable[[slice, Tensor, Tensor], None],
+    where: str = "method",
+) -> int | None:
+    """Call ``body(pairs, item, sample)`` on the ``items x per_item`` (item, sample) pairs,
+    item-major, in chunks of at most ``size`` (None: all at once); returns ``size``, or the
+    smaller size it fell back to after running out of memory.
+
+    ``pairs`` is the slice of flat pair indices, ``item`` and ``sample`` long ``[k]`` tensors on
     ``device`` with each pair's item and sample index. The one loop behind every method that
     sends many perturbed copies of every image of a batch through the model (noise tunnels,
-    RISE, Score-CAM, Ablation-CAM): one chunk bounds the memory, whatever the batch size.
+    RISE, Score-CAM, Ablation-CAM): one chunk bounds the memory, whatever the batch size. A chunk
+    that runs out of memory is retried at half the size (``body`` must change nothing before its
+    forward passes succeed), and the smaller size is used for the rest of the call.
     """
-    for part in chunks(items * per_item, size):
-        j = torch.arange(part.start, part.stop, device=device)
-        yield part, j // per_item, j % per_item
+    n = items * per_item
+    given, size = size, max(1, n if not size else int(size))
+    start = 0
+    while start < n:
+        stop = min(n, start + size)
+        j = torch.arange(start, stop, device=device)
+        try:
+            body(slice(start, stop), j // per_item, j % per_item)
+        except (MemoryError, RuntimeError) as err:  # torch.cuda.OutOfMemoryError included
+            if stop - start == 1 or not is_out_of_memory(err):
+                raise
+            size = max(1, (stop - start) // 2)
+            note_out_of_memory(where, stop - start, size, err, device)
+            given = size
+            continue
+        start = stop
+    return given
 
 
 @dataclass
@@ -145,17 +188,8 @@ class Context:
 
     def _halve(self, size: int, err: BaseException) -> None:
         self.chunk_size = max(1, size // 2)
-        self.retries.append(
-            {"chunk_size": size, "retried_with": self.chunk_size, "error": type(err).__name__}
-        )
-        log.warning(
-            "out of memory at chunk_size=%d (%s); retrying with chunk_size=%d",
-            size,
-            type(err).__name__,
-            self.chunk_size,
-        )
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
+        note_out_of_memory("metric forward (chunk_size)", size, self.chunk_size, err, self.device)
+        self.retries.append(OUT_OF_MEMORY[-1])
 
     @torch.no_grad()
     def predictions(self, images: Tensor) -> Tensor:

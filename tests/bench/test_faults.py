@@ -6,6 +6,7 @@ why not: one line naming the folder (exit 2), or the incomplete job and the rows
 
 from __future__ import annotations
 
+import copy
 import errno
 import json
 import os
@@ -394,6 +395,38 @@ def test_a_chunk_out_of_memory_is_halved_and_retried(tiny_cnn, tiny_images, erro
     got = ctx.forward(images)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
     assert ctx.chunk_size == 4 and [r["retried_with"] for r in ctx.retries] == [32, 16, 8, 4]
+
+
+@pytest.mark.parametrize("method", ["smoothgrad", "rise", "scorecam", "gradient_shap"])
+def test_a_methods_chunk_out_of_memory_is_halved_with_the_same_map(method, tiny_cnn, tiny_images):
+    """The methods' own chunked loops (noise tunnels, RISE, Score-CAM) retry as the metrics' do."""
+    from hydra.utils import instantiate
+
+    from bench.core.context import OUT_OF_MEMORY
+
+    overrides = {
+        "smoothgrad": ["method.n_samples=12", "method.internal_batch_size=48"],
+        "rise": ["method.n_masks=24", "method.internal_batch_size=96"],
+        "scorecam": ["method.batch_size=32", "method.layer=features.3"],
+        "gradient_shap": ["method.n_samples=12", "method.internal_batch_size=48"],
+    }[method]
+    cfg = compose(f"method={method}", *overrides).method
+    expected = instantiate(cfg)(tiny_cnn, tiny_images, torch.tensor([0, 1, 2, 0]))
+
+    small = copy.deepcopy(tiny_cnn)  # the same layers; any pass of more than 5 images fails
+    real = small.forward
+
+    def forward(x):
+        if x.shape[0] > 5:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 GiB")
+        return real(x)
+
+    small.forward = forward
+    before = len(OUT_OF_MEMORY)
+    got = instantiate(cfg)(small, tiny_images, torch.tensor([0, 1, 2, 0]))
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    halvings = OUT_OF_MEMORY[before:]
+    assert halvings and halvings[-1]["retried_with"] <= 5
 
 
 def test_an_error_that_is_not_out_of_memory_is_not_retried(tiny_cnn, tiny_images):
