@@ -11,6 +11,8 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+from bench.core.resolvers import register_resolvers
+
 
 @dataclass
 class RunSchema:
@@ -27,8 +29,13 @@ class RunSchema:
     explain: Any = "label"
     save_maps: Any = False
     keep_freed_memory: Any = True
+    cache: Any = "readwrite"
+    cache_dtype: Any = "float32"
     tag: Any = ""
+    paths: Any = field(default_factory=dict)
 
 
 def register() -> None:
+    """Store the schema and register ``${bench_uid:}`` (the run and sweep folders' suffix)."""
     ConfigStore.instance().store(name="schema", node=RunSchema)
+    register_resolvers()

@@ -38,6 +38,9 @@ TARGET_PREFIXES = ("bench.", "methods.", "metrics.")
 #: Hydra's own objects a ``hydra.*`` node may name (launchers, sweepers, callbacks).
 HYDRA_TARGET_PREFIXES = ("hydra.", "hydra_plugins.", "bench.")
 EXPLAIN = ("label", "prediction")
+CACHE_MODES = ("readwrite", "read", "off")
+CACHE_DTYPES = ("float32", "float16")
+PATH_KEYS = ("data_root", "output_root", "cache_root")
 GROUPS = ("model", "dataset", "method")
 RUN_KEYS = [f.name for f in fields(RunSchema)]
 SEED_MAX = 2**63 - 1
@@ -120,6 +123,12 @@ def check_run_keys(cfg: DictConfig) -> None:
     check_choice("explain", cfg.explain, EXPLAIN)
     check_bool("save_maps", cfg.save_maps)
     check_bool("keep_freed_memory", cfg.keep_freed_memory)
+    check_choice("cache", cfg.cache, CACHE_MODES)
+    check_choice("cache_dtype", cfg.cache_dtype, CACHE_DTYPES)
+    for key in PATH_KEYS:
+        value = cfg.paths.get(key) if isinstance(cfg.paths, DictConfig) else None
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"paths.{key}={value!r} is not valid; accepted: a folder path.")
     if not isinstance(cfg.device, str):
         raise ConfigError(f"device={cfg.device!r} is not valid; accepted: cpu, cuda, cuda:N, mps.")
     resolve_device(cfg.device)
