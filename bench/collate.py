@@ -29,6 +29,7 @@ from bench.io import (
     RECORD,
     ROW_COLUMNS,
     SCORES,
+    SUPERSEDED,
     atomic_write_bytes,
     atomic_write_text,
     file_digest,
@@ -41,13 +42,16 @@ GROUP = ["model", "dataset", "method", "metric"]
 
 
 def find_job_dirs(roots: Iterable[str | Path]) -> list[Path]:
-    """Every folder at or below ``roots`` holding a job record, sorted."""
+    """Every folder at or below ``roots`` holding a job record, sorted (files a re-launch set
+    aside in a ``.superseded`` folder are not a job's)."""
     found: set[Path] = set()
     for root in roots:
         root = Path(root)
         if (root / RECORD).is_file():
             found.add(root)
-        found.update(p.parent for p in root.rglob(RECORD))
+        found.update(
+            p.parent for p in root.rglob(RECORD) if SUPERSEDED not in p.relative_to(root).parts
+        )
     return sorted(found)
 
 

@@ -8,7 +8,9 @@ every case, with the status and what was kept.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
+import json
 import logging
 import math
 import os
@@ -32,11 +34,12 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from bench import ROOT, __version__
 from bench.allocator import allocator_state, keep_freed_memory
+from bench.cache import MapCache, attribute_cached, image_digests, job_spec
 from bench.core.batch import Batch, collate
 from bench.core.context import OUT_OF_MEMORY, Context, is_out_of_memory, resolve_device
 from bench.core.errors import ConfigError
@@ -46,8 +49,13 @@ from bench.io import (
     CURVES,
     MAP_FLAGS,
     MAPS,
+    PARTS,
+    PROGRESS,
     RECORD,
     SCORES,
+    SUPERSEDED,
+    Heartbeat,
+    Progress,
     RowWriter,
     atomic_savez,
     atomic_write_json,
@@ -188,6 +196,7 @@ class Cell:
     metrics: dict[str, Metric]
     ctx: Context
     row_meta: dict[str, str] = field(default_factory=dict)
+    cache: MapCache = field(default_factory=lambda: MapCache(".", mode="off"))
 
 
 def _choice(group: str, default: str) -> str:
@@ -282,43 +291,69 @@ def build(cfg: DictConfig, device: torch.device, timer: Timer, record: dict[str,
         "split": base.split,
         "method": method_name,
     }
-    return Cell(model, meta, base, dataset, method, method_name, metrics, ctx, row_meta)
+    cache = MapCache(cfg.paths.cache_root, cfg.cache, cfg.cache_dtype)
+    if cache.enabled:
+        with timer("cache_key"):  # the weights' checksum: once per job
+            cache.start(job_spec(cfg, model, record["model"], device))
+    return Cell(model, meta, base, dataset, method, method_name, metrics, ctx, row_meta, cache)
 
 
-@dataclass
-class Outputs:
-    """What :func:`score` collects beside the rows (which it writes as it goes)."""
-
-    curves: dict[str, list[np.ndarray]] = field(default_factory=dict)
-    curve_ids: dict[str, list[str]] = field(default_factory=dict)
-    maps: list[np.ndarray] = field(default_factory=list)
-    map_ids: list[str] = field(default_factory=list)
-    flagged_maps: dict[str, int] = field(default_factory=dict)
+#: Keys of the per-batch parts that hold the saved maps (the others are curves).
+_MAPS_PART = "_maps"
 
 
-def score(cfg: DictConfig, cell: Cell, writer: RowWriter, timer: Timer) -> Outputs:
-    """Attribute and score every batch of the cell; rows are appended (and flushed) per batch."""
-    out = Outputs()
+def loader_context(num_workers: int) -> str | None:
+    """How the DataLoader's workers start: ``spawn`` when there are any (``num_workers > 0``).
+
+    The platform default (``fork`` on Linux) fails inside joblib's loky workers with
+    ``AttributeError: 'Process' object has no attribute 'env'`` (hydra#964, joblib#1104);
+    ``spawn`` works under every launcher (basic, joblib, submitit, ray) and on every OS. Each
+    worker re-imports the project and unpickles the dataset, so datasets must be picklable.
+    """
+    if num_workers <= 0:
+        return None
+    _m = os.environ.get("XCTX", "loky")
+    if _m == "loky":
+        from joblib.externals.loky.backend.context import get_context
+
+        return get_context("loky")
+    return _m
+
+
+def score(cfg: DictConfig, cell: Cell, writer: RowWriter, timer: Timer, progress: Progress) -> None:
+    """Attribute and score every batch of the cell not yet done (``progress``: a resumed job
+    starts after its last complete batch); each batch's rows are appended (and flushed), its
+    curves and maps written to a part, and ``progress`` advanced."""
     ctx, device = cell.ctx, cell.ctx.device
+    dataset = cell.dataset
+    if progress.images:  # whole batches were done: the rest keeps the same batch boundaries
+        dataset = Subset(dataset, range(progress.images, len(cell.dataset)))
     loader = DataLoader(
-        cell.dataset,
+        dataset,
         batch_size=cfg.batch_size,
         shuffle=False,
         num_workers=cfg.num_workers,
         collate_fn=collate,
+        multiprocessing_context=loader_context(cfg.num_workers),
     )
-    for batch in tqdm(loader, desc=f"{cell.method_name} on {cell.base.name}", unit="batch"):
+    total = progress.batches + len(loader)
+    desc = f"{cell.method_name} on {cell.base.name}"
+    for batch in tqdm(loader, desc=desc, unit="batch", initial=progress.batches, total=total):
+        digests = image_digests(batch.images) if cell.cache.enabled else []
         batch = batch.to(device)
         targets = batch.targets if cfg.explain == "label" else ctx.predictions(batch.images)
         with timer("attribute"):
-            maps = cell.method(cell.model, batch.images, targets)
+            maps = attribute_cached(
+                cell.cache, cell.method, cell.model, batch.ids, digests, batch.images, targets
+            )
+        arrays: dict[str, np.ndarray] = {}
         if cfg.save_maps:
-            out.maps.append(maps.half().cpu().numpy())
-            out.map_ids.extend(batch.ids)
+            arrays[_MAPS_PART] = maps.half().cpu().numpy()
+            arrays[f"{_MAPS_PART}.ids"] = np.array(batch.ids)
         flags = map_flags(maps)
         for f in flags:
             if f:
-                out.flagged_maps[f] = out.flagged_maps.get(f, 0) + 1
+                progress.flagged_maps[f] = progress.flagged_maps.get(f, 0) + 1
         if MAP_FLAGS[0] in flags:  # the metrics score zeros instead; every such row is flagged
             bad = torch.tensor([f == MAP_FLAGS[0] for f in flags], device=maps.device)
             maps = torch.where(bad[:, None, None], torch.zeros_like(maps), maps)
@@ -329,23 +364,20 @@ def score(cfg: DictConfig, cell: Cell, writer: RowWriter, timer: Timer) -> Outpu
             rows += rows_of(result, name, batch, cell.row_meta, flags)
             for suffix, curve in result.curves.items():
                 key = f"{name}.{suffix}" if suffix else name
-                out.curves.setdefault(key, []).append(curve.float().cpu().numpy())
-                out.curve_ids.setdefault(key, []).extend(batch.ids)
+                arrays[key] = curve.float().cpu().numpy()
+                arrays[f"{key}.ids"] = np.array(batch.ids)
         writer.write(rows)
-    return out
+        progress.step(writer, len(batch), arrays)
 
 
-def finish(out_dir: Path, outputs: Outputs) -> None:
-    """Write the job's curves and (when asked) maps beside its rows, atomically."""
-    arrays = {k: np.concatenate(v) for k, v in outputs.curves.items()}
-    arrays.update({f"{k}.ids": np.array(v) for k, v in outputs.curve_ids.items()})
-    if arrays:
-        atomic_savez(out_dir / CURVES, arrays)
-    if outputs.maps:
-        atomic_savez(
-            out_dir / MAPS,
-            {"maps": np.concatenate(outputs.maps), "ids": np.array(outputs.map_ids)},
-        )
+def finish(out_dir: Path, progress: Progress) -> None:
+    """Write the job's curves and (when asked) maps, gathered from its parts, atomically."""
+    parts = {k: np.concatenate(v) for k, v in progress.arrays().items()}
+    maps = {k: parts.pop(k) for k in (_MAPS_PART, f"{_MAPS_PART}.ids") if k in parts}
+    if parts:
+        atomic_savez(out_dir / CURVES, parts)
+    if maps:
+        atomic_savez(out_dir / MAPS, {"maps": maps[_MAPS_PART], "ids": maps[f"{_MAPS_PART}.ids"]})
 
 
 class Terminated(KeyboardInterrupt):
@@ -378,32 +410,136 @@ def _write_record(out_dir: Path, record: dict[str, Any]) -> None:
         log.error("could not write %s: %s", out_dir / RECORD, err)
 
 
+#: Top-level keys that change how a job runs, never what it computes: left out of its config hash,
+#: so a re-launch with more workers or another cache mode still resumes it.
+RUN_ONLY_KEYS = ("num_workers", "keep_freed_memory", "tag", "cache", "paths")
+#: Output files a job writes; a re-launch with another config sets them aside first.
+JOB_FILES = (RECORD, SCORES, f"{SCORES}.partial", CURVES, MAPS, PROGRESS, PARTS)
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """A 16-hex-digit hash of the resolved config without ``RUN_ONLY_KEYS``: what decides whether
+    a folder's earlier results are this job's."""
+    node = OmegaConf.to_container(cfg, resolve=True)
+    node = {k: v for k, v in node.items() if k not in RUN_ONLY_KEYS}
+    return hashlib.sha256(json.dumps(node, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _read_record(out_dir: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads((out_dir / RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _files_match(out_dir: Path, record: dict[str, Any]) -> bool:
+    files = record.get("files")
+    if not isinstance(files, dict) or SCORES not in files:
+        return False
+    try:
+        return all(file_digest(out_dir / name) == want for name, want in files.items())
+    except OSError:
+        return False
+
+
+def set_aside(out_dir: Path, why: str) -> Path | None:
+    """Move the folder's earlier job files into ``.superseded/<stamp>/`` (collation skips it)."""
+    present = [n for n in JOB_FILES if (out_dir / n).exists()]
+    if not present:
+        return None
+    dest = out_dir / SUPERSEDED / time.strftime("%Y-%m-%d_%H-%M-%S")
+    while dest.exists():
+        dest = dest.with_name(dest.name + "_")
+    dest.mkdir(parents=True)
+    for name in present:
+        os.replace(out_dir / name, dest / name)
+    log.warning("%s: %s; its earlier files are kept in %s", out_dir, why, dest)
+    return dest
+
+
+def prior_state(out_dir: Path, chash: str) -> tuple[str, dict[str, Any] | None, Progress | None]:
+    """What the folder already holds for a job whose config hashes to ``chash``: ``complete``
+    (its files intact: nothing to do), ``resume`` (an unfinished job of this config: go on from
+    its last complete batch), ``stale`` (another config's, or damaged: set aside) or ``fresh``."""
+    record = _read_record(out_dir)
+    if record is not None and record.get("status") == "completed":
+        if record.get("config_hash") == chash and _files_match(out_dir, record):
+            return "complete", record, None
+        return "stale", record, None
+    progress = Progress.load(out_dir, chash)
+    if progress is not None:
+        return "resume", record, progress
+    if any((out_dir / n).exists() for n in JOB_FILES):
+        return "stale", record, None
+    return "fresh", record, None
+
+
 def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """Score one cell; write ``scores.csv``, ``curves.npz`` and ``record.json`` into ``out_dir``.
 
     The record is written when the job starts (status ``running``) and again when it ends
     (``completed``, ``failed`` or ``interrupted``, with the rows kept and the size and SHA-256 of
-    every output file), so a killed job is still visible to collation. The folder is claimed first:
-    a folder another live job is writing, or one holding a completed job, is refused.
+    every output file), so a killed job is still visible to collation. The folder is claimed first
+    (a folder another live job is writing is refused). A re-launch into the folder of a job with
+    the same config (:func:`config_hash`) does nothing when that job completed, and continues it
+    from its last complete batch when it did not; another config's files are set aside.
     """
     started = time.time()
     validate(cfg, construct=False)  # build() constructs the method and metrics, in order
     out_dir = Path(out_dir)
     claim_folder(out_dir)
+    chash = config_hash(cfg)
+    try:
+        state, old, progress = prior_state(out_dir, chash)
+        if state == "complete":
+            release_folder(out_dir)
+            log.info(
+                "%s already holds this job, completed (%d rows): nothing to do",
+                out_dir,
+                old["rows"],
+            )
+            return old
+        if state == "stale":
+            why = (
+                "it held a job with another config"
+                if old is None or old.get("config_hash") != chash
+                else "its files no longer match its record"
+            )
+            set_aside(out_dir, why)
+    except BaseException:
+        release_folder(out_dir)
+        raise
+    progress = progress or Progress(out_dir, chash)
     record: dict[str, Any] = {
         "status": "running",
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": socket.gethostname(),
         "pid": os.getpid(),
+        "config_hash": chash,
         "config": OmegaConf.to_container(cfg, resolve=True),
         "choices": dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {},
         "versions": versions(),
     }
+    if progress.batches:
+        record["resumed"] = {
+            "batches_kept": progress.batches,
+            "images_kept": progress.images,
+            "rows_kept": progress.rows,
+            "first_started": (old or {}).get("started"),
+        }
+        log.info(
+            "%s: resuming after %d complete batch(es), %d rows kept",
+            out_dir,
+            progress.batches,
+            progress.rows,
+        )
     writer: RowWriter | None = None
     timer: Timer | None = None
+    cell: Cell | None = None
     oom_before = len(OUT_OF_MEMORY)
     try:
-        with terminated_as_interrupt():
+        with terminated_as_interrupt(), Heartbeat(out_dir):
             device = resolve_device(cfg.device)
             torch.manual_seed(cfg.seed)
             timer = Timer(device)
@@ -413,13 +549,14 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             )
             atomic_write_json(out_dir / RECORD, record)
             cell = build(cfg, device, timer, record)
-            writer = RowWriter(out_dir / SCORES)
-            outputs = score(cfg, cell, writer, timer)
-            finish(out_dir, outputs)  # curves and maps first: scores.csv exists only when all do
+            resume = (progress.bytes, progress.rows) if progress.batches else None
+            writer = RowWriter(out_dir / SCORES, resume=resume)
+            score(cfg, cell, writer, timer, progress)
+            finish(out_dir, progress)  # curves and maps first: scores.csv exists only when all do
             writer.close(complete=True)
         record["status"] = "completed"
         record["rows"] = writer.count
-        record["flagged_maps"] = outputs.flagged_maps
+        record["flagged_maps"] = progress.flagged_maps
         record["forward"] = {
             "images": cell.ctx.forward_images,
             "seconds": round(cell.ctx.forward_seconds, 4),
@@ -440,11 +577,21 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             kept = writer.close(complete=False)
             record["rows"] = writer.count
             record["partial_scores"] = kept.name
+        record["batches_complete"] = progress.batches
         raise
     finally:
+        if cell is not None and cell.cache.enabled:
+            record["cache"] = {
+                "mode": cell.cache.mode,
+                "root": str(cell.cache.root),
+                "dtype": cell.cache.dtype.__name__,
+                **cell.cache.stats.as_dict(),
+            }
         record["timings"] = timer.as_dict() if timer is not None else {}
         record["wall_seconds"] = round(time.time() - started, 3)
         _write_record(out_dir, record)
+        if record["status"] == "completed":
+            progress.clear()  # the final files hold everything the parts held
         release_folder(out_dir)
 
 

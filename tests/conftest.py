@@ -16,6 +16,10 @@ from bench.models import ModelMeta
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
+# The attribution cache is off in every test (and in the jobs tests launch), so that no test
+# scores another test's maps; the cache tests switch it on with a folder of their own.
+os.environ["BENCH_CACHE"] = "off"
+
 SHAPES_CKPT = ROOT / "results" / "reference" / "models" / "shapes_cnn.pt"
 
 

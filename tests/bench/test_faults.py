@@ -239,7 +239,7 @@ def test_a_job_relaunched_into_a_killed_jobs_folder_takes_it_over(tmp_path):
     assert collate([folder]).incomplete == []
 
 
-def test_a_folder_in_use_or_completed_is_refused_in_one_line(tmp_path):
+def test_a_folder_in_use_is_refused_in_one_line_and_a_completed_one_is_kept(tmp_path):
     busy = tmp_path / "busy"
     busy.mkdir()
     import socket
@@ -250,10 +250,10 @@ def test_a_folder_in_use_or_completed_is_refused_in_one_line(tmp_path):
     assert "\n" not in str(e.value) and not (busy / RECORD).exists()
     done = tmp_path / "done"
     job(done)
-    before = (done / SCORES).read_bytes()
-    with pytest.raises(ConfigError, match="already holds a completed job"):
-        job(done)
-    assert (done / SCORES).read_bytes() == before and not (done / LOCK).exists()
+    before = {n: (done / n).read_bytes() for n in (SCORES, RECORD)}
+    again = job(done)  # the same job again: nothing recomputed, nothing overwritten
+    assert again == json.loads(before[RECORD]) and again["status"] == "completed"
+    assert {n: (done / n).read_bytes() for n in before} == before and not (done / LOCK).exists()
 
 
 def test_two_runs_launched_in_the_same_second_do_not_share_a_folder(tmp_path):

@@ -1,0 +1,288 @@
+"""The attribution cache and resume: maps computed once and reused; a re-launched job neither
+recomputes what it finished nor doubles or drops a row; a changed config is never mixed in."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import bench.run as runner
+from bench import ROOT
+from bench.api import compose
+from bench.cache import MapCache, image_digests
+from bench.collate import collate, summarise
+from bench.io import LOCK, PROGRESS, RECORD, SCORES, STALE_SECONDS, SUPERSEDED
+from bench.run import run
+
+JOB = ("method=gradient", "dataset.limit=6", "batch_size=2", "metric=[deletion,pointing_game]")
+
+
+def job(out: Path, cache: Path | None, *overrides: str) -> dict:
+    cached = ("cache=readwrite", f"paths.cache_root={cache}") if cache else ()
+    return run(compose(*JOB, *cached, *overrides, resolve=False), out)
+
+
+def scores(folder: Path) -> pd.DataFrame:
+    return pd.read_csv(folder / SCORES)
+
+
+def curves(folder: Path) -> dict[str, np.ndarray]:
+    with np.load(folder / "curves.npz") as f:
+        return {k: f[k] for k in f.files}
+
+
+def assert_same_results(a: Path, b: Path) -> None:
+    pd.testing.assert_frame_equal(scores(a), scores(b))
+    ca, cb = curves(a), curves(b)
+    assert ca.keys() == cb.keys()
+    for k in ca:
+        np.testing.assert_array_equal(ca[k], cb[k])
+
+
+# --- the cache ----------------------------------------------------------------------------------
+
+
+def test_a_second_run_hits_every_map_and_scores_the_same(tmp_path):
+    cache = tmp_path / "cache"
+    first = job(tmp_path / "a", cache)
+    assert first["cache"]["misses"] == 6 and first["cache"]["hits"] == 0
+    assert first["cache"]["writes"] == 6 and first["cache"]["bytes_written"] > 0
+    second = job(tmp_path / "b", cache)
+    assert second["cache"]["hits"] == 6 and second["cache"]["misses"] == 0
+    assert second["cache"]["writes"] == 0 and second["cache"]["bytes_read"] > 0
+    assert_same_results(tmp_path / "a", tmp_path / "b")
+    fresh = job(tmp_path / "c", None)  # no cache at all: the same numbers
+    assert "cache" not in fresh
+    assert_same_results(tmp_path / "a", tmp_path / "c")
+
+
+def test_metrics_split_into_jobs_compute_the_maps_once(tmp_path):
+    cache = tmp_path / "cache"
+    a = job(tmp_path / "deletion", cache, "metric=[deletion]")
+    b = job(tmp_path / "pointing", cache, "metric=[pointing_game]")
+    assert (a["cache"]["misses"], b["cache"]["misses"], b["cache"]["hits"]) == (6, 0, 6)
+    assert b["timings"]["attribute"] < a["timings"]["attribute"] + 1.0
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "method.abs=false",  # a method setting
+        "method=input_x_gradient",  # another method
+        "seed=1",  # the seed
+        "model.checkpoint=results/reference/models/shapes_cnn_shuffled.pt",  # other weights
+        "dataset.seed=7",  # other images under the same ids
+        "cache_dtype=float16",  # another storage precision
+    ],
+)
+def test_changing_any_key_input_misses(tmp_path, change):
+    cache = tmp_path / "cache"
+    job(tmp_path / "a", cache)
+    record = job(tmp_path / "b", cache, change)
+    assert record["cache"]["misses"] == 6 and record["cache"]["hits"] == 0, change
+
+
+def test_batch_sizes_are_not_part_of_the_key(tmp_path):
+    cache = tmp_path / "cache"
+    job(tmp_path / "a", cache, "method=smoothgrad", "method.n_samples=4")
+    record = job(
+        tmp_path / "b",
+        cache,
+        "method=smoothgrad",
+        "method.n_samples=4",
+        "method.internal_batch_size=3",
+        "batch_size=3",
+    )
+    assert record["cache"]["hits"] == 6
+
+
+def test_a_corrupt_cache_file_is_detected_and_recomputed(tmp_path):
+    cache = tmp_path / "cache"
+    job(tmp_path / "a", cache)
+    files = sorted((cache / "maps").rglob("*.npz"))
+    assert len(files) == 6
+    data = bytearray(files[0].read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte: a bad zip or a checksum mismatch
+    files[0].write_bytes(bytes(data))
+    files[1].write_bytes(files[1].read_bytes()[:40])  # truncated
+    record = job(tmp_path / "b", cache)
+    assert record["cache"]["corrupt"] == 2 and record["cache"]["misses"] == 2
+    assert record["cache"]["hits"] == 4 and record["cache"]["writes"] == 2
+    assert_same_results(tmp_path / "a", tmp_path / "b")
+    assert job(tmp_path / "c", cache)["cache"]["hits"] == 6  # rewritten
+
+
+def test_read_mode_never_writes_and_float16_scores_a_hit_like_a_miss(tmp_path):
+    cache = tmp_path / "cache"
+    record = job(tmp_path / "a", cache, "cache=read")
+    assert record["cache"]["misses"] == 6 and record["cache"]["writes"] == 0
+    assert not (cache / "maps").exists()
+    job(tmp_path / "h1", cache, "cache_dtype=float16")
+    job(tmp_path / "h2", cache, "cache_dtype=float16")
+    assert_same_results(tmp_path / "h1", tmp_path / "h2")
+    full = scores(tmp_path / "a")["value"].to_numpy()
+    half = scores(tmp_path / "h1")["value"].to_numpy()
+    np.testing.assert_allclose(half, full, atol=2e-2)
+
+
+def test_a_key_covers_the_image_content_and_the_class(tmp_path):
+    cache = MapCache(tmp_path, "readwrite")
+    cache.start({"model": "m"})
+    images = torch.rand(2, 3, 8, 8)
+    base = cache.keys(["a", "b"], image_digests(images), torch.tensor([0, 1]))
+    moved = images.clone()
+    moved[0, 0, 0, 0] += 1e-6
+    assert cache.keys(["a", "b"], image_digests(moved), torch.tensor([0, 1]))[0] != base[0]
+    assert cache.keys(["a", "b"], image_digests(images), torch.tensor([1, 1]))[0] != base[0]
+    assert cache.keys(["x", "b"], image_digests(images), torch.tensor([0, 1]))[0] != base[0]
+    assert cache.keys(["a", "b"], image_digests(images), torch.tensor([0, 1])) == base
+    other = MapCache(tmp_path, "readwrite")
+    other.start({"model": "m2"})
+    assert other.keys(["a", "b"], image_digests(images), torch.tensor([0, 1]))[0] != base[0]
+
+
+# --- resume -------------------------------------------------------------------------------------
+
+
+def test_a_job_that_failed_part_way_resumes_from_its_last_complete_batch(tmp_path, monkeypatch):
+    clean = tmp_path / "clean"
+    job(clean, None, "save_maps=true")
+    folder = tmp_path / "job"
+    calls = {"n": 0}
+    real = runner.rows_of
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # the third batch's first metric: batches 0 and 1 are complete
+            raise RuntimeError("node lost")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "rows_of", failing)
+    cache = tmp_path / "cache"
+    with pytest.raises(RuntimeError, match="node lost"):
+        job(folder, cache, "save_maps=true")
+    failed = json.loads((folder / RECORD).read_text())
+    assert failed["status"] == "failed" and failed["batches_complete"] == 2
+    assert failed["rows"] == 8 and (folder / PROGRESS).is_file()
+    monkeypatch.setattr(runner, "rows_of", real)
+    record = job(folder, cache, "save_maps=true")
+    assert record["status"] == "completed" and record["rows"] == 12
+    assert record["resumed"] == {
+        "batches_kept": 2,
+        "images_kept": 4,
+        "rows_kept": 8,
+        "first_started": failed["started"],
+    }
+    # only the images not finished were attributed again (the failed batch's maps were cached)
+    assert record["cache"]["misses"] == 0 and record["cache"]["hits"] == 2
+    assert_same_results(clean, folder)
+    with np.load(folder / "maps.npz") as a, np.load(clean / "maps.npz") as b:
+        np.testing.assert_array_equal(a["maps"], b["maps"])
+        assert list(a["ids"]) == list(b["ids"])
+    assert not (folder / PROGRESS).exists() and not (folder / "parts").exists()
+    pd.testing.assert_frame_equal(
+        summarise(collate([folder]).rows), summarise(collate([clean]).rows)
+    )
+
+
+def test_a_changed_config_is_recomputed_never_mixed(tmp_path, monkeypatch):
+    folder = tmp_path / "job"
+    calls = {"n": 0}
+    real = runner.rows_of
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("stop")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "rows_of", failing)
+    with pytest.raises(RuntimeError):
+        job(folder, None)
+    monkeypatch.setattr(runner, "rows_of", real)
+    record = job(folder, None, "method=random")  # another method into the same folder
+    assert "resumed" not in record and record["rows"] == 12
+    job(tmp_path / "random", None, "method=random")
+    assert_same_results(tmp_path / "random", folder)  # random's rows only
+    aside = list((folder / SUPERSEDED).iterdir())
+    assert len(aside) == 1 and (aside[0] / f"{SCORES}.partial").is_file()
+    # a completed job re-run with another config: recomputed, the old one set aside
+    record = job(folder, None, "dataset.limit=4")
+    assert record["rows"] == 8 and len(list((folder / SUPERSEDED).iterdir())) == 2
+    assert len(collate([folder]).rows) == 8  # set-aside files are never collated
+
+
+def test_a_stale_lock_of_another_host_is_taken_over_a_fresh_one_is_not(tmp_path):
+    folder = tmp_path / "job"
+    folder.mkdir()
+    (folder / LOCK).write_text("12345 some-other-node\n")
+    with pytest.raises(Exception, match="in use by job pid 12345 on some-other-node"):
+        job(folder, None)
+    old = time.time() - STALE_SECONDS - 60
+    os.utime(folder / LOCK, (old, old))
+    assert job(folder, None)["status"] == "completed"
+
+
+def _launch(folder: Path, cache: Path) -> subprocess.Popen:
+    argv = [
+        sys.executable,
+        "-m",
+        "bench",
+        "method=rise",
+        "method.n_masks=200",
+        "dataset.limit=12",
+        "batch_size=2",
+        "metric=[deletion]",
+        "cache=readwrite",
+        f"paths.cache_root={cache}",
+        f"hydra.run.dir={folder}",
+    ]
+    return subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+@pytest.mark.slow
+def test_a_killed_job_relaunched_finishes_without_recomputing_and_equals_a_clean_run(tmp_path):
+    clean = tmp_path / "clean"
+    proc = _launch(clean, tmp_path / "cache_clean")
+    assert proc.wait(timeout=300) == 0, proc.communicate()[1].decode()[-2000:]
+    folder = tmp_path / "job"
+    proc = _launch(folder, tmp_path / "cache")
+    deadline = time.time() + 200
+    while time.time() < deadline:  # SIGKILL once some batches are complete
+        try:
+            if json.loads((folder / PROGRESS).read_text())["batches"] >= 3:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert json.loads((folder / RECORD).read_text())["status"] == "running"
+    proc = _launch(folder, tmp_path / "cache")
+    assert proc.wait(timeout=300) == 0, proc.communicate()[1].decode()[-2000:]
+    record = json.loads((folder / RECORD).read_text())
+    kept = record["resumed"]["images_kept"]
+    assert record["resumed"]["batches_kept"] >= 3 and record["status"] == "completed"
+    # the finished batches were not attributed again; at most the killed batch came from the cache
+    assert record["cache"]["hits"] + record["cache"]["misses"] == 12 - kept
+    assert record["cache"]["hits"] <= 2
+    assert_same_results(clean, folder)
+    assert (folder / LOCK).exists() is False and socket.gethostname() == record["host"]
