@@ -10,7 +10,7 @@ from hydra import compose as _compose
 from hydra import initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from bench.core.paths import ROOT
+from bench.core.paths import CONF_DIR
 from bench.schema import register
 
 
@@ -18,7 +18,7 @@ def compose(*overrides: str, resolve: bool = True, hydra: bool = False) -> DictC
     """The job config ``bench <overrides>`` would run (``conf/config.yaml`` plus the overrides);
     ``hydra=True`` keeps the ``hydra`` node (sweeper, launcher, run folders)."""
     register()
-    with initialize_config_dir(config_dir=str((ROOT / "conf").resolve()), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = _compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
     if resolve:
         OmegaConf.resolve(cfg)

@@ -13,11 +13,11 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from bench.core.errors import ConfigError, choice_error
-from bench.core.paths import ROOT
+from bench.core.paths import CONF_DIR
 from bench.schema import register
 from bench.validate import HYDRA_TARGET_PREFIXES, TARGET_PREFIXES, check_targets, user_error
 
-CONF = ROOT / "conf"
+CONF = CONF_DIR
 GROUPS = ("model", "dataset", "method", "metric", "experiment")
 #: The groups every job needs one option of.
 REQUIRED = ("model", "dataset", "method")

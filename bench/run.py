@@ -43,6 +43,7 @@ from bench.cache import MapCache, attribute_cached, image_digests, job_spec
 from bench.core.batch import Batch, collate
 from bench.core.context import OUT_OF_MEMORY, Context, is_out_of_memory, resolve_device
 from bench.core.errors import ConfigError
+from bench.core.paths import IN_CHECKOUT
 from bench.data.base import ImageDataset
 from bench.data.subset import SUBSET_KEYS, select
 from bench.io import (
@@ -84,7 +85,10 @@ PACKAGES = (
 
 
 def _git(*args: str) -> str:
-    """``git <args>`` in the project's checkout (stdout stripped; "" when git is not there)."""
+    """``git <args>`` in the project's checkout (stdout stripped; "" when git is not there, or
+    when this is an installed copy, whose folder may lie inside some other repository)."""
+    if not IN_CHECKOUT:
+        return ""
     try:
         return subprocess.run(
             ["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=5, check=False
