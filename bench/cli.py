@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 import hydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -15,7 +18,13 @@ from omegaconf.errors import OmegaConfBaseException
 from bench.core.errors import ConfigError, choice_error
 from bench.core.paths import CONF_DIR
 from bench.schema import register
-from bench.validate import HYDRA_TARGET_PREFIXES, TARGET_PREFIXES, check_targets, user_error
+from bench.validate import (
+    HYDRA_TARGET_PREFIXES,
+    SNAPSHOT_ENV,
+    TARGET_PREFIXES,
+    check_targets,
+    user_error,
+)
 
 CONF = CONF_DIR
 GROUPS = ("model", "dataset", "method", "metric", "experiment")
@@ -107,11 +116,38 @@ def preflight(argv: list[str]) -> DictConfig:
     return cfg
 
 
-@hydra.main(config_path=str(CONF), config_name="config", version_base="1.3")
-def _hydra_main(cfg: DictConfig) -> None:
+def _task(cfg: DictConfig) -> None:
     from bench.run import task
 
     task(cfg)
+
+
+#: Hydra's flags for a sweep, and for another primary config folder.
+MULTIRUN_FLAGS = ("-m", "--multirun")
+CONFIG_PATH_FLAGS = ("-cp", "--config-path")
+
+
+def snapshot_config(argv: list[str], into: Path) -> tuple[list[str], Path]:
+    """For a sweep: copy the primary config folder (ours, or ``--config-path``'s) into ``into``
+    so every job composes from the files as they were at launch, whatever is edited meanwhile
+    (Hydra's basic launcher composes each job only when it starts). Returns ``argv`` pointing at
+    the copy and the copy."""
+    argv, source = list(argv), CONF
+    for i, arg in enumerate(argv):
+        flag, _, value = arg.partition("=")
+        if flag in CONFIG_PATH_FLAGS:
+            if value:
+                source, argv[i] = Path(value), f"{flag}={into}"
+            elif i + 1 < len(argv):
+                source, argv[i + 1] = Path(argv[i + 1]), str(into)
+    source = source if source.is_absolute() else Path.cwd() / source
+    if source.is_dir():
+        shutil.copytree(source, into, ignore=shutil.ignore_patterns("__pycache__"))
+    return argv, into
+
+
+def _hydra_main(config_dir: Path):
+    return hydra.main(config_path=str(config_dir), config_name="config", version_base="1.3")(_task)
 
 
 def main() -> None:
@@ -120,9 +156,15 @@ def main() -> None:
     register()
     raw = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing; we report below
+    snapshot = None
     try:
         sys.argv[1:] = check_overrides(sys.argv[1:])
-        _hydra_main()
+        config_dir = CONF
+        if any(a in MULTIRUN_FLAGS for a in sys.argv[1:]):
+            snapshot = Path(tempfile.mkdtemp(prefix="bench-conf-"))
+            sys.argv[1:], config_dir = snapshot_config(sys.argv[1:], snapshot / "conf")
+            os.environ[SNAPSHOT_ENV] = str(config_dir)
+        _hydra_main(config_dir)()
     except (ConfigError, HydraException, OmegaConfBaseException) as err:
         user = user_error(err)
         if raw or user is None:
@@ -138,6 +180,9 @@ def main() -> None:
             file=sys.stderr,
         )
         sys.exit(130)
+    finally:
+        if snapshot is not None:
+            shutil.rmtree(snapshot, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import os
 import re
+import shutil
 import sys
 from collections.abc import Iterable
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -295,6 +298,23 @@ def sweep_jobs(config: DictConfig, loader: Any) -> list[list[str]]:
     return [list(job) for job in BasicSweeper.split_arguments(parsed, None)[0]]
 
 
+#: Set by ``bench -m`` to the copy of the config folder its jobs compose from (bench/cli.py).
+SNAPSHOT_ENV = "BENCH_CONF_SNAPSHOT"
+#: Where a sweep folder keeps that copy.
+SNAPSHOT_DIR = ".conf"
+
+
+def keep_snapshot(sweep_dir: Path) -> None:
+    """Copy the sweep's config snapshot into ``<sweep_dir>/.conf`` (what its jobs composed from)."""
+    snapshot = os.environ.get(SNAPSHOT_ENV)
+    if not snapshot or not Path(snapshot).is_dir():
+        return
+    dest = sweep_dir / SNAPSHOT_DIR
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(snapshot, dest)
+
+
 class ValidateOnMultirunStart(Callback):
     """Hydra callback: compose and :func:`validate` every job of a sweep before the first one
     starts, so a bad value in the 50th job fails in seconds; an empty sweep is an error."""
@@ -306,6 +326,7 @@ class ValidateOnMultirunStart(Callback):
         except ConfigError as err:
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(2) from err
+        keep_snapshot(Path(config.hydra.sweep.dir))
 
     @staticmethod
     def check(config: DictConfig) -> None:
