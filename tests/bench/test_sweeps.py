@@ -120,3 +120,43 @@ def test_a_config_edited_during_a_sweep_does_not_change_its_later_jobs(tmp_path)
     assert [r["status"] for r in recs.values()] == ["completed", "completed"]
     assert (sweep / SNAPSHOT_DIR / "method" / "gradient.yaml").read_text() == original
     assert sorted(summarise(collate([sweep]).rows)["method"]) == ["gradient", "rise"]
+
+
+@pytest.mark.slow
+def test_a_sweep_killed_part_way_and_relaunched_equals_a_clean_sweep(tmp_path):
+    args = ["-m", "method=rise", "method.n_masks=100,150,200", "dataset.limit=8", "batch_size=2"]
+    args += ["metric=[deletion,pointing_game]", "cache=readwrite"]
+    clean = tmp_path / "clean"
+    code, _, err = bench(tmp_path, *args, f"hydra.sweep.dir={clean}", f"paths.cache_root={clean}c")
+    assert code == 0, err[-2000:]
+    sweep, cache = tmp_path / "study", f"paths.cache_root={tmp_path / 'cache'}"
+    proc = bench(tmp_path, *args, f"hydra.sweep.dir={sweep}", cache, wait=False)
+    deadline = time.time() + 200
+    while time.time() < deadline:  # SIGKILL the sweep once the second job has 2 batches done
+        progress = list(sweep.glob("1_*/progress.json"))
+        try:
+            if progress and json.loads(progress[0].read_text())["batches"] >= 2:
+                break
+        except (OSError, ValueError):
+            pass
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    before = records(sweep)
+    assert [r["status"] for r in before.values()] == ["completed", "running"]
+    code, out, err = bench(tmp_path, *args, f"hydra.sweep.dir={sweep}", cache)
+    assert code == 0, err[-2000:]
+    after = records(sweep)
+    first, second, third = after.values()
+    assert first == list(before.values())[0]  # finished: not run again
+    assert "nothing to do" in out + err
+    kept = second["resumed"]["images_kept"]
+    assert kept >= 4 and second["cache"]["hits"] + second["cache"]["misses"] == 8 - kept
+    assert third["cache"]["misses"] == 8 and "resumed" not in third
+    cols = ["model", "dataset", "method", "metric", "n", "mean", "ci_low", "ci_high"]
+    pd.testing.assert_frame_equal(
+        pd.read_csv(sweep / "summary.csv")[cols], pd.read_csv(clean / "summary.csv")[cols]
+    )
+    for a, b in zip(sorted(sweep.glob("*/scores.csv")), sorted(clean.glob("*/scores.csv"))):
+        assert a.read_bytes() == b.read_bytes()
