@@ -44,8 +44,9 @@ def records(sweep: Path) -> dict[str, dict]:
 
 @pytest.mark.slow
 def test_two_sweeps_launched_in_the_same_second_get_two_complete_folders(tmp_path):
-    out = tmp_path / "results"
-    procs = [bench(tmp_path, *SWEEP, wait=False, BENCH_OUTPUT_ROOT=str(out)) for _ in range(2)]
+    out = tmp_path / "results"  # and one attribution cache, written by both at once
+    env = {"BENCH_OUTPUT_ROOT": str(out), "BENCH_CACHE": "readwrite"}
+    procs = [bench(tmp_path, *SWEEP, wait=False, **env) for _ in range(2)]
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-2000:]
@@ -59,6 +60,8 @@ def test_two_sweeps_launched_in_the_same_second_get_two_complete_folders(tmp_pat
         tables.append(pd.read_csv(sweep / "summary.csv"))
     pd.testing.assert_frame_equal(tables[0], tables[1])
     assert set(tables[0]["method"]) == {"random", "gradient"}
+    maps = list((out / "cache" / "maps").rglob("*.npz"))
+    assert len(maps) == 8 and not list((out / "cache").rglob("*.tmp"))  # 2 methods x 4 images
 
 
 def _folder_data(root: Path) -> Path:
