@@ -35,6 +35,7 @@ from bench.io import (
     file_digest,
     pid_alive,
 )
+from bench.papers import write_paper_tables
 
 log = logging.getLogger("bench.collate")
 
@@ -491,8 +492,14 @@ def plot(summary: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     metrics = sorted(summary["metric"].unique())
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.4), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    bars = int(summary.groupby("metric").size().max())
+    ncols = min(len(metrics), 4 if bars <= 8 else 3 if bars <= 16 else 2)
+    nrows = -(-len(metrics) // ncols)
+    width = max(3.6, 0.24 * bars + 1.0)  # room for one rotated label per bar
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, 3.6 * nrows), squeeze=False)
+    for ax in axes.flat[len(metrics) :]:
+        ax.set_visible(False)
+    for ax, metric in zip(axes.flat, metrics):
         s = summary[summary["metric"] == metric]
         labels = [
             f"{m}\n{mo}" if summary["model"].nunique() > 1 else m
@@ -560,7 +567,9 @@ class CollateOnMultirunEnd(Callback):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``bench-collate``: exit 0 with the table; 1 when a job is incomplete (unless
-    ``--allow-incomplete``); 2 when a folder cannot be trusted or an argument is wrong."""
+    ``--allow-incomplete``); 2 when a folder cannot be trusted or an argument is wrong. With
+    ``--out DIR`` the paper tables of :func:`bench.papers.write_paper_tables` are written there
+    too (unless ``--no-paper``)."""
     p = argparse.ArgumentParser(description="Collate job folders into one summary table.")
     p.add_argument("folders", nargs="+", help="sweep or job folders (searched recursively)")
     p.add_argument(
@@ -579,6 +588,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="exit 0 even when some jobs did not complete (they are still listed, and left out)",
     )
+    p.add_argument(
+        "--no-paper",
+        action="store_true",
+        help="with --out, write only the summary, not the paper tables (bench.papers)",
+    )
     args = p.parse_args(argv)
     missing = [f for f in args.folders if not Path(f).is_dir()]
     if missing:
@@ -593,6 +607,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench-collate: {err}", file=sys.stderr)
         return 2
     summary, table = write_summary(Path(args.out or args.folders[0]), collation)
+    if args.out and not args.no_paper:
+        try:
+            written = write_paper_tables(collation, None, Path(args.out))
+        except ConfigError as err:
+            print(f"bench-collate: {err}", file=sys.stderr)
+            return 2
+        if written:
+            print(
+                f"bench-collate: {len(written)} paper table file(s) written to {args.out} "
+                "(table.md, table_*.tex, ranks.md, paired.md, throughput.md, ...)",
+                file=sys.stderr,
+            )
     if args.metrics or args.means:
         metrics = (
             [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
