@@ -35,7 +35,6 @@ from bench.io import (
     file_digest,
     pid_alive,
 )
-from bench.papers import write_paper_tables
 
 log = logging.getLogger("bench.collate")
 
@@ -608,6 +607,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     summary, table = write_summary(Path(args.out or args.folders[0]), collation)
     if args.out and not args.no_paper:
+        from bench.papers import write_paper_tables  # scipy and pandas' Styler: only when asked
+
         try:
             written = write_paper_tables(collation, None, Path(args.out))
         except ConfigError as err:

@@ -1,0 +1,413 @@
+"""Tables for papers: the statistics of :mod:`bench.stats` written as CSV, Markdown and LaTeX.
+
+    from bench.collate import collate
+    from bench.papers import write_paper_tables
+    written = write_paper_tables(collate(["results/sweeps/A", "results/sweeps/B"]), None, "paper/")
+
+or ``bench-collate A B --out paper/`` (``--no-paper`` for the summary alone). What each file
+holds is in :func:`write_paper_tables`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench import stats
+from bench.core.errors import ConfigError
+from bench.io import atomic_write_text
+
+#: How a direction is shown in Markdown and LaTeX headers.
+MD_ARROWS = {"higher": " ↑", "lower": " ↓"}
+TEX_ARROWS = {"higher": r" $\uparrow$", "lower": r" $\downarrow$"}
+_TEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+def tex_escape(text: str) -> str:
+    """``text`` with LaTeX's special characters escaped (``grad_cam`` -> ``grad\\_cam``)."""
+    return "".join(_TEX_SPECIAL.get(c, c) for c in str(text))
+
+
+def slug(*parts: str) -> str:
+    """A file-name-safe join of ``parts`` (``shapes_cnn``, ``shapes`` -> ``shapes_cnn_shapes``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join(map(str, parts))).strip("-") or "x"
+
+
+def markdown(df: pd.DataFrame, floats: str = "{:.3f}") -> str:
+    """A Markdown (GitHub) table of ``df``'s columns; floats formatted with ``floats``, NaN as ``—``."""
+    if df.empty:
+        return "(none)"
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, (float, np.floating)):
+            return "—" if np.isnan(v) else floats.format(v)
+        return str(v).replace("|", "\\|")
+
+    lines = [
+        "| " + " | ".join(map(str, df.columns)) + " |",
+        "|" + "|".join("---" for _ in df.columns) + "|",
+    ]
+    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _cell_text(r: pd.Series, digits: int, dash: str) -> str:
+    if not np.isfinite(r["mean"]):
+        return dash
+    text = f"{r['mean']:.{digits}f}"
+    if np.isfinite(r["ci_low"]) and np.isfinite(r["ci_high"]):
+        text += f" [{r['ci_low']:.{digits}f}, {r['ci_high']:.{digits}f}]"
+    return text
+
+
+def wide_table(
+    cells: pd.DataFrame, digits: int = 3, dash: str = "—"
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
+    """The method × metric table of one (model, dataset) from :func:`bench.stats.cell_table`.
+
+    Returns ``(table, best, directions)``: ``table`` has a ``method`` column, ``n`` (images
+    scored; ``lo–hi`` when the metrics differ), ``excluded`` (rows flagged or NaN, the most of
+    any metric) and one text column per metric, ``mean [low, high]``; ``best`` is a same-shaped
+    bool frame marking the best cell of each column; ``directions`` maps metric -> direction."""
+    metrics = sorted(cells["metric"].unique())
+    methods = sorted(cells["method"].unique())
+    text = cells.assign(text=cells.apply(_cell_text, axis=1, digits=digits, dash=dash))
+    table = text.pivot(index="method", columns="metric", values="text").reindex(
+        index=methods, columns=metrics
+    )
+    best = cells.pivot(index="method", columns="metric", values="best").reindex(
+        index=methods, columns=metrics
+    )
+    table = table.fillna(dash)
+    best = best.fillna(False).astype(bool)
+    by = cells.groupby("method")
+    n_lo, n_hi = by["n"].min().reindex(methods), by["n"].max().reindex(methods)
+    n = [str(hi) if lo == hi else f"{lo}–{hi}" for lo, hi in zip(n_lo, n_hi)]
+    excluded = (cells["flagged"] + cells["nan"]).groupby(cells["method"]).max().reindex(methods)
+    table.insert(0, "excluded", excluded.astype(int).astype(str))
+    table.insert(0, "n", n)
+    best.insert(0, "excluded", False)
+    best.insert(0, "n", False)
+    table, best = table.reset_index(), best.reset_index()
+    best["method"] = False
+    directions = cells.groupby("metric")["direction"].first().to_dict()
+    return table, best, directions
+
+
+def table_markdown(cells: pd.DataFrame, digits: int = 3) -> str:
+    """The :func:`wide_table` of one (model, dataset) as Markdown, best cells in bold."""
+    table, best, directions = wide_table(cells, digits)
+    shown = table.copy()
+    for c in shown.columns:
+        shown[c] = [f"**{v}**" if b else v for v, b in zip(shown[c], best[c])]
+    shown.columns = [f"{c}{MD_ARROWS.get(directions.get(c, ''), '')}" for c in shown.columns]
+    return markdown(shown)
+
+
+def table_latex(cells: pd.DataFrame, digits: int = 3) -> str:
+    """The :func:`wide_table` of one (model, dataset) as a booktabs ``tabular`` (pandas'
+    ``Styler.to_latex``) to ``\\input``: cells and method names escaped, best cells in bold,
+    arrows for directions; needs ``\\usepackage{booktabs}``."""
+    table, best, directions = wide_table(cells, digits, dash="--")
+    headers = [tex_escape(c) + TEX_ARROWS.get(directions.get(c, ""), "") for c in table.columns]
+    table.columns = headers
+    best.columns = headers
+    styler = table.style.hide(axis="index").format(escape="latex")
+    styler = styler.apply(lambda col: np.where(best[col.name], "textbf:--rwrap;", ""), axis=0)
+    return styler.to_latex(hrules=True, column_format="l" + "r" * (len(headers) - 1))
+
+
+def _records(
+    records: Mapping[Any, Mapping[str, Any]] | Iterable[Mapping[str, Any]] | None,
+    rows: pd.DataFrame,
+) -> dict[str, Mapping[str, Any]]:
+    """Records keyed by job folder; read from the rows' ``job`` folders when ``records`` is None;
+    a plain list of records is keyed by position."""
+    if records is None:
+        from bench.collate import read_record
+
+        jobs = rows["job"].dropna().unique() if "job" in rows else []
+        return {str(j): read_record(Path(j)) for j in jobs}
+    if isinstance(records, Mapping):
+        return {str(k): v for k, v in records.items()}
+    return {f"#{i}": r for i, r in enumerate(records)}
+
+
+def throughput(
+    records: Mapping[Any, Mapping[str, Any]] | Iterable[Mapping[str, Any]],
+    rows: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Seconds and forward passes per image from job records (``timings``, ``wall_seconds``,
+    ``forward``, ``device``, ``cache``; a mapping job folder -> record, or a list of records),
+    one row per (model, dataset, method), jobs of a cell
+    (shards) summed. The labels and image counts are the rows' where ``rows`` has the job's
+    ``job`` folder (method labels naming variants), else the record's.
+
+    Returns ``model, dataset, method, device, jobs, images, wall_s, wall_s_per_image``,
+    ``<phase>_s_per_image`` for every phase timed (``attribute``, ``metric.<name>``, ...),
+    ``forward_passes_per_image``, ``forward_s_per_image``, ``cache_hits`` and ``cache_misses``."""
+    if not isinstance(records, Mapping):
+        records = {f"#{i}": r for i, r in enumerate(records)}
+    out = []
+    for job, rec in records.items():
+        job = str(job)
+        mine = rows[rows["job"] == job] if rows is not None and "job" in rows else None
+        if mine is not None and len(mine):
+            labels = {c: str(mine[c].iloc[0]) for c in ("model", "dataset", "method")}
+            images = int(mine[["image_id", "target"]].drop_duplicates().shape[0])
+        else:
+            data = rec.get("dataset") or {}
+            labels = {
+                "model": str((rec.get("model") or {}).get("name", "")),
+                "dataset": str(data.get("name", "")),
+                "method": str((rec.get("method") or {}).get("name", "")),
+            }
+            images = int(data.get("selected", 0) or 0) - len(data.get("skipped") or [])
+        row: dict[str, Any] = dict(labels)
+        row.update(
+            device=str((rec.get("device") or {}).get("device", "")),
+            jobs=1,
+            images=images,
+            wall_s=float(rec.get("wall_seconds", float("nan"))),
+            forward_passes=float((rec.get("forward") or {}).get("images", float("nan"))),
+            forward_s=float((rec.get("forward") or {}).get("seconds", float("nan"))),
+            cache_hits=int((rec.get("cache") or {}).get("hits", 0) or 0),
+            cache_misses=int((rec.get("cache") or {}).get("misses", 0) or 0),
+        )
+        for phase, seconds in (rec.get("timings") or {}).items():
+            row[f"{phase}_s"] = float(seconds)
+        out.append(row)
+    keys = ["model", "dataset", "method"]
+    if not out:
+        return pd.DataFrame(columns=[*keys, "device", "jobs", "images", "wall_s"])
+    df = pd.DataFrame(out)
+    phases = [c for c in df.columns if c.endswith("_s") and c not in ("wall_s", "forward_s")]
+    summed = ["jobs", "images", "wall_s", "forward_passes", "forward_s", "cache_hits"]
+    summed += ["cache_misses", *phases]
+    agg = df.groupby(keys, sort=True).agg(
+        {
+            **{c: lambda s: s.sum(min_count=1) for c in summed},
+            "device": lambda s: ",".join(sorted(set(s))),
+        }
+    )
+    per = agg["images"].where(agg["images"] > 0)
+    table = agg[["device", "jobs", "images", "wall_s"]].copy()
+    table["wall_s_per_image"] = agg["wall_s"] / per
+    for c in sorted(phases, key=lambda c: (not c.startswith("attribute"), c)):
+        table[f"{c}_per_image"] = agg[c] / per
+    table["forward_passes_per_image"] = agg["forward_passes"] / per
+    table["forward_s_per_image"] = agg["forward_s"] / per
+    table["cache_hits"] = agg["cache_hits"].astype(int)
+    table["cache_misses"] = agg["cache_misses"].astype(int)
+    table["jobs"] = table["jobs"].astype(int)
+    table["images"] = table["images"].astype(int)
+    return table.reset_index()
+
+
+def _write(out: Path, name: str, text: str, written: dict[str, Path]) -> None:
+    path = out / name
+    atomic_write_text(path, text if text.endswith("\n") else text + "\n")
+    written[name] = path
+
+
+def _sections(df: pd.DataFrame, keys: Sequence[str], render) -> str:
+    """Markdown sections, one per group of ``keys`` (``### model=a dataset=b``)."""
+    if df.empty:
+        return "(none)"
+    parts = []
+    for key, g in df.groupby(list(keys), sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        title = " ".join(f"{k}={v}" for k, v in zip(keys, key))
+        parts.append(f"### {title}\n\n{render(g)}")
+    return "\n\n".join(parts)
+
+
+def write_paper_tables(
+    collation_or_df: Any,
+    records: Mapping[Any, Mapping[str, Any]] | Iterable[Mapping[str, Any]] | None,
+    out_dir: str | Path,
+    *,
+    level: float = 0.95,
+    n_resamples: int = 9999,
+    seed: int = 0,
+    ci_method: str = "BCa",
+    digits: int = 3,
+) -> dict[str, Path]:
+    """Write the paper tables of a :class:`bench.collate.Collation` (or its long ``rows``) into
+    ``out_dir``; ``records`` are the job records (a mapping job folder -> record, a list of
+    records, or None to read them from the rows' ``job`` folders) for the score ranges and the
+    throughput table. Nothing is written when there are no rows.
+
+    Files (every ``.md`` beside its ``.csv``):
+
+    * ``table.csv`` — one row per (model, dataset, method, metric): ``n``, ``flagged``, ``nan``,
+      ``mean``, bootstrap ``ci_low``/``ci_high`` (``ci_method``, ``level`` over images,
+      ``n_resamples``, ``seed``), ``best``; ``table.md`` and ``table_<model>_<dataset>.tex``
+      (booktabs) the method × metric table of each (model, dataset), best per column in bold;
+    * ``by_model.csv``, ``by_dataset.csv``, ``by_class.csv`` — the same cells pooled over datasets,
+      over models, and per class (``target``) for metrics that average per class;
+      ``class_means.csv`` the protocol's unweighted class mean of those metrics;
+    * ``ranks.csv``, ``mean_ranks.csv``, ``rank_agreement.csv`` (+ ``ranks.md``) — ranks of
+      methods per metric, mean ranks, Kendall's tau between metrics;
+    * ``paired.csv`` (Wilcoxon per pair, Holm-corrected), ``friedman.csv`` (+ ``paired.md``);
+    * ``throughput.csv`` — seconds and forward passes per image per method.
+
+    Returns a dict file name -> path of every file written."""
+    from bench.collate import Collation
+
+    rows = collation_or_df.rows if isinstance(collation_or_df, Collation) else collation_or_df
+    if not isinstance(rows, pd.DataFrame):
+        raise ConfigError(
+            f"collation_or_df={type(collation_or_df).__name__} is not valid; accepted: a "
+            "bench.collate.Collation or its rows (a pandas DataFrame)."
+        )
+    written: dict[str, Path] = {}
+    if rows.empty:
+        return written
+    stats.check_rows(rows)
+    recs = _records(records, rows)
+    ranges = stats.score_ranges(recs.values())
+    boot = dict(level=level, n_resamples=n_resamples, seed=seed, method=ci_method)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cell_cols = ["model", "dataset", "method", "metric"]
+
+    cells = stats.cell_table(rows, cell_cols, ranges, **boot)
+    _write(out, "table.csv", cells.to_csv(index=False), written)
+    head = (
+        f"Mean over images [{level:.0%} {ci_method} bootstrap interval, {n_resamples} resamples, "
+        f"seed {seed}]; bold: best of its column (↑ higher, ↓ lower is better; no arrow: "
+        "descriptive); n: images scored; excluded: rows flagged (non-finite or constant map) "
+        "or NaN, counted and not averaged."
+    )
+    md = _sections(cells, ["model", "dataset"], lambda g: table_markdown(g, digits))
+    _write(out, "table.md", f"{head}\n\n{md}", written)
+    for (model, dataset), g in cells.groupby(["model", "dataset"], sort=True):
+        tex = table_latex(g, digits)
+        note = (
+            f"% model={model}, dataset={dataset}: mean [{level:.0%} {ci_method} bootstrap "
+            "interval] over images; bold: best per column. Needs \\usepackage{booktabs}.\n"
+        )
+        _write(out, f"table_{slug(model, dataset)}.tex", note + tex, written)
+
+    for name, by in (
+        ("by_model", ["model", "method", "metric"]),
+        ("by_dataset", ["dataset", "method", "metric"]),
+    ):
+        t = stats.cell_table(rows, by, ranges, **boot)
+        _write(out, f"{name}.csv", t.to_csv(index=False), written)
+        _write(out, f"{name}.md", f"{head}\n\n{_md_cells(t, by[0], digits)}", written)
+    per_class = stats.class_cells(rows, ranges, **boot)
+    protocol = stats.class_means(rows)
+    _write(out, "by_class.csv", per_class.to_csv(index=False), written)
+    _write(out, "class_means.csv", protocol.to_csv(index=False), written)
+    _write(
+        out,
+        "by_class.md",
+        "Per class (target) for the metrics whose protocol averages over classes, and the "
+        "protocol's class mean (unweighted over the dataset's classes; a class without a scored "
+        "pair counts 0).\n\n"
+        + markdown(protocol)
+        + "\n\n"
+        + _sections(
+            per_class,
+            ["model", "dataset", "metric"],
+            lambda g: markdown(_cells_md_frame(g, ["target", "method"], digits)),
+        ),
+        written,
+    )
+
+    ranks = stats.rank_methods(cells)
+    mranks = stats.mean_ranks(ranks)
+    agree = stats.rank_agreement(ranks)
+    _write(out, "ranks.csv", ranks.to_csv(index=False), written)
+    _write(out, "mean_ranks.csv", mranks.to_csv(index=False), written)
+    _write(out, "rank_agreement.csv", agree.to_csv(index=False), written)
+    _write(out, "ranks.md", _ranks_md(ranks, mranks, agree), written)
+
+    pairs = stats.pairwise_tests(rows)
+    friedman = stats.friedman_tests(rows)
+    _write(out, "paired.csv", pairs.to_csv(index=False), written)
+    _write(out, "friedman.csv", friedman.to_csv(index=False), written)
+    _write(out, "paired.md", _paired_md(pairs, friedman), written)
+
+    thr = throughput(recs, rows)
+    _write(out, "throughput.csv", thr.to_csv(index=False), written)
+    _write(
+        out,
+        "throughput.md",
+        "Seconds per image by phase (jobs of a cell summed; a map read from the cache costs no "
+        "attribution time) and forward passes per image.\n\n" + markdown(thr, "{:.4g}"),
+        written,
+    )
+    return written
+
+
+def _cells_md_frame(g: pd.DataFrame, keys: Sequence[str], digits: int) -> pd.DataFrame:
+    shown = g[[*keys, "n", "flagged", "nan"]].copy()
+    shown["mean [CI]"] = g.apply(_cell_text, axis=1, digits=digits, dash="—")
+    shown["best"] = np.where(g["best"], "✓", "")
+    return shown
+
+
+def _md_cells(t: pd.DataFrame, group: str, digits: int) -> str:
+    """One Markdown table per metric of a pooled breakdown (rows: ``group`` × method)."""
+    return _sections(
+        t,
+        ["metric"],
+        lambda g: markdown(_cells_md_frame(g, [group, "method"], digits)),
+    )
+
+
+def _ranks_md(ranks: pd.DataFrame, mranks: pd.DataFrame, agree: pd.DataFrame) -> str:
+    parts = ["## Ranks (1 = best mean by the metric's direction; ties averaged)"]
+    if not ranks.empty:
+        wide = ranks.pivot_table(
+            index=["model", "dataset", "method"], columns="metric", values="rank"
+        ).reset_index()
+        parts.append(markdown(wide, "{:.1f}"))
+    parts.append("## Mean rank over metrics")
+    parts.append(markdown(mranks, "{:.2f}"))
+    parts.append("## Rank agreement between metrics (Kendall's tau-b over methods)")
+    if agree.empty:
+        parts.append("(none)")
+    else:
+
+        def matrix(g: pd.DataFrame) -> str:
+            m = g.pivot(index="metric_a", columns="metric_b", values="tau")
+            return markdown(m.reset_index().rename(columns={"metric_a": "tau"}), "{:.2f}")
+
+        parts.append(_sections(agree, ["model", "dataset"], matrix))
+    return "\n\n".join(parts)
+
+
+def _paired_md(pairs: pd.DataFrame, friedman: pd.DataFrame) -> str:
+    f_cols = ["model", "dataset", "metric", "k", "n_blocks", "statistic", "p", "kendall_w"]
+    f_cols += ["mean_ranks", "note"]
+    p_cols = ["method_a", "method_b", "n_pairs", "median_diff", "rank_biserial", "p", "p_holm"]
+    p_cols += ["better", "note"]
+    parts = [
+        "## Friedman test over all methods (complete blocks: images every method scored)",
+        markdown(friedman[f_cols], "{:.3g}"),
+        "## Pairwise Wilcoxon signed-rank tests (Holm-corrected within each metric)",
+        "median_diff: median of a − b over the paired images; rank_biserial: matched-pairs "
+        "rank-biserial correlation (> 0: a scores higher); better: by the metric's direction.",
+        _sections(pairs, ["model", "dataset", "metric"], lambda g: markdown(g[p_cols], "{:.3g}")),
+    ]
+    return "\n\n".join(parts)
