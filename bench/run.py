@@ -43,7 +43,7 @@ from bench.cache import MapCache, attribute_cached, image_digests, job_spec
 from bench.core.batch import Batch, collate
 from bench.core.context import OUT_OF_MEMORY, Context, is_out_of_memory, resolve_device
 from bench.core.errors import ConfigError
-from bench.core.paths import IN_CHECKOUT
+from bench.core.paths import CONF_DIR, IN_CHECKOUT
 from bench.data.base import ImageDataset
 from bench.data.subset import SUBSET_KEYS, select
 from bench.io import (
@@ -203,10 +203,21 @@ class Cell:
     cache: MapCache = field(default_factory=lambda: MapCache(".", mode="off"))
 
 
-def _choice(group: str, default: str) -> str:
-    if HydraConfig.initialized():
-        return HydraConfig.get().runtime.choices.get(group, default) or default
-    return default
+def method_label(cfg: DictConfig) -> str:
+    """The method's config name: Hydra's choice under the CLI; composed in-process (bench.api),
+    the one ``conf/method`` file whose ``_target_`` is the method's, else the class name."""
+    if HydraConfig.initialized() and HydraConfig.get().runtime.choices.get("method"):
+        return HydraConfig.get().runtime.choices["method"]
+    target = str(cfg.method.get("_target_", "method"))
+    names = [
+        p.stem
+        for p in sorted((CONF_DIR / "method").glob("*.yaml"))
+        if not p.stem.startswith("_") and f"_target_: {target}\n" in p.read_text()
+    ]
+    cls = target.rsplit(".", 1)[-1]
+    if len(names) > 1 and cls.lower() in names:  # several configs of one class: the plain one
+        return cls.lower()
+    return names[0] if len(names) == 1 else cls
 
 
 def resolve_model_node(cfg: DictConfig, meta: ModelMeta) -> None:
@@ -248,7 +259,7 @@ def build(cfg: DictConfig, device: torch.device, timer: Timer, record: dict[str,
             f"model={meta.name} has {meta.num_classes} classes but dataset={base.name} has "
             f"{base.num_classes}; set the dataset's class mapping or choose a matching model."
         )
-    method_name = _choice("method", "method")
+    method_name = method_label(cfg)
     method = construct_node("method", cfg.method)
     method.check(model)
     metrics: dict[str, Metric] = {}
@@ -306,22 +317,22 @@ def build(cfg: DictConfig, device: torch.device, timer: Timer, record: dict[str,
 _MAPS_PART = "_maps"
 
 
-def loader_context(num_workers: int) -> str | None:
-    """How the DataLoader's workers start: ``spawn`` when there are any (``num_workers > 0``).
+def loader_context(num_workers: int) -> Any:
+    """How the DataLoader's workers start when there are any (``num_workers > 0``; None otherwise):
+    loky's context (joblib's), each worker a fresh interpreter that unpickles the dataset.
 
-    The platform default (``fork`` on Linux) fails inside joblib's loky workers with
-    ``AttributeError: 'Process' object has no attribute 'env'`` (hydra#964, joblib#1104);
-    ``spawn`` works under every launcher (basic, joblib, submitit, ray) and on every OS. Each
-    worker re-imports the project and unpickles the dataset, so datasets must be picklable.
+    The platform default (``fork`` on Linux) fails inside the joblib launcher's loky workers with
+    ``AttributeError: 'Process' object has no attribute 'env'`` (hydra#964, joblib#1104), and
+    there ``spawn`` and ``forkserver`` fail too (``cannot find context for 'loky'``: the worker
+    inherits loky's start method). loky's context works under every launcher (basic, joblib,
+    submitit, ray) and on every OS, at the cost of a spawn: a few seconds per job to start the
+    workers. Datasets must therefore be picklable.
     """
     if num_workers <= 0:
         return None
-    _m = os.environ.get("XCTX", "loky")
-    if _m == "loky":
-        from joblib.externals.loky.backend.context import get_context
+    from joblib.externals.loky.backend.context import get_context
 
-        return get_context("loky")
-    return _m
+    return get_context("loky")
 
 
 def score(cfg: DictConfig, cell: Cell, writer: RowWriter, timer: Timer, progress: Progress) -> None:
