@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: bench test lint train clean-venv
+.PHONY: bench test lint train regress clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check bench methods metrics scripts tests
 	$(BIN)/ruff format --check bench methods metrics scripts tests
+
+## Check the methods and metrics against the committed regression baseline (results/reference/regress/).
+regress: $(STAMP)
+	rm -rf results/regress/current
+	$(BIN)/bench -m method=gradient,gradcam,random dataset.limit=32 'metric=[deletion,insertion,pointing_game]' metric.deletion.step=1792 metric.insertion.step=1792 cache=off hydra.sweep.dir=results/regress/current
+	$(BIN)/bench-regress --baseline results/reference/regress/baseline.json --current results/regress/current --report results/regress/report.md
 
 ## Retrain the embedded benchmark's model (the committed checkpoint is used otherwise).
 train: $(STAMP)

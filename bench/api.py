@@ -1,7 +1,8 @@
 """The Python API: the same configs the ``bench`` command composes, from a script or a notebook.
 
-from bench.api import compose
+from bench.api import compose, evaluate
 cfg = compose("method=gradcam", "metric=[deletion]")   # the resolved job config
+df = evaluate(model, images, labels, methods=["gradcam"], metrics=["deletion"])  # long rows
 """
 
 from __future__ import annotations
@@ -12,6 +13,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.core.paths import CONF_DIR
 from bench.schema import register
+
+
+def evaluate(*args, **kwargs):
+    """Score a model's maps or methods from Python: :func:`bench.evaluate.evaluate`."""
+    from bench.evaluate import evaluate as _evaluate
+
+    return _evaluate(*args, **kwargs)
 
 
 def compose(*overrides: str, resolve: bool = True, hydra: bool = False) -> DictConfig:

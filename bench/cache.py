@@ -3,7 +3,8 @@ by every metric, job and later run that needs it.
 
 A map's key is the SHA-256 of everything it depends on (:func:`job_spec` for the job-wide part:
 the model's name and a checksum of its weights, the dataset and its preprocessing, the method's
-class and resolved settings without its batch sizes, the seed, the device type; then per image its
+class and resolved settings without its batch sizes, the seed, the device type, and the code that
+computes maps (:func:`code_digest`); then per image its
 id, a checksum of the input tensor itself and the explained class), so any change of an input
 misses. Each map is one compressed ``.npz`` file ``<root>/maps/<key[:2]>/<key>.npz`` holding the
 map and the SHA-256 of its bytes; files are written through a temporary file and a rename (safe
@@ -49,6 +50,30 @@ def weights_digest(model: nn.Module) -> str:
     return h.hexdigest()
 
 
+#: Packages whose code computes maps (a new version misses).
+MAP_PACKAGES = ("torch", "torchvision", "captum", "lime", "shap", "scikit-image", "numpy")
+
+
+def code_digest() -> str:
+    """SHA-256 of the code that computes maps: every ``.py`` file of ``methods/`` and
+    ``bench/core/`` (seeding, layers) and the versions of ``MAP_PACKAGES``, so a changed method
+    never reads a map its old code computed."""
+    import importlib.metadata
+
+    import methods
+
+    h = hashlib.sha256()
+    for folder in (Path(methods.__file__).parent, Path(__file__).parent / "core"):
+        for f in sorted(folder.rglob("*.py")):
+            h.update(f.name.encode() + b"\0" + f.read_bytes())
+    for name in MAP_PACKAGES:
+        try:
+            h.update(f"{name}={importlib.metadata.version(name)}".encode())
+        except importlib.metadata.PackageNotFoundError:
+            h.update(name.encode())
+    return h.hexdigest()
+
+
 def job_spec(cfg: DictConfig, model: nn.Module, meta: dict[str, Any], device: torch.device) -> dict:
     """The job-wide part of every map key of a job."""
     method = OmegaConf.to_container(cfg.method, resolve=True)
@@ -65,6 +90,7 @@ def job_spec(cfg: DictConfig, model: nn.Module, meta: dict[str, Any], device: to
         "method": {k: v for k, v in method.items() if k not in CHUNK_KEYS},
         "seed": int(cfg.seed),
         "device": device.type,
+        "code": code_digest(),
     }
 
 

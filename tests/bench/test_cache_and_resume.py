@@ -286,3 +286,13 @@ def test_a_killed_job_relaunched_finishes_without_recomputing_and_equals_a_clean
     assert record["cache"]["hits"] <= 2
     assert_same_results(clean, folder)
     assert (folder / LOCK).exists() is False and socket.gethostname() == record["host"]
+
+
+def test_a_change_of_the_code_that_computes_maps_misses(tmp_path, monkeypatch):
+    import bench.cache
+
+    cache = tmp_path / "cache"
+    job(tmp_path / "a", cache)
+    monkeypatch.setattr(bench.cache, "code_digest", lambda: "a method was edited")
+    record = job(tmp_path / "b", cache)
+    assert record["cache"]["misses"] == 6 and record["cache"]["hits"] == 0
