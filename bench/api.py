@@ -12,6 +12,7 @@ from hydra import initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from bench.core.paths import CONF_DIR
+from bench.launchers import quiet_schema_matching
 from bench.schema import register
 
 
@@ -26,6 +27,7 @@ def compose(*overrides: str, resolve: bool = True, hydra: bool = False) -> DictC
     """The job config ``bench <overrides>`` would run (``conf/config.yaml`` plus the overrides);
     ``hydra=True`` keeps the ``hydra`` node (sweeper, launcher, run folders)."""
     register()
+    quiet_schema_matching()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = _compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
     if resolve:

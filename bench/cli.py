@@ -17,6 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from bench.core.errors import ConfigError, choice_error
 from bench.core.paths import CONF_DIR
+from bench.launchers import quiet_schema_matching
 from bench.schema import register
 from bench.validate import (
     HYDRA_TARGET_PREFIXES,
@@ -154,6 +155,7 @@ def main() -> None:
     """Entry point of ``bench`` and ``python -m bench``: every configuration error is one line on
     stderr and exit status 2 (``HYDRA_FULL_ERROR=1`` shows Hydra's own report instead)."""
     register()
+    quiet_schema_matching()
     raw = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing; we report below
     snapshot = None

@@ -554,6 +554,9 @@ class CollateOnMultirunEnd(Callback):
         except CollateError as err:
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(2) from None
+        if not find_job_dirs([root]):  # e.g. jobs that wrote somewhere else (another machine)
+            print(f"error: no job of this sweep left a {RECORD} in {root}.", file=sys.stderr)
+            raise SystemExit(1)
         summary, table = write_summary(root, collation)
         print(f"\nSummary of {root} (mean ± 95% CI half-width):\n\n{table}\n")
         if not summary.empty:
