@@ -28,7 +28,7 @@ from bench.validate import (
 )
 
 CONF = CONF_DIR
-GROUPS = ("model", "dataset", "method", "metric", "experiment")
+GROUPS = ("model", "dataset", "method", "metric", "experiment", "logger")
 #: The groups every job needs one option of.
 REQUIRED = ("model", "dataset", "method")
 #: Config files whose name starts with this are base configs (``defaults:`` targets), not options.

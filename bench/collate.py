@@ -560,7 +560,14 @@ class CollateOnMultirunEnd(Callback):
         summary, table = write_summary(root, collation)
         print(f"\nSummary of {root} (mean ± 95% CI half-width):\n\n{table}\n")
         if not summary.empty:
-            print(f"Written: {root}/summary.md, summary.csv, summary.png, scores_all.csv")
+            from bench.figures import write_figures
+
+            try:  # the figures (PNG; bench-figures also writes PDF): never fail the sweep
+                write_figures([root], root / "figures", formats=("png",))
+            except Exception as err:
+                log.error("figures of %s failed: %s", root, err)
+        if not summary.empty:
+            print(f"Written: {root}/summary.md, summary.csv, summary.png, scores_all.csv, figures/")
         for line in collation.report():
             print(line, file=sys.stderr)
         if collation.incomplete:

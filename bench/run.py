@@ -64,6 +64,7 @@ from bench.io import (
     file_digest,
     release_folder,
 )
+from bench.loggers import check_logger, log_job
 from bench.models import ModelMeta, meta_of
 from bench.timing import Timer
 from bench.validate import construct_node, user_error, validate
@@ -427,9 +428,15 @@ def _write_record(out_dir: Path, record: dict[str, Any]) -> None:
 
 #: Top-level keys that change how a job runs, never what it computes: left out of its config hash,
 #: so a re-launch with more workers or another cache mode still resumes it.
-RUN_ONLY_KEYS = ("num_workers", "keep_freed_memory", "tag", "cache", "paths")
+RUN_ONLY_KEYS = ("num_workers", "keep_freed_memory", "tag", "cache", "paths", "logger")
 #: Output files a job writes; a re-launch with another config sets them aside first.
 JOB_FILES = (RECORD, SCORES, f"{SCORES}.partial", CURVES, MAPS, PROGRESS, PARTS)
+
+
+def logger_options(cfg: DictConfig) -> dict[str, Any]:
+    """``cfg.logger`` (conf/logger/) as keyword arguments of :func:`bench.loggers.log_job`."""
+    options = OmegaConf.to_container(cfg.logger, resolve=True) if cfg.get("logger") else {}
+    return {"kind": "none", **options}
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -502,6 +509,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """
     started = time.time()
     validate(cfg, construct=False)  # build() constructs the method and metrics, in order
+    check_logger(**logger_options(cfg))  # a missing package or a bad option: before any compute
     out_dir = Path(out_dir)
     claim_folder(out_dir)
     chash = config_hash(cfg)
@@ -646,6 +654,14 @@ def task(cfg: DictConfig) -> None:
             sys.exit(1)
         raise
     log.info("%d rows, %.1f s -> %s", record["rows"], record["wall_seconds"], out_dir)
+    if record.get("status") == "completed":  # also a job already complete: log it, not rerun it
+        options = logger_options(cfg)
+        try:
+            where = log_job(out_dir, **options)
+            if where is not None:
+                log.info("%s events -> %s", options["kind"], where)
+        except Exception as err:  # the results are written; only the logging failed
+            log.error("logger=%s failed for %s: %s", options["kind"], out_dir, err)
     if not multirun:
         from bench.collate import collate, format_table, summarise
 

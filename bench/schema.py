@@ -33,6 +33,7 @@ class RunSchema:
     cache_dtype: Any = "float32"
     tag: Any = ""
     paths: Any = field(default_factory=dict)
+    logger: Any = field(default_factory=dict)
 
 
 def register() -> None:

@@ -1,0 +1,274 @@
+"""Experiment loggers: a completed job's files sent to a tracking tool, switched on with one
+override (``logger=tensorboard``; ``logger=none``, the default, logs nothing).
+
+The logger reads what the job wrote (``record.json``, ``scores.csv``, ``curves.npz``,
+``maps.npz``) after it completed, so it costs nothing while the job runs and can be run again
+on any completed job folder (``python -m bench.loggers tensorboard <job folder>...``).
+
+TensorBoard (``pip install 'attribution-bench[tensorboard]'``) gets one log folder per job,
+``<job>/tensorboard/``, so ``tensorboard --logdir <sweep folder>`` shows every job of a sweep as
+one run:
+
+- scalars ``metric/<metric>``: each metric's mean over images (maps flagged ``nonfinite_map`` or
+  ``constant_map`` and NaN scores left out, as in the summary table), ``time/...``: seconds per
+  image (the whole job, the attribution, each metric) and the job's wall seconds;
+- scalars ``curve/<curve>``: the mean curve over images, one step per point of the curve;
+- images ``figures/curves`` and ``figures/sanity``: the same curves drawn by
+  :mod:`bench.figures` (x in fraction of pixels, or the randomised layers), and
+  ``maps/<image id>``: the first few saved maps over their images (``save_maps=true``);
+- hparams: the job's resolved config, flattened (``method.n_steps``, ``metric.deletion.step``;
+  ``paths`` left out), with the ``metric/*`` means as the HParams dashboard's metrics.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.core.errors import ConfigError, check_choice, check_int
+from bench.io import MAP_FLAGS
+
+log = logging.getLogger("bench.loggers")
+
+#: Values of the ``logger`` choice (``conf/logger/<kind>.yaml``).
+LOGGERS = ("none", "tensorboard")
+#: Where the TensorBoard events of a job go, below its folder.
+TENSORBOARD_DIR = "tensorboard"
+#: Config keys not logged as hyperparameters (where the job ran, not what it computed).
+HPARAM_SKIP = ("paths", "logger")
+
+
+def check_logger(kind: str, **options: Any) -> None:
+    """Refuse, in one line and before any compute, a logger that is not known, whose package is
+    not installed, or whose options (``logger.dir``, ``logger.maps``) are not valid."""
+    check_choice("logger", kind, LOGGERS)
+    if kind == "none":
+        return
+    unknown = sorted(set(options) - {"dir", "maps"})
+    if unknown:
+        raise ConfigError(
+            f"logger.{unknown[0]} is not a key of logger={kind}; accepted: logger.dir, logger.maps."
+        )
+    check_int("logger.maps", options.get("maps", 4), minimum=0)
+    d = options.get("dir", TENSORBOARD_DIR)
+    if not isinstance(d, str) or not d or Path(d).is_absolute() or ".." in Path(d).parts:
+        raise ConfigError(
+            f"logger.dir={d!r} is not valid; accepted: a folder name below the job's folder."
+        )
+    if kind == "tensorboard":
+        try:
+            from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "logger=tensorboard needs the tensorboard package, which is not installed; "
+                "accepted: pip install 'attribution-bench[tensorboard]' (or tensorboard==2.21.0), "
+                "or logger=none."
+            ) from None
+
+
+def log_job(out_dir: Path, kind: str, **options: Any) -> Path | None:
+    """Log the completed job in ``out_dir`` with logger ``kind`` (``none``: nothing); returns
+    where the logs went, or None. ``options``: the logger's keys (for ``tensorboard``: ``dir``,
+    the folder below the job's, and ``maps``, how many maps to log as images)."""
+    check_logger(kind, **options)
+    if kind == "none":
+        return None
+    return tensorboard_job(Path(out_dir), **options)
+
+
+# --- what is logged -----------------------------------------------------------------------------
+
+
+def metric_means(scores) -> dict[str, float]:
+    """Mean per metric key of a job's scores table, flagged maps and NaN scores left out."""
+    keep = scores[~scores["flag"].isin(MAP_FLAGS)]
+    means = keep.groupby("metric", sort=True)["value"].mean()
+    return {str(k): float(v) for k, v in means.items() if np.isfinite(v)}
+
+
+def timing_scalars(record: dict[str, Any]) -> dict[str, float]:
+    """Seconds per image of the whole job, the attribution and each metric, and wall seconds."""
+    timings = record.get("timings") or {}
+    wall = record.get("wall_seconds")
+    images = int((record.get("dataset") or {}).get("selected") or 0)
+    images -= int((record.get("resumed") or {}).get("images_kept", 0))
+    out: dict[str, float] = {}
+    if isinstance(wall, int | float):
+        out["time/wall_seconds"] = float(wall)
+    if images > 0:
+        if isinstance(wall, int | float):
+            out["time/seconds_per_image"] = float(wall) / images
+        if "attribute" in timings:
+            out["time/attribution_per_image"] = float(timings["attribute"]) / images
+        for k, v in timings.items():
+            if k.startswith("metric."):
+                out[f"time/{k}_per_image"] = float(v) / images
+    return out
+
+
+def _hparam_value(v: Any) -> bool | int | float | str:
+    if isinstance(v, bool | int | float | str):
+        return v
+    return json.dumps(v, default=str)
+
+
+def hparams_of(record: dict[str, Any]) -> dict[str, bool | int | float | str]:
+    """The job's config flattened to dotted keys (lists as JSON text), plus ``method``, ``model``
+    and ``dataset``: the names the summary table uses."""
+    out: dict[str, bool | int | float | str] = {
+        "method": str((record.get("method") or {}).get("name", "")),
+        "model": str((record.get("model") or {}).get("name", "")),
+        "dataset": str((record.get("dataset") or {}).get("name", "")),
+    }
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict) and node:
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            out[prefix[:-1]] = _hparam_value(node)
+
+    config = record.get("config") or {}
+    walk({k: v for k, v in config.items() if k not in HPARAM_SKIP}, "")
+    return out
+
+
+def _png_array(fig, dpi: int = 100) -> np.ndarray:
+    """A matplotlib figure as ``[H, W, 3]`` uint8."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+
+
+def overlay(rgb: np.ndarray | None, m: np.ndarray, style: dict[str, Any]) -> np.ndarray:
+    """A map coloured (as in the saliency grid) and blended half and half over its image."""
+    from matplotlib import colormaps
+
+    from bench.figures import _limits
+
+    lo, hi = _limits(m, style["signed"])
+    scaled = np.clip((np.nan_to_num(np.asarray(m, dtype=float)) - lo) / (hi - lo), 0.0, 1.0)
+    heat = colormaps[style["cmap"]](scaled)[..., :3]
+    out = heat if rgb is None else 0.5 * rgb + 0.5 * heat
+    return (np.clip(out, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+
+
+def tensorboard_job(out_dir: Path, dir: str = TENSORBOARD_DIR, maps: int = 4) -> Path:
+    """Write the completed job's TensorBoard events into ``<out_dir>/<dir>/`` (replacing what an
+    earlier call wrote there); returns that folder."""
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import hparams
+
+    from bench import figures
+    from bench.collate import CollateError, read_record, read_scores, verify_files
+
+    check_logger("tensorboard", dir=dir, maps=maps)
+    maps = check_int("logger.maps", maps, minimum=0)
+    record = read_record(out_dir)
+    if record.get("status") != "completed":
+        raise CollateError(
+            f"{out_dir}: the job is {record.get('status', 'unknown')}, not completed; "
+            "only a completed job is logged."
+        )
+    verify_files(out_dir, record)
+    scores = read_scores(out_dir, record)
+    means = metric_means(scores)
+    jobs, _ = figures.load_jobs([out_dir])
+    job = next((j for j in jobs if j.path == out_dir), None)
+
+    logdir = out_dir / dir
+    if logdir.exists():
+        shutil.rmtree(logdir)
+    writer = SummaryWriter(log_dir=str(logdir))
+    try:
+        for key, value in means.items():
+            writer.add_scalar(f"metric/{key}", value, 0)
+        for key, value in timing_scalars(record).items():
+            writer.add_scalar(key, value, 0)
+        if job is not None:
+            sets = figures.curve_sets([job])
+            for cs in sets:
+                for per in cs.per_method.values():
+                    mean = np.nanmean(np.stack(list(per.values())), 0)
+                    for step, v in enumerate(mean):
+                        writer.add_scalar(f"curve/{cs.label}", float(v), step)
+            for name, draw in (
+                ("curves", figures.curves_figure),
+                ("sanity", figures.sanity_figure),
+            ):
+                fig = draw(sets)
+                if fig is not None:
+                    writer.add_image(f"figures/{name}", _png_array(fig), 0, dataformats="HWC")
+            if maps:
+                _log_maps(writer, job, maps)
+        exp, ssi, sei = hparams(hparams_of(record), {f"metric/{k}": v for k, v in means.items()})
+        # what SummaryWriter.add_hparams writes, but into this run's own folder: add_hparams
+        # opens a second writer in a sub-folder, which TensorBoard shows as a second run
+        for summary in (exp, ssi, sei):
+            writer.file_writer.add_summary(summary)
+    finally:
+        writer.close()
+    return logdir
+
+
+def _log_maps(writer, job, n: int) -> None:
+    from bench import figures
+
+    saved = figures.saved_maps(job)
+    ids = [i for i in saved if i not in job.excluded][:n]
+    if not ids:
+        return
+    try:
+        images = figures.job_images(job.record, ids)
+    except Exception as err:  # the data is not on this machine: the maps alone
+        log.warning("%s: maps logged without their images (%s)", job.path, figures._first_line(err))
+        images = {}
+    style = figures._overlay_style([saved[i] for i in ids])
+    for i in ids:
+        image = images.get(i)
+        arr = overlay(None if image is None else image["rgb"], saved[i], style)
+        writer.add_image(f"maps/{i}", arr, 0, dataformats="HWC")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bench.loggers tensorboard JOB...``: log completed job folders after the fact."""
+    import argparse
+
+    from bench.collate import find_job_dirs
+
+    p = argparse.ArgumentParser(description="Log completed jobs to a tracking tool.")
+    p.add_argument("kind", choices=LOGGERS)
+    p.add_argument("folders", nargs="+", help="job or sweep folders (searched recursively)")
+    p.add_argument("--maps", type=int, default=4, help="maps logged as images (default 4)")
+    args = p.parse_args(argv)
+    from bench.collate import read_record
+
+    code = 0
+    for job in find_job_dirs(args.folders):
+        try:
+            status = read_record(job).get("status")
+            if status != "completed":
+                print(f"bench.loggers: {job} is {status}, not completed: skipped.", file=sys.stderr)
+                continue
+            where = log_job(job, args.kind, maps=args.maps)
+        except ConfigError as err:  # CollateError included: one line naming the folder
+            print(f"bench.loggers: {err}", file=sys.stderr)
+            code = 2
+            continue
+        if where is not None:
+            print(where)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
