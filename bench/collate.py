@@ -574,6 +574,17 @@ class CollateOnMultirunEnd(Callback):
             raise SystemExit(1)
 
 
+def folders_exist(prog: str, folders: Sequence[str]) -> bool:
+    """Whether every folder argument of a command exists; else one line on stderr naming it."""
+    missing = [f for f in folders if not Path(f).is_dir()]
+    if missing:
+        print(
+            f"{prog}: {missing[0]} is not a folder; accepted: sweep or job folders.",
+            file=sys.stderr,
+        )
+    return not missing
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``bench-collate``: exit 0 with the table; 1 when a job is incomplete (unless
     ``--allow-incomplete``); 2 when a folder cannot be trusted or an argument is wrong. With
@@ -603,12 +614,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="with --out, write only the summary, not the paper tables (bench.papers)",
     )
     args = p.parse_args(argv)
-    missing = [f for f in args.folders if not Path(f).is_dir()]
-    if missing:
-        print(
-            f"bench-collate: {missing[0]} is not a folder; accepted: sweep or job folders.",
-            file=sys.stderr,
-        )
+    if not folders_exist("bench-collate", args.folders):
         return 2
     try:
         collation = collate(args.folders)

@@ -38,7 +38,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.collate import ARROWS, CollateError, Collation, collate, read_record, summarise
+from bench.collate import (
+    ARROWS,
+    CollateError,
+    Collation,
+    collate,
+    folders_exist,
+    read_record,
+    summarise,
+)
 from bench.io import CURVES, MAP_FLAGS, MAPS, atomic_write_bytes
 
 log = logging.getLogger("bench.figures")
@@ -303,12 +311,16 @@ def _n_text(per_method: dict[str, dict[str, np.ndarray]]) -> str:
 def _legend(fig, styles: dict[str, dict[str, Any]], methods: Sequence[str]) -> None:
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], lw=2, **styles[m]) for m in methods]
+    _legend_below(fig, [Line2D([], [], lw=2, **styles[m]) for m in methods], list(methods))
+
+
+def _legend_below(fig, handles: list, names: list[str]) -> None:
+    """One legend for the whole figure, below its panels."""
     fig.legend(
         handles,
-        methods,
+        names,
         loc="outside lower center",
-        ncols=min(len(methods), 5),
+        ncols=min(len(names), 5),
         fontsize=8,
         frameon=False,
     )
@@ -580,14 +592,7 @@ def throughput_figure(jobs: Sequence[Job]):
             if n not in names:
                 handles.append(h)
                 names.append(n)
-    fig.legend(
-        handles,
-        names,
-        loc="outside lower center",
-        ncols=min(len(names), 5),
-        fontsize=8,
-        frameon=False,
-    )
+    _legend_below(fig, handles, names)
     device = sorted({str((j.record.get("device") or {}).get("device", "?")) for j in jobs})
     fig.suptitle(f"Throughput (device: {', '.join(device)})", fontsize=10)
     return fig
@@ -922,12 +927,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--format", default="png,pdf", help="comma-separated formats (default png,pdf)")
     args = p.parse_args(argv)
-    missing = [f for f in args.folders if not Path(f).is_dir()]
-    if missing:
-        print(
-            f"bench-figures: {missing[0]} is not a folder; accepted: sweep or job folders.",
-            file=sys.stderr,
-        )
+    if not folders_exist("bench-figures", args.folders):
         return 2
     if args.images < 1:
         print(f"bench-figures: --images={args.images}; accepted: >= 1.", file=sys.stderr)
