@@ -21,6 +21,7 @@ from bench.cli import GROUPS, check_overrides, options
 from bench.core.batch import Sample, collate
 from bench.core.context import Context
 from bench.core.errors import ConfigError
+from bench.data.scenes import ScenesDataset
 from bench.data.shapes import ShapesDataset
 from bench.models import meta_of
 from bench.run import build_dataset
@@ -90,7 +91,9 @@ def test_every_metric_file_instantiates_runs_and_declares_its_metadata(name):
     )
     json.dumps(metric.meta())  # recorded in every run
     model = instantiate(cfg.model)
-    data = ShapesDataset("test", size=2)
+    # a metric that needs partner classes (class sensitivity) gets multi-object scenes
+    data = ScenesDataset("test", size=2) if "partners" in metric.requires else None
+    data = data or ShapesDataset("test", size=2)
     batch = collate([data[0], data[1]])
     ctx = Context(model=model, method=Gradient(), seed=0)
     maps = Gradient()(model, batch.images, batch.targets)

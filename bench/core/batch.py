@@ -21,6 +21,9 @@ class Sample:
         orig_size: ``(H, W)`` of the original image.
         mask: bool ``[H, W]`` region of the target class at the input's resolution, if known.
         difficult: whether the pair is in the dataset's "difficult" subset.
+        partner: another class present in the same image (multi-object sets, for the
+            class-sensitivity metric), if the set gives one.
+        partner_mask: bool ``[H, W]`` region of ``partner`` at the input's resolution.
     """
 
     image: Tensor
@@ -30,6 +33,8 @@ class Sample:
     orig_size: tuple[int, int] | None = None
     mask: Tensor | None = None
     difficult: bool = False
+    partner: int | None = None
+    partner_mask: Tensor | None = None
 
 
 @dataclass
@@ -44,6 +49,8 @@ class Batch:
         orig_sizes: long ``[B, 2]`` as ``(H, W)``.
         masks: bool ``[B, H, W]`` or None.
         difficult: bool ``[B]``.
+        partners: long ``[B]`` (see :class:`Sample`), or None when the set has none.
+        partner_masks: bool ``[B, H, W]`` or None.
     """
 
     images: Tensor
@@ -53,18 +60,22 @@ class Batch:
     boxes: list[Tensor] | None = None
     masks: Tensor | None = None
     difficult: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.bool))
+    partners: Tensor | None = None
+    partner_masks: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
 
     @property
     def fields(self) -> set[str]:
-        """The optional fields this batch carries (``{"boxes", "masks"}`` or fewer)."""
+        """The optional fields this batch carries (``{"boxes", "masks", "partners"}`` or fewer)."""
         out = set()
         if self.boxes is not None:
             out.add("boxes")
         if self.masks is not None:
             out.add("masks")
+        if self.partners is not None and self.partner_masks is not None:
+            out.add("partners")
         return out
 
     def to(self, device: torch.device | str) -> Batch:
@@ -77,6 +88,10 @@ class Batch:
             boxes=self.boxes,
             masks=None if self.masks is None else self.masks.to(device, non_blocking=True),
             difficult=self.difficult,
+            partners=None if self.partners is None else self.partners.to(device),
+            partner_masks=None
+            if self.partner_masks is None
+            else self.partner_masks.to(device, non_blocking=True),
         )
 
 
@@ -88,6 +103,7 @@ def collate(samples: list[Sample]) -> Batch:
     has_masks = [s.mask is not None for s in samples]
     boxes = [s.boxes for s in samples] if all(has_boxes) else None
     masks = torch.stack([s.mask for s in samples]) if all(has_masks) else None
+    has_partners = all(s.partner is not None and s.partner_mask is not None for s in samples)
     return Batch(
         images=images,
         targets=torch.tensor([s.target for s in samples], dtype=torch.long),
@@ -96,4 +112,8 @@ def collate(samples: list[Sample]) -> Batch:
         boxes=boxes,
         masks=masks,
         difficult=torch.tensor([s.difficult for s in samples], dtype=torch.bool),
+        partners=torch.tensor([s.partner for s in samples], dtype=torch.long)
+        if has_partners
+        else None,
+        partner_masks=torch.stack([s.partner_mask for s in samples]) if has_partners else None,
     )
