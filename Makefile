@@ -17,9 +17,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 bench: $(STAMP)
 	$(BIN)/bench -m experiment=default
 
-## Run the whole test suite (the slow end-to-end checks included).
+## Run the whole test suite (the slow end-to-end checks included), on TEST_WORKERS processes
+## (test files spread over them; one torch thread each).
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 ## Lint and format check (CI runs both; `pre-commit install` runs them on every commit).
 lint: $(STAMP)

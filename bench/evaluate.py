@@ -328,7 +328,7 @@ def evaluate(
     cam_layer: str | None = None,
     device: str = "cpu",
     batch_size: int = 32,
-    chunk_size: int = 256,
+    chunk_size: int | str = "auto",
     precision: str = "fp32",
     explain: str = "label",
     method_args: Mapping[str, Any] | None = None,
@@ -549,6 +549,7 @@ def _score(
     start = 0
     for batch in batches:
         batch = batch.to(ctx.device)
+        ctx.plan_chunk(batch.images)  # chunk_size=auto: chosen at the first batch
         t = batch.targets if explain == "label" else ctx.predictions(batch.images)
         if own is None:
             maps = method(ctx.model, batch.images, t)

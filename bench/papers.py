@@ -161,7 +161,11 @@ def throughput(
 
     Returns ``model, dataset, method, device, jobs, images, wall_s, wall_s_per_image``,
     ``<phase>_s_per_image`` for every phase timed (``attribute``, ``metric.<name>``, ...),
-    ``forward_passes_per_image``, ``forward_s_per_image``, ``cache_hits`` and ``cache_misses``."""
+    ``<phase>_images_per_s`` for the per-batch phases (after the warm-up batches),
+    ``forward_passes_per_image`` and ``forward_s_per_image`` (the metrics' chunked forwards),
+    ``model_forward_per_image`` and ``model_backward_per_image`` (every pass through the model,
+    methods' included), ``peak_memory_mib`` (the largest phase peak), ``chunk_size``,
+    ``cache_hits`` and ``cache_misses``."""
     if not isinstance(records, Mapping):
         records = {f"#{i}": r for i, r in enumerate(records)}
     out = []
@@ -192,18 +196,33 @@ def throughput(
         )
         for phase, seconds in (rec.get("timings") or {}).items():
             row[f"{phase}_s"] = float(seconds)
+        passes = (rec.get("forward") or {}).get("passes") or {}
+        row["model_forward"] = float(passes.get("forward", float("nan")))
+        row["model_backward"] = float(passes.get("backward", float("nan")))
+        tp = rec.get("throughput") or {}
+        row["images_timed"] = float(tp.get("images_timed", float("nan")))
+        for phase, info in (tp.get("phases") or {}).items():
+            if "images_per_second" in info:  # per-batch phases: seconds after the warm-up
+                row[f"{phase}_timed"] = float(info["seconds"])
+        peaks = [float(i.get("peak_memory_mib", 0)) for i in (tp.get("phases") or {}).values()]
+        row["peak_memory_mib"] = max(peaks) if peaks else float("nan")
+        chunk = (rec.get("forward") or {}).get("chunk_size")
+        row["chunk_size"] = str(chunk) if chunk is not None else ""
         out.append(row)
     keys = ["model", "dataset", "method"]
     if not out:
         return pd.DataFrame(columns=[*keys, "device", "jobs", "images", "wall_s"])
     df = pd.DataFrame(out)
     phases = [c for c in df.columns if c.endswith("_s") and c not in ("wall_s", "forward_s")]
+    timed = [c for c in df.columns if c.endswith("_timed")]
     summed = ["jobs", "images", "wall_s", "forward_passes", "forward_s", "cache_hits"]
-    summed += ["cache_misses", *phases]
+    summed += ["cache_misses", "model_forward", "model_backward", "images_timed", *phases, *timed]
     agg = df.groupby(keys, sort=True).agg(
         {
             **{c: lambda s: s.sum(min_count=1) for c in summed},
             "device": lambda s: ",".join(sorted(set(s))),
+            "peak_memory_mib": "max",
+            "chunk_size": lambda s: ",".join(sorted({v for v in s if v})),
         }
     )
     per = agg["images"].where(agg["images"] > 0)
@@ -211,8 +230,16 @@ def throughput(
     table["wall_s_per_image"] = agg["wall_s"] / per
     for c in sorted(phases, key=lambda c: (not c.startswith("attribute"), c)):
         table[f"{c}_per_image"] = agg[c] / per
+    for c in sorted(timed, key=lambda c: (not c.startswith("attribute"), c)):
+        table[f"{c.removesuffix('_timed')}_images_per_s"] = agg["images_timed"] / agg[c].where(
+            agg[c] > 0
+        )
     table["forward_passes_per_image"] = agg["forward_passes"] / per
     table["forward_s_per_image"] = agg["forward_s"] / per
+    table["model_forward_per_image"] = agg["model_forward"] / per
+    table["model_backward_per_image"] = agg["model_backward"] / per
+    table["peak_memory_mib"] = agg["peak_memory_mib"]
+    table["chunk_size"] = agg["chunk_size"]
     table["cache_hits"] = agg["cache_hits"].astype(int)
     table["cache_misses"] = agg["cache_misses"].astype(int)
     table["jobs"] = table["jobs"].astype(int)

@@ -41,7 +41,13 @@ from bench import ROOT, __version__
 from bench.allocator import allocator_state, keep_freed_memory
 from bench.cache import MapCache, attribute_cached, image_digests, job_spec
 from bench.core.batch import Batch, collate
-from bench.core.context import OUT_OF_MEMORY, Context, is_out_of_memory, resolve_device
+from bench.core.context import (
+    OUT_OF_MEMORY,
+    Context,
+    is_out_of_memory,
+    memory_bytes,
+    resolve_device,
+)
 from bench.core.errors import ConfigError
 from bench.core.paths import CONF_DIR, IN_CHECKOUT
 from bench.data.base import ImageDataset
@@ -232,12 +238,22 @@ def resolve_model_node(cfg: DictConfig, meta: ModelMeta) -> None:
         node.num_classes = meta.num_classes
 
 
-def build(cfg: DictConfig, device: torch.device, timer: Timer, record: dict[str, Any]) -> Cell:
+def build(
+    cfg: DictConfig,
+    device: torch.device,
+    timer: Timer,
+    record: dict[str, Any],
+    cell_hooks: list | None = None,
+) -> Cell:
     """Instantiate the model, data, method and metrics of ``cfg`` and check that they fit together;
-    fills ``record`` with what was built."""
+    fills ``record`` with what was built and ``cell_hooks`` with the hooks to remove when the job
+    ends (the pass counter on the model)."""
+    cell_hooks = [] if cell_hooks is None else cell_hooks
     with timer("load_model"):
         model = instantiate(cfg.model).to(device).eval()
         meta = meta_of(model)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
     resolve_model_node(cfg, meta)
     record["config"] = OmegaConf.to_container(cfg, resolve=True)
     with timer("load_data"):
@@ -299,7 +315,12 @@ def build(cfg: DictConfig, device: torch.device, timer: Timer, record: dict[str,
         precision=cfg.precision,
         method=method,
         seed=cfg.seed,
+        channels_last=cfg.channels_last,
+        compile=cfg.compile,
+        max_memory=memory_bytes(cfg.max_memory),
+        counter=timer.passes,
     )
+    cell_hooks.append(timer.passes.attach(model))  # every pass through the model, counted
     row_meta = {
         "model": meta.name,
         "weights": meta.weights,
@@ -340,7 +361,6 @@ def score(cfg: DictConfig, cell: Cell, writer: RowWriter, timer: Timer, progress
     """Attribute and score every batch of the cell not yet done (``progress``: a resumed job
     starts after its last complete batch); each batch's rows are appended (and flushed), its
     curves and maps written to a part, and ``progress`` advanced."""
-    ctx, device = cell.ctx, cell.ctx.device
     dataset = cell.dataset
     if progress.images:  # whole batches were done: the rest keeps the same batch boundaries
         dataset = Subset(dataset, range(progress.images, len(cell.dataset)))
@@ -354,36 +374,69 @@ def score(cfg: DictConfig, cell: Cell, writer: RowWriter, timer: Timer, progress
     )
     total = progress.batches + len(loader)
     desc = f"{cell.method_name} on {cell.base.name}"
-    for batch in tqdm(loader, desc=desc, unit="batch", initial=progress.batches, total=total):
-        digests = image_digests(batch.images) if cell.cache.enabled else []
-        batch = batch.to(device)
-        targets = batch.targets if cfg.explain == "label" else ctx.predictions(batch.images)
-        with timer("attribute"):
-            maps = attribute_cached(
-                cell.cache, cell.method, cell.model, batch.ids, digests, batch.images, targets
-            )
-        arrays: dict[str, np.ndarray] = {}
-        if cfg.save_maps:
-            arrays[_MAPS_PART] = maps.half().cpu().numpy()
-            arrays[f"{_MAPS_PART}.ids"] = np.array(batch.ids)
-        flags = map_flags(maps)
-        for f in flags:
-            if f:
-                progress.flagged_maps[f] = progress.flagged_maps.get(f, 0) + 1
-        if MAP_FLAGS[0] in flags:  # the metrics score zeros instead; every such row is flagged
-            bad = torch.tensor([f == MAP_FLAGS[0] for f in flags], device=maps.device)
-            maps = torch.where(bad[:, None, None], torch.zeros_like(maps), maps)
-        rows = []
-        for name, metric in cell.metrics.items():
-            with timer(f"metric.{name}"):
-                result = metric(ctx, batch, maps)
-            rows += rows_of(result, name, batch, cell.row_meta, flags)
-            for suffix, curve in result.curves.items():
-                key = f"{name}.{suffix}" if suffix else name
-                arrays[key] = curve.float().cpu().numpy()
-                arrays[f"{key}.ids"] = np.array(batch.ids)
-        writer.write(rows)
-        progress.step(writer, len(batch), arrays)
+    # the bar is closed however the loop ends, so an interrupted job's last line is its error
+    with tqdm(loader, desc=desc, unit="batch", initial=progress.batches, total=total) as bar:
+        batches = iter(bar)
+        while True:
+            with timer("data"):  # waiting for the loader (overlapped with compute by workers)
+                batch = next(batches, None)
+            if batch is None:
+                break
+            with timer.batch(len(batch)):
+                _score_batch(cfg, cell, writer, timer, progress, batch)
+
+
+def _score_batch(
+    cfg: DictConfig, cell: Cell, writer: RowWriter, timer: Timer, progress: Progress, batch: Batch
+) -> None:
+    """Attribute and score one batch; append its rows, write its part, advance ``progress``."""
+    ctx, device = cell.ctx, cell.ctx.device
+    digests = image_digests(batch.images) if cell.cache.enabled else []
+    batch = batch.to(device)
+    ctx.plan_chunk(batch.images)  # chunk_size=auto: chosen (and probed) at the first batch
+    targets = batch.targets if cfg.explain == "label" else ctx.predictions(batch.images)
+    with timer("attribute"):
+        maps = attribute_cached(
+            cell.cache, cell.method, cell.model, batch.ids, digests, batch.images, targets
+        )
+    arrays: dict[str, np.ndarray] = {}
+    if cfg.save_maps:
+        arrays[_MAPS_PART] = maps.half().cpu().numpy()
+        arrays[f"{_MAPS_PART}.ids"] = np.array(batch.ids)
+    flags = map_flags(maps)
+    for f in flags:
+        if f:
+            progress.flagged_maps[f] = progress.flagged_maps.get(f, 0) + 1
+    if MAP_FLAGS[0] in flags:  # the metrics score zeros instead; every such row is flagged
+        bad = torch.tensor([f == MAP_FLAGS[0] for f in flags], device=maps.device)
+        maps = torch.where(bad[:, None, None], torch.zeros_like(maps), maps)
+    rows = []
+    for name, metric in cell.metrics.items():
+        with timer(f"metric.{name}"):
+            result = metric(ctx, batch, maps)
+        rows += rows_of(result, name, batch, cell.row_meta, flags)
+        for suffix, curve in result.curves.items():
+            key = f"{name}.{suffix}" if suffix else name
+            arrays[key] = curve.float().cpu().numpy()
+            arrays[f"{key}.ids"] = np.array(batch.ids)
+    writer.write(rows)
+    progress.step(writer, len(batch), arrays)
+
+
+def forward_record(ctx: Context, timer: Timer) -> dict[str, Any]:
+    """The record's ``forward``: the metrics' forward images and seconds (``Context.forward``), the
+    chunk size (and how ``chunk_size=auto`` chose it), the speed options, and every pass through
+    the model (methods' included) counted by the timer's hooks."""
+    return {
+        "images": ctx.forward_images,
+        "seconds": round(ctx.forward_seconds, 4),
+        "chunk_size": ctx.chunk_size,
+        "chunk_plan": ctx.chunk_plan,
+        "precision": ctx.precision,
+        "channels_last": ctx.channels_last,
+        "compile": ctx.compile,
+        "passes": {"forward": timer.passes.forward, "backward": timer.passes.backward},
+    }
 
 
 def finish(out_dir: Path, progress: Progress) -> None:
@@ -428,7 +481,17 @@ def _write_record(out_dir: Path, record: dict[str, Any]) -> None:
 
 #: Top-level keys that change how a job runs, never what it computes: left out of its config hash,
 #: so a re-launch with more workers or another cache mode still resumes it.
-RUN_ONLY_KEYS = ("num_workers", "keep_freed_memory", "tag", "cache", "paths", "logger")
+RUN_ONLY_KEYS = (
+    "num_workers",
+    "keep_freed_memory",
+    "tag",
+    "cache",
+    "paths",
+    "logger",
+    "chunk_size",
+    "max_memory",
+    "warmup_batches",
+)
 #: Output files a job writes; a re-launch with another config sets them aside first.
 JOB_FILES = (RECORD, SCORES, f"{SCORES}.partial", CURVES, MAPS, PROGRESS, PARTS)
 
@@ -560,18 +623,19 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     writer: RowWriter | None = None
     timer: Timer | None = None
     cell: Cell | None = None
+    hooks: list = []
     oom_before = len(OUT_OF_MEMORY)
     try:
         with terminated_as_interrupt(), Heartbeat(out_dir):
             device = resolve_device(cfg.device)
             torch.manual_seed(cfg.seed)
-            timer = Timer(device)
+            timer = Timer(device, warmup_batches=cfg.warmup_batches)
             record["device"] = device_info(device)
             record["device"]["allocator"] = (
                 keep_freed_memory() if cfg.keep_freed_memory else allocator_state()
             )
             atomic_write_json(out_dir / RECORD, record)
-            cell = build(cfg, device, timer, record)
+            cell = build(cfg, device, timer, record, hooks)
             resume = (progress.bytes, progress.rows) if progress.batches else None
             writer = RowWriter(out_dir / SCORES, resume=resume)
             score(cfg, cell, writer, timer, progress)
@@ -580,10 +644,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         record["status"] = "completed"
         record["rows"] = writer.count
         record["flagged_maps"] = progress.flagged_maps
-        record["forward"] = {
-            "images": cell.ctx.forward_images,
-            "seconds": round(cell.ctx.forward_seconds, 4),
-        }
+        record["forward"] = forward_record(cell.ctx, timer)
         if len(OUT_OF_MEMORY) > oom_before:  # chunks halved (metrics' forwards or a method's)
             record["forward"]["out_of_memory"] = OUT_OF_MEMORY[oom_before:]
         record["files"] = {
@@ -610,7 +671,11 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                 "dtype": cell.cache.dtype.__name__,
                 **cell.cache.stats.as_dict(),
             }
+        for hook in hooks:
+            hook.remove()
         record["timings"] = timer.as_dict() if timer is not None else {}
+        if timer is not None and timer.batches:
+            record["throughput"] = timer.throughput()
         record["wall_seconds"] = round(time.time() - started, 3)
         _write_record(out_dir, record)
         if record["status"] == "completed":

@@ -23,7 +23,11 @@ class RunSchema:
     device: Any = "cpu"
     precision: Any = "fp32"
     batch_size: Any = 32
-    chunk_size: Any = 256
+    chunk_size: Any = "auto"
+    max_memory: Any = "auto"
+    channels_last: Any = False
+    compile: Any = False
+    warmup_batches: Any = 1
     num_workers: Any = 0
     seed: Any = 0
     explain: Any = "label"

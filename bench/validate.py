@@ -30,7 +30,13 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from bench.core.context import PRECISIONS, resolve_device
+from bench.core.context import (
+    PRECISIONS,
+    check_chunk_size,
+    check_compile,
+    memory_bytes,
+    resolve_device,
+)
 from bench.core.errors import ConfigError, check_bool, check_choice, check_int
 from bench.data.subset import ON_BAD_SAMPLE, SUBSET_KEYS
 from bench.models.meta import image_size
@@ -120,7 +126,11 @@ def check_run_keys(cfg: DictConfig) -> None:
         )
     check_choice("precision", cfg.precision, PRECISIONS)
     check_int("batch_size", cfg.batch_size, minimum=1)
-    check_int("chunk_size", cfg.chunk_size, minimum=1)
+    check_chunk_size(cfg.chunk_size)
+    memory_bytes(cfg.max_memory)
+    check_bool("channels_last", cfg.channels_last)
+    check_compile(cfg.compile)
+    check_int("warmup_batches", cfg.warmup_batches, minimum=0)
     check_int("num_workers", cfg.num_workers, minimum=0)
     check_int("seed", cfg.seed, minimum=0, maximum=SEED_MAX)
     check_choice("explain", cfg.explain, EXPLAIN)

@@ -33,6 +33,7 @@ from bench.core.checkpoints import load_state, read_checkpoint, split_checkpoint
 from bench.core.context import Context
 from bench.core.errors import ConfigError, check_choice, check_int, check_number
 from bench.core.layers import get_layer
+from bench.core.rng import content_keys, hash_uniform, keyed_normal
 from metrics.base import Category, Direction, Metric, MetricOutput
 from metrics.similarity import TARGETS, MapComparison
 
@@ -211,7 +212,8 @@ class SmoothMPRT(ModelRandomisation):
     """Smooth MPRT (Hedström et al. 2023; Quantus ``SmoothMPRT``): model-parameter randomisation
     where every map (original and randomised) is the mean over ``noise_samples`` inputs, all but the
     last with Gaussian noise of std ``noise_magnitude * (max - min)`` of the image (the last is the
-    clean image, as in Quantus). The noise is drawn from ``ctx.generator(noise_offset)`` and the same
+    clean image, as in Quantus). The noise is keyed by ``(seed + noise_offset, image content, draw)``
+    (:mod:`bench.core.rng`; independent of the batch the image is in) and the same
     noise is used for every model state (Quantus draws fresh unseeded numpy noise per state).
     Scores and curves as :class:`ModelRandomisation`; lower is better. Noisy copies go through the
     method in chunks of ``ctx.chunk_size`` images.
@@ -248,9 +250,10 @@ class SmoothMPRT(ModelRandomisation):
 
     def noise(self, ctx: Context, images: Tensor) -> Iterator[Tensor]:
         """The ``noise_samples - 1`` standard-normal draws ``[B, 3, H, W]``, in order (then none)."""
-        gen = ctx.generator(self.noise_offset)
-        for _ in range(self.noise_samples - 1):
-            yield torch.randn(images.shape, generator=gen, device=images.device, dtype=images.dtype)
+        keys = content_keys(images, ctx.seed + self.noise_offset)
+        for k in range(self.noise_samples - 1):
+            sample = torch.full_like(keys, k)
+            yield keyed_normal(keys, sample, images[0].numel()).view_as(images).to(images.dtype)
 
     def explain(self, ctx: Context, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         method = self._method(ctx)
@@ -416,7 +419,8 @@ class DataRandomisation(MapComparison):
 
 class RandomLogit(MapComparison):
     """Random-logit test (Sixt et al. 2020; Quantus ``RandomLogit``): similarity of the map for the
-    explained class to the map for a uniformly drawn other class (from ``ctx.generator(seed_offset)``).
+    explained class to the map for a uniformly drawn other class (keyed by ``(seed + seed_offset,
+    image content)``, so independent of the batch).
 
     One score per similarity; lower = the map is class-specific (better).
 
@@ -439,20 +443,25 @@ class RandomLogit(MapComparison):
         super().__init__(**{**self.comparison_defaults, **comparison})
         self.seed_offset = check_int("seed_offset", seed_offset)
 
-    def other_classes(self, ctx: Context, targets: Tensor, num_classes: int) -> Tensor:
-        """A class ``[B]`` drawn uniformly from the ``num_classes - 1`` classes other than ``targets``."""
+    def other_classes(
+        self, ctx: Context, images: Tensor, targets: Tensor, num_classes: int
+    ) -> Tensor:
+        """A class ``[B]`` drawn uniformly from the ``num_classes - 1`` classes other than
+        ``targets``, keyed by each image's content (the same whatever batch it is in)."""
         if num_classes < 2:
             raise ConfigError(
                 f"the random-logit test needs at least 2 classes; the model has {num_classes}."
             )
-        gen = ctx.generator(self.seed_offset)
-        shift = torch.randint(1, num_classes, targets.shape, generator=gen, device=targets.device)
+        u = hash_uniform(
+            content_keys(images, ctx.seed + self.seed_offset), torch.zeros_like(targets)
+        )
+        shift = 1 + (u.double() * (num_classes - 1)).long().clamp_max(num_classes - 2)
         return (targets + shift) % num_classes
 
     def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:
         logits = ctx.forward(batch.images)
         targets = batch.targets if self.target == "label" else logits.argmax(1)
-        other = self.other_classes(ctx, targets, logits.shape[1])
+        other = self.other_classes(ctx, batch.images, targets, logits.shape[1])
         scores = self.similarity(
             self.explain(ctx, ctx.model, batch.images, targets),
             self.explain(ctx, ctx.model, batch.images, other),

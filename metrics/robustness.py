@@ -9,6 +9,7 @@ from torch import Tensor
 from bench.core.batch import Batch
 from bench.core.context import Context
 from bench.core.errors import check_bool, check_choice, check_int, check_number
+from bench.core.rng import content_keys, keyed_normal, keyed_uniform, sample_rows
 from metrics.base import Category, Metric, MetricOutput
 from metrics.faithfulness import SCORES, TARGETS, explained_targets
 
@@ -18,7 +19,7 @@ YEH = (
 )
 NORMS = ("fro", "inf")
 
-#: Generator offsets, so the two metrics never share a noise stream.
+#: Seed offsets of the noise keys, so the two metrics never share a noise stream.
 _INFIDELITY_STREAM = 101
 _SENSITIVITY_STREAM = 102
 
@@ -32,7 +33,8 @@ class Infidelity(Metric):
     """Infidelity (Yeh et al. 2019): E[(I · m - (f(x) - f(x - I)))²] over Gaussian perturbations I.
 
     ``I ~ N(0, noise_std²)`` i.i.d. per input element in normalised space, ``n_perturb_samples``
-    draws per image from the run's seeded generator; the map ``[H, W]`` is the attribution of each
+    draws per image, keyed by ``(seed, image content, draw)`` (:mod:`bench.core.rng`: an image's noise
+    does not depend on its batch or the chunk size); the map ``[H, W]`` is the attribution of each
     pixel in every channel (``I · m = Σ_c Σ_p I_cp m_p``). ``normalize`` rescales the map by the
     least-squares optimal factor first, as the authors' code does (captum's ``normalize``);
     ``score`` is what ``f`` returns for the target: ``logit`` (default) or ``probability``.
@@ -60,16 +62,19 @@ class Infidelity(Metric):
     def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:
         x = batch.images
         targets = explained_targets(ctx, batch, self.target)
-        gen = ctx.generator(_INFIDELITY_STREAM)
+        keys = content_keys(x, ctx.seed + _INFIDELITY_STREAM)
+        done = 0
 
         def forward(inputs: Tensor) -> Tensor:
             logits = ctx.forward(inputs)
             return logits.softmax(1) if self.score == "probability" else logits
 
         def perturb(inputs: Tensor) -> tuple[Tensor, Tensor]:
-            noise = self.noise_std * torch.randn(
-                inputs.shape, generator=gen, device=inputs.device, dtype=inputs.dtype
-            )
+            nonlocal done
+            rk, sample = sample_rows(keys, inputs.shape[0], done)
+            done += inputs.shape[0] // x.shape[0]
+            z = keyed_normal(rk, sample, inputs[0].numel()).view_as(inputs).to(inputs.dtype)
+            noise = self.noise_std * z
             return noise, inputs - noise
 
         scores = infidelity(
@@ -89,7 +94,8 @@ class MaxSensitivity(Metric):
     """Max-sensitivity (Yeh et al. 2019): max over perturbations of ‖m(x + δ) − m(x)‖ / ‖m(x)‖.
 
     ``δ ~ U[-radius, radius]`` i.i.d. per input element in normalised space (captum's default
-    perturbation), ``n_perturb_samples`` draws per image from the run's seeded generator; the
+    perturbation), ``n_perturb_samples`` draws per image keyed by ``(seed, image content, draw)``
+    (independent of the batch); the
     method of the run is re-run on each perturbed image for the same class. ``norm``: ``fro``
     (captum's default) or ``inf``. Lower is better. The unperturbed map is recomputed by captum,
     so a stochastic method is compared with a fresh draw of itself.
@@ -119,17 +125,24 @@ class MaxSensitivity(Metric):
         method = ctx.method
         x = batch.images
         targets = explained_targets(ctx, batch, self.target)
-        gen = ctx.generator(_SENSITIVITY_STREAM)
+        keys = content_keys(x, ctx.seed + _SENSITIVITY_STREAM)
+        done = 0
 
         def explain(inputs: Tensor | tuple[Tensor], target: Tensor) -> Tensor | tuple[Tensor]:
             # captum's convention: a tuple in (the unperturbed inputs) -> a tuple out
             single = inputs[0] if isinstance(inputs, tuple) else inputs
+            target = torch.as_tensor(target, device=single.device).reshape(-1)
+            if target.shape[0] != single.shape[0]:  # captum leaves a one-image batch's target as is
+                target = target.repeat_interleave(single.shape[0] // target.shape[0])
             with torch.enable_grad():  # captum calls this under no_grad; gradient methods need it
                 out = method(ctx.model, single, target)
             return (out,) if isinstance(inputs, tuple) else out
 
         def perturb(inputs: Tensor, radius: float) -> Tensor:
-            u = torch.rand(inputs.shape, generator=gen, device=inputs.device, dtype=inputs.dtype)
+            nonlocal done
+            rk, sample = sample_rows(keys, inputs.shape[0], done)
+            done += inputs.shape[0] // x.shape[0]
+            u = keyed_uniform(rk, sample, inputs[0].numel()).view_as(inputs).to(inputs.dtype)
             return inputs + (2 * u - 1) * radius
 
         scores = sensitivity_max(

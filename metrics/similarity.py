@@ -258,10 +258,11 @@ class MapComparison(Metric):
         """Top-1 of ``model`` (with the run's precision and chunking; counted in ``ctx``)."""
         if model is ctx.model:
             return ctx.predictions(images)
-        sub = dataclasses.replace(ctx, model=model, forward_images=0, forward_seconds=0.0)
+        # the same stopwatch and counters; a copy's forwards are not compiled (one compile per
+        # randomised model would cost more than it saves)
+        sub = dataclasses.replace(ctx, model=model, forward_images=0, compile=False)
         pred = sub.predictions(images)
         ctx.forward_images += sub.forward_images
-        ctx.forward_seconds += sub.forward_seconds
         return pred
 
     def _targets(

@@ -14,7 +14,12 @@ from torch import nn
 from bench import ROOT
 from bench.models import ModelMeta
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# The cores shared among the pytest-xdist workers (`make test`: 2), at most two intra-op threads
+# each; BENCH_TEST_THREADS overrides. Oversubscribed OpenMP threads make small ops (ROAD's solver
+# steps) ~40x slower, so a worker never takes more than its share.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+_THREADS = max(1, min(2, (os.cpu_count() or 1) // _WORKERS))
+torch.set_num_threads(int(os.environ.get("BENCH_TEST_THREADS", _THREADS)))
 
 # The attribution cache is off in every test (and in the jobs tests launch), so that no test
 # scores another test's maps; the cache tests switch it on with a folder of their own.
@@ -61,7 +66,7 @@ def tiny_images() -> torch.Tensor:
 
 def run_bench(args: list[str], cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run the ``bench`` entry point in a subprocess (as a user would) and capture its output."""
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": str(torch.get_num_threads())}
     return subprocess.run(
         [sys.executable, "-m", "bench", *args],
         cwd=cwd,

@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from bench import ROOT
 from bench.core import paths
@@ -137,7 +138,7 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     env.update(
         PATH=f"{bindir}{os.pathsep}{env.get('PATH', '')}",
         VIRTUAL_ENV=str(venv),
-        OMP_NUM_THREADS="2",
+        OMP_NUM_THREADS=str(torch.get_num_threads()),
         HYDRA_FULL_ERROR="0",
     )
 

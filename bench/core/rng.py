@@ -139,3 +139,19 @@ def counter_normal_at(
 ) -> Tensor:
     """``counter_normal(seed, keys, stream, size)[rows, cols]`` without drawing the other entries."""
     return _normal(_stream_states(seed, keys, stream)[rows], cols, size)
+
+
+def keyed_uniform(keys: Tensor, sample: Tensor, numel: int) -> Tensor:
+    """Uniform noise in [0, 1) ``[N, numel]`` for rows with per-image ``keys`` ``[N]`` and sample
+    indices ``[N]`` (the uniform counterpart of :func:`keyed_normal`)."""
+    pix = torch.arange(numel, device=keys.device)
+    return hash_uniform(mix(keys ^ mix(sample))[:, None], pix[None])
+
+
+def sample_rows(keys: Tensor, rows: int, done: int) -> tuple[Tensor, Tensor]:
+    """Per-row ``(keys, sample index)`` of a block of ``rows`` perturbed inputs laid out as captum
+    lays them out (``repeat_interleave``: each of the ``len(keys)`` images ``rows // len(keys)``
+    times in a row), the block's samples numbered from ``done``."""
+    per = rows // max(1, keys.shape[0])
+    sample = done + torch.arange(per, device=keys.device).repeat(keys.shape[0])
+    return keys.repeat_interleave(per), sample

@@ -16,6 +16,7 @@ from bench import ROOT
 from bench.api import compose
 from bench.core.batch import collate
 from bench.core.errors import ConfigError
+from bench.core.rng import content_keys, keyed_normal
 from bench.data.shapes import ShapesDataset
 from bench.models import load_shapes_cnn
 from methods.base import Method
@@ -317,10 +318,11 @@ def test_smooth_mprt_averages_noisy_maps_and_reduces_to_mprt_without_noise():
     ctx = H.context(model, H.gradient(), seed=5, chunk_size=7)  # chunking splits the 5 x 3 maps
     got = smooth.explain(ctx, model, x, t)
     std = 0.2 * (x.flatten(1).amax(1) - x.flatten(1).amin(1))[:, None, None, None]
-    noise = torch.Generator().manual_seed(5 + smooth.noise_offset)
-    maps = [
-        H.gradient()(model, x + torch.randn(x.shape, generator=noise) * std, t) for _ in range(4)
+    keys = content_keys(x, 5 + smooth.noise_offset)  # draw k of an image: (seed, content, k)
+    draws = [
+        keyed_normal(keys, torch.full_like(keys, k), x[0].numel()).view_as(x) for k in range(4)
     ]
+    maps = [H.gradient()(model, x + z * std, t) for z in draws]
     maps.append(H.gradient()(model, x, t))
     torch.testing.assert_close(got, torch.stack(maps).mean(0), rtol=1e-5, atol=1e-7)
 
@@ -330,13 +332,17 @@ def test_random_logit_draws_other_classes_uniformly_and_compares_their_maps():
     metric = RandomLogit(similarities=["spearman_abs", "spearman_signed"])
     ctx = H.context(model, H.SignedGradient(), seed=0)
     targets = torch.arange(4).repeat(500)
-    other = metric.other_classes(ctx, targets, 4)
+    many = torch.randn(2000, 3, 2, 2, generator=torch.Generator().manual_seed(0))
+    other = metric.other_classes(ctx, many, targets, 4)
     assert not (other == targets).any()
     counts = torch.bincount(other[targets == 0], minlength=4)[1:].float()
     assert counts.min() > 130  # ~167 each of the 3 other classes
     x, t = H.images(3), torch.tensor([0, 1, 2])
     out, _ = _run(metric, model, H.SignedGradient(), x, t)
-    oc = metric.other_classes(H.context(model, None), t, 4)
+    oc = metric.other_classes(H.context(model, None), x, t, 4)
+    for i in range(3):  # keyed by the image: the same class drawn for it alone
+        alone = metric.other_classes(H.context(model, None), x[i : i + 1], t[i : i + 1], 4)
+        assert alone.item() == oc[i].item()
     expect = metric.similarity(H.SignedGradient()(model, x, t), H.SignedGradient()(model, x, oc))
     for s in out.scores:
         torch.testing.assert_close(out.scores[s], expect[s].float())
@@ -439,3 +445,19 @@ def test_data_randomisation_config_runs_on_the_trained_model(shapes):
     out = metric(H.context(model, method), batch, method(model, batch.images, batch.targets))
     assert set(out.scores) == {"spearman_abs", "spearman_signed", "ssim", "hog"}
     assert out.scores["spearman_abs"].nanmean() < 0.9
+
+
+def test_smooth_mprt_noise_of_an_image_does_not_depend_on_its_batch():
+    """The noisy copies of an image are keyed by its content: its smoothed map (and so its score)
+    is the same alone, in a batch, in another order, at another chunk size."""
+    model = H.tiny_bn_net()
+    x, t = H.images(3), torch.tensor([0, 1, 2])
+    smooth = SmoothMPRT(noise_samples=4, noise_magnitude=0.2, similarities=["spearman_abs"])
+    both = smooth.explain(H.context(model, H.gradient(), seed=5), model, x, t)
+    for i in range(3):
+        ctx = H.context(model, H.gradient(), seed=5, chunk_size=2)
+        alone = smooth.explain(ctx, model, x[i : i + 1], t[i : i + 1])
+        torch.testing.assert_close(alone, both[i : i + 1], rtol=1e-5, atol=1e-7)
+    order = torch.tensor([2, 0, 1])
+    moved = smooth.explain(H.context(model, H.gradient(), seed=5), model, x[order], t[order])
+    torch.testing.assert_close(moved, both[order], rtol=1e-5, atol=1e-7)
