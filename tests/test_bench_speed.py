@@ -1,0 +1,66 @@
+"""scripts/bench_speed.py in its smallest mode: the report is written, with its header and numbers.
+
+Never asserts on speed: only that every timed row holds positive numbers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+
+import torch
+
+from bench import ROOT
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location(
+        "bench_speed", ROOT / "scripts" / "bench_speed.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def numbers(row: str) -> list[float]:
+    return [float(v) for v in re.findall(r"(?<![\w.-])\d+\.\d+(?![\w.])", row)]
+
+
+def test_smallest_mode_writes_the_report(tmp_path):
+    threads = torch.get_num_threads()
+    out = tmp_path / "perf" / "cpu.md"
+    argv = [
+        "--quick",
+        "--repeats=1",
+        "--images=1",
+        "--models=shapes_cnn",
+        "--metrics=deletion,pointing_game",
+        "--methods=",
+        "--peers=occlusion",
+        "--scaling=chunk",
+        "--scaling-model=shapes_cnn",
+        f"--out={out}",
+    ]
+    assert load_script().main(argv) == out
+    assert torch.get_num_threads() == threads  # the thread count is restored
+    text = out.read_text()
+    assert text.startswith("# Speed on ")
+    assert "Command: `python scripts/bench_speed.py --quick --repeats=1" in text
+    for key in ("Device: cpu", "torch ", "captum ", "quantus ", "grad-cam ", "lime ", "shap "):
+        assert key in text, key
+    assert "Threads: 1" in text and "date 20" in text and "Load average" in text
+    rows = {r.split("|")[3].strip(): r for r in text.splitlines() if r.startswith("| shapes_cnn |")}
+    assert set(rows) == {"deletion", "pointing_game"}
+    cells = [c.strip() for c in rows["deletion"].split("|")[1:-1]]
+    assert int(cells[4]) > 0  # forward images
+    assert all(float(c.split()[0]) > 0 for c in cells[6:10]), cells  # ours s, floor s, ratios
+    assert float(rows["pointing_game"].split("|")[7]) > 0 and "no forwards" in rows["pointing_game"]
+    peer = next(r for r in text.splitlines() if r.startswith("| occlusion | captum"))
+    cells = [c.strip() for c in peer.split("|")[1:-1]]
+    assert float(cells[2]) > 0 and float(cells[3]) > 0 and float(cells[5]) < 1e-4  # same values
+    scaling = [r for r in text.splitlines() if r.startswith("| chunk |")]
+    assert len(scaling) == 3
+    for r in scaling:
+        assert all(v > 0 for v in numbers(r)), r
