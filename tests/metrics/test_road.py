@@ -8,15 +8,21 @@ import torch
 from scipy.sparse import coo_matrix, csc_matrix, diags, lil_matrix
 from scipy.sparse.linalg import spsolve
 
+import metrics.road as road
 from bench.core.errors import ConfigError
+from bench.core.rng import id_keys
 from metrics.road import (
     RoadABC,
     RoadLeRF,
     RoadMoRF,
     _Multigrid,
     _neighbour_sum,
+    _prolong,
+    _restrict,
+    _stencil_apply,
     counter_normal,
     fraction_counts,
+    image_keys,
     impute_linear,
 )
 from tests.metrics._faith_helpers import distinct_maps, make_batch, make_ctx, tiny_cnn
@@ -231,6 +237,7 @@ def test_bad_settings_raise_config_errors():
         dict(solver_dtype="float16"),
         dict(target="labels"),
         dict(noise=-1.0),
+        dict(check_every=0),
     ):
         with pytest.raises(ConfigError):
             RoadMoRF(**{"mean": MEAN, "std": STD, **kwargs})
@@ -304,3 +311,62 @@ def test_multigrid_is_galerkin_and_symmetric(h, w):
     r1, r2 = rand(mask), rand(mask)
     assert abs((mg(r1) * r2).sum() - (r1 * mg(r2)).sum()) < 1e-9
     assert (mg(r1) * r1).sum((2, 3)).min() > 0
+
+
+def test_convergence_checks_every_k_iterations_do_not_change_the_imputation():
+    """Systems freeze on the device at their own iteration, whatever ``check_every``."""
+    g = torch.Generator().manual_seed(5)
+    removed = torch.cat([worst_cases(24, 24, g), torch.rand(3, 24, 24, generator=g) < 0.2])
+    images = torch.rand(len(removed), 3, 24, 24, generator=g)
+    ref = impute_linear(images, removed, block=len(removed))
+    for k in (2, 3, 7):
+        assert torch.equal(impute_linear(images, removed, check_every=k, block=len(removed)), ref)
+    ref32 = impute_linear(images, removed, dtype=torch.float32, block=len(removed))
+    out32 = impute_linear(images, removed, 1e-7, 20000, 4, torch.float32, len(removed))
+    assert torch.equal(out32, ref32)
+
+
+def test_fused_level0_cycle_and_small_grid_paths_equal_the_plain_ones(monkeypatch):
+    """The shortcut V-cycle at level 0, the strided-view stencils and the matrix-product grid
+    transfers compute the same operators as the plain Jacobi cycle and the per-offset slices."""
+    g = torch.Generator().manual_seed(6)
+    mask = (torch.rand(2, 1, 30, 27, generator=g) < 0.7).double()
+    mg = _Multigrid(mask, _neighbour_sum(torch.ones(1, 1, 30, 27, dtype=torch.float64)))
+    r = torch.randn(2, 3, 30, 27, generator=g, dtype=torch.float64) * mask
+    inv = mg.inv_diag[0]
+    x = inv * r
+    x = x + mg.prolong(0, mg(mg.restrict(0, r - mg.apply(0, x)), 1))
+    x = x + inv * (r - mg.apply(0, x))
+    assert (mg(r) - x).abs().max() < 1e-12
+    for lev in range(len(mg.masks) - 1):
+        m, mc = mg.masks[lev], mg.masks[lev + 1]
+        c = torch.randn(2, 3, *mc.shape[-2:], generator=g, dtype=torch.float64) * mc
+        f = torch.randn(2, 3, *m.shape[-2:], generator=g, dtype=torch.float64) * m
+        assert (mg.prolong(lev, c) - _prolong(c, *m.shape[-2:]) * m).abs().max() < 1e-13
+        assert (mg.restrict(lev, f) - _restrict(f, *mc.shape[-2:]) * mc).abs().max() < 1e-13
+        if lev:
+            small = _stencil_apply(mg.stencils[lev], f)
+            monkeypatch.setattr(road, "_VIEW_APPLY", 0)
+            assert (small - _stencil_apply(mg.stencils[lev], f)).abs().max() < 1e-13
+            monkeypatch.setattr(road, "_VIEW_APPLY", 1 << 16)
+
+
+def test_image_keys_are_per_image_and_road_scores_do_not_depend_on_the_batch():
+    ids = ["img-0", "img-1", "img-2"]
+    keys = image_keys(ids, "cpu")
+    assert torch.equal(keys, id_keys(ids, "cpu"))  # the CRC-32 keys: committed scores unchanged
+    assert torch.equal(image_keys(ids[::-1], "cpu"), keys.flip(0))
+    assert len(set(keys.tolist())) == 3
+    model = tiny_cnn()
+    images = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(7))
+    maps = distinct_maps(3, 8, 8, seed=8)
+    targets = torch.tensor([0, 1, 2])
+    metric = RoadABC(mean=MEAN, std=STD, fractions=[0.3, 0.7], check_every=3)
+    ref = metric(make_ctx(model), make_batch(images, targets, ids=ids), maps)
+    flipped = metric(
+        make_ctx(model), make_batch(images.flip(0), targets.flip(0), ids=ids[::-1]), maps.flip(0)
+    )
+    assert torch.equal(flipped.curves["morf.probability"], ref.curves["morf.probability"].flip(0))
+    every = RoadABC(mean=MEAN, std=STD, fractions=[0.3, 0.7], check_every=1)
+    same = every(make_ctx(model), make_batch(images, targets, ids=ids), maps)
+    assert torch.equal(same.curves["lerf.probability"], ref.curves["lerf.probability"])
