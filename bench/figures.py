@@ -502,7 +502,7 @@ SETUP_PHASES = ("load_model", "load_data", "cache_key")
 
 def throughput(jobs: Sequence[Job]) -> pd.DataFrame:
     """Seconds per image per (model, dataset, method) and phase (``attribution``, each metric,
-    ``setup``, ``other``: wall time no phase accounts for), summed over the jobs of a method
+    ``data`` (waiting for the loader), ``setup``, ``other``: wall time no phase accounts for), summed over the jobs of a method
     (shards), and the attribution cache's hits."""
     out = []
     for job in jobs:
@@ -519,6 +519,8 @@ def throughput(jobs: Sequence[Job]) -> pd.DataFrame:
         for k, v in timings.items():
             if k.startswith("metric."):
                 phases[job.metric_labels.get(k[7:], k[7:])] = float(v)
+        if "data" in timings:  # waiting for the DataLoader (records since the throughput block)
+            phases["data"] = float(timings["data"])
         phases["setup"] = float(sum(timings.get(k, 0.0) for k in SETUP_PHASES))
         phases["other"] = max(0.0, float(wall) - float(sum(timings.values())))
         cache = r.get("cache") or {}

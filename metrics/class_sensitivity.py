@@ -8,8 +8,6 @@ class and scores the pair of maps.
 
 from __future__ import annotations
 
-import logging
-
 import torch
 from torch import Tensor
 
@@ -18,8 +16,6 @@ from bench.core.context import Context
 from bench.core.errors import ConfigError, check_bool, check_choice, check_number
 from metrics.base import Category, Metric, MetricOutput
 from metrics.localisation import POOLINGS, first_argmax, nonnegative
-
-log = logging.getLogger("bench")
 
 
 def min_sq_distance(u: Tensor, v: Tensor, region: Tensor) -> Tensor:
@@ -60,8 +56,7 @@ class ClassSensitivity(Metric):
     pointing and mass rules it reuses. It assumes the maps explain the label (``explain: label``,
     the default). Scores are NaN, flagged ``degenerate``, where either map has no positive mass on
     the two objects, a region is empty or a map is not finite. A dataset without partners
-    (single-object images) is refused when the job is built; a batch without them (built by hand)
-    gets NaN rows flagged ``no_partner``.
+    (single-object images) is refused when the job is built, a batch without them when scored.
 
     Args:
         pooling: ``positive`` | ``abs`` | ``none``: how a map becomes ``R`` (docs/PROTOCOLS.md §4).
@@ -77,8 +72,8 @@ class ClassSensitivity(Metric):
         "Localization. ICCV 2017 (class-discriminative localisation); Zhang et al. Top-down "
         "Neural Attention by Excitation Backprop. ECCV 2016 (per-class pointing game, TorchRay)."
     )
-    # A dataset without partners (single-object images) is refused before any compute; a batch
-    # built by hand without them still gets NaN rows flagged ``no_partner``.
+    # A dataset without partners (single-object images) is refused before any compute (the run
+    # checks the dataset's fields; Metric.__call__ a batch's).
     requires = frozenset({"masks", "partners"})
     suffixes = {"own_share": None, "pointing": None}
 
@@ -115,14 +110,6 @@ class ClassSensitivity(Metric):
     def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:
         b = maps.shape[0]
         nan = torch.full((b,), float("nan"), device=maps.device)
-        if "partners" not in batch.fields:
-            log.warning("class_sensitivity: the dataset gives no partner classes; rows are NaN")
-            flag = torch.ones(b, dtype=torch.bool, device=maps.device)
-            return MetricOutput(
-                scores={k: nan.clone() for k in ("", "own_share", "pointing")},
-                flags={k: flag for k in ("", "own_share", "pointing")},
-                flag_reason="no_partner",
-            )
         if ctx.method is None:
             raise ConfigError(
                 "class_sensitivity re-runs the method for the partner class; it needs a method "

@@ -118,13 +118,13 @@ def test_pointing_needs_the_point_within_tolerance_and_nearer_to_the_own_object(
     assert min_sq_distance(torch.tensor([0]), torch.tensor([0]), empty).tolist() == [math.inf]
 
 
-def test_no_partner_is_nan_flagged_and_no_method_is_a_config_error():
+def test_no_partner_is_refused_and_no_method_is_a_config_error():
     r = regions()
     b = batch(with_partners=False)
     ctx = Context(model=nn.Identity(), method=RegionMethod({0: r[0], 1: r[1]}))
-    out = ClassSensitivity()(ctx, b, torch.rand(2, H, W))
-    assert all(math.isnan(v) for v in out.scores[""].tolist())
-    assert out.flag_reason == "no_partner" and out.flags[""].all()
+    assert "partners" in ClassSensitivity.requires  # checked against the dataset before compute
+    with pytest.raises(ValueError, match=r"needs batch fields \['partners'\]"):
+        ClassSensitivity()(ctx, b, torch.rand(2, H, W))
     with pytest.raises(ConfigError, match="needs a method"):
         ClassSensitivity()(Context(model=nn.Identity()), batch(), torch.rand(2, H, W))
 
