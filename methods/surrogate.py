@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.core.context import for_pairs
-from bench.core.errors import check_choice, check_int, check_number
+from bench.core.context import AUTO, auto_chunk, for_pairs
+from bench.core.errors import ConfigError, check_choice, check_int, check_number
 from bench.core.rng import content_keys, hash_uniform
 from methods.base import check_batch_size
 from methods.perturbation import _probs, _Superpixel
@@ -319,12 +319,21 @@ class _BatchedSurrogate(_Superpixel):
         n_segments: int,
         compactness: float,
         slic_sigma: float,
-        batch_size: int | None,
+        batch_size: int | str | None,
         seed: int,
     ) -> None:
         super().__init__(n_segments, compactness, slic_sigma)
         self.n_samples = check_int("n_samples", n_samples, minimum=1)
-        self.batch_size = check_batch_size("batch_size", batch_size)
+        if batch_size == AUTO:
+            self.batch_size: int | str | None = AUTO
+        else:
+            try:
+                self.batch_size = check_batch_size("batch_size", batch_size)
+            except ConfigError:
+                raise ConfigError(
+                    f"batch_size={batch_size!r} is not valid; accepted: auto, null (no bound) or "
+                    "an integer >= 1."
+                ) from None
         self.seed = check_int("seed", seed)
 
     def fill_images(self, images: Tensor) -> Tensor:
@@ -370,10 +379,13 @@ class _BatchedSurrogate(_Superpixel):
             p = _probs(model, x).gather(1, targets[img][:, None])[:, 0]
             out[pair] = p.double()
 
+        # auto: chunk_size=auto's cap for the device (64 on a CPU, where larger chunks of the
+        # same images run slower; 1024 on a GPU); halved on out-of-memory like any chunk
+        size = auto_chunk(images.device) if self.batch_size == AUTO else self.batch_size
         with torch.no_grad():
-            self.batch_size = for_pairs(
-                len(todo), 1, self.batch_size, images.device, chunk, self.name
-            )
+            used = for_pairs(len(todo), 1, size, images.device, chunk, self.name)
+        if used != size:  # halved after an out-of-memory: keep the size that fitted
+            self.batch_size = used
         return out.view(b, r)
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
@@ -404,7 +416,8 @@ class BatchedLime(_BatchedSurrogate):
             :func:`methods.perturbation.superpixels`).
         kernel_width: lime's kernel width.
         hide_color: fill value in normalised space.
-        batch_size: most perturbed images (over all images of the batch) per forward pass.
+        batch_size: most perturbed images (over all images of the batch) per forward pass;
+            ``auto`` = 64 on a CPU, 1024 on a GPU (:func:`bench.core.context.auto_chunk`).
         seed: the run seed.
     """
 
@@ -416,7 +429,7 @@ class BatchedLime(_BatchedSurrogate):
         slic_sigma: float = 0.0,
         kernel_width: float = 0.25,
         hide_color: float = 0.0,
-        batch_size: int | None = 256,
+        batch_size: int | str | None = AUTO,
         seed: int = 0,
     ) -> None:
         super().__init__(n_samples, n_segments, compactness, slic_sigma, batch_size, seed)
@@ -458,7 +471,8 @@ class BatchedKernelShap(_BatchedSurrogate):
             :func:`methods.perturbation.superpixels`).
         fill: ``blur`` only (the package wrapper's inpainting fills are not batched).
         blur_size: side of the box blur.
-        batch_size: most coalition images (over all images of the batch) per forward pass.
+        batch_size: most coalition images (over all images of the batch) per forward pass;
+            ``auto`` = 64 on a CPU, 1024 on a GPU (:func:`bench.core.context.auto_chunk`).
         seed: the run seed.
     """
 
@@ -470,7 +484,7 @@ class BatchedKernelShap(_BatchedSurrogate):
         slic_sigma: float = 0.0,
         fill: str = "blur",
         blur_size: int = 16,
-        batch_size: int | None = 256,
+        batch_size: int | str | None = AUTO,
         seed: int = 0,
     ) -> None:
         super().__init__(n_samples, n_segments, compactness, slic_sigma, batch_size, seed)

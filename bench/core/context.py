@@ -122,6 +122,13 @@ AUTO_CAP = {"cpu": 64, "cuda": 1024, "mps": 256}
 AUTO = "auto"
 
 
+def auto_chunk(device: torch.device | str) -> int:
+    """The most images per forward an ``auto`` batch knob of a method uses on ``device``: the same
+    per-device cap as ``chunk_size=auto`` (without its memory estimate; chunks are halved on
+    out-of-memory wherever they run)."""
+    return AUTO_CAP.get(torch.device(device).type, 256)
+
+
 def memory_bytes(value: object, key: str = "max_memory") -> int | None:
     """``auto``/None -> None; a number (GiB) or a string such as ``8GiB``, ``512MB``, ``2G`` -> bytes;
     anything else raises a ConfigError naming the value and what is accepted."""

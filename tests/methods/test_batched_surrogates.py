@@ -263,6 +263,12 @@ def test_a_map_does_not_depend_on_the_batch_or_the_chunks(cls, probe, images):
     halved = method(oom, images, TARGETS)
     assert method.batch_size == 16 and max(oom.sizes) == 16
     torch.testing.assert_close(halved / scale, batch / scale, rtol=0, atol=1e-9)
+    counting = CountingOOM(probe, limit=10**6)
+    auto = make(batch_size="auto")
+    torch.testing.assert_close(
+        auto(counting, images, TARGETS) / scale, batch / scale, rtol=0, atol=1e-9
+    )
+    assert auto.batch_size == "auto" and max(counting.sizes) == 64  # the CPU's cap
 
 
 @pytest.mark.parametrize("cls", [BatchedLime, BatchedKernelShap])
@@ -328,7 +334,7 @@ def test_box_blur_equals_shaps_blur_masker(size, images):
     [
         (BatchedKernelShap, "fill", "inpaint_telea", "accepted: blur"),
         (BatchedKernelShap, "blur_size", 0, "accepted: an integer >= 1"),
-        (BatchedKernelShap, "batch_size", 0, "accepted: an integer >= 1"),
+        (BatchedKernelShap, "batch_size", 0, "accepted: auto, null"),
         (BatchedLime, "n_samples", 0, "accepted: an integer >= 1"),
         (BatchedLime, "kernel_width", 0, "accepted: a number > 0"),
         (BatchedLime, "hide_color", "grey", "accepted: a number"),
