@@ -40,6 +40,14 @@ DTYPES = {"float32": np.float32, "float16": np.float16}
 CHUNK_KEYS = frozenset({"batch_size", "internal_batch_size"})
 
 
+def without_chunk_keys(method: Any) -> Any:
+    """A method's config (a plain container) without its :data:`CHUNK_KEYS`, nested methods
+    (a noise tunnel's ``method:``) included: what a map, and a job's scores, depend on."""
+    if isinstance(method, dict):
+        return {k: without_chunk_keys(v) for k, v in method.items() if k not in CHUNK_KEYS}
+    return method
+
+
 def weights_digest(model: nn.Module) -> str:
     """SHA-256 over the model's parameters and buffers (names, dtypes, shapes and bytes)."""
     h = hashlib.sha256()
@@ -87,7 +95,7 @@ def job_spec(cfg: DictConfig, model: nn.Module, meta: dict[str, Any], device: to
             "sha256": weights_digest(model),
         },
         "dataset": {k: dataset.get(k) for k in keep if k in dataset},
-        "method": {k: v for k, v in method.items() if k not in CHUNK_KEYS},
+        "method": without_chunk_keys(method),
         "seed": int(cfg.seed),
         "device": device.type,
         "code": code_digest(),

@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from bench import ROOT, __version__
 from bench.allocator import allocator_state, keep_freed_memory
-from bench.cache import MapCache, attribute_cached, image_digests, job_spec
+from bench.cache import MapCache, attribute_cached, image_digests, job_spec, without_chunk_keys
 from bench.core.batch import Batch, collate
 from bench.core.context import (
     OUT_OF_MEMORY,
@@ -503,10 +503,13 @@ def logger_options(cfg: DictConfig) -> dict[str, Any]:
 
 
 def config_hash(cfg: DictConfig) -> str:
-    """A 16-hex-digit hash of the resolved config without ``RUN_ONLY_KEYS``: what decides whether
-    a folder's earlier results are this job's."""
+    """A 16-hex-digit hash of the resolved config without ``RUN_ONLY_KEYS`` and the method's batch
+    knobs (:data:`bench.cache.CHUNK_KEYS`: they set speed and memory, never a score): what decides
+    whether a folder's earlier results are this job's."""
     node = OmegaConf.to_container(cfg, resolve=True)
     node = {k: v for k, v in node.items() if k not in RUN_ONLY_KEYS}
+    if "method" in node:
+        node["method"] = without_chunk_keys(node["method"])
     return hashlib.sha256(json.dumps(node, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

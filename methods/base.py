@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bench.core.context import AUTO, auto_chunk, for_pairs
 from bench.core.errors import ConfigError, check_choice, check_int, check_number
 from bench.core.imaging import gaussian_smooth
 
@@ -115,6 +116,38 @@ class Method:
         return raw.contiguous()
 
 
-def check_batch_size(key: str, value: int | None) -> int | None:
-    """``value`` if it is None (no bound) or an integer >= 1, else a ConfigError naming ``key``."""
-    return None if value is None else check_int(key, value, minimum=1)
+def check_batch_size(key: str, value: int | str | None) -> int | str | None:
+    """A method's batch knob: ``auto``, None (no bound) or an integer >= 1, else a ConfigError
+    naming ``key``, the value and what is accepted."""
+    if value is None or value == AUTO:
+        return value
+    try:
+        return check_int(key, value, minimum=1)
+    except ConfigError:
+        raise ConfigError(
+            f"{key}={value!r} is not valid; accepted: auto, null (no bound) or an integer >= 1."
+        ) from None
+
+
+def batch_limit(value: int | str | None, device: torch.device | str) -> int | None:
+    """The most inputs per forward a batch knob allows on ``device``: ``auto`` = the device's
+    ``chunk_size=auto`` cap (:func:`bench.core.context.auto_chunk`: 64 on a CPU, where larger
+    chunks of the same images run slower, 1024 on a GPU); None = no bound."""
+    return auto_chunk(device) if value == AUTO else value
+
+
+def chunked_pairs(
+    method: Method,
+    key: str,
+    items: int,
+    per_item: int,
+    device: torch.device | str,
+    body,
+    where: str | None = None,
+) -> None:
+    """:func:`bench.core.context.for_pairs` in chunks bounded by the method's batch knob ``key``;
+    after an out-of-memory halving, the knob keeps the size that fitted (for the rest of the run)."""
+    size = batch_limit(getattr(method, key), device)
+    used = for_pairs(items, per_item, size, device, body, where or method.name)
+    if used != size:
+        setattr(method, key, used)

@@ -14,10 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.core.context import for_pairs
 from bench.core.errors import ConfigError, check_choice
 from bench.core.layers import get_layer, probe_outputs
-from methods.base import Method, check_batch_size
+from methods.base import Method, check_batch_size, chunked_pairs
 
 #: Where the ReLU of the weighted sum goes: on the layer-resolution map (pytorch-grad-cam, the
 #: papers), on the map upsampled to the input (captum's LayerGradCam users), or nowhere.
@@ -271,7 +270,10 @@ class _ChannelScoreCAM(BaseCAM):
     needs_gradients = False
 
     def __init__(
-        self, layer: str | None, batch_size: int | None = 128, relu: str | bool = "before_upsample"
+        self,
+        layer: str | None,
+        batch_size: int | str | None = "auto",
+        relu: str | bool = "before_upsample",
     ) -> None:
         super().__init__(layer, relu)
         self.batch_size = check_batch_size("batch_size", batch_size)
@@ -294,9 +296,7 @@ class _ChannelScoreCAM(BaseCAM):
             logits = model(inputs(img, ch))
             scores[part] = logits.gather(1, targets[img][:, None])[:, 0].float()
 
-        self.batch_size = for_pairs(
-            b, channels, self.batch_size, images.device, chunk, type(self).__name__
-        )
+        chunked_pairs(self, "batch_size", b, channels, images.device, chunk, type(self).__name__)
         return scores.view(b, channels)
 
 
@@ -309,7 +309,8 @@ class ScoreCAM(_ChannelScoreCAM):
 
     Args:
         layer: the model config's ``cam_layer``.
-        batch_size: most masked images per forward pass (over all images of the batch).
+        batch_size: most masked images per forward pass (over all images of the batch);
+            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`methods.base.batch_limit`).
     """
 
     def weights(
@@ -335,7 +336,8 @@ class AblationCAM(_ChannelScoreCAM):
 
     Args:
         layer: the model config's ``cam_layer``.
-        batch_size: most ablated copies per forward pass (over all images of the batch).
+        batch_size: most ablated copies per forward pass (over all images of the batch);
+            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`methods.base.batch_limit`).
     """
 
     def weights(

@@ -20,13 +20,9 @@ from captum.attr import Saliency as _CaptumSaliency
 from captum.attr._utils.lrp_rules import EpsilonRule
 from torch import Tensor, nn
 
-from bench.core.context import for_pairs
 from bench.core.errors import ConfigError, check_choice, check_int, check_number
 from bench.core.rng import content_keys, hash_uniform, keyed_normal
-from methods.base import (
-    Method,
-    check_batch_size,
-)
+from methods.base import Method, batch_limit, check_batch_size, chunked_pairs
 
 
 class Gradient(Method):
@@ -119,7 +115,8 @@ class IntegratedGradients(Method):
         n_steps: points of the path integral.
         baseline: constant baseline value in normalised space (0 = the dataset mean colour).
         integration: captum's rule, ``gausslegendre`` or ``riemann_trapezoid`` etc.
-        internal_batch_size: most path points (over all images) in one forward/backward pass.
+        internal_batch_size: most path points (over all images) in one forward/backward pass;
+            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`methods.base.batch_limit`).
         reduction: channel pooling (signed sum by default).
     """
 
@@ -128,7 +125,7 @@ class IntegratedGradients(Method):
         n_steps: int = 50,
         baseline: float = 0.0,
         integration: str = "gausslegendre",
-        internal_batch_size: int | None = 256,
+        internal_batch_size: int | str | None = "auto",
         reduction: str = "sum",
     ) -> None:
         super().__init__(reduction)
@@ -144,7 +141,7 @@ class IntegratedGradients(Method):
             target=targets,
             n_steps=self.n_steps,
             method=self.integration,
-            internal_batch_size=self.internal_batch_size,
+            internal_batch_size=batch_limit(self.internal_batch_size, images.device),
         )
 
 
@@ -333,7 +330,7 @@ class _Noisy(Method):
         method: Method | None = None,
         n_samples: int = 50,
         noise_level: float = 0.15,
-        internal_batch_size: int | None = 64,
+        internal_batch_size: int | str | None = "auto",
         seed: int = 0,
     ) -> None:
         method = self.default_method() if method is None else method
@@ -377,9 +374,7 @@ class _Noisy(Method):
             total, sq = (s, q) if not acc else (acc["total"] + s, acc["sq"] + q)
             acc.update(total=total, sq=sq)  # only once the chunk has succeeded
 
-        self.internal_batch_size = for_pairs(
-            b, n, self.internal_batch_size, images.device, chunk, self.name
-        )
+        chunked_pairs(self, "internal_batch_size", b, n, images.device, chunk)
         return acc["total"], acc["sq"]
 
 
@@ -393,7 +388,8 @@ class SmoothGrad(_Noisy):
         method: the wrapped method (a nested config).
         n_samples: noisy copies per image (the paper: 50).
         noise_level: noise sigma as a fraction of the image's value range.
-        internal_batch_size: most noisy copies (over all images) per call of the wrapped method.
+        internal_batch_size: most noisy copies (over all images) per call of the wrapped method;
+            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`methods.base.batch_limit`).
         seed: the run seed.
     """
 
@@ -431,7 +427,8 @@ class GradientShap(Method):
         stdev: input noise sigma in normalised units (captum's default 0).
         baseline: centre of the baseline distribution in normalised space (0 = mean colour).
         baseline_std: spread of the baseline distribution (0 = one constant baseline).
-        internal_batch_size: most draws (over all images) in one forward/backward pass.
+        internal_batch_size: most draws (over all images) in one forward/backward pass;
+            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`methods.base.batch_limit`).
         reduction: channel pooling (signed sum by default).
         seed: the run seed.
     """
@@ -442,7 +439,7 @@ class GradientShap(Method):
         stdev: float = 0.0,
         baseline: float = 0.0,
         baseline_std: float = 1.0,
-        internal_batch_size: int | None = 64,
+        internal_batch_size: int | str | None = "auto",
         reduction: str = "sum",
         seed: int = 0,
     ) -> None:
@@ -471,7 +468,5 @@ class GradientShap(Method):
             grad = saliency.attribute(point, target=targets[img], abs=False)
             total.index_add_(0, img, ((x - base) * grad).float())
 
-        self.internal_batch_size = for_pairs(
-            b, n, self.internal_batch_size, images.device, chunk, "gradient_shap"
-        )
+        chunked_pairs(self, "internal_batch_size", b, n, images.device, chunk, "gradient_shap")
         return total / n

@@ -23,10 +23,10 @@ from captum.attr import Lime as _CaptumLime
 from captum.attr import Occlusion as _CaptumOcclusion
 from torch import Tensor, nn
 
-from bench.core.context import chunks, for_pairs
+from bench.core.context import chunks
 from bench.core.errors import check_choice, check_int, check_number
 from bench.core.rng import per_image_seeds
-from methods.base import Method, check_batch_size
+from methods.base import Method, batch_limit, check_batch_size, chunked_pairs
 
 
 def superpixels(images: Tensor, n_segments: int, compactness: float, sigma: float = 0.0) -> Tensor:
@@ -63,6 +63,16 @@ def _probs(model: nn.Module, x: Tensor) -> Tensor:
     return model(x).float().softmax(-1)
 
 
+def _per_eval(knob: int | str | None, images: Tensor, perturbations: int) -> int:
+    """captum's ``perturbations_per_eval`` for a knob bounding the images per forward over the
+    whole batch: the knob's limit shared by the batch's images, at most ``perturbations`` (captum
+    stacks that many copies of the batch up front, so null means "all of them", not unbounded)."""
+    limit = batch_limit(knob, images.device)
+    if limit is None:
+        return max(1, perturbations)
+    return max(1, min(perturbations, limit // images.shape[0]))
+
+
 class Occlusion(Method):
     """Occlusion (Zeiler & Fergus, ECCV 2014): score drop when a square window is filled, by captum.
 
@@ -72,7 +82,8 @@ class Occlusion(Method):
         window: side of the square window in pixels.
         stride: step between windows in pixels.
         fill: fill value in normalised space (0 = the dataset mean colour).
-        internal_batch_size: most occluded images (over all images of the batch) per forward pass.
+        internal_batch_size: most occluded images (over all images of the batch) per forward pass;
+            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`methods.base.batch_limit`).
     """
 
     def __init__(
@@ -80,7 +91,7 @@ class Occlusion(Method):
         window: int = 16,
         stride: int = 8,
         fill: float = 0.0,
-        internal_batch_size: int | None = 256,
+        internal_batch_size: int | str | None = "auto",
     ) -> None:
         super().__init__(reduction="sum")
         self.window = check_int("window", window, minimum=1)
@@ -90,7 +101,11 @@ class Occlusion(Method):
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         b, c = images.shape[:2]
-        per_eval = max(1, (self.internal_batch_size or 1 << 30) // b)
+        h, w = images.shape[-2:]
+        windows = math.prod(  # captum's count of window positions (null: all in one pass)
+            math.ceil(max(0, n - self.window) / self.stride) + 1 for n in (h, w)
+        )
+        per_eval = _per_eval(self.internal_batch_size, images, windows)
         a = _CaptumOcclusion(model).attribute(
             images,
             sliding_window_shapes=(c, self.window, self.window),
@@ -116,7 +131,8 @@ class RISE(Method):
         n_masks: number of masks N.
         cell_size: side of a grid cell in pixels (16 at 112 px = the paper's 7x7 grid).
         p: probability that a cell is kept.
-        internal_batch_size: most masked images (over all images of the batch) per forward pass.
+        internal_batch_size: most masked images (over all images of the batch) per forward pass;
+            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`methods.base.batch_limit`).
         seed: the run seed.
     """
 
@@ -125,7 +141,7 @@ class RISE(Method):
         n_masks: int = 4000,
         cell_size: int = 16,
         p: float = 0.5,
-        internal_batch_size: int | None = 256,
+        internal_batch_size: int | str | None = "auto",
         seed: int = 0,
     ) -> None:
         super().__init__(reduction="sum")
@@ -166,9 +182,7 @@ class RISE(Method):
             sal.index_add_(0, img, p[:, :, None] * masks[m])
 
         with torch.no_grad():
-            self.internal_batch_size = for_pairs(
-                b, n, self.internal_batch_size, images.device, chunk, "rise"
-            )
+            chunked_pairs(self, "internal_batch_size", b, n, images.device, chunk, "rise")
         return sal / (n * self.p)
 
 
@@ -193,7 +207,8 @@ class FeatureAblation(_Superpixel):
         compactness: SLIC's compactness.
         slic_sigma: SLIC's Gaussian pre-smoothing (pixels; 0 = none, see :func:`superpixels`).
         fill: fill value in normalised space (0 = the dataset mean colour).
-        internal_batch_size: most ablated images (over all images of the batch) per forward pass.
+        internal_batch_size: most ablated images (over all images of the batch) per forward pass;
+            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`methods.base.batch_limit`).
     """
 
     def __init__(
@@ -202,7 +217,7 @@ class FeatureAblation(_Superpixel):
         compactness: float = 10.0,
         slic_sigma: float = 0.0,
         fill: float = 0.0,
-        internal_batch_size: int | None = 256,
+        internal_batch_size: int | str | None = "auto",
     ) -> None:
         super().__init__(n_segments, compactness, slic_sigma)
         self.fill = check_number("fill", fill)
@@ -210,7 +225,7 @@ class FeatureAblation(_Superpixel):
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         seg = self.segments(images)
-        per_eval = max(1, (self.internal_batch_size or 1 << 30) // images.shape[0])
+        per_eval = _per_eval(self.internal_batch_size, images, int(seg.max()) + 1)
         a = _CaptumFeatureAblation(lambda x: _probs(model, x)).attribute(
             images,
             target=targets,
@@ -235,7 +250,8 @@ class CaptumLime(_Superpixel):
         compactness: SLIC's compactness.
         slic_sigma: SLIC's Gaussian pre-smoothing (pixels; 0 = none, see :func:`superpixels`).
         fill: fill value in normalised space (0 = the dataset mean colour).
-        internal_batch_size: most perturbed samples per forward pass (captum's perturbations_per_eval).
+        internal_batch_size: most perturbed samples per forward pass (captum's perturbations_per_eval);
+            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`methods.base.batch_limit`).
         seed: the run seed.
     """
 
@@ -249,7 +265,7 @@ class CaptumLime(_Superpixel):
         compactness: float = 10.0,
         slic_sigma: float = 0.0,
         fill: float = 0.0,
-        internal_batch_size: int | None = 256,
+        internal_batch_size: int | str | None = "auto",
         seed: int = 0,
     ) -> None:
         super().__init__(n_segments, compactness, slic_sigma)
@@ -275,7 +291,8 @@ class CaptumLime(_Superpixel):
                     baselines=self.fill,
                     feature_mask=seg[i : i + 1, None],
                     n_samples=self.n_samples,
-                    perturbations_per_eval=self.internal_batch_size or self.n_samples,
+                    perturbations_per_eval=batch_limit(self.internal_batch_size, images.device)
+                    or self.n_samples,
                 )
             out.append(a[:, 0])
         return torch.cat(out)
@@ -317,7 +334,8 @@ class Lime(_Superpixel):
         slic_sigma: SLIC's Gaussian pre-smoothing (pixels; 0 = none, see :func:`superpixels`).
         kernel_width: lime's kernel width.
         hide_color: fill value in normalised space.
-        batch_size: most perturbed samples per forward pass.
+        batch_size: most perturbed samples per forward pass;
+            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`methods.base.batch_limit`).
         seed: the run seed.
     """
 
@@ -329,7 +347,7 @@ class Lime(_Superpixel):
         slic_sigma: float = 0.0,
         kernel_width: float = 0.25,
         hide_color: float = 0.0,
-        batch_size: int = 256,
+        batch_size: int | str | None = "auto",
         seed: int = 0,
     ) -> None:
         super().__init__(n_segments, compactness, slic_sigma)
@@ -366,7 +384,7 @@ class Lime(_Superpixel):
                     top_labels=None,
                     hide_color=self.hide_color,
                     num_samples=self.n_samples,
-                    batch_size=self.batch_size,
+                    batch_size=batch_limit(self.batch_size, device) or self.n_samples,
                     segmentation_fn=lambda _img, i=i: seg_np[i],
                 )
             weights = np.zeros(seg_np[i].max() + 1, dtype=np.float32)
@@ -409,7 +427,8 @@ class KernelShap(_Superpixel):
         slic_sigma: SLIC's Gaussian pre-smoothing (pixels; 0 = none, see :func:`superpixels`).
         fill: ``blur``, ``inpaint_telea`` or ``inpaint_ns``.
         blur_size: side of the box blur (``blur`` only).
-        batch_size: most coalition images per forward pass.
+        batch_size: most coalition images per forward pass;
+            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`methods.base.batch_limit`).
         seed: the run seed.
     """
 
@@ -421,7 +440,7 @@ class KernelShap(_Superpixel):
         slic_sigma: float = 0.0,
         fill: str = "blur",
         blur_size: int = 16,
-        batch_size: int = 256,
+        batch_size: int | str | None = "auto",
         seed: int = 0,
     ) -> None:
         super().__init__(n_segments, compactness, slic_sigma)
@@ -458,7 +477,7 @@ class KernelShap(_Superpixel):
                         [masker(np.repeat(k[..., None], c, -1).ravel(), x)[0][0] for k in keep]
                     )
                 res = []
-                for part in chunks(len(batch), self.batch_size):
+                for part in chunks(len(batch), batch_limit(self.batch_size, device)):
                     xt = torch.from_numpy(np.ascontiguousarray(batch[part], dtype=np.float32))
                     with torch.no_grad():
                         res.append(

@@ -25,10 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.core.context import AUTO, auto_chunk, for_pairs
-from bench.core.errors import ConfigError, check_choice, check_int, check_number
+from bench.core.errors import check_choice, check_int, check_number
 from bench.core.rng import content_keys, hash_uniform
-from methods.base import check_batch_size
+from methods.base import check_batch_size, chunked_pairs
 from methods.perturbation import _probs, _Superpixel
 
 #: Counter stride per sample row: the random number of (row r, feature j) has index r * STRIDE + j.
@@ -324,16 +323,7 @@ class _BatchedSurrogate(_Superpixel):
     ) -> None:
         super().__init__(n_segments, compactness, slic_sigma)
         self.n_samples = check_int("n_samples", n_samples, minimum=1)
-        if batch_size == AUTO:
-            self.batch_size: int | str | None = AUTO
-        else:
-            try:
-                self.batch_size = check_batch_size("batch_size", batch_size)
-            except ConfigError:
-                raise ConfigError(
-                    f"batch_size={batch_size!r} is not valid; accepted: auto, null (no bound) or "
-                    "an integer >= 1."
-                ) from None
+        self.batch_size = check_batch_size("batch_size", batch_size)
         self.seed = check_int("seed", seed)
 
     def fill_images(self, images: Tensor) -> Tensor:
@@ -379,13 +369,8 @@ class _BatchedSurrogate(_Superpixel):
             p = _probs(model, x).gather(1, targets[img][:, None])[:, 0]
             out[pair] = p.double()
 
-        # auto: chunk_size=auto's cap for the device (64 on a CPU, where larger chunks of the
-        # same images run slower; 1024 on a GPU); halved on out-of-memory like any chunk
-        size = auto_chunk(images.device) if self.batch_size == AUTO else self.batch_size
-        with torch.no_grad():
-            used = for_pairs(len(todo), 1, size, images.device, chunk, self.name)
-        if used != size:  # halved after an out-of-memory: keep the size that fitted
-            self.batch_size = used
+        with torch.no_grad():  # auto: the device's cap; halved on out-of-memory like any chunk
+            chunked_pairs(self, "batch_size", len(todo), 1, images.device, chunk)
         return out.view(b, r)
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
@@ -429,7 +414,7 @@ class BatchedLime(_BatchedSurrogate):
         slic_sigma: float = 0.0,
         kernel_width: float = 0.25,
         hide_color: float = 0.0,
-        batch_size: int | str | None = AUTO,
+        batch_size: int | str | None = "auto",
         seed: int = 0,
     ) -> None:
         super().__init__(n_samples, n_segments, compactness, slic_sigma, batch_size, seed)
@@ -484,7 +469,7 @@ class BatchedKernelShap(_BatchedSurrogate):
         slic_sigma: float = 0.0,
         fill: str = "blur",
         blur_size: int = 16,
-        batch_size: int | str | None = AUTO,
+        batch_size: int | str | None = "auto",
         seed: int = 0,
     ) -> None:
         super().__init__(n_samples, n_segments, compactness, slic_sigma, batch_size, seed)
