@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from bench.core.batch import Batch
@@ -60,6 +62,47 @@ class Direction(str, Enum):
 
 #: How collation aggregates a metric's rows besides the per-image mean.
 AGGREGATES = ("", "class_mean")
+
+
+class OrderCurves:
+    """The curves of each perturbation order for the last (context, batch, maps, settings) seen.
+
+    A metric family's MoRF, LeRF and ABC variants (``road_morf``, ``road_lerf``, ``road_abc``) in
+    one job would otherwise perturb, impute and forward the same order twice per batch. One
+    instance per family keeps the last batch's curves, order by order; it holds weak references to
+    the context, the images and the maps (and the maps' version), so a new batch, another map or
+    other settings start afresh and nothing is kept alive.
+    """
+
+    def __init__(self) -> None:
+        self._refs: tuple = ()
+        self._key: tuple = ()
+        self._store: dict[str, Tensor] = {}
+
+    def get(
+        self,
+        ctx: Context,
+        batch: Batch,
+        maps: Tensor,
+        settings: Hashable,
+        orders: Sequence[str],
+        compute: Callable[[tuple[str, ...]], Tensor],
+    ) -> Tensor:
+        """``[B, len(orders), ...]``; ``compute(missing)`` gives ``[B, len(missing), ...]`` for the
+        orders not kept yet."""
+        objs = (ctx, batch.images, maps)
+        key = (maps._version, batch.images._version, settings)
+        if (
+            len(self._refs) != 3
+            or any(r() is not o for r, o in zip(self._refs, objs))
+            or (self._key != key)
+        ):
+            self._refs, self._key, self._store = tuple(weakref.ref(o) for o in objs), key, {}
+        missing = tuple(o for o in orders if o not in self._store)
+        if missing:
+            fresh = compute(missing)
+            self._store.update({o: fresh[:, i] for i, o in enumerate(missing)})
+        return torch.stack([self._store[o] for o in orders], 1)
 
 
 class Metric:

@@ -14,7 +14,7 @@ from bench.core.batch import Batch
 from bench.core.context import Context
 from bench.core.errors import ConfigError, check_choice, check_int, check_number
 from bench.core.ranking import TIES, descending_order, pearson, rank_pixels, ranks_of
-from metrics.base import Category, Metric, MetricOutput
+from metrics.base import Category, Metric, MetricOutput, OrderCurves
 
 TARGETS = ("prediction", "label")
 SCORES = ("probability", "logit")
@@ -363,7 +363,15 @@ class _PixelFlipping(Metric):
         return value.view(-1, 1, 1, 1).expand_as(images)
 
     def curves(self, ctx: Context, batch: Batch, maps: Tensor) -> Tensor:
-        """Scores ``[B, len(orders), n_steps + 1]`` of the target class, one row per order."""
+        """Scores ``[B, len(orders), n_steps + 1]`` of the target class, one row per order; an
+        order already computed for this batch and maps by a pixel-flipping metric with the same
+        settings in the job (``pixel_flipping_abc`` beside ``pixel_flipping_morf``) is reused."""
+        settings = (self.patch_size, self.step, self.fill, self.target, self.score)
+        return _FLIPPING_CURVES.get(
+            ctx, batch, maps, settings, self.orders, lambda o: self._curves(ctx, batch, maps, o)
+        )
+
+    def _curves(self, ctx: Context, batch: Batch, maps: Tensor, orders: tuple[str, ...]) -> Tensor:
         x = batch.images
         b, _, h, w = x.shape
         p = self.patch_size
@@ -373,7 +381,7 @@ class _PixelFlipping(Metric):
             )
         tiles = F.avg_pool2d(maps[:, None], p)[:, 0] if p > 1 else maps
         ranks = []
-        for order in self.orders:  # at most two orders, each ranked for the whole batch at once
+        for order in orders:  # at most two orders, each ranked for the whole batch at once
             r = rank_pixels(tiles if order == "morf" else -tiles).view(b, h // p, w // p)
             ranks.append(r.repeat_interleave(p, 1).repeat_interleave(p, 2).flatten(1))
         n_tiles = tiles.shape[-2] * tiles.shape[-1]
@@ -382,6 +390,10 @@ class _PixelFlipping(Metric):
         targets = explained_targets(ctx, batch, self.target)
         rank = torch.stack(ranks, 1)
         return perturbation_curves(ctx, x, self.fill_of(x), rank, counts, targets, self.score)
+
+
+#: The curves of the last batch, per order, shared by the pixel-flipping metrics of a job.
+_FLIPPING_CURVES = OrderCurves()
 
 
 class _OneOrderFlipping(_PixelFlipping):

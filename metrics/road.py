@@ -13,7 +13,7 @@ from bench.core.context import Context
 from bench.core.errors import ConfigError, check_choice, check_int, check_number
 from bench.core.ranking import descending_order, ranks_of
 from bench.core.rng import counter_normal, counter_normal_at, id_keys
-from metrics.base import Category, Metric, MetricOutput
+from metrics.base import Category, Metric, MetricOutput, OrderCurves
 from metrics.faithfulness import TARGETS, explained_targets
 
 #: Weights of the 8 neighbours in ROAD's linear imputation: 1/6 edge, 1/12 diagonal (sum 1).
@@ -517,10 +517,18 @@ class _Road(Metric):
             None if check_every is None else check_int("check_every", check_every, minimum=1)
         )
 
-    def ranks(self, ctx: Context, batch: Batch, maps: Tensor, keys: Tensor | None = None) -> Tensor:
+    def ranks(
+        self,
+        ctx: Context,
+        batch: Batch,
+        maps: Tensor,
+        keys: Tensor | None = None,
+        orders: Sequence[str] | None = None,
+    ) -> Tensor:
         """Rank ``[B, len(orders), N]`` of each pixel under each order (0 = removed first).
 
-        ``keys``: the images' keys (:func:`image_keys`), computed here when not given.
+        ``keys``: the images' keys (:func:`image_keys`), computed here when not given; ``orders``:
+        default the metric's.
         """
         flat = maps.flatten(1).float()
         lo, hi = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
@@ -532,12 +540,36 @@ class _Road(Metric):
         )
         n = flat.shape[1]
         morf = ranks_of(descending_order(ranking))
-        out = [morf if o == "morf" else n - 1 - morf for o in self.orders]
+        out = [morf if o == "morf" else n - 1 - morf for o in (orders or self.orders)]
         return torch.stack(out, 1)
 
-    @torch.no_grad()  # inputs that require grad would otherwise record every solver step
     def curves(self, ctx: Context, batch: Batch, maps: Tensor) -> tuple[Tensor, Tensor]:
-        """Correctness and target probability, each ``[B, len(orders), len(fractions)]``."""
+        """Correctness and target probability, each ``[B, len(orders), len(fractions)]``.
+
+        An order already computed for this batch and maps by a ROAD metric with the same settings
+        in the job (``road_abc`` beside ``road_morf``) is reused, not imputed again: its noise is
+        keyed by (seed, image, order, fraction), so it would come out the same.
+        """
+        settings = (
+            tuple(self.mean),
+            tuple(self.std),
+            tuple(self.fractions),
+            self.noise,
+            self.tie_noise,
+            self.target,
+            self.tol,
+            self.max_iter,
+            self.solver_dtype,
+            ctx.seed,
+        )
+        out = _CURVES.get(
+            ctx, batch, maps, settings, self.orders, lambda o: self._curves(ctx, batch, maps, o)
+        )
+        return out[..., 0], out[..., 1]
+
+    @torch.no_grad()  # inputs that require grad would otherwise record every solver step
+    def _curves(self, ctx: Context, batch: Batch, maps: Tensor, orders: tuple[str, ...]) -> Tensor:
+        """Correctness and probability ``[B, len(orders), len(fractions), 2]`` under ``orders``."""
         x = batch.images
         b, c, h, w = x.shape
         if len(self.mean) != c:
@@ -548,12 +580,12 @@ class _Road(Metric):
         std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, c, 1, 1)
         pixels = x * std + mean
         keys = image_keys(batch.ids, x.device)
-        rank = self.ranks(ctx, batch, maps, keys)
+        rank = self.ranks(ctx, batch, maps, keys, orders)
         check_every = self.check_every or (1 if x.device.type == "cpu" else _DEVICE_CHECK_EVERY)
         targets = explained_targets(ctx, batch, self.target)
-        r_len, p_len = len(self.orders), len(self.fractions)
+        r_len, p_len = len(orders), len(self.fractions)
         counts = torch.tensor(fraction_counts(self.fractions, h * w), device=x.device)
-        order_ids = torch.tensor([ORDER_IDS[o] for o in self.orders], device=x.device)
+        order_ids = torch.tensor([ORDER_IDS[o] for o in orders], device=x.device)
         per_image = r_len * p_len
 
         def make(sl: slice) -> Tensor:
@@ -588,8 +620,11 @@ class _Road(Metric):
             prob = logits.softmax(1).gather(1, t[:, None]).squeeze(1)
             return torch.stack([correct, prob], 1)
 
-        out = ctx.map_forward(b * per_image, make, reduce).view(b, r_len, p_len, 2)
-        return out[..., 0], out[..., 1]
+        return ctx.map_forward(b * per_image, make, reduce).view(b, r_len, p_len, 2)
+
+
+#: The curves of the last batch, per order, shared by the ROAD metrics of a job.
+_CURVES = OrderCurves()
 
 
 class _RoadSingle(_Road):

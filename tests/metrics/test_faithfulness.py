@@ -247,7 +247,13 @@ def test_pixel_flipping_matches_reference_loop(patch, step, fill):
     ctx = make_ctx(model, chunk_size=6)
     morf = MoRF(patch_size=patch, step=step, fill=fill)(ctx, batch, maps)
     lerf = LeRF(patch_size=patch, step=step, fill=fill)(ctx, batch, maps)
+    before = ctx.forward_images
     abc = PixelFlippingABC(patch_size=patch, step=step, fill=fill)(ctx, batch, maps)
+    assert ctx.forward_images == before  # both orders kept from the two metrics above
+    fresh = PixelFlippingABC(patch_size=patch, step=step, fill=fill)(
+        make_ctx(model, chunk_size=6), batch, maps
+    )
+    assert torch.equal(fresh.scores[""], abc.scores[""])
     for i in range(2):
         value = images[i].min().item() if fill == "min" else fill
         for out, is_lerf in ((morf, False), (lerf, True)):

@@ -189,7 +189,7 @@ def test_road_matches_reference_loop_without_noise():
     kwargs = dict(mean=MEAN, std=STD, fractions=fractions, noise=0.0, tie_noise=0.0)
     ctx = make_ctx(model, chunk_size=5)
     morf, lerf = RoadMoRF(**kwargs)(ctx, batch, maps), RoadLeRF(**kwargs)(ctx, batch, maps)
-    abc = RoadABC(**kwargs)(ctx, batch, maps)
+    abc = RoadABC(**kwargs)(make_ctx(model, chunk_size=5), batch, maps)  # computed afresh
     for i in range(2):
         for out, is_lerf in ((morf, False), (lerf, True)):
             correct, probs = naive_road(
@@ -370,3 +370,33 @@ def test_image_keys_are_per_image_and_road_scores_do_not_depend_on_the_batch():
     every = RoadABC(mean=MEAN, std=STD, fractions=[0.3, 0.7], check_every=1)
     same = every(make_ctx(model), make_batch(images, targets, ids=ids), maps)
     assert torch.equal(same.curves["lerf.probability"], ref.curves["lerf.probability"])
+
+
+def test_the_road_metrics_of_a_job_share_each_orders_curves():
+    """road_morf then road_abc on the same batch and maps: ABC imputes and forwards only LeRF,
+    and every curve equals a fresh computation; other maps, settings or contexts start afresh."""
+    model = tiny_cnn()
+    images = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(9))
+    maps = distinct_maps(3, 8, 8, seed=10)
+    batch = make_batch(images, torch.tensor([0, 1, 2]), ids=["a", "b", "c"])
+    kwargs = dict(mean=MEAN, std=STD, fractions=[0.2, 0.5, 0.8])
+    ctx = make_ctx(model)
+    morf = RoadMoRF(**kwargs)(ctx, batch, maps)
+    assert ctx.forward_images == 3 * 3
+    abc = RoadABC(**kwargs)(ctx, batch, maps)
+    assert ctx.forward_images == 2 * 3 * 3  # LeRF's only
+    RoadLeRF(**kwargs)(ctx, batch, maps)
+    assert ctx.forward_images == 2 * 3 * 3  # both kept
+    fresh = RoadABC(**kwargs)(make_ctx(model), batch, maps)
+    for key in ("morf", "lerf", "morf.probability", "lerf.probability"):
+        assert torch.equal(abc.curves[key], fresh.curves[key]), key
+    assert torch.equal(morf.curves["probability"], fresh.curves["morf.probability"])
+    RoadMoRF(**kwargs, noise=0.02)(ctx, batch, maps)  # other settings
+    assert ctx.forward_images == 3 * 3 * 3
+    RoadMoRF(**kwargs)(ctx, batch, maps.flip(0))  # other maps
+    assert ctx.forward_images == 4 * 3 * 3
+    edited = maps.clone()
+    RoadMoRF(**kwargs)(ctx, batch, edited)
+    edited[0, 0, 0] += 1.0  # the same tensor changed in place
+    RoadMoRF(**kwargs)(ctx, batch, edited)
+    assert ctx.forward_images == 6 * 3 * 3
