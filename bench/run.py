@@ -22,8 +22,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from tqdm import tqdm
 from bench import ROOT, __version__
 from bench.allocator import allocator_state, keep_freed_memory
 from bench.cache import MapCache, attribute_cached, image_digests, job_spec, without_chunk_keys
-from bench.core.batch import Batch, collate
+from bench.core.batch import Batch, collate, collate_with
 from bench.core.context import (
     OUT_OF_MEMORY,
     Context,
@@ -364,12 +365,18 @@ def score(cfg: DictConfig, cell: Cell, writer: RowWriter, timer: Timer, progress
     dataset = cell.dataset
     if progress.images:  # whole batches were done: the rest keeps the same batch boundaries
         dataset = Subset(dataset, range(progress.images, len(cell.dataset)))
+    # host-side inputs the method asks for (SLIC superpixels), made in the loader's workers
+    # where there are some (overlapping the device); without workers the method makes its own
+    # (so that a batch whose maps all come from the cache costs nothing)
+    prepare = None
+    if cfg.num_workers > 0 and hasattr(cell.method, "loader_inputs"):
+        prepare = cell.method.loader_inputs()
     loader = DataLoader(
         dataset,
         batch_size=cfg.batch_size,
         shuffle=False,
         num_workers=cfg.num_workers,
-        collate_fn=collate,
+        collate_fn=collate if prepare is None else partial(collate_with, prepare),
         multiprocessing_context=loader_context(cfg.num_workers),
     )
     total = progress.batches + len(loader)
@@ -395,7 +402,8 @@ def _score_batch(
     batch = batch.to(device)
     ctx.plan_chunk(batch.images)  # chunk_size=auto: chosen (and probed) at the first batch
     targets = batch.targets if cfg.explain == "label" else ctx.predictions(batch.images)
-    with timer("attribute"):
+    given = cell.method.given if hasattr(cell.method, "given") else None
+    with timer("attribute"), given(batch.images, batch.extras) if given else nullcontext():
         maps = attribute_cached(
             cell.cache, cell.method, cell.model, batch.ids, digests, batch.images, targets
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -77,6 +77,30 @@ class Method:
     def unfit(self, model: nn.Module, why: str) -> ConfigError:
         """The ConfigError for "this method cannot apply to ``model``", naming both and ``why``."""
         return ConfigError(f"method {self.name} cannot apply to model {model_name(model)}: {why}")
+
+    def loader_inputs(self) -> Callable[[Tensor], dict[str, Tensor]] | None:
+        """A picklable function of a batch's images (on the host, normalised) returning the
+        host-side inputs this method needs, by name, for the data loader to compute in its
+        workers (overlapping the device); None (the default) when it needs none."""
+        return None
+
+    @contextmanager
+    def given(self, images: Tensor, extras: dict[str, Tensor]) -> Iterator[None]:
+        """Within the block, :meth:`given_input` offers ``extras`` for exactly these ``images``
+        (the same tensor object; a subset or a noisy copy computes its own)."""
+        previous = getattr(self, "_given", None)
+        self._given = (images, extras)
+        try:
+            yield
+        finally:
+            self._given = previous
+
+    def given_input(self, images: Tensor, name: str) -> Tensor | None:
+        """The loader's ``name`` input for ``images`` when :meth:`given` holds it, else None."""
+        given = getattr(self, "_given", None)
+        if given is None or given[0] is not images or name not in given[1]:
+            return None
+        return given[1][name]
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         """Raw attributions ``[B, C, h, w]`` or ``[B, h, w]`` for ``targets`` ``[B]``."""

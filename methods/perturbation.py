@@ -10,7 +10,8 @@ images (captum does so internally too) and bound each image's forward passes wit
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 
@@ -186,6 +187,11 @@ class RISE(Method):
         return sal / (n * self.p)
 
 
+def _segments_of(images: Tensor, **slic: float) -> dict[str, Tensor]:
+    """The loader's input of the superpixel methods (a module-level function: picklable)."""
+    return {"segments": superpixels(images, **slic)}
+
+
 class _Superpixel(Method):
     """Shared settings of the superpixel methods."""
 
@@ -196,7 +202,20 @@ class _Superpixel(Method):
         self.slic_sigma = check_number("slic_sigma", slic_sigma, minimum=0)
 
     def segments(self, images: Tensor) -> Tensor:
+        """SLIC superpixels ``[B, H, W]`` of ``images``: the loader's (computed in its workers)
+        when it made them for these images, else computed here."""
+        given = self.given_input(images, "segments")
+        if given is not None:
+            return given.to(images.device)
         return superpixels(images, self.n_segments, self.compactness, self.slic_sigma)
+
+    def loader_inputs(self) -> Callable[[Tensor], dict[str, Tensor]]:
+        return partial(
+            _segments_of,
+            n_segments=self.n_segments,
+            compactness=self.compactness,
+            sigma=self.slic_sigma,
+        )
 
 
 class FeatureAblation(_Superpixel):
@@ -409,6 +428,17 @@ def _lime_progress_off(module) -> Iterator[None]:
 FILLS = ("blur", "inpaint_telea", "inpaint_ns")
 
 
+def _underdetermined(explainer) -> bool:
+    """Whether a ``shap.KernelExplainer``'s last coalitions leave its values undetermined
+    (:func:`methods.surrogate.kernel_shap_underdetermined` on its ``maskMatrix``)."""
+    from methods.surrogate import kernel_shap_underdetermined
+
+    n = explainer.nsamplesAdded
+    masks = torch.from_numpy(np.asarray(explainer.maskMatrix[:n], dtype=np.float64))[None]
+    weights = torch.from_numpy(np.asarray(explainer.kernelWeights[:n], dtype=np.float64))[None]
+    return bool(kernel_shap_underdetermined(masks, weights)[0])
+
+
 class KernelShap(_Superpixel):
     """Kernel SHAP (Lundberg & Lee, NeurIPS 2017) by the ``shap`` package's ``KernelExplainer``.
 
@@ -461,6 +491,7 @@ class KernelShap(_Superpixel):
         spec = f"blur({self.blur_size},{self.blur_size})" if self.fill == "blur" else self.fill
         masker = shap.maskers.Image(spec, shape=(h, w, c))
         out = np.zeros(seg_np.shape, dtype=np.float32)
+        loose = 0
         for i, s in enumerate(per_image_seeds(images, self.seed)):
             x, sp, t = hwc[i], seg_np[i], int(targets[i])
             m = int(sp.max()) + 1
@@ -494,5 +525,15 @@ class KernelShap(_Superpixel):
                 )
             finally:
                 np.random.set_state(state)
+            loose += m > 1 and _underdetermined(explainer)
             out[i] = np.asarray(phi, dtype=np.float32).reshape(-1)[:m][sp]
+        if loose and not getattr(self, "_warned", False):
+            self._warned = True  # once per run
+            warnings.warn(
+                f"{self.name}: n_samples={self.n_samples} coalitions do not determine the Shapley "
+                f"values of {loose} of {len(out)} images; shap's solution there is not unique "
+                "(and can be huge). Raise n_samples (at least twice the superpixels) or lower "
+                "n_segments.",
+                stacklevel=2,
+            )
         return torch.from_numpy(out).to(device)

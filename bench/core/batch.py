@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -51,6 +52,9 @@ class Batch:
         difficult: bool ``[B]``.
         partners: long ``[B]`` (see :class:`Sample`), or None when the set has none.
         partner_masks: bool ``[B, H, W]`` or None.
+        extras: host-side inputs a method asked the loader for (``Method.loader_inputs``: e.g.
+            the SLIC superpixels ``segments`` ``[B, H, W]``, computed in the DataLoader workers so
+            that they overlap the device), by name; empty unless the method asks.
     """
 
     images: Tensor
@@ -62,6 +66,7 @@ class Batch:
     difficult: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.bool))
     partners: Tensor | None = None
     partner_masks: Tensor | None = None
+    extras: dict[str, Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -92,6 +97,7 @@ class Batch:
             partner_masks=None
             if self.partner_masks is None
             else self.partner_masks.to(device, non_blocking=True),
+            extras={k: v.to(device, non_blocking=True) for k, v in self.extras.items()},
         )
 
 
@@ -117,3 +123,11 @@ def collate(samples: list[Sample]) -> Batch:
         else None,
         partner_masks=torch.stack([s.partner_mask for s in samples]) if has_partners else None,
     )
+
+
+def collate_with(prepare: Callable[[Tensor], dict[str, Tensor]], samples: list[Sample]) -> Batch:
+    """:func:`collate`, then ``prepare(images)`` into the batch's ``extras``: run where the
+    loader collates (in its worker processes when ``num_workers > 0``)."""
+    batch = collate(samples)
+    batch.extras = prepare(batch.images)
+    return batch
