@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -105,26 +106,49 @@ def kernel_shap_fit(
         system (fewer samples than features) gets the minimum-norm solution (shap: lstsq when
         numpy's solve raises; when rounding hides the singularity, shap's phi is meaningless).
     """
-    z, w, v = masks.double(), weights.double(), values.double()
-    fx, f0 = fx.double(), f0.double()
+    v, fx, f0 = values.double(), fx.double(), f0.double()
+    a, wx, z_last, free, last = _kernel_shap_system(masks, weights, n_features)
+    y = v - f0[:, None] - z_last[..., 0] * (fx - f0)[:, None]
+    rhs = (wx * y[..., None]).sum(1)
+    sol = (torch.linalg.pinv(a, rtol=_RTOL, hermitian=True) @ rhs[..., None])[..., 0] * free
+    rest = (fx - f0) - sol.sum(1)
+    return sol.scatter(1, last[:, None], rest[:, None])
+
+
+#: Relative cut-off of kernel SHAP's pseudo-inverse (and of its rank test).
+_RTOL = 1e-12
+
+
+def _kernel_shap_system(
+    masks: Tensor, weights: Tensor, n_features: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Kernel SHAP's normal matrix ``[B, M, M]`` with the last feature eliminated (the fixed
+    columns padded with a diagonal), ``W x``, the last feature's column, the unknowns ``[B, M]``
+    and the index of each image's last feature."""
+    z, w = masks.double(), weights.double()
     b, _, m = z.shape
     n = torch.full((b,), m, device=z.device) if n_features is None else n_features.long()
     last = (n - 1).clamp_min(0)
     z_last = z.gather(2, last[:, None, None].expand(b, z.shape[1], 1))  # [B, S, 1]
     free = torch.arange(m, device=z.device)[None] < last[:, None]  # [B, M]: the unknowns
     x = (z - z_last) * free[:, None]
-    y = v - f0[:, None] - z_last[..., 0] * (fx - f0)[:, None]
     wx = w[..., None] * x
     a = x.mT @ wx
-    rhs = (wx * y[..., None]).sum(1)
     # the fixed columns get a diagonal no larger than the largest eigenvalue of the unknowns' block,
     # so the pseudo-inverse's cut-off (relative to that eigenvalue) is that of the unpadded system
     scale = a.diagonal(dim1=1, dim2=2).amax(1)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    a = a + torch.diag_embed((~free) * scale[:, None])
-    sol = (torch.linalg.pinv(a, rtol=1e-12, hermitian=True) @ rhs[..., None])[..., 0] * free
-    rest = (fx - f0) - sol.sum(1)
-    return sol.scatter(1, last[:, None], rest[:, None])
+    return a + torch.diag_embed((~free) * scale[:, None]), wx, z_last, free, last
+
+
+def kernel_shap_underdetermined(
+    masks: Tensor, weights: Tensor, n_features: Tensor | None = None
+) -> Tensor:
+    """True ``[B]`` where the sampled coalitions do not determine kernel SHAP's values (its
+    constrained least squares has more than one solution: too few distinct coalitions for the
+    image's superpixels; :func:`kernel_shap_fit` then returns the minimum-norm one)."""
+    a = _kernel_shap_system(masks, weights, n_features)[0]
+    return torch.linalg.matrix_rank(a, rtol=_RTOL, hermitian=True) < a.shape[-1]
 
 
 def box_blur(images: Tensor, size: int) -> Tensor:
@@ -483,6 +507,16 @@ class BatchedKernelShap(_BatchedSurrogate):
         return kernel_shap_coalitions(keys, n_features, self.n_samples)
 
     def fit(self, masks: Tensor, weights: Tensor, values: Tensor, n_features: Tensor) -> Tensor:
+        loose = kernel_shap_underdetermined(masks[:, 2:], weights[:, 2:], n_features)
+        if bool(loose.any()) and not getattr(self, "_warned", False):
+            self._warned = True  # once per run: the same settings give the same shortfall
+            warnings.warn(
+                f"{self.name}: n_samples={self.n_samples} coalitions do not determine the "
+                f"Shapley values of {int(loose.sum())} of {len(loose)} images (up to "
+                f"{int(n_features[loose].max())} superpixels); their maps are the minimum-norm "
+                "solution. Raise n_samples (at least twice the superpixels) or lower n_segments.",
+                stacklevel=2,
+            )
         return kernel_shap_fit(
             masks[:, 2:], weights[:, 2:], values[:, 2:], values[:, 0], values[:, 1], n_features
         )

@@ -3,6 +3,9 @@ blur, batch invariance, the contract and the errors."""
 
 from __future__ import annotations
 
+import itertools
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -17,6 +20,7 @@ from methods.surrogate import (
     cosine_distance_to_ones,
     kernel_shap_coalitions,
     kernel_shap_fit,
+    kernel_shap_underdetermined,
     lime_coalitions,
     lime_kernel,
     ridge_fit,
@@ -346,3 +350,27 @@ def test_bad_settings_name_the_key_the_value_and_the_accepted_values(cls, key, v
         cls(**{key: value})
     assert f"{key}={value}" in str(err.value) or f"{key}={value!r}" in str(err.value)
     assert accepted in str(err.value)
+
+
+def test_kernel_shap_warns_when_its_coalitions_do_not_determine_the_values(probe, images):
+    """Fewer distinct coalitions than superpixels: no unique solution, said once per run."""
+    enumerated = torch.tensor(list(itertools.product([0, 1], repeat=4)))[1:-1].float()[None]
+    weights = torch.ones(1, enumerated.shape[1])
+    assert not kernel_shap_underdetermined(enumerated, weights).any()
+    assert kernel_shap_underdetermined(enumerated[:, :2], weights[:, :2]).all()
+    one = torch.tensor(
+        [[[1.0, 0.0, 0.0, 0.0]]]
+    )  # 2 superpixels (the rest padding): 1 row is enough
+    assert not kernel_shap_underdetermined(one, torch.ones(1, 1), torch.tensor([2])).any()
+    method = BatchedKernelShap(n_samples=6, n_segments=12)
+    with pytest.warns(UserWarning, match="n_samples=6 coalitions do not determine"):
+        method(probe, images[:2], TARGETS[:2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        method(probe, images[:2], TARGETS[:2])  # once per run
+        BatchedKernelShap(n_samples=400, n_segments=12)(probe, images[:1], TARGETS[:1])
+    with pytest.warns(UserWarning, match="n_samples=6 coalitions do not determine"):
+        KernelShap(n_samples=6, n_segments=12, blur_size=5)(probe, images[:1], TARGETS[:1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        KernelShap(n_samples=400, n_segments=12, blur_size=5)(probe, images[:1], TARGETS[:1])
