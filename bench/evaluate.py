@@ -175,6 +175,40 @@ def _masks(masks: Any, n: int, h: int, w: int) -> Tensor | None:
     return t.bool()
 
 
+def _partners(
+    partners: Any, partner_masks: Any, targets: Tensor, n: int, h: int, w: int, num_classes: int
+) -> tuple[Tensor | None, Tensor | None]:
+    """``partners`` ``[N]`` and ``partner_masks`` ``[N, H, W]`` checked, both or neither."""
+    if partners is None and partner_masks is None:
+        return None, None
+    if partners is None or partner_masks is None:
+        given, absent = (
+            ("partners", "partner_masks")
+            if partners is not None
+            else (
+                "partner_masks",
+                "partners",
+            )
+        )
+        raise ConfigError(f"{given} was given without {absent}; accepted: both or neither.")
+    what = f"{n} class indices in [0, {num_classes}), each other than the image's label"
+    t = _tensor("partners", partners, what).reshape(-1)
+    if len(t) != n or t.is_floating_point() and not torch.equal(t, t.round()):
+        raise ConfigError(f"partners is {_shape(t)}; accepted: {what}.")
+    t = t.long()
+    bad = (t < 0) | (t >= num_classes) | (t == targets)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        raise ConfigError(
+            f"partners[{i}]={int(t[i])} is not valid (label {int(targets[i])}); accepted: {what}."
+        )
+    what_m = f"a bool tensor or array [N, H, W] = [{n}, {h}, {w}] (at the input's resolution)"
+    m = _tensor("partner_masks", partner_masks, what_m)
+    if m.shape != (n, h, w):
+        raise ConfigError(f"partner_masks is {_shape(m)}; accepted: {what_m}.")
+    return t, m.bool()
+
+
 def _maps(maps: Any, n: int, h: int, w: int) -> dict[str, Tensor]:
     what = f"a float tensor or array [N, H, W] = [{n}, {h}, {w}], or a dict name -> such maps"
     if maps is None:
@@ -320,6 +354,8 @@ def evaluate(
     *,
     boxes: Any = None,
     masks: Any = None,
+    partners: Any = None,
+    partner_masks: Any = None,
     ids: Sequence[str] | None = None,
     orig_sizes: Any = None,
     difficult: Any = None,
@@ -360,6 +396,10 @@ def evaluate(
             class in the **original image's pixel coordinates** (0-based, exclusive end;
             :class:`bench.core.batch.Sample`), or ``[N, 4]`` / ``[N, K, 4]``.
         masks: bool ``[N, H, W]`` class regions at the input resolution (``region: masks``).
+        partners, partner_masks: for ``class_sensitivity``: per image a second class present
+            (``N`` class indices, each other than the image's label) and its region (bool
+            ``[N, H, W]``); ``masks`` is then the labelled class's region (the scenes benchmark's
+            pairs, :class:`bench.core.batch.Sample`).
         ids: ``N`` distinct strings for the ``image_id`` column (default ``"0"`` .. ``"N-1"``).
         orig_sizes: ``(H, W)`` or ``[N, 2]`` sizes of the original images the boxes refer to
             (default: the input size, i.e. boxes in input pixels).
@@ -420,6 +460,7 @@ def evaluate(
     sizes = _orig_sizes(orig_sizes, n, h, w)
     box_list = _boxes(boxes, n)
     mask_t = _masks(masks, n, h, w)
+    partner_t, partner_mask_t = _partners(partners, partner_masks, targets, n, h, w, probe.shape[1])
     hard = torch.zeros(n, dtype=torch.bool) if difficult is None else None
     if hard is None:
         hard = _tensor("difficult", difficult, f"{n} bools").reshape(-1).bool()
@@ -457,6 +498,7 @@ def evaluate(
     built_metrics: dict[str, Metric] = {}
     fields = {"boxes"} if box_list is not None else set()
     fields |= {"masks"} if mask_t is not None else set()
+    fields |= {"partners"} if partner_t is not None else set()
     for name in metric_names:
         metric = _build(
             f"metric_args[{name}]",
@@ -488,6 +530,8 @@ def evaluate(
             boxes=None if box_list is None else box_list[sl],
             masks=None if mask_t is None else mask_t[sl],
             difficult=hard[sl],
+            partners=None if partner_t is None else partner_t[sl],
+            partner_masks=None if partner_mask_t is None else partner_mask_t[sl],
         )
         for sl in (slice(s, s + batch_size) for s in range(0, n, batch_size))
     ]

@@ -163,3 +163,65 @@ def test_the_normalisation_is_asked_for_when_a_metric_needs_it(shapes):
     with pytest.raises(ConfigError, match=r"pass mean=\[r, g, b\] and std") as info:
         evaluate(ShapesCNN(), b.images[:1], b.targets[:1], methods="random", metrics="road_morf")
     assert "\n" not in str(info.value)
+
+
+def test_class_sensitivity_through_the_api_equals_the_run(tmp_path):
+    """The scenes pairs' partner class and region passed as ``partners`` / ``partner_masks``."""
+    overrides = (
+        "dataset=scenes",
+        "model=scenes_cnn",
+        "method=gradcam",
+        "dataset.limit=5",
+        "metric=[class_sensitivity]",
+    )
+    record = run(compose(*overrides, resolve=False), tmp_path / "job")
+    assert record["status"] == "completed", record.get("error")
+    cli = pd.read_csv(tmp_path / "job" / "scores.csv", dtype={"image_id": str})
+    cfg = compose(*overrides)
+    base, dataset, _ = build_dataset(cfg.dataset, cfg.seed)
+    b = collate([dataset[i] for i in range(len(dataset))])
+    api = evaluate(
+        instantiate(cfg.model),
+        b.images,
+        b.targets,
+        methods="gradcam",
+        metrics="class_sensitivity",
+        masks=b.masks,
+        partners=b.partners,
+        partner_masks=b.partner_masks,
+        ids=b.ids,
+    )
+    key = ["image_id", "metric"]
+    cli, api = (d.sort_values(key).reset_index(drop=True) for d in (cli, api))
+    assert api["metric"].tolist() == cli["metric"].tolist() and len(api) >= 5
+    np.testing.assert_allclose(api["value"], cli["value"], atol=1e-6, rtol=0)
+    with pytest.raises(ConfigError, match="metric=class_sensitivity needs partners"):
+        evaluate(
+            instantiate(cfg.model),
+            b.images,
+            b.targets,
+            methods="gradcam",
+            metrics="class_sensitivity",
+            masks=b.masks,
+        )
+    with pytest.raises(ConfigError, match="partners was given without partner_masks"):
+        evaluate(
+            instantiate(cfg.model),
+            b.images,
+            b.targets,
+            methods="gradcam",
+            metrics="class_sensitivity",
+            masks=b.masks,
+            partners=b.partners,
+        )
+    with pytest.raises(ConfigError, match=r"partners\[0\]=.*label"):
+        evaluate(
+            instantiate(cfg.model),
+            b.images,
+            b.targets,
+            methods="gradcam",
+            metrics="class_sensitivity",
+            masks=b.masks,
+            partners=b.targets,
+            partner_masks=b.partner_masks,
+        )
