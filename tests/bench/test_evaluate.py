@@ -180,48 +180,21 @@ def test_class_sensitivity_through_the_api_equals_the_run(tmp_path):
     cfg = compose(*overrides)
     base, dataset, _ = build_dataset(cfg.dataset, cfg.seed)
     b = collate([dataset[i] for i in range(len(dataset))])
-    api = evaluate(
-        instantiate(cfg.model),
-        b.images,
-        b.targets,
-        methods="gradcam",
-        metrics="class_sensitivity",
-        masks=b.masks,
-        partners=b.partners,
-        partner_masks=b.partner_masks,
-        ids=b.ids,
-    )
+    model = instantiate(cfg.model)
+
+    def scores(**pairs):
+        return evaluate(
+            model, b.images, b.targets, methods="gradcam", metrics="class_sensitivity", **pairs
+        )
+
+    api = scores(masks=b.masks, partners=b.partners, partner_masks=b.partner_masks, ids=b.ids)
     key = ["image_id", "metric"]
     cli, api = (d.sort_values(key).reset_index(drop=True) for d in (cli, api))
     assert api["metric"].tolist() == cli["metric"].tolist() and len(api) >= 5
     np.testing.assert_allclose(api["value"], cli["value"], atol=1e-6, rtol=0)
     with pytest.raises(ConfigError, match="metric=class_sensitivity needs partners"):
-        evaluate(
-            instantiate(cfg.model),
-            b.images,
-            b.targets,
-            methods="gradcam",
-            metrics="class_sensitivity",
-            masks=b.masks,
-        )
+        scores(masks=b.masks)
     with pytest.raises(ConfigError, match="partners was given without partner_masks"):
-        evaluate(
-            instantiate(cfg.model),
-            b.images,
-            b.targets,
-            methods="gradcam",
-            metrics="class_sensitivity",
-            masks=b.masks,
-            partners=b.partners,
-        )
+        scores(masks=b.masks, partners=b.partners)
     with pytest.raises(ConfigError, match=r"partners\[0\]=.*label"):
-        evaluate(
-            instantiate(cfg.model),
-            b.images,
-            b.targets,
-            methods="gradcam",
-            metrics="class_sensitivity",
-            masks=b.masks,
-            partners=b.targets,
-            partner_masks=b.partner_masks,
-        )
+        scores(masks=b.masks, partners=b.targets, partner_masks=b.partner_masks)
