@@ -60,8 +60,10 @@ def fit(
     generator: torch.Generator,
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     after_epoch: Callable[[int], str] | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
 ) -> None:
-    """Train ``model`` in place with AdamW and a one-cycle schedule; ``augment`` maps a batch."""
+    """Train ``model`` in place with AdamW and a one-cycle schedule; ``augment`` maps a batch,
+    ``loss_fn(logits, targets)`` is the loss (cross-entropy; the scenes CNN's is binary)."""
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * ((len(x) + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
@@ -76,15 +78,15 @@ def fit(
             xb = normalise(x[idx], ds)
             if augment is not None:
                 xb = augment(xb)
-            loss = F.cross_entropy(model(xb), y[idx])
+            loss = loss_fn(model(xb), y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
             total += loss.item() * len(idx)
             n += len(idx)
-        extra = after_epoch(epoch) if after_epoch else ""
-        log.info("epoch %d/%d loss %.4f %s", epoch + 1, epochs, total / n, extra)
+        extra = f" {after_epoch(epoch)}" if after_epoch else ""
+        log.info("epoch %d/%d loss %.4f%s", epoch + 1, epochs, total / n, extra)
     model.eval()
 
 

@@ -31,7 +31,7 @@ from bench import ROOT
 from bench.core.checkpoints import read_checkpoint, split_checkpoint
 from bench.data.scenes import CLASSES, ScenesDataset
 from bench.models import ShapesCNN
-from bench.training import normalise, save_checkpoint
+from bench.training import fit, normalise, save_checkpoint
 
 log = logging.getLogger("train_scenes")
 
@@ -88,38 +88,14 @@ def evaluate(logits: torch.Tensor, y: torch.Tensor) -> dict:
     }
 
 
-def fit(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    ds: ScenesDataset,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    gen: torch.Generator,
-) -> None:
-    """AdamW + one-cycle schedule on binary cross-entropy, random horizontal flips."""
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * ((len(x) + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(len(x), generator=gen)
-        total, n = 0.0, 0
-        for i in tqdm(range(0, len(x), batch_size), desc=f"epoch {epoch + 1}", leave=False):
-            idx = order[i : i + batch_size]
-            xb = normalise(x[idx], ds)
-            flip = torch.rand(len(xb), 1, 1, 1, generator=gen) < 0.5
-            xb = torch.where(flip, xb.flip(3), xb)  # a mirrored shape keeps its class
-            loss = F.binary_cross_entropy_with_logits(model(xb), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
-            n += len(idx)
-        log.info("epoch %d/%d loss %.4f", epoch + 1, epochs, total / n)
-    model.eval()
+def flips(gen: torch.Generator):
+    """Random horizontal flips drawn from ``gen`` (a mirrored shape keeps its class)."""
+
+    def augment(xb: torch.Tensor) -> torch.Tensor:
+        flip = torch.rand(len(xb), 1, 1, 1, generator=gen) < 0.5
+        return torch.where(flip, xb.flip(3), xb)
+
+    return augment
 
 
 def markdown(record: dict) -> str:
@@ -184,7 +160,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.init:  # the committed shapes CNN's weights, head included (same 8 classes)
         state = read_checkpoint(ROOT / args.init, "--init")
         model.load_state_dict(split_checkpoint(state, args.init, "--init")[0])
-    fit(model, xtr, ytr, train, args.epochs, args.batch_size, args.lr, gen)
+    fit(  # AdamW + one-cycle schedule on binary cross-entropy, random horizontal flips
+        model,
+        xtr,
+        ytr,
+        train,
+        args.epochs,
+        args.batch_size,
+        args.lr,
+        gen,
+        augment=flips(gen),
+        loss_fn=F.binary_cross_entropy_with_logits,
+    )
 
     n_fit = min(len(xtr), 2000)
     record = {
