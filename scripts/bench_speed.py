@@ -59,7 +59,7 @@ from bench.api import compose
 from bench.core.batch import Batch, collate
 from bench.core.context import Context
 from bench.data.subset import SUBSET_KEYS
-from methods.base import preserve_model
+from methods.base import batch_limit, preserve_model
 
 MODELS = ("shapes_cnn", "resnet18", "resnet50")
 TORCHVISION = {"resnet18", "resnet50"}
@@ -999,7 +999,7 @@ def bare_lime(cfg: Any, model: torch.nn.Module, images: torch.Tensor, targets: t
                     top_labels=None,
                     hide_color=cfg.hide_color,
                     num_samples=cfg.n_samples,
-                    batch_size=cfg.batch_size,
+                    batch_size=batch_limit(cfg.batch_size, images.device) or cfg.n_samples,
                     segmentation_fn=lambda _img, i=i: seg[i],
                 )
                 weights = np.zeros(seg[i].max() + 1, dtype=np.float32)
@@ -1034,9 +1034,9 @@ def bare_shap(cfg: Any, model: torch.nn.Module, images: torch.Tensor, targets: t
             def value(z: np.ndarray, x=x, sp=sp, t=t, blurred=blurred) -> np.ndarray:
                 keep = z[:, sp].astype(bool)[..., None]
                 batch = np.where(keep, x[None], blurred[None]).astype(np.float32)
-                res = []
-                for k in range(0, len(batch), cfg.batch_size):
-                    xt = torch.from_numpy(batch[k : k + cfg.batch_size]).permute(0, 3, 1, 2)
+                res, size = [], batch_limit(cfg.batch_size, images.device) or len(batch)
+                for k in range(0, len(batch), size):
+                    xt = torch.from_numpy(batch[k : k + size]).permute(0, 3, 1, 2)
                     with torch.no_grad():
                         res.append(model(xt.to(images.device)).softmax(-1)[:, t].cpu().numpy())
                 return np.concatenate(res)

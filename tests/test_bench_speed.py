@@ -38,7 +38,7 @@ def test_smallest_mode_writes_the_report(tmp_path):
         "--models=shapes_cnn",
         "--metrics=deletion,pointing_game",
         "--methods=",
-        "--peers=occlusion",
+        "--peers=occlusion,lime,kernel_shap",
         "--scaling=chunk",
         "--scaling-model=shapes_cnn",
         f"--out={out}",
@@ -60,6 +60,10 @@ def test_smallest_mode_writes_the_report(tmp_path):
     peer = next(r for r in text.splitlines() if r.startswith("| occlusion | captum"))
     cells = [c.strip() for c in peer.split("|")[1:-1]]
     assert float(cells[2]) > 0 and float(cells[3]) > 0 and float(cells[5]) < 1e-4  # same values
+    for key in ("lime", "kernel_shap"):  # the packages called directly, with our batch knob
+        peer = next(r for r in text.splitlines() if r.startswith(f"| {key} | `"))
+        cells = [c.strip() for c in peer.split("|")[1:-1]]
+        assert float(cells[2]) > 0 and float(cells[3]) > 0 and float(cells[5]) < 1e-4, peer
     scaling = [r for r in text.splitlines() if r.startswith("| chunk |")]
     assert len(scaling) == 3
     for r in scaling:
