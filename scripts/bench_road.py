@@ -55,6 +55,11 @@ NOTES = [
     "- The embedded CNN's forward is ~3-5 ms per 112 px image: the imputation cannot get near it on",
     "  one CPU thread (its level-0 passes alone are ~40 memory-bound ops over 3x112x112 per V-cycle);",
     "  the 1.3x target is for ResNet-scale models.",
+    "- Where the time goes (ResNet-18 at 224 px, one thread, per mask): ~14 ms building the",
+    "  multigrid levels (Galerkin probes), ~39 ms in ~9 V-cycles, ~14 ms in the CG updates, ~15 ms",
+    "  in the float64 refinement and the rest. Rejected: V(2,2) cycles (72 V-cycles instead of 92,",
+    "  slower overall) and torch.compile (inductor) of the level-0 smoothing (no faster on this CPU).",
+    "  A 1.3x whole-metric target needs the imputation at <= ~20 ms per mask here.",
     "- No GPU was available: `check_every` (default 8 on an accelerator) and the non-blocking keys",
     "  are untested on one.",
 ]
