@@ -407,7 +407,23 @@ class Context:
 
         ``make(sl)`` returns the images ``[len(sl), 3, H, W]`` of items ``sl``; ``reduce(sl, logits)``
         turns their logits into ``[len(sl)]`` or ``[len(sl), k]`` values per item, concatenated
-        along the first dimension. Peak memory is one chunk of images.
+        along the first dimension. Peak memory is one chunk of images, and whatever ``make``
+        needs to build them (ROAD's imputation): a chunk that runs out of memory there too is
+        retried at half the size, as in :meth:`forward` (``make`` and ``reduce`` must be pure
+        functions of the slice).
         """
-        outs = [reduce(sl, self.forward(make(sl))) for sl in chunks(n, self.chunk_size)]
+        if self.chunk_size == AUTO and n:
+            self.plan_chunk(make(slice(0, 1)))
+        outs, start = [], 0
+        while start < n:
+            size = int(self.chunk_size)
+            sl = slice(start, min(n, start + size))
+            try:
+                outs.append(reduce(sl, self.forward(make(sl))))
+            except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as err:
+                if sl.stop - sl.start == 1 or not is_out_of_memory(err):
+                    raise
+                self._halve(sl.stop - sl.start, err)
+                continue
+            start = sl.stop
         return torch.cat(outs)

@@ -26,6 +26,7 @@ from bench import ROOT
 from bench.api import compose
 from bench.collate import collate, summarise
 from bench.collate import main as collate_main
+from bench.core.batch import Batch
 from bench.core.context import Context
 from bench.core.errors import ConfigError
 from bench.io import LOCK, RECORD, SCORES
@@ -427,6 +428,38 @@ def test_a_methods_chunk_out_of_memory_is_halved_with_the_same_map(method, tiny_
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
     halvings = OUT_OF_MEMORY[before:]
     assert halvings and halvings[-1]["retried_with"] <= 5
+
+
+def test_roads_imputation_out_of_memory_halves_the_chunk_with_the_same_scores(
+    tiny_cnn, tiny_images, monkeypatch
+):
+    """An allocation failure while a chunk's perturbed images are built (ROAD's imputation: on a
+    GPU it can need more memory than the forward) halves the chunk like one in the forward."""
+    import metrics.road as road
+
+    batch = Batch(
+        images=tiny_images,
+        targets=torch.tensor([0, 1, 2, 0]),
+        ids=["a", "b", "c", "d"],
+        orig_sizes=torch.tensor([[16, 16]] * 4),
+    )
+    maps = tiny_images.abs().sum(1)
+    metric = road.RoadABC(mean=[0.5] * 3, std=[0.25] * 3, fractions=[0.2, 0.5, 0.8])
+    expected = metric(Context(model=tiny_cnn, chunk_size=64), batch, maps)
+    real = road.impute_linear
+
+    def impute(images, removed, *args, **kwargs):
+        if images.shape[0] > 5:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 3 GiB")
+        return real(images, removed, *args, **kwargs)
+
+    monkeypatch.setattr(road, "impute_linear", impute)
+    ctx = Context(model=tiny_cnn, chunk_size=64)
+    got = metric(ctx, batch, maps)
+    for key, value in expected.curves.items():
+        torch.testing.assert_close(got.curves[key], value, rtol=0, atol=1e-6)
+    assert ctx.chunk_size == 3 and [r["retried_with"] for r in ctx.retries] == [12, 6, 3]
+    assert ctx.forward_images == 4 * 2 * 3  # each mask forwarded once: nothing is counted twice
 
 
 def test_an_error_that_is_not_out_of_memory_is_not_retried(tiny_cnn, tiny_images):
