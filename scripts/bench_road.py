@@ -37,6 +37,7 @@ from bench import ROOT
 from bench.core.batch import Batch, collate
 from bench.core.context import Context
 from bench.core.paths import resolve_path
+from bench.core.profiling import cpu_model
 from bench.data.shapes import ShapesDataset
 from bench.models import load_shapes_cnn
 from metrics.road import FRACTIONS, NEIGHBOUR_WEIGHTS, RoadABC, fraction_counts, impute_linear
@@ -121,17 +122,6 @@ def load_before(rev: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.impute_linear
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def cpu_seconds(fn):

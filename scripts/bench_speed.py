@@ -58,6 +58,7 @@ from bench import ROOT
 from bench.api import compose
 from bench.core.batch import Batch, collate
 from bench.core.context import Context
+from bench.core.profiling import cpu_model
 from bench.data.subset import SUBSET_KEYS
 from methods.base import batch_limit, preserve_model
 
@@ -159,15 +160,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 # ------------------------------------------------------------------------------------ machine
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux), else what ``platform`` knows."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def device_name(device: torch.device) -> str:

@@ -17,19 +17,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import time
 import warnings
 from importlib.metadata import version
-from pathlib import Path
 
 import torch
 import torchvision
 
 from bench import ROOT
 from bench.core.batch import collate
+from bench.core.profiling import cpu_model
 from bench.data.shapes import ShapesDataset
 from bench.models import load_shapes_cnn
 from methods.perturbation import KernelShap, Lime
@@ -41,17 +40,6 @@ from methods.surrogate import (
     lime_kernel,
     ridge_fit,
 )
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def timed(fn) -> tuple[float, float]:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import platform
 import resource
 import sys
 import time
@@ -168,3 +169,15 @@ class PeakMemory:
             return hwm
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux, bytes on macOS
         return int(rss if sys.platform == "darwin" else rss * 1024)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``), else what ``platform`` knows: the machine
+    line of the speed reports (``scripts/bench_*.py``)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
