@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from bench.core.paths import CONF_DIR
 from bench.launchers import quiet_schema_matching
 from bench.schema import register
+from bench.trust import guarded
 
 
 def evaluate(*args, **kwargs):
@@ -25,10 +26,11 @@ def evaluate(*args, **kwargs):
 
 def compose(*overrides: str, resolve: bool = True, hydra: bool = False) -> DictConfig:
     """The job config ``bench <overrides>`` would run (``conf/config.yaml`` plus the overrides);
-    ``hydra=True`` keeps the ``hydra`` node (sweeper, launcher, run folders)."""
+    ``hydra=True`` keeps the ``hydra`` node (sweeper, launcher, run folders). A config that would
+    run code this project did not choose is refused here too (:mod:`bench.trust`)."""
     register()
     quiet_schema_matching()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with guarded(), initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = _compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
     if resolve:
         OmegaConf.resolve(cfg)

@@ -19,13 +19,8 @@ from bench.core.errors import ConfigError, choice_error
 from bench.core.paths import CONF_DIR
 from bench.launchers import quiet_schema_matching
 from bench.schema import register
-from bench.validate import (
-    HYDRA_TARGET_PREFIXES,
-    SNAPSHOT_ENV,
-    TARGET_PREFIXES,
-    check_targets,
-    user_error,
-)
+from bench.trust import check_search_path, check_target, check_targets, guarded
+from bench.validate import SNAPSHOT_ENV, user_error
 
 CONF = CONF_DIR
 GROUPS = ("model", "dataset", "method", "metric", "experiment", "logger")
@@ -50,19 +45,35 @@ def _glob(key: str, glob: Glob) -> str:
 
 
 def check_override_targets(parser: OverridesParser, arg: str) -> None:
-    """Refuse an override that sets a ``_target_`` outside this project's packages (or, under
-    ``hydra.``, outside Hydra's and ours): Hydra would call it before any job starts."""
+    """Refuse an override that sets a ``_target_`` a config may not name (bench/trust.py), or a
+    ``pkg://`` search path, before Hydra sees it: Hydra would call or import it first. (The
+    composed config is checked as a whole too, whatever route its values took.)"""
     try:
         override = parser.parse_override(arg)
     except HydraException:
         return  # Hydra reports its own syntax errors
     key = override.key_or_group
-    prefixes = HYDRA_TARGET_PREFIXES if key.startswith("hydra") else TARGET_PREFIXES
-    value = override.value()
-    if key.split(".")[-1] == "_target_":
-        check_targets({"_target_": value}, prefixes, key.rsplit(".", 1)[0])
-    elif isinstance(value, (dict, list)):
-        check_targets(value, prefixes, key)
+    try:
+        values = (
+            list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+        )
+    except HydraException:
+        values = [override.value()]
+    for value in values:
+        if key.split(".")[-1] == "_target_":
+            check_target(key, value)
+        elif isinstance(value, dict | list):
+            check_targets(value, key)
+        elif isinstance(value, str):
+            head, _, last = key.rpartition(".")
+            check_targets({last: value}, head)
+        if key == "hydra.searchpath":
+            for entry in value if isinstance(value, list) else [value]:
+                check_search_path(str(entry))
+
+
+#: Hydra flags this tool does not take: ``--experimental-rerun`` unpickles a file.
+REFUSED_FLAGS = ("--experimental-rerun",)
 
 
 def check_overrides(argv: list[str]) -> list[str]:
@@ -71,6 +82,11 @@ def check_overrides(argv: list[str]) -> list[str]:
     parser = OverridesParser.create()
     out = []
     for arg in argv:
+        if arg.split("=", 1)[0] in REFUSED_FLAGS:
+            raise ConfigError(
+                f"{arg.split('=', 1)[0]} is not accepted: it unpickles a file, which can run any "
+                "code; re-run a job from its folder instead (bench ... hydra.run.dir=<folder>)."
+            )
         if "=" in arg and not arg.startswith("-"):
             check_override_targets(parser, arg)
         if "=" not in arg or arg.startswith(("-", "+", "~", "hydra.")):
@@ -166,7 +182,8 @@ def main() -> None:
             snapshot = Path(tempfile.mkdtemp(prefix="bench-conf-"))
             sys.argv[1:], config_dir = snapshot_config(sys.argv[1:], snapshot / "conf")
             os.environ[SNAPSHOT_ENV] = str(config_dir)
-        _hydra_main(config_dir)()
+        with guarded():
+            _hydra_main(config_dir)()
     except (ConfigError, HydraException, OmegaConfBaseException) as err:
         user = user_error(err)
         if raw or user is None:

@@ -604,10 +604,18 @@ def throughput_figure(jobs: Sequence[Job]):
 
 
 def _safe_target(node: dict[str, Any], what: str) -> None:
-    """A record's ``_target_`` must be one of this project's (a record is data, not code)."""
-    from bench.validate import check_targets
+    """A record's config is data, not code: its targets must be ones a config may name, and a
+    model of the user's own module is not imported from it (the record cannot opt in)."""
+    from bench.core.errors import ConfigError
+    from bench.trust import check_config
 
-    check_targets(node, prefix=what)
+    try:
+        check_config({what: node}, trust_code=False)
+    except ConfigError as err:
+        raise ConfigError(
+            f"a job's record: {err} A record is data: figures do not run code named in it "
+            "(save the maps with save_maps=true to draw them)."
+        ) from err
 
 
 def job_images(record: dict[str, Any], ids: Sequence[str]) -> dict[str, dict[str, Any]]:

@@ -493,6 +493,7 @@ RUN_ONLY_KEYS = (
     "num_workers",
     "keep_freed_memory",
     "tag",
+    "trust_code",
     "cache",
     "paths",
     "logger",

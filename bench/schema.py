@@ -36,6 +36,7 @@ class RunSchema:
     cache: Any = "readwrite"
     cache_dtype: Any = "float32"
     tag: Any = ""
+    trust_code: Any = False
     paths: Any = field(default_factory=dict)
     logger: Any = field(default_factory=dict)
 

@@ -1,7 +1,8 @@
 """Validation of a composed job config before anything is loaded: one line per problem.
 
 :func:`validate` checks what can be checked without loading a model or reading data: every
-mandatory value is set, every ``_target_`` is one of this project's, every top-level value has
+mandatory value is set, nothing in it would run code this project did not choose
+(:func:`bench.trust.check_config`), every top-level value has
 its type and range, no key is unknown (``+key=value`` included), the groups are present, every
 method and metric constructs. The runner calls it first; the sweeper (:mod:`bench.sweeper`)
 calls it on every job of a sweep before the first one starts (:class:`ValidateOnMultirunStart`). :func:`one_line` turns Hydra's
@@ -41,11 +42,8 @@ from bench.core.errors import ConfigError, check_bool, check_choice, check_int
 from bench.data.subset import ON_BAD_SAMPLE, SUBSET_KEYS
 from bench.models.meta import image_size
 from bench.schema import RunSchema
+from bench.trust import check_config
 
-#: The packages a ``_target_`` may name (a user's own module goes through ``model.module``).
-TARGET_PREFIXES = ("bench.", "methods.", "metrics.")
-#: Hydra's own objects a ``hydra.*`` node may name (launchers, sweepers, callbacks).
-HYDRA_TARGET_PREFIXES = ("hydra.", "hydra_plugins.", "bench.")
 EXPLAIN = ("label", "prediction")
 CACHE_MODES = ("readwrite", "read", "off")
 CACHE_DTYPES = ("float32", "float16")
@@ -84,30 +82,6 @@ def check_complete(cfg: DictConfig) -> None:
         )
 
 
-def targets(node: Any, prefix: str = "") -> Iterable[tuple[str, str]]:
-    """``(dotted key, target)`` of every ``_target_`` below ``node`` (a plain container)."""
-    if isinstance(node, dict):
-        for k, v in node.items():
-            key = f"{prefix}.{k}" if prefix else str(k)
-            if k == "_target_":
-                yield key, str(v)
-            else:
-                yield from targets(v, key)
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from targets(v, f"{prefix}[{i}]")
-
-
-def check_targets(node: Any, prefixes: tuple[str, ...] = TARGET_PREFIXES, prefix: str = "") -> None:
-    """Refuse a ``_target_`` outside ``prefixes``: an override must not call arbitrary code."""
-    for key, target in targets(node, prefix):
-        if not target.startswith(prefixes):
-            raise ConfigError(
-                f"{key}={target} is not valid; accepted: a target in {', '.join(p + '*' for p in prefixes)} "
-                "(a model of your own goes through model=custom model.module=...)."
-            )
-
-
 def check_run_keys(cfg: DictConfig) -> None:
     """Types and ranges of the top-level keys; a key nothing reads (``+batchsize=4``) is refused."""
     unknown = [k for k in cfg if k not in RUN_KEYS]
@@ -135,6 +109,7 @@ def check_run_keys(cfg: DictConfig) -> None:
     check_int("seed", cfg.seed, minimum=0, maximum=SEED_MAX)
     check_choice("explain", cfg.explain, EXPLAIN)
     check_bool("save_maps", cfg.save_maps)
+    check_bool("trust_code", cfg.trust_code)
     check_bool("keep_freed_memory", cfg.keep_freed_memory)
     check_choice("cache", cfg.cache, CACHE_MODES)
     check_choice("cache_dtype", cfg.cache_dtype, CACHE_DTYPES)
@@ -187,8 +162,8 @@ def validate(cfg: DictConfig, construct: bool = True) -> None:
     """Every check that needs no model and no data; ``construct`` also builds the method and the
     metrics (cheap), so their value checks fail here too."""
     check_complete(cfg)
-    check_targets(OmegaConf.to_container(cfg, resolve=False))
     check_run_keys(cfg)
+    check_config(cfg)
     for group in GROUPS:
         node = cfg.get(group)
         if not isinstance(node, DictConfig) or "_target_" not in node:
@@ -350,6 +325,7 @@ class ValidateOnMultirunStart(Callback):
         for overrides in jobs:
             try:
                 cfg = loader.load_sweep_config(master_config=config, sweep_overrides=overrides)
+                check_config(cfg)  # the job's hydra node too (its logging, environment)
                 with open_dict(cfg):
                     del cfg["hydra"]
                 validate(cfg)

@@ -109,6 +109,7 @@ def _model_overrides(name: str) -> list[str]:
         return [*arch, "model.weights=null", *small]
     if node["_target_"].endswith("load_module"):
         return [
+            "trust_code=true",
             "model.module=tests.test_configs.TinyNet",
             "model.input_size=[32,32]",
             f"model.mean={MEAN}",

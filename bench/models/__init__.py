@@ -11,7 +11,11 @@ from bench.models.meta import ModelMeta, attach_meta, meta_of
 from bench.models.timm import load_timm
 from bench.models.torchvision import load_torchvision, torchvision_weights_file
 
+#: The model loaders a config's ``model._target_`` may name (bench/trust.py).
+LOADERS = (load_shapes_cnn, load_torchvision, load_timm, load_module)
+
 __all__ = [
+    "LOADERS",
     "ModelMeta",
     "ShapesCNN",
     "attach_meta",

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import inspect
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,19 +11,24 @@ from torch import nn
 
 from bench.core.checkpoints import load_weights
 from bench.core.errors import ConfigError, check_bool
+from bench.core.origin import STDLIB, check_model_object
 from bench.models.meta import attach_meta, count_classes, image_size
-
-#: Modules a model can never come from (``model.module=os.system`` must not run anything).
-STDLIB = frozenset(sys.stdlib_module_names) | {"builtins"}
 
 
 def import_object(path: str) -> object:
-    """The class (an ``nn.Module`` subclass) or factory function at ``package.module.Name`` (or
-    ``package.module:Name``), never one from the standard library."""
+    """The class (an ``nn.Module`` subclass) or factory function of the user's own code at
+    ``package.module.Name`` (or ``package.module:Name``); never a function of the standard library
+    or of a library (:func:`bench.core.origin.check_model_object`). The config must have opted in
+    with ``trust_code=true`` (checked by bench/trust.py before this imports anything)."""
     mod_name, _, attr = str(path).replace(":", ".").rpartition(".")
     if not mod_name:
         raise ConfigError(
             f"model.module={path} is not an import path; accepted: package.module.ClassName."
+        )
+    if mod_name.split(".")[0] in STDLIB:  # nothing of the standard library is a model
+        raise ConfigError(
+            f"model.module={path} is from the standard library; accepted: an nn.Module subclass, "
+            "or a function of your own code that returns one."
         )
     try:
         module = importlib.import_module(mod_name)
@@ -41,13 +44,7 @@ def import_object(path: str) -> object:
             + (f" Did you mean {', '.join(close)}?" if close else "")
         )
     obj = getattr(module, attr)
-    origin = (getattr(obj, "__module__", None) or mod_name).split(".")[0]
-    is_module_class = inspect.isclass(obj) and issubclass(obj, nn.Module)
-    if origin in STDLIB or (not is_module_class and not inspect.isfunction(obj)):
-        raise ConfigError(
-            f"model.module={path} is a {type(obj).__name__} from {origin}; accepted: an nn.Module "
-            "subclass (or a function that returns one) from your own code."
-        )
+    check_model_object(path, obj)
     return obj
 
 

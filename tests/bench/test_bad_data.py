@@ -298,6 +298,7 @@ def test_on_bad_sample_values(tmp_path):
 def job_config(root, *overrides):
     return compose(
         "model=custom",
+        "trust_code=true",
         "model.module=tests.conftest.TinyCNN",
         "model.args={num_classes: 2}",
         f"model.input_size={SIZE}",

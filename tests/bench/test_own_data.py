@@ -85,6 +85,7 @@ def test_the_class_count_comes_from_the_model_not_the_largest_label(tmp_path):
     root, *_ = write_own(tmp_path)  # labels 0 and 2 only
     cfg = compose(
         "model=custom",
+        "trust_code=true",
         "model.module=tests.methods.test_cam_layers.GapNet",
         "model.args={num_classes: 5}",
         "model.input_size=[32,48]",
@@ -107,6 +108,7 @@ def test_mask_metrics_on_a_dataset_with_boxes_only_say_how_to_score_boxes(tmp_pa
     (root / "boxes.csv").write_text("image,label,x0,y0,x1,y1\na.jpg,0,10,5,30,20\n")
     cfg = compose(
         "model=custom",
+        "trust_code=true",
         "model.module=tests.methods.test_cam_layers.GapNet",
         "model.args={num_classes: 3}",
         "model.input_size=[32,48]",
@@ -124,7 +126,10 @@ def test_mask_metrics_on_a_dataset_with_boxes_only_say_how_to_score_boxes(tmp_pa
 
 def test_a_custom_model_without_its_normalisation_is_one_line(tmp_path):
     cfg = compose(
-        "model=custom", "model.module=tests.methods.test_cam_layers.GapNet", resolve=False
+        "model=custom",
+        "trust_code=true",
+        "model.module=tests.methods.test_cam_layers.GapNet",
+        resolve=False,
     )
     with pytest.raises(ConfigError, match=r"^model.mean, model.std are not set"):
         run(cfg, tmp_path)

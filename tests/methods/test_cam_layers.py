@@ -54,6 +54,7 @@ MODELS = {
     ],
     "custom": [
         "model=custom",
+        "trust_code=true",
         "model.module=tests.methods.test_cam_layers.GapNet",
         "model.mean=[0.5,0.5,0.5]",
         "model.std=[0.25,0.25,0.25]",
