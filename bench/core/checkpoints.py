@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -15,6 +17,26 @@ from bench.core.paths import existing_file, resolve_path
 
 #: Keys under which a checkpoint dict may hold the state dict (or the pickled model).
 STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "module", "weights")
+
+
+@contextmanager
+def weights_only_loads() -> Iterator[None]:
+    """Within it every ``torch.load`` unpickles only tensors and plain values, also the library
+    calls that ask for more: ``torch.hub.load_state_dict_from_url`` (how torchvision reads its
+    cached weights) defaults to ``weights_only=False``, so a file dropped into a shared
+    ``TORCH_HOME`` would otherwise run code (``TORCH_FORCE_WEIGHTS_ONLY_LOAD``, torch >= 2.4)."""
+    names = ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+    saved = {n: os.environ.get(n) for n in names}
+    os.environ[names[0]] = "1"
+    os.environ.pop(names[1], None)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def read_checkpoint(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from torch import nn
 
-from bench.core.checkpoints import load_weights
+from bench.core.checkpoints import load_weights, weights_only_loads
 from bench.core.errors import ConfigError, check_bool, choice_error
 from bench.models.meta import attach_meta, count_classes, image_size
 
@@ -38,7 +38,8 @@ def load_timm(
         raise choice_error("model.arch", arch, timm.list_models(pretrained=False))
     kw = {} if num_classes is None else {"num_classes": num_classes}
     try:
-        model = timm.create_model(arch, pretrained=pretrained, **kw)
+        with weights_only_loads():  # the hub cache may be shared: tensors only
+            model = timm.create_model(arch, pretrained=pretrained, **kw)
     except Exception as err:  # noqa: BLE001
         raise ConfigError(
             f"timm model {arch} (pretrained={pretrained}): {type(err).__name__}: {err}. Provide the "

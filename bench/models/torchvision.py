@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from bench.core.checkpoints import load_weights
+from bench.core.checkpoints import load_weights, weights_only_loads
 from bench.core.errors import ConfigError, check_bool, choice_error
 from bench.models.meta import attach_meta, count_classes, image_size
 
@@ -145,7 +145,8 @@ def load_torchvision(
         previous = socket.getdefaulttimeout()
         socket.setdefaulttimeout(60)
         try:
-            model = get_model(arch, weights=w, **kwargs)
+            with weights_only_loads():  # the hub cache may be shared: tensors only
+                model = get_model(arch, weights=w, **kwargs)
         except Exception as err:  # noqa: BLE001 - any download failure becomes one clear line
             raise ConfigError(
                 f"model.weights={w} for {arch}: could not load {path} ({type(err).__name__}: "

@@ -247,3 +247,18 @@ def test_every_payload_through_the_cli_is_refused_in_one_line_and_runs_nothing()
         if result["outcome"] != expected or result["marker"]:
             failures.append(result)
     assert not failures, failures
+
+
+def test_torchvision_weights_from_the_hub_cache_are_read_as_tensors_only(tmp_path, monkeypatch):
+    """torch.hub reads cached weights with weights_only=False: a file dropped into a shared
+    TORCH_HOME under the name torchvision expects must not run code."""
+    from bench.models import load_torchvision, torchvision_weights_file
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    path = torchvision_weights_file("resnet18", "IMAGENET1K_V1")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    marker = tmp_path / "ran"
+    path.write_bytes(pickle.dumps(Touch(marker)))
+    with pytest.raises(ConfigError, match=r"^model.weights=.* could not load"):
+        load_torchvision("resnet18", weights="IMAGENET1K_V1", download=False)
+    assert not marker.exists()
