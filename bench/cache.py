@@ -2,14 +2,17 @@
 by every metric, job and later run that needs it.
 
 A map's key is the SHA-256 of everything it depends on (:func:`job_spec` for the job-wide part:
-the model's name and a checksum of its weights, the dataset and its preprocessing, the method's
-class and resolved settings without its batch sizes, the seed, the device type, and the code that
-computes maps (:func:`code_digest`); then per image its
-id, a checksum of the input tensor itself and the explained class), so any change of an input
-misses. Each map is one compressed ``.npz`` file ``<root>/maps/<key[:2]>/<key>.npz`` holding the
-map and the SHA-256 of its bytes; files are written through a temporary file and a rename (safe
-when several jobs on a shared filesystem write the same key: the content is the same), and a file
-whose checksum does not match is counted ``corrupt``, deleted and recomputed.
+the model's name, every model argument, a checksum of its weights and the identity of its code
+(:func:`model_code`: library and version for a zoo model, the source of its classes and module for
+a model of the user's own), the dataset and its preprocessing, the method's class and resolved
+settings without its batch sizes, the seed, the device type, and the code that computes maps
+(:func:`code_digest`); then per image its id, a checksum of the input tensor itself and the
+explained class), so any change of an input misses. Each map is one compressed ``.npz`` file
+``<root>/maps/<key[:2]>/<key>.npz`` holding the map, the SHA-256 of its bytes, its own key and the
+input's checksum; files are written through a temporary file and a rename (safe when several jobs
+on a shared filesystem write the same key: the content is the same). On read the file must hold
+the key and the input checksum asked for and a map matching its checksum; a file that does not,
+or that cannot be read at all (any error), is counted ``corrupt``, deleted and recomputed.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import zipfile
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,12 +30,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
+from bench.core.origin import code_identity
 from bench.io import atomic_savez
 
 log = logging.getLogger("bench.cache")
 
 #: Bumped when the key or the file layout changes (every older entry then misses).
-FORMAT = 1
+FORMAT = 2
 MODES = ("readwrite", "read", "off")
 DTYPES = {"float32": np.float32, "float16": np.float16}
 #: Method keys that set how many inputs go through the model at once: they change the speed and
@@ -82,10 +86,29 @@ def code_digest() -> str:
     return h.hexdigest()
 
 
+#: Model keys that locate or permit the weights without defining them (the weights' checksum
+#: covers what they load).
+MODEL_LOCATORS = frozenset({"checkpoint", "trust_checkpoint", "download"})
+
+
+def model_code(model: nn.Module, model_cfg: dict[str, Any]) -> list[str]:
+    """What identifies the code of ``model``: :func:`bench.core.origin.code_identity` of the
+    class of every submodule (a library's ``dist==version``, else the SHA-256 of the class's
+    source file) and of the factory ``model.module`` names, if any."""
+    parts = {code_identity(type(m)) for m in model.modules()}
+    module = model_cfg.get("module")
+    if isinstance(module, str) and module:
+        mod_name, _, attr = module.replace(":", ".").rpartition(".")
+        factory = getattr(sys.modules.get(mod_name), attr, None)
+        parts.add(code_identity(factory) if factory is not None else f"{module}:not imported")
+    return sorted(parts)
+
+
 def job_spec(cfg: DictConfig, model: nn.Module, meta: dict[str, Any], device: torch.device) -> dict:
     """The job-wide part of every map key of a job."""
     method = OmegaConf.to_container(cfg.method, resolve=True)
     dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     keep = ("_target_", "name", "split", "input_size", "mean", "std", "resize", "resize_size")
     return {
         "format": FORMAT,
@@ -93,6 +116,8 @@ def job_spec(cfg: DictConfig, model: nn.Module, meta: dict[str, Any], device: to
             "name": meta["name"],
             "weights": meta["weights"],
             "sha256": weights_digest(model),
+            "config": {k: v for k, v in model_cfg.items() if k not in MODEL_LOCATORS},
+            "code": model_code(model, model_cfg),
         },
         "dataset": {k: dataset.get(k) for k in keep if k in dataset},
         "method": without_chunk_keys(method),
@@ -156,8 +181,10 @@ class MapCache:
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.npz"
 
-    def get(self, key: str) -> np.ndarray | None:
-        """The stored map (float32), or None: absent, or corrupt (then deleted, recomputed)."""
+    def get(self, key: str, image: str) -> np.ndarray | None:
+        """The stored map (float32) of ``key`` for the input whose checksum is ``image``, or None:
+        absent, or corrupt (then deleted, recomputed): unreadable for any reason, another key's
+        or another input's file, or a map that does not match its checksum."""
         p = self.path(key)
         try:
             size = p.stat().st_size
@@ -165,9 +192,14 @@ class MapCache:
             return None
         try:
             with np.load(p, allow_pickle=False) as f:
-                arr, digest = f["map"], str(f["sha256"])
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+                arr, digest = np.array(f["map"]), str(f["sha256"])
+                stored_key, stored_image = str(f["key"]), str(f["image"])
+        except Exception as err:  # noqa: BLE001 - any damage (zlib.error, a truncated zip, ...)
             return self._corrupt(p, f"{type(err).__name__}: {err}")
+        if stored_key != key:
+            return self._corrupt(p, f"it holds the map of key {stored_key[:16]}...")
+        if stored_image != image:
+            return self._corrupt(p, "it holds the map of another input (image checksum differs)")
         if hashlib.sha256(arr.tobytes()).hexdigest() != digest:
             return self._corrupt(p, "checksum mismatch")
         self.stats.bytes_read += size
@@ -180,35 +212,40 @@ class MapCache:
             p.unlink(missing_ok=True)
         return None
 
-    def put(self, key: str, value: np.ndarray) -> None:
-        """Store one map (atomically); an I/O error is logged and counted, never fatal."""
+    def put(self, key: str, value: np.ndarray, image: str) -> None:
+        """Store one map (atomically) with its key and its input's checksum ``image``; an I/O
+        error is logged and counted, never fatal."""
         arr = np.ascontiguousarray(value, dtype=self.dtype)
         p = self.path(key)
+        members = {
+            "map": arr,
+            "sha256": np.array(hashlib.sha256(arr.tobytes()).hexdigest()),
+            "key": np.array(key),
+            "image": np.array(image),
+        }
         try:
-            atomic_savez(
-                p, {"map": arr, "sha256": np.array(hashlib.sha256(arr.tobytes()).hexdigest())}
-            )
+            atomic_savez(p, members)
             self.stats.bytes_written += p.stat().st_size
             self.stats.writes += 1
         except OSError as err:  # a full or read-only cache disk: the run goes on without it
             self.stats.errors.append(f"{p}: {err}")
             log.warning("attribution cache: could not write %s (%s)", p, err)
 
-    def lookup(self, keys: list[str]) -> list[np.ndarray | None]:
+    def lookup(self, keys: list[str], images: list[str]) -> list[np.ndarray | None]:
         if not self.enabled:
             return [None] * len(keys)
-        found = [self.get(k) for k in keys]
+        found = [self.get(k, d) for k, d in zip(keys, images)]
         hits = sum(f is not None for f in found)
         self.stats.hits += hits
         self.stats.misses += len(keys) - hits
         return found
 
-    def store(self, keys: list[str], maps: Tensor) -> None:
+    def store(self, keys: list[str], maps: Tensor, images: list[str]) -> None:
         if self.mode != "readwrite":
             return
         host = maps.detach().float().cpu().numpy()
-        for k, m in zip(keys, host):
-            self.put(k, m)
+        for k, m, d in zip(keys, host, images):
+            self.put(k, m, d)
 
 
 def attribute_cached(
@@ -225,7 +262,7 @@ def attribute_cached(
     if not cache.enabled:
         return method(model, images, targets)
     keys = cache.keys(ids, digests, targets)
-    found = cache.lookup(keys)
+    found = cache.lookup(keys, digests)
     miss = [i for i, f in enumerate(found) if f is None]
     computed = None
     if miss:
@@ -233,7 +270,7 @@ def attribute_cached(
         computed = method(model, images[index], targets[index])
         if cache.dtype is np.float16:  # scored as stored, so a hit and a miss score the same
             computed = computed.half().float()
-        cache.store([keys[i] for i in miss], computed)
+        cache.store([keys[i] for i in miss], computed, [digests[i] for i in miss])
         if len(miss) == len(keys):
             return computed
     shape = computed.shape[1:] if computed is not None else found[0].shape

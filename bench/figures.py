@@ -693,10 +693,11 @@ def cached_maps(job: Job, n: int) -> dict[str, np.ndarray]:
     device = torch.device(str((r.get("device") or {}).get("device", "cpu")))
     cache = MapCache(Path(cache_info["root"]).parent, "read", cache_info.get("dtype", "float32"))
     cache.start(job_spec(cfg, model, r["model"], device))
-    keys = cache.keys([s.id for s in samples], image_digests(images), targets)
+    digests = image_digests(images)
+    keys = cache.keys([s.id for s in samples], digests, targets)
     out = {}
-    for s, key in zip(samples, keys):
-        m = cache.get(key)
+    for s, key, digest in zip(samples, keys, digests):
+        m = cache.get(key, digest)
         if m is not None:
             out[str(s.id)] = m
     return out

@@ -152,6 +152,100 @@ def test_a_key_covers_the_image_content_and_the_class(tmp_path):
     assert other.keys(["a", "b"], image_digests(images), torch.tensor([0, 1]))[0] != base[0]
 
 
+OWN = (
+    "model=custom",
+    "trust_code=true",
+    "model.mean=[0.5,0.5,0.5]",
+    "model.std=[0.25,0.25,0.25]",
+    "model.input_size=[112,112]",
+)
+
+
+def own_job(out: Path, cache: Path | None, module: str, *overrides: str) -> dict:
+    return job(out, cache, *OWN, f"model.module=tests.bench._cache_models.{module}", *overrides)
+
+
+@pytest.mark.parametrize(
+    "second", [("Squared",), ("Plain", "model.args={scale: 3.0}")], ids=["forward", "argument"]
+)
+def test_own_models_with_the_same_weights_but_other_code_or_arguments_miss(tmp_path, second):
+    """The key covers the model's code and every argument, not only its weights: a model with
+    the same parameters and another forward (or a scale without parameters) computes its own
+    maps, equal to a run without the cache."""
+    cache = tmp_path / "cache"
+    own_job(tmp_path / "a", cache, "Plain")
+    record = own_job(tmp_path / "b", cache, *second)
+    assert record["cache"]["misses"] == 6 and record["cache"]["hits"] == 0
+    own_job(tmp_path / "fresh", None, *second)
+    assert_same_results(tmp_path / "b", tmp_path / "fresh")
+    assert not scores(tmp_path / "a")["value"].equals(scores(tmp_path / "b")["value"])
+
+
+def test_an_edited_model_file_changes_the_key(tmp_path, monkeypatch):
+    """The same module path and class name, the file edited between two runs: another key."""
+    import importlib
+
+    from bench.cache import job_spec
+
+    (tmp_path / "usernet.py").write_text("from torch import nn\nclass Net(nn.Conv2d):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import usernet
+
+    cfg = compose(*OWN, "model.module=usernet.Net", resolve=False)
+
+    def spec() -> dict:
+        model = usernet.Net(3, 2, 1)
+        torch.nn.init.zeros_(model.weight)
+        torch.nn.init.zeros_(model.bias)
+        return job_spec(cfg, model, {"name": "n", "weights": "random"}, torch.device("cpu"))
+
+    before = spec()
+    (tmp_path / "usernet.py").write_text(
+        "from torch import nn\nclass Net(nn.Conv2d):\n    def forward(self, x):\n"
+        "        return -super().forward(x)\n"
+    )
+    importlib.reload(usernet)
+    after = spec()
+    assert before["model"]["sha256"] == after["model"]["sha256"]
+    assert before["model"]["code"] != after["model"]["code"]
+    sys.modules.pop("usernet", None)
+
+
+def _flip_in_member(path: Path, member: str) -> None:
+    """Flip one byte inside the compressed data of ``member`` of the ``.npz`` at ``path``."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo(member)
+    data = bytearray(path.read_bytes())
+    name_len = int.from_bytes(data[info.header_offset + 26 : info.header_offset + 28], "little")
+    extra_len = int.from_bytes(data[info.header_offset + 28 : info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_len + extra_len
+    data[start + info.compress_size // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_swapped_file_and_a_damaged_checksum_member_are_corrupt_and_recomputed(tmp_path):
+    """Another image's valid file under this image's key, and a byte of the ``sha256`` member
+    damaged (zlib's error, not a checksum mismatch): both counted corrupt, deleted, recomputed;
+    the scores equal a run without the cache."""
+    cache = tmp_path / "cache"
+    job(tmp_path / "a", cache)
+    files = sorted((cache / "maps").rglob("*.npz"))
+    assert len(files) == 6
+    files[0].write_bytes(files[1].read_bytes())  # another image's valid map
+    _flip_in_member(files[2], "sha256.npy")
+    with pytest.raises(Exception):  # noqa: B017 - what the cache must survive
+        with np.load(files[2]) as f:
+            str(f["sha256"])
+    record = job(tmp_path / "b", cache)
+    assert record["cache"]["corrupt"] == 2 and record["cache"]["misses"] == 2
+    assert record["cache"]["hits"] == 4 and record["cache"]["writes"] == 2
+    job(tmp_path / "fresh", None)
+    assert_same_results(tmp_path / "fresh", tmp_path / "b")
+    assert job(tmp_path / "c", cache)["cache"]["hits"] == 6  # rewritten, now valid
+
+
 # --- resume -------------------------------------------------------------------------------------
 
 
