@@ -24,8 +24,8 @@ from bench.validate import SNAPSHOT_ENV, user_error
 
 CONF = CONF_DIR
 GROUPS = ("model", "dataset", "method", "metric", "experiment", "logger")
-#: The groups every job needs one option of.
-REQUIRED = ("model", "dataset", "method")
+#: The groups every job needs one option of (``metric``: at least one).
+NEEDED = ("model", "dataset", "method", "metric", "logger")
 #: Config files whose name starts with this are base configs (``defaults:`` targets), not options.
 BASE_PREFIX = "_"
 
@@ -93,26 +93,29 @@ def check_overrides(argv: list[str]) -> list[str]:
             out.append(arg)
             continue
         key, value = arg.split("=", 1)
-        if key in REQUIRED and value in ("null", ""):
+        if key in NEEDED and value in ("null", ""):
+            what = "at least one metric" if key == "metric" else f"a {key}"
             raise ConfigError(
-                f"{key}={value or 'null'} is not valid: a job needs a {key}; accepted: "
-                f"{', '.join(options(key))}."
+                f"{key}={value or 'null'} is not valid: a job needs {what}; accepted: "
+                f"{', '.join(options(key))}" + (" (metric=[a,b,...])." if key == "metric" else ".")
             )
         if key not in GROUPS or value in ("null", ""):
             out.append(arg)
             continue
         try:
-            parsed = parser.parse_override(arg).value()
+            parsed = parser.parse_override(arg)
+            if isinstance(parsed.value(), Glob):
+                out.append(_glob(key, parsed.value()))
+                continue
+            items = (
+                list(parsed.sweep_iterator()) if parsed.is_sweep_override() else [parsed.value()]
+            )
         except HydraException:
             out.append(arg)  # Hydra reports its own syntax errors
             continue
-        if isinstance(parsed, Glob):
-            out.append(_glob(key, parsed))
-            continue
-        if value.startswith(("[", "choice(", "range(")):
-            value = value.split("(", 1)[-1].rstrip(")").strip("[]")
-        for v in (x.strip() for x in value.split(",")):
-            if v and v not in options(key):
+        names = [v for item in items for v in (item if isinstance(item, list) else [item])]
+        for v in names:
+            if str(v) not in options(key):
                 raise choice_error(key, v, options(key))
         out.append(arg)
     return out
@@ -190,6 +193,16 @@ def main() -> None:
             raise
         print(f"error: {user}", file=sys.stderr)
         sys.exit(2)
+    except OSError as err:  # an output folder that cannot be made or written: Hydra's own files
+        if raw:
+            raise
+        where = f" {err.filename}" if err.filename else ""
+        print(
+            f"error: cannot write{where} ({err.strerror or err}); choose a writable folder with "
+            "paths.output_root=<folder> (or hydra.run.dir= / hydra.sweep.dir=).",
+            file=sys.stderr,
+        )
+        sys.exit(1)
     except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: the job's record says what was kept
         if raw:
             raise

@@ -238,11 +238,18 @@ class Collation:
     duplicates: int = 0
     duplicate_jobs: tuple[str, str] | None = None
     skipped: list[tuple[Path, dict]] = field(default_factory=list)
+    #: Completed jobs that scored no image (an empty shard, ``dataset.ids=[]``).
+    empty: list[Path] = field(default_factory=list)
 
     def report(self) -> list[str]:
-        """One line per thing a reader of the table must know (incomplete jobs, rows counted
-        once that were there twice, images skipped as unreadable)."""
+        """One line per thing a reader of the table must know (incomplete jobs, jobs with no
+        rows, rows counted once that were there twice, images skipped as unreadable)."""
         lines = [i.line() for i in self.incomplete]
+        for job in self.empty:
+            lines.append(
+                f"EMPTY {job}: completed with 0 rows, its selection held no image (an empty "
+                "shard: more dataset.num_shards than images; dataset.ids=[]; a limit of 0)."
+            )
         if self.duplicates:
             first, again = self.duplicate_jobs or ("", "")
             lines.append(
@@ -281,6 +288,8 @@ def _rows_kept(job: Path) -> int:
 
 def _job_rows(job: Path, record: dict[str, Any]) -> pd.DataFrame:
     df = read_scores(job, record)
+    if df.empty:
+        return df
     meta = record.get("metrics", {})
     parts = df["metric"].str.partition(".")
     base, suffix = parts[0], parts[2]
@@ -349,6 +358,7 @@ def collate(dirs: Sequence[str | Path]) -> Collation:
             raise CollateError(f"{job}: its record says completed but {SCORES} is missing.")
         df = _job_rows(job, record)
         if df.empty:
+            result.empty.append(job)
             continue
         frames.append(df)
         configs[str(job)] = record.get("config") or {}
@@ -545,10 +555,28 @@ def write_summary(
 
 class CollateOnMultirunEnd(Callback):
     """Hydra callback: collate the sweep folder when a multirun ends; exit 1 if any job did not
-    complete (each is named on stderr), 2 if a job's files do not match its record."""
+    complete (each is named on stderr), if no job left a row, or if the collation itself fails
+    (one line saying why: Hydra would turn an exception here into a warning and exit 0); 2 if a
+    job's files do not match its record."""
 
     def on_multirun_end(self, config, **kwargs) -> None:
         root = Path(config.hydra.sweep.dir)
+        try:
+            self.collate(root)
+        except SystemExit:
+            raise
+        except Exception as err:  # noqa: BLE001 - any failure is one line and a failed sweep
+            where = f" ({err.filename})" if isinstance(err, OSError) and err.filename else ""
+            what = err.strerror if isinstance(err, OSError) and err.strerror else err
+            print(
+                f"error: the sweep's collation in {root} failed{where}: {type(err).__name__}: "
+                f"{' '.join(str(what).split())}; its jobs' folders are intact (bench-collate {root}).",
+                file=sys.stderr,
+            )
+            raise SystemExit(1) from None
+
+    @staticmethod
+    def collate(root: Path) -> None:
         try:
             collation = collate([root])
         except CollateError as err:
@@ -571,6 +599,9 @@ class CollateOnMultirunEnd(Callback):
         for line in collation.report():
             print(line, file=sys.stderr)
         if collation.incomplete:
+            raise SystemExit(1)
+        if collation.rows.empty:
+            print(f"error: no job of the sweep in {root} scored any image.", file=sys.stderr)
             raise SystemExit(1)
 
 
@@ -621,7 +652,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CollateError as err:
         print(f"bench-collate: {err}", file=sys.stderr)
         return 2
-    summary, table = write_summary(Path(args.out or args.folders[0]), collation)
+    out = Path(args.out or args.folders[0])
+    try:
+        summary, table = write_summary(out, collation)
+    except OSError as err:
+        print(
+            f"bench-collate: cannot write the summary into {out} ({err.strerror or err}); "
+            "pass --out <a writable folder>.",
+            file=sys.stderr,
+        )
+        return 1
     if args.out and not args.no_paper:
         from bench.papers import write_paper_tables  # scipy and pandas' Styler: only when asked
 
@@ -652,6 +692,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"bench-collate: {len(collation.incomplete)} job(s) did not complete (listed above); "
             "rerun them, or pass --allow-incomplete to accept the table without them.",
+            file=sys.stderr,
+        )
+        return 1
+    if collation.rows.empty and not collation.incomplete:
+        print(
+            f"bench-collate: no rows: {'every' if collation.empty else 'no'} completed job under "
+            f"{', '.join(args.folders)} {'scored no image' if collation.empty else 'was found'}.",
             file=sys.stderr,
         )
         return 1

@@ -296,6 +296,10 @@ def build(
                     "the dataset masks (dataset=folder: a mask column in the labels CSV)."
                 ) from err
             raise
+        try:
+            metric.check_image(*meta.input_size)
+        except ConfigError as err:
+            raise ConfigError(f"metric.{name}.{err}") from err
         metrics[name] = metric
     record["method"] = {
         "name": method_name,
@@ -480,11 +484,40 @@ def terminated_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _write_record(out_dir: Path, record: dict[str, Any]) -> None:
+#: What a record keeps when only a small one can be written (the disk is full).
+SMALL_RECORD = (
+    "started",
+    "host",
+    "pid",
+    "config_hash",
+    "rows",
+    "batches_complete",
+    "partial_scores",
+)
+
+
+def _write_record(out_dir: Path, record: dict[str, Any]) -> OSError | None:
+    """Write the record atomically; when that fails (a full disk: the atomic write needs room for
+    a second copy), write a small ``failed`` record in place of the old one, whose blocks it
+    frees first, so the folder never says ``running`` for a job that ended. Returns the error."""
+    path = out_dir / RECORD
     try:
-        atomic_write_json(out_dir / RECORD, record)
-    except OSError as err:  # a full disk: the previous record (status running) stays intact
-        log.error("could not write %s: %s", out_dir / RECORD, err)
+        atomic_write_json(path, record)
+        return None
+    except OSError as err:
+        log.error("could not write %s: %s", path, err)
+        small = {k: record[k] for k in SMALL_RECORD if k in record}
+        earlier = record.get("error")
+        small["status"] = "interrupted" if record.get("status") == "interrupted" else "failed"
+        small["error"] = f"the record could not be written ({err.strerror or err})" + (
+            f" after: {earlier}" if earlier else ""
+        )
+        try:
+            with path.open("w") as f:  # truncates first: the old record's blocks are reused
+                json.dump(small, f)
+        except OSError as again:
+            log.error("could not write a small record either: %s", again)
+        return err
 
 
 #: Top-level keys that change how a job runs, never what it computes: left out of its config hash,
@@ -689,10 +722,12 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         if timer is not None and timer.batches:
             record["throughput"] = timer.throughput()
         record["wall_seconds"] = round(time.time() - started, 3)
-        _write_record(out_dir, record)
-        if record["status"] == "completed":
+        written = _write_record(out_dir, record)
+        if record["status"] == "completed" and written is None:
             progress.clear()  # the final files hold everything the parts held
         release_folder(out_dir)
+        if written is not None and record["status"] == "completed":
+            raise written  # the job's results cannot be trusted without their record
 
 
 def task(cfg: DictConfig) -> None:

@@ -38,7 +38,7 @@ from bench.core.context import (
     memory_bytes,
     resolve_device,
 )
-from bench.core.errors import ConfigError, check_bool, check_choice, check_int
+from bench.core.errors import ConfigError, check_bool, check_choice, check_int, choice_error
 from bench.data.subset import ON_BAD_SAMPLE, SUBSET_KEYS
 from bench.models.meta import image_size
 from bench.schema import RunSchema
@@ -263,9 +263,23 @@ def one_line(err: BaseException) -> str:
             close = difflib.get_close_matches(key, RUN_KEYS, n=1)
             hint = f" Did you mean {close[0]}?" if close else ""
             return f"{key} is not a key of the config.{hint} Accepted top-level keys: {', '.join(RUN_KEYS)}."
+        parent = getattr(cause, "parent_node", None)
+        keys = [str(k) for k in parent.keys() if not str(k).startswith("_")] if parent else []
+        head, _, last = key.rpartition(".")
+        close = difflib.get_close_matches(last, keys, n=1)
+        hint = f" Did you mean {head}.{close[0]}?" if close else ""
+        accepted = f" Accepted keys of {head}: {', '.join(sorted(keys))}." if keys else ""
+        return f"{key} is not a key of the config.{hint}{accepted}"
+    missing = re.search(r"Could not find '([^']+)/([^']+)'", text)
+    if missing:  # a group option that does not exist: the whole list Hydra shows, on one line
+        group, name = missing.groups()
+        listed = re.search(r"Available options in '[^']+':\n((?:\t[^\n]*\n?)*)", text)
+        options = [o.strip() for o in (listed.group(1) if listed else "").splitlines()]
+        options = [o for o in options if o and not o.startswith("_")]
         return (
-            f"{key} is not a key of the config (a misspelt key? a new one would need +{key}=..., "
-            "but nothing reads it); the keys of a method or metric are in its YAML file."
+            str(choice_error(group, name, options))
+            if options
+            else (f"{group}={name} is not valid: conf/{group}/ has no option {name}.")
         )
     if match:
         first = (str(cause).splitlines() or [""])[0] if cause is not None else ""

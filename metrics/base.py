@@ -139,6 +139,11 @@ class Metric:
         own = Direction.of(self.higher_is_better)
         return {"": own, **{k: d or own for k, d in self.suffixes.items()}}
 
+    def check_image(self, height: int, width: int) -> None:
+        """Refuse (ConfigError ``<key>=<value> ...; accepted: ...``) a setting that makes the
+        protocol meaningless on ``height x width`` inputs (a step or kernel larger than the
+        image); called before any compute, once the input size is known. No check by default."""
+
     def curve_labels(self, model: nn.Module) -> list[str] | None:
         """Labels of the curves' x axis when they are not uniform steps (e.g. the layers a sanity
         check randomises, in order), recorded as ``curve_x``; None otherwise."""

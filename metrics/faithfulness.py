@@ -125,6 +125,20 @@ class _PixelCurve(Metric):
         self.blur_sigma = check_number("blur_sigma", blur_sigma, above=0)
         self._kernel = rise_blur_kernel(self.blur_size, self.blur_sigma)
 
+    def check_image(self, height: int, width: int) -> None:
+        pixels = height * width
+        if self.step >= pixels:
+            raise ConfigError(
+                f"step={self.step} is not valid for {height}x{width} images: the curve would have "
+                f"2 points (the image and the substrate); accepted: 1..{pixels - 1} pixels per step "
+                f"(the protocol's {width} is one row of the image per step)."
+            )
+        if self.substrate == "blur" and self.blur_size > min(height, width):
+            raise ConfigError(
+                f"blur_size={self.blur_size} is not valid for {height}x{width} images: the kernel "
+                f"is larger than the image; accepted: an odd integer in 1..{min(height, width)}."
+            )
+
     def substrate_of(self, images: Tensor) -> Tensor:
         """The fully perturbed images: zeros in normalised space (the mean colour) or RISE's blur."""
         return torch.zeros_like(images) if self.substrate == "zero" else blur(images, self._kernel)
@@ -225,6 +239,13 @@ class _GomezCurve(Metric):
                 )
             map_size = [check_int("map_size", v, minimum=1) for v in sides]
         self.map_size = map_size
+
+    def check_image(self, height: int, width: int) -> None:
+        if self.map_size is not None and (self.map_size[0] > height or self.map_size[1] > width):
+            raise ConfigError(
+                f"map_size={self.map_size} is not valid for {height}x{width} images: a grid finer "
+                f"than the image; accepted: null (the input's grid) or [h, w] <= [{height}, {width}]."
+            )
 
     def substrate_of(self, images: Tensor) -> Tensor:
         if self.substrate == "zero":
@@ -353,6 +374,20 @@ class _PixelFlipping(Metric):
             )
         self.target = check_choice("target", target, TARGETS)
         self.score = check_choice("score", score, SCORES)
+
+    def check_image(self, height: int, width: int) -> None:
+        if self.patch_size > min(height, width):
+            raise ConfigError(
+                f"patch_size={self.patch_size} is not valid for {height}x{width} images: a tile "
+                f"larger than the image; accepted: 1..{min(height, width)}."
+            )
+        tiles = (height // self.patch_size) * (width // self.patch_size)
+        if self.step >= tiles:
+            raise ConfigError(
+                f"step={self.step} is not valid for {height}x{width} images in {self.patch_size} px "
+                f"tiles ({tiles} tiles): the curve would have 2 points; accepted: 1..{tiles - 1} "
+                "tiles per step."
+            )
 
     def fill_of(self, images: Tensor) -> Tensor:
         """The replacement images ``[B, C, H, W]``."""

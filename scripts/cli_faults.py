@@ -19,6 +19,7 @@ import concurrent.futures
 import os
 import pickle
 import random
+import re
 import shutil
 import string
 import subprocess
@@ -297,14 +298,33 @@ def generated(seed: int = 0, count: int = 160) -> list[Case]:
     return cases
 
 
-def classify(code: int, err: str) -> str:
+def _keys(argv: list[str]) -> list[str]:
+    """The keys (and their last parts) an override list names."""
+    out = []
+    for a in argv:
+        if "=" in a and not a.startswith("-"):
+            key = a.split("=", 1)[0].lstrip("+~")
+            out += [key, key.rsplit(".", 1)[-1], key.split("/")[-1]]
+    return out
+
+
+def classify(code: int, err: str, argv: list[str]) -> str:
+    """``accepted`` (exit 0), ``traceback``, ``one line`` (one ``error:`` line naming a key of
+    the case), ``one line, cut`` (ends with a colon: a list that was left out), ``one line,
+    names no key``, ``hydra block`` (several lines), ``silent failure`` (no message)."""
     lines = [ln for ln in err.splitlines() if ln.strip() and "Warning" not in ln]
     lines = [ln for ln in lines if not ln.startswith(("  warnings.warn", "  warn("))]
+    lines = [ln for ln in lines if not re.match(r"^\S+ on \S+: +\d+%", ln)]  # progress bars
     if code == 0:
         return "accepted"
     if "Traceback" in err:
         return "traceback"
     if len(lines) == 1 and lines[0].startswith(("error:", "interrupted")):
+        if lines[0].rstrip().endswith(":"):
+            return "one line, cut"
+        keys = _keys(argv)
+        if keys and not any(k and k in lines[0] for k in keys):
+            return "one line, names no key"
         return "one line"
     return "hydra block" if lines else "silent failure"
 
@@ -347,8 +367,9 @@ def run_case(case: Case, root: Path, timeout: int) -> dict:
             code, err = done.returncode, done.stderr
         except subprocess.TimeoutExpired:
             code, err = -1, "timeout"
-        outcome = classify(code, err) if code != -1 else "timeout"
-        first = next((ln for ln in err.splitlines() if ln.strip()), "")
+        outcome = classify(code, err, case.argv) if code != -1 else "timeout"
+        shown = [ln for ln in err.splitlines() if ln.strip() and "Warning" not in ln]
+        first = next(iter(shown), "")
         return {
             "case": case.name,
             "payload": case.payload,

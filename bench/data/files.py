@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import functools
 import os
+import pickle
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,9 +151,25 @@ class Preprocess:
 
 
 def _read_array(path: Path) -> np.ndarray:
-    if path.suffix == ".pt":
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        return obj.numpy() if isinstance(obj, torch.Tensor) else np.asarray(obj)
+    """The array in a ``.npy`` file, or the tensor in a ``.pt`` file (only tensors and plain
+    values are unpickled); a ValueError with a one-line reason for anything else."""
+    if path.suffix.lower() == ".pt":
+        try:
+            with warnings.catch_warnings():  # "Detected pickle protocol 4": what follows says it
+                warnings.simplefilter("ignore", UserWarning)
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            if "Weights only load failed" not in str(err):
+                raise ValueError(f"not a torch file ({_one_line(err)[:200]})") from err
+            raise ValueError(
+                "a torch file holding pickled objects besides tensors (not loaded: unpickling "
+                "them could run code)"
+            ) from err
+        except Exception as err:  # noqa: BLE001 - random bytes, a zip of junk
+            raise ValueError(f"not a torch file of tensors ({_one_line(err)[:200]})") from err
+        if not isinstance(obj, torch.Tensor):
+            raise ValueError(f"a torch file holding a {type(obj).__name__}, not a tensor")
+        return obj.numpy()
     return np.load(path, allow_pickle=False)
 
 

@@ -512,7 +512,7 @@ def test_a_full_disk_fails_the_job_cleanly(where, tmp_path, monkeypatch):
         monkeypatch.setattr(io.RowWriter, "write", _enospc)
     elif where == "curves":
         monkeypatch.setattr(runner, "atomic_savez", _enospc)
-    if where == "record":  # the final record cannot be written: the running one stays whole
+    if where == "record":  # the final record cannot be written: a small failed one replaces it
         real = runner.atomic_write_json
         calls = []
 
@@ -523,8 +523,14 @@ def test_a_full_disk_fails_the_job_cleanly(where, tmp_path, monkeypatch):
             real(path, obj)
 
         monkeypatch.setattr(runner, "atomic_write_json", second_fails)
-        record = job(folder)
-        assert json.loads((folder / RECORD).read_text())["status"] == "running"
+        with pytest.raises(OSError, match="No space left"):
+            job(folder)
+        record = json.loads((folder / RECORD).read_text())
+        assert calls == ["running", "completed"]
+        assert record["status"] == "failed"
+        assert record["error"] == "the record could not be written (No space left on device)"
+        assert [i.status for i in collate([folder]).incomplete] == ["failed"]
+        assert not (folder / LOCK).exists()
         return
     with pytest.raises(OSError, match="No space left"):
         job(folder)
@@ -568,8 +574,10 @@ def test_a_full_tmpfs_fails_the_job_and_keeps_a_consistent_record(tmp_path):
             check=False,
         )
         assert res.returncode != 0 and "No space left on device" in res.stderr
+        lines = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+        assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
         record = json.loads((folder / RECORD).read_text())
-        assert record["status"] in ("running", "failed")
+        assert record["status"] == "failed" and "No space left on device" in record["error"]
         assert not (folder / SCORES).exists()
         for name in record.get("files") or {}:
             assert (folder / name).is_file()
