@@ -144,13 +144,14 @@ def flatten_output(out: Any) -> dict[str, Tensor]:
     return flat
 
 
-def same_output(a: dict[str, Tensor], b: dict[str, Tensor]) -> bool:
+def same_output(a: dict[str, Tensor], b: dict[str, Tensor], exact: bool = False) -> bool:
     """Two :func:`flatten_output` dicts with the same keys and shapes, values within
-    ``rtol=1e-5, atol=1e-6`` (NaN equal to NaN)."""
+    ``rtol=1e-5, atol=1e-6`` (bit for bit when ``exact``), NaN equal to NaN."""
     if a.keys() != b.keys():
         return False
+    rtol, atol = (0.0, 0.0) if exact else (1e-5, 1e-6)
     return all(
         a[k].shape == b[k].shape
-        and torch.allclose(a[k].double(), b[k].double(), rtol=1e-5, atol=1e-6, equal_nan=True)
+        and torch.allclose(a[k].double(), b[k].double(), rtol=rtol, atol=atol, equal_nan=True)
         for k in a
     )
