@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import os
 import pickle
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -159,11 +160,11 @@ def _read_array(path: Path) -> np.ndarray:
                 warnings.simplefilter("ignore", UserWarning)
                 obj = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as err:
-            if "Weights only load failed" not in str(err):
-                raise ValueError(f"not a torch file ({_one_line(err)[:200]})") from err
+            detail = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(err))
             raise ValueError(
-                "a torch file holding pickled objects besides tensors (not loaded: unpickling "
-                "them could run code)"
+                "not a torch file of plain tensors: the weights-only loader refused it ("
+                + (detail.group(1).strip() if detail else _one_line(err)[:120])
+                + "); pickled objects are never loaded (unpickling could run code)"
             ) from err
         except Exception as err:  # noqa: BLE001 - random bytes, a zip of junk
             raise ValueError(f"not a torch file of tensors ({_one_line(err)[:200]})") from err

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from bench import ROOT
 from bench.api import compose
@@ -583,3 +584,169 @@ def test_a_full_tmpfs_fails_the_job_and_keeps_a_consistent_record(tmp_path):
             assert (folder / name).is_file()
     finally:
         subprocess.run(["umount", str(mount)], check=False)
+
+
+# --- the last faults of issue 22: each ends in one line --------------------------------------------
+
+
+def _one_error_line(stderr: str) -> str:
+    """The single ``error:`` line of ``stderr`` (progress bars and warnings aside)."""
+    assert "Traceback" not in stderr, stderr
+    lines = [ln for ln in stderr.splitlines() if ln.startswith(("error:", "bench-collate:"))]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def test_a_completed_job_with_no_rows_is_reported_not_a_crash(tmp_path, capsys):
+    folder = tmp_path / "empty"
+    record = job(folder, "dataset.ids=[]")
+    assert record["status"] == "completed" and record["rows"] == 0
+    code, _, err = collate_cli(capsys, folder)
+    assert code == 1 and "Traceback" not in err
+    assert f"EMPTY {folder}: completed with 0 rows" in err
+    assert "bench-collate: no rows: every completed job" in err
+    job(tmp_path / "full", "dataset.limit=2")
+    code, out, err = collate_cli(capsys, tmp_path)  # one empty job beside one with rows
+    assert code == 0 and "random" in out and f"EMPTY {folder}" in err
+
+
+def test_a_sweep_with_empty_shards_collates_the_others_and_says_so(tmp_path):
+    from tests.conftest import run_bench
+
+    sweep = tmp_path / "sweep"
+    res = run_bench(
+        ["-m", "method=random", "dataset.limit=2", "dataset.num_shards=4", "dataset.shard=0,1,2,3",
+         "metric=[sparseness]", f"hydra.sweep.dir={sweep}", f"paths.output_root={tmp_path}"]
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr and (sweep / "summary.md").is_file()
+    assert res.stderr.count("EMPTY ") == 2
+    assert pd.read_csv(sweep / "summary.csv")["n"].tolist() == [2]
+
+
+def test_a_sweep_whose_collation_fails_exits_nonzero_and_says_why(tmp_path, monkeypatch, capsys):
+    import bench.collate as collation
+
+    def broken(*args, **kwargs):
+        raise KeyError(0)
+
+    monkeypatch.setattr(collation, "write_summary", broken)
+    folder = tmp_path / "sweep"
+    job(folder / "0", "dataset.limit=2")
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(folder)}}})
+    with pytest.raises(SystemExit) as exit_:
+        collation.CollateOnMultirunEnd().on_multirun_end(config)
+    assert exit_.value.code == 1
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: the sweep's collation in {folder} failed: KeyError: 0")
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path):
+    from tests.conftest import run_bench
+
+    res = run_bench(["hydra.run.dir=/proc/forbidden", "dataset.limit=1"])
+    assert res.returncode == 1
+    line = _one_error_line(res.stderr)
+    assert line.startswith("error: cannot write /proc/forbidden") and "paths.output_root" in line
+
+
+def _read_only_mount(tmp_path: Path) -> Path:
+    """A read-only tmpfs (root ignores file modes, so a mode alone would not do)."""
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    ok = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if ok.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here ({ok.stderr.decode().strip()})")
+    return mount
+
+
+def test_a_read_only_output_folder_is_one_line_for_bench_and_bench_collate(tmp_path, capsys):
+    from tests.conftest import run_bench
+
+    mount = _read_only_mount(tmp_path)
+    try:
+        res = run_bench([f"hydra.run.dir={mount / 'job'}", "dataset.limit=1"])
+        assert res.returncode == 1
+        line = _one_error_line(res.stderr)
+        assert line.startswith(f"error: cannot write {mount / 'job'} (Read-only file system)")
+        # a finished job copied onto a read-only disk: bench-collate says where to write instead
+        folder = tmp_path / "done"
+        job(folder, "dataset.limit=2")
+        subprocess.run(["umount", str(mount)], check=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], check=True)
+        shutil.copytree(folder, mount / "done")
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        code, _, err = collate_cli(capsys, mount / "done")
+        assert code == 1
+        assert _one_error_line(err).startswith(
+            f"bench-collate: cannot write the summary into {mount / 'done'} (Read-only file system)"
+        )
+        code, out, _ = collate_cli(capsys, mount / "done", "--out", tmp_path / "summary")
+        assert code == 0 and (tmp_path / "summary" / "summary.md").is_file()
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.mark.parametrize("mode", ["fail", "skip"])
+def test_a_pt_image_that_is_not_plain_tensors_is_named_in_one_line(tmp_path, mode):
+    from tests.conftest import run_bench
+
+    root = tmp_path / "data"
+    root.mkdir()
+    marker = tmp_path / "ran"
+
+    class Touch:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    import pickle
+
+    (root / "payload.pt").write_bytes(pickle.dumps(Touch()))
+    (root / "noise.pt").write_bytes(os.urandom(300))
+    torch.save({"x": torch.zeros(3, 8, 8)}, root / "dict.pt")
+    torch.save(torch.rand(3, 112, 112), root / "good.pt")
+    (root / "labels.csv").write_text(
+        "image,label\npayload.pt,0\nnoise.pt,1\ndict.pt,2\ngood.pt,3\n"
+    )
+    res = run_bench(
+        ["dataset=folder", f"dataset.root={root}", "dataset.num_classes=8",
+         f"dataset.on_bad_sample={mode}", "method=random", "metric=[sparseness]",
+         f"hydra.run.dir={tmp_path / 'job'}", f"paths.output_root={tmp_path}"]
+    )  # fmt: skip
+    assert not marker.exists()
+    if mode == "fail":
+        assert res.returncode == 2
+        line = _one_error_line(res.stderr)
+        assert f"{root / 'payload.pt'}: cannot read the image array" in line
+        assert "the weights-only loader refused it" in line and "on_bad_sample=skip" in line
+    else:
+        assert res.returncode == 0, res.stderr
+        record = json.loads((tmp_path / "job" / RECORD).read_text())
+        reasons = {Path(s["path"]).name: s["reason"] for s in record["dataset"]["skipped"]}
+        assert set(reasons) == {"payload.pt", "noise.pt", "dict.pt"}
+        assert "the weights-only loader refused it" in reasons["noise.pt"]
+        assert "the weights-only loader refused it" in reasons["payload.pt"]
+        assert "holding a dict, not a tensor" in reasons["dict.pt"]
+        assert record["rows"] == 1
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("metric.deletion.step=100000", r"metric.deletion.step=100000 is not valid for 112x112 "
+         r"images: the curve would have 2 points .* accepted: 1..12543"),
+        ("metric.insertion.blur_size=1001", r"metric.insertion.blur_size=1001 is not valid for "
+         r"112x112 images: the kernel is larger than the image; accepted: an odd integer in 1..112"),
+    ],
+)  # fmt: skip
+def test_a_setting_that_makes_the_protocol_meaningless_is_refused_with_its_bounds(
+    tmp_path, override, message
+):
+    with pytest.raises(ConfigError, match=f"^{message}"):
+        run(compose("metric=[deletion,insertion]", "dataset.limit=1", override, resolve=False),
+            tmp_path / "job")  # fmt: skip
+    assert not (tmp_path / "job" / SCORES).exists()
