@@ -26,7 +26,7 @@ from metrics.road import (
     image_keys,
     impute_linear,
 )
-from tests.metrics._faith_helpers import distinct_maps, make_batch, make_ctx, tiny_cnn
+from tests.metrics._faith_helpers import LinearModel, distinct_maps, make_batch, make_ctx, tiny_cnn
 
 WEIGHTS = {
     (1, 1): 1 / 12,
@@ -437,3 +437,44 @@ def test_the_road_metrics_of_a_job_share_each_orders_curves():
     edited[0, 0, 0] += 1.0  # the same tensor changed in place
     RoadMoRF(**kwargs)(ctx, batch, edited)
     assert ctx.forward_images == 6 * 3 * 3
+
+
+def test_every_road_score_equals_its_parts_with_the_sign_of_the_protocol():
+    """ABC = LeRF − MoRF for both scores (accuracy and probability), each single score = its
+    curve's mean, on a hand-made case where the two orders differ: a linear model whose class 0
+    logit is the mean of the normalised image over a 4x4 region R (class 1's is 0), an image 1 on
+    R and 0 elsewhere (pixel space), a map that ranks R first. Every fraction here removes all of
+    R under MoRF (imputed from the zeros around it: class 1) and none of it under LeRF (class 0),
+    so the accuracy curves are 0 and 1 and the probabilities sigmoid(-2) and sigmoid(2)."""
+    region = torch.zeros(8, 8)
+    region[2:6, 3:7] = 1
+    weight = torch.stack([region.expand(3, 8, 8) / (16 * 3), torch.zeros(3, 8, 8)])
+    model = LinearModel(weight)
+    mean, std = [0.5] * 3, [0.25] * 3
+    images = ((region - 0.5) / 0.25).expand(2, 3, 8, 8).clone()
+    maps = region * 2 + distinct_maps(2, 8, 8, seed=11)  # R first, no ties
+    batch = make_batch(images, torch.tensor([0, 0]))
+    kwargs = dict(mean=mean, std=std, fractions=[0.3, 0.5, 0.7], noise=0.0)
+    ctx = make_ctx(model)
+    morf, lerf = RoadMoRF(**kwargs)(ctx, batch, maps), RoadLeRF(**kwargs)(ctx, batch, maps)
+    abc = RoadABC(**kwargs)(make_ctx(model), batch, maps)  # computed afresh
+    p_in, p_out = torch.sigmoid(torch.tensor(2.0)), torch.sigmoid(torch.tensor(-2.0))
+    assert torch.equal(morf.curves[""], torch.zeros(2, 3))
+    assert torch.equal(lerf.curves[""], torch.ones(2, 3))
+    torch.testing.assert_close(morf.curves["probability"], p_out.expand(2, 3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(lerf.curves["probability"], p_in.expand(2, 3), atol=1e-5, rtol=0)
+    for single in (morf, lerf):
+        for key in ("", "probability"):
+            torch.testing.assert_close(single.scores[key], single.curves[key].mean(1))
+    # the headline score: +1 (LeRF keeps the class, MoRF loses it), never -1
+    assert abc.scores[""].tolist() == [1.0, 1.0]
+    torch.testing.assert_close(
+        abc.scores["probability"], (p_in - p_out).expand(2), atol=1e-5, rtol=0
+    )
+    for key, curve in (("", ""), ("probability", ".probability")):
+        torch.testing.assert_close(abc.scores[key], lerf.scores[key] - morf.scores[key])
+        torch.testing.assert_close(
+            abc.scores[key], (abc.curves[f"lerf{curve}"] - abc.curves[f"morf{curve}"]).mean(1)
+        )
+        torch.testing.assert_close(abc.curves[f"morf{curve}"], morf.curves[key])
+        torch.testing.assert_close(abc.curves[f"lerf{curve}"], lerf.curves[key])
