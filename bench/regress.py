@@ -355,7 +355,9 @@ def _paired(base: dict, cur: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def paired_p(b: np.ndarray, c: np.ndarray, direction: str, test: str) -> float:
-    """One-sided p-value of "the current values are worse" (``direction`` of the metric)."""
+    """One-sided p-value of "the current values are worse" (``direction`` of the metric): the
+    Wilcoxon signed-rank test with zero differences split between the signs (scipy's
+    ``zero_method="zsplit"``), or the one-sample t-test, on the per-image worsening."""
     from scipy import stats
 
     diff = (c - b) if direction == "lower" else (b - c)  # > 0: worse

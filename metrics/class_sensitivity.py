@@ -45,8 +45,9 @@ class ClassSensitivity(Metric):
     - ``class_sensitivity.pointing``: the pointing game per pair, ``(h_c + h_d) / 2``, where
       ``h_x`` = 1 when the first maximum of ``x``'s map (row-major, the map at the input
       resolution) is within ``tolerance`` of ``O_x`` (squared distance ``< tolerance**2``,
-      ``<=`` when not ``strict``; Zhang et al.'s rule) **and** nearer to ``O_x`` than to the other
-      object. A class-blind map points at one place for both classes, so it scores at most 0.5.
+      ``<=`` when not ``strict``; Zhang et al.'s rule) **and** strictly nearer to ``O_x`` than to
+      the other object (a point equidistant from both counts for neither). A class-blind map
+      points at one place for both classes, so it scores at most 0.5.
 
     This is the question Grad-CAM's class-discriminativeness was designed for (Selvaraju et al.,
     ICCV 2017, §4: the "cat" and "dog" maps of one image must differ, and lie on their own

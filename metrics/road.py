@@ -467,8 +467,10 @@ class _Road(Metric):
     (the accuracy curve's mean) and, under ``.probability``, of the target's softmax probability.
     LeRF removes the least relevant ``p`` (the reference code keeps ``p`` there) and the
     probability is that of the target (the reference returns class 0's).
-    Noise comes from a counter-based generator keyed by (seed, image id, order, fraction), so a
-    score does not depend on batch or chunk size. ``check_every`` (solver iterations between two
+    Noise comes from a counter-based generator keyed by (seed, image id, order, fraction), so it
+    does not depend on batch or chunk size; a score does only through rounding (the solver's
+    blocks and the model's batches order their sums by their size: ~1e-7; docs/PROTOCOLS.md,
+    "What every metric shares" and §2). ``check_every`` (solver iterations between two
     convergence checks; None: 1 on a CPU, ``_DEVICE_CHECK_EVERY`` on an accelerator) changes
     only the speed, never a score.
     """
@@ -548,7 +550,8 @@ class _Road(Metric):
 
         An order already computed for this batch and maps by a ROAD metric with the same settings
         in the job (``road_abc`` beside ``road_morf``) is reused, not imputed again: its noise is
-        keyed by (seed, image, order, fraction), so it would come out the same.
+        keyed by (seed, image, order, fraction), so it would come out the same up to rounding
+        (computed afresh, the model would see the order in other batches).
         """
         settings = (
             tuple(self.mean),

@@ -1,4 +1,5 @@
-"""Tiny datasets written in the real on-disk formats (JPEG + XML / JSON / CSV) for loader tests."""
+"""Tiny datasets written in the real on-disk formats (JPEG + XML / JSON / CSV) for loader tests,
+and ROAD-like paired scores for the paired tests."""
 
 from __future__ import annotations
 
@@ -130,3 +131,17 @@ def write_folder(root: Path) -> Path:
         "imgs/c.jpg,dog,0,0,30,60\n"
     )
     return root
+
+
+def road_like_pairs() -> tuple[np.ndarray, np.ndarray]:
+    """Two methods' ROAD accuracies (sevenths) on 71 images, as ``(a, b)``: 38 ties (zero
+    differences), and the largest |a - b| (3/7) tied 13 times, 8 positive and 5 negative. Each
+    difference class comes from one pair of values, so equal |a - b| are equal bit for bit.
+    Where zeros are dropped (Wilcoxon's rule) the two-sided p is 0.37; kept (Pratt) 0.037;
+    split (zsplit) 0.051: data on which the zero rule decides the answer."""
+    pairs = (
+        [(5, 2)] * 8 + [(2, 5)] * 5 + [(4, 2)] + [(2, 4)] * 9 + [(3, 4)] * 10
+        + [(k % 8, k % 8) for k in range(38)]
+    )  # fmt: skip
+    a, b = np.array(pairs, dtype=float).T / 7
+    return a, b

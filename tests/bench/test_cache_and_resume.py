@@ -17,12 +17,22 @@ import pandas as pd
 import pytest
 import torch
 
+import bench.io
 import bench.run as runner
 from bench import ROOT
 from bench.api import compose
 from bench.cache import MapCache, image_digests
 from bench.collate import collate, summarise
-from bench.io import LOCK, PROGRESS, RECORD, SCORES, STALE_SECONDS, SUPERSEDED
+from bench.io import (
+    LOCK,
+    PROGRESS,
+    RECORD,
+    ROW_COLUMNS,
+    SCORES,
+    STALE_SECONDS,
+    SUPERSEDED,
+    RowWriter,
+)
 from bench.run import run
 
 JOB = ("method=gradient", "dataset.limit=6", "batch_size=2", "metric=[deletion,pointing_game]")
@@ -288,6 +298,68 @@ def test_a_job_that_failed_part_way_resumes_from_its_last_complete_batch(tmp_pat
     pd.testing.assert_frame_equal(
         summarise(collate([folder]).rows), summarise(collate([clean]).rows)
     )
+
+
+def _row(i: int) -> dict:
+    return {c: (i if c == "image_id" else "x") for c in ROW_COLUMNS}
+
+
+def test_row_writer_resume_cuts_the_partial_file_back_and_counts_on(tmp_path):
+    """``resume=(bytes, rows)`` cuts the partial file back to ``bytes`` before appending: the rows
+    after the last complete batch are gone, not kept (appended after) nor half overwritten."""
+    w = RowWriter(tmp_path / SCORES)
+    w.write([_row(0), _row(1)])
+    cut = w.tell()
+    w.write([_row(2), _row(3)])  # a batch never recorded complete
+    w.close(complete=False)
+    w = RowWriter(tmp_path / SCORES, resume=(cut, 2))
+    assert w.partial.stat().st_size == cut and w.tell() == cut and w.count == 2
+    w.write([_row(9)])  # shorter than what was cut off
+    assert w.count == 3
+    final = w.close(complete=True)
+    assert pd.read_csv(final)["image_id"].tolist() == [0, 1, 9]
+
+
+def test_a_resumed_job_cuts_off_the_rows_of_the_batch_it_did_not_record(tmp_path, monkeypatch):
+    """A job that dies after writing a batch's rows but before recording the batch complete: the
+    re-launch cuts the partial rows back to the last recorded batch, then redoes that batch."""
+    fast = ("method=gradient", "dataset.limit=6", "batch_size=2", "metric=[pointing_game]")
+
+    def launch(folder: Path) -> dict:
+        return run(compose(*fast, resolve=False), folder)
+
+    clean = tmp_path / "clean"
+    launch(clean)
+    folder = tmp_path / "job"
+    real_step, real_init = bench.io.Progress.step, bench.io.RowWriter.__init__
+    steps = {"n": 0}
+
+    def dying_step(self, writer, images, arrays):
+        steps["n"] += 1
+        if steps["n"] == 3:  # the third batch's rows are written, not yet recorded
+            raise RuntimeError("node lost")
+        return real_step(self, writer, images, arrays)
+
+    monkeypatch.setattr(bench.io.Progress, "step", dying_step)
+    with pytest.raises(RuntimeError, match="node lost"):
+        launch(folder)
+    monkeypatch.setattr(bench.io.Progress, "step", real_step)
+    progress = json.loads((folder / PROGRESS).read_text())
+    partial = folder / f"{SCORES}.partial"
+    assert progress["batches"] == 2 and progress["rows"] == 4
+    assert partial.stat().st_size > progress["bytes"] and len(pd.read_csv(partial)) == 6
+    opened = []
+
+    def spy(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        opened.append((kwargs.get("resume"), self.partial.stat().st_size, self.count))
+
+    monkeypatch.setattr(bench.io.RowWriter, "__init__", spy)
+    record = launch(folder)
+    cut = progress["bytes"]
+    assert opened == [((cut, 4), cut, 4)]  # cut back to the recorded batches before any write
+    assert record["rows"] == 6 and record["resumed"]["rows_kept"] == 4
+    pd.testing.assert_frame_equal(scores(clean), scores(folder))  # no row doubled or lost
 
 
 def test_a_changed_config_is_recomputed_never_mixed(tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ import pytest
 
 from bench import figures as F
 from bench.api import compose
+from bench.collate import collate, summarise
 from bench.run import run
 
 METRICS = "metric=[deletion,insertion,pointing_game,model_randomisation_cascading]"
@@ -210,3 +211,117 @@ def test_a_damaged_job_is_refused_in_one_line(sweep, tmp_path, capsys):
     assert F.main([str(copy), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "curves.npz does not match its record" in err[0]
+
+
+# --- the plotted values read back and compared with the tables they draw -------------------------
+
+
+def _job_dirs(sweep: Path) -> dict[str, Path]:
+    return {d.name.split("_", 1)[1]: d for d in sorted(sweep.iterdir()) if d.is_dir()}
+
+
+def _panels(fig) -> dict[str, object]:
+    """Visible panels by the curve label their title starts with (a long one is broken in two)."""
+    return {
+        ax.get_title().replace("\n.", ".").split(" ")[0]: ax for ax in fig.axes if ax.get_visible()
+    }
+
+
+def _line_of(ax, colour) -> np.ndarray:
+    """The y values of the one line of ``ax`` drawn in ``colour`` (each method has its own)."""
+    from matplotlib.colors import to_rgba
+
+    (line,) = [ln for ln in ax.get_lines() if to_rgba(ln.get_color()) == to_rgba(colour)]
+    return np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
+
+
+def test_plotted_curves_are_the_mean_curves_and_their_area_the_tables_mean_score(sweep):
+    """Each method's line in the curves figure is the mean over images of its curves in
+    curves.npz, and the area under it (trapezoid, x = fraction of pixels) is the method's mean
+    deletion / insertion score in the summary table (the AUC is linear in the curve)."""
+    summary = summarise(collate([sweep]).rows).set_index(["method", "metric"])
+    assert not (summary["excluded"] > 0).any()  # no flagged map: every image is in both
+    fig = F.figures([sweep], n_images=1)["curves"]
+    panels = _panels(fig)
+    styles = F.method_styles(_job_dirs(sweep))
+    for metric in ("deletion", "insertion"):
+        for method, folder in _job_dirs(sweep).items():
+            x, y = _line_of(panels[metric], styles[method]["color"])
+            with np.load(folder / "curves.npz") as z:
+                np.testing.assert_allclose(y, z[metric].mean(0), rtol=0, atol=1e-7)
+            area = float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(x)))
+            assert area == pytest.approx(summary.loc[(method, metric), "mean"], abs=1e-6)
+            assert len(x) == 57 and x[1] == pytest.approx(224 / 112**2)
+
+
+def test_plotted_sanity_curves_average_to_the_tables_mean_similarity(sweep):
+    """Each method's line in the sanity figure is its mean similarity per randomised layer; its
+    mean over the layers is the method's score in the summary table (each image's score is the
+    mean over the layers)."""
+    summary = summarise(collate([sweep]).rows).set_index(["method", "metric"])
+    fig = F.figures([sweep], n_images=1)["sanity"]
+    panels = _panels(fig)
+    styles = F.method_styles(_job_dirs(sweep))
+    compared = 0
+    for s in ("ssim", "spearman_abs"):
+        key = f"model_randomisation_cascading.{s}"
+        for method, folder in _job_dirs(sweep).items():
+            _, y = _line_of(panels[key], styles[method]["color"])
+            with np.load(folder / "curves.npz") as z:
+                curves = z[key]
+            np.testing.assert_allclose(y, np.nanmean(curves, 0), rtol=0, atol=1e-7)
+            if not np.isnan(curves).any():
+                want = summary.loc[(method, key), "mean"]
+                assert y.mean() == pytest.approx(want, abs=1e-6), (method, key)
+                compared += 1
+    assert compared >= 3  # NaN steps (a constant map's similarity) make the means differ
+
+
+def test_rank_agreement_heatmap_is_kendalls_tau_of_the_tables_means(sweep):
+    """The heatmap's cells (and their printed values) are Kendall's tau between two metrics'
+    rankings of the methods, from the summary table's means signed by each metric's direction."""
+    from scipy import stats as sps
+
+    summary = summarise(collate([sweep]).rows)
+    fig = F.figures([sweep], n_images=1)["rank_agreement"]
+    ax = fig.axes[0]
+    labels = [t.get_text().split(" ")[0] for t in ax.get_yticklabels()]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        t.get_text() for t in ax.get_yticklabels()
+    ]
+    cells = np.asarray(ax.images[0].get_array(), float)
+    texts = {
+        (round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in ax.texts
+    }
+    sign = {"higher": 1.0, "lower": -1.0}
+    means = {
+        m: {r.method: sign[r.direction] * r.mean for r in g.itertuples()}
+        for m, g in summary[summary["direction"].isin(list(sign))].groupby("metric")
+    }
+    assert len(labels) >= 3
+    for i, a in enumerate(labels):
+        for j, b in enumerate(labels):
+            methods = sorted(means[a])
+            tau = sps.kendalltau([means[a][k] for k in methods], [means[b][k] for k in methods])
+            assert cells[i, j] == pytest.approx(tau.statistic), (a, b)
+            assert texts[(i, j)] == f"{tau.statistic:.2f}"
+
+
+def test_throughput_bars_add_up_to_each_jobs_wall_time_per_image(sweep):
+    """The stacked bars of a method (one per phase) end at its record's wall time per image, and
+    each bar is that phase's seconds per image in the record."""
+    fig = F.figures([sweep], n_images=1)["throughput"]
+    ax = fig.axes[0]
+    methods = [t.get_text().split(" ")[0] for t in ax.get_yticklabels()]
+    ends: dict[str, float] = {}
+    widths: dict[tuple[str, str], float] = {}
+    for container in ax.containers:
+        for y, bar in enumerate(container.patches):
+            ends[methods[y]] = max(ends.get(methods[y], 0.0), bar.get_x() + bar.get_width())
+            widths[(methods[y], container.get_label())] = bar.get_width()
+    for method, folder in _job_dirs(sweep).items():
+        record = json.loads((folder / "record.json").read_text())
+        assert ends[method] == pytest.approx(record["wall_seconds"] / 3, rel=1e-6)
+        timings = record["timings"]
+        assert widths[(method, "attribution")] == pytest.approx(timings["attribute"] / 3)
+        assert widths[(method, "deletion")] == pytest.approx(timings["metric.deletion"] / 3)

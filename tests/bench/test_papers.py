@@ -17,6 +17,7 @@ from bench.collate import main as collate_main
 from bench.core.errors import ConfigError
 from bench.papers import table_latex, throughput, write_paper_tables
 from bench.run import run
+from tests.bench._fixtures import road_like_pairs
 
 
 def rows(values: dict[tuple[str, str], list[float]], direction=None, **extra) -> pd.DataFrame:
@@ -202,6 +203,33 @@ def test_paired_test_finds_a_real_difference_and_not_a_spurious_one():
     assert none["rank_biserial"] == pytest.approx(
         (ranks[d > 0].sum() - ranks[d < 0].sum()) / ranks.sum()
     )
+
+
+def test_paired_test_drops_zero_differences_as_stated_on_road_like_ties():
+    """ROAD-like scores (sevenths: many ties, zero differences, ties at the largest difference):
+    the test is scipy's Wilcoxon with zero differences dropped (``zero_method="wilcox"``, what
+    the docstring and the README state), not Pratt's or zsplit, which keep them and give another
+    answer on these data."""
+    a, b = road_like_pairs()
+    df = rows({("a", "road_morf"): list(a), ("b", "road_morf"): list(b)}, {"road_morf": "lower"})
+    got = stats.paired_test(df, "a", "b", "road_morf")
+    d = a - b
+    ref = sps.wilcoxon(a, b, zero_method="wilcox", alternative="two-sided")
+    assert got["n_pairs"] == 71 and got["n_nonzero"] == 33 == int((d != 0).sum())
+    assert got["statistic"] == pytest.approx(ref.statistic, rel=1e-12)
+    assert got["p"] == pytest.approx(ref.pvalue, rel=1e-12)
+    assert got["p"] == pytest.approx(0.3746, abs=1e-4)
+    for other in ("pratt", "zsplit"):  # the data tell the zero rules apart
+        assert abs(sps.wilcoxon(a, b, zero_method=other).pvalue - got["p"]) > 0.3
+    # effect size over the non-zero differences only; means and median over all pairs
+    nz = d[d != 0]
+    ranks = sps.rankdata(np.abs(nz))
+    assert ranks.max() == pytest.approx(27.0)  # the 13 tied largest share ranks 21..33
+    assert got["rank_biserial"] == pytest.approx(
+        (ranks[nz > 0].sum() - ranks[nz < 0].sum()) / ranks.sum()
+    )
+    assert got["rank_biserial"] < 0  # b scores higher on the non-zero pairs
+    assert got["mean_diff"] == pytest.approx(d.mean()) and got["median_diff"] == 0.0
 
 
 def test_paired_test_joins_on_images_and_handles_degenerate_cases():

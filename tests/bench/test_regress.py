@@ -6,14 +6,17 @@ import gzip
 import json
 import shlex
 
+import numpy as np
 import pytest
+from scipy import stats as sps
 
 import bench.run
 from bench import ROOT
 from bench.api import compose
-from bench.regress import Tolerances, main, read_baseline
+from bench.regress import Tolerances, main, paired_p, read_baseline
 from methods.baselines import Random
 from methods.cam import GradCAM
+from tests.bench._fixtures import road_like_pairs
 from tests.conftest import run_bench
 
 #: A small run: two methods, one faithfulness and one localisation metric, 8 images (RISE's
@@ -194,6 +197,24 @@ def test_tolerances_default_and_per_metric(tmp_path):
     assert tol.rule("deletion").allowed(0.9) == pytest.approx(0.045)  # rel 5% of 0.9 > 0.02
     tol = Tolerances.load(None, paired=True, abs=0.0)
     assert tol.rule("pointing_game").paired and tol.rule("pointing_game").abs == 0.0
+
+
+def test_the_paired_wilcoxon_splits_zero_differences_as_the_code_states():
+    """``paired: true, test: wilcoxon`` asks scipy's one-sided Wilcoxon with zero differences split
+    between the signs (``zero_method="zsplit"``, as ``paired_p`` says) on "worse" = baseline minus
+    current where higher is better; ROAD-like data with many zero differences and ties at the
+    largest one, where the zero rule decides the answer."""
+    worse, better = road_like_pairs()  # the current run's (b) scores are mostly the higher
+    p = paired_p(better, worse, "higher", "wilcoxon")  # the current run fell from b to a
+    ref = sps.wilcoxon(better - worse, alternative="greater", zero_method="zsplit")
+    assert p == pytest.approx(ref.pvalue, rel=1e-12) and p == pytest.approx(0.0254, abs=1e-4)
+    assert paired_p(-better, -worse, "lower", "wilcoxon") == pytest.approx(p, rel=1e-12)
+    for other in ("wilcox", "pratt"):  # the data tell the zero rules apart
+        alt = sps.wilcoxon(better - worse, alternative="greater", zero_method=other).pvalue
+        assert abs(alt - p) > 0.005, other
+    assert paired_p(worse, better, "higher", "wilcoxon") > 0.9  # the current run rose: not worse
+    same = np.full(5, 0.5)
+    assert paired_p(same, same, "higher", "wilcoxon") == 1.0  # every difference zero
 
 
 def test_a_gzip_baseline_round_trips(runs, tmp_path):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import platform
 
 import pandas as pd
 import pytest
 import torch
 
 from bench.cli import check_overrides
-from bench.collate import collate_dirs, find_job_dirs, summarise
+from bench.collate import collate, collate_dirs, find_job_dirs, format_table, summarise
 from bench.core.errors import ConfigError
 from bench.io import ROW_COLUMNS, RowWriter
 from tests.conftest import run_bench
@@ -37,10 +38,9 @@ def test_single_job_writes_rows_record_and_curves(tmp_path):
     record = json.loads((out / "record.json").read_text())
     assert record["status"] == "completed" and record["rows"] == 18
     assert {"load_model", "attribute", "metric.deletion"} <= set(record["timings"])
-    assert (
-        record["versions"]["torch"] == torch.__version__.split("+")[0]
-        or record["versions"]["torch"]
-    )
+    # the installed versions (pip metadata may or may not carry the local "+cu130" part)
+    assert record["versions"]["torch"].split("+")[0] == torch.__version__.split("+")[0]
+    assert record["versions"]["python"] == platform.python_version()
     assert record["metrics"]["deletion"]["settings"]["step"] == 224
     assert record["metrics"]["deletion"]["higher_is_better"] is False
     # 112x112 images, step 224: 56 steps, 57 points per curve, per metric
@@ -51,7 +51,16 @@ def test_single_job_writes_rows_record_and_curves(tmp_path):
     assert curves["deletion"].shape == (6, 57) and list(curves["deletion.ids"]) == sorted(
         df["image_id"].unique()
     )
-    assert "mean" in res.stdout or "|" in res.stdout  # the summary table is printed
+    # the summary table of the job's own rows is printed, each cell the mean of its rows
+    table = format_table(summarise(collate([out]).rows))
+    assert table in res.stdout
+    lines = [ln.strip("|").split("|") for ln in table.splitlines() if ln.startswith("|")]
+    header = [c.strip().split(" ")[0] for c in lines[0]]
+    (row,) = [dict(zip(header, (c.strip() for c in ln))) for ln in lines[2:]]
+    assert row["method"] == "gradcam" and row["n"] == "6"
+    for metric in ("deletion", "insertion", "pointing_game"):
+        mean = df.loc[df["metric"] == metric, "value"].mean()
+        assert row[metric].split(" ± ")[0] == f"{mean:.3f}", metric
 
 
 def test_bad_overrides_end_with_one_line_errors(tmp_path):

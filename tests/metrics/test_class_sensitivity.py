@@ -118,6 +118,57 @@ def test_pointing_needs_the_point_within_tolerance_and_nearer_to_the_own_object(
     assert min_sq_distance(torch.tensor([0]), torch.tensor([0]), empty).tolist() == [math.inf]
 
 
+def test_a_point_equidistant_from_both_objects_counts_for_neither():
+    """The tie rule: a point must be strictly nearer to its own object. (v, u) = (3, 4) lies at
+    d^2 = 1 + 4 = 5 from object 0 (pixel (2, 2)) and 4 + 1 = 5 from object 1 (pixel (5, 5))."""
+    r = regions()
+    tie = torch.zeros(H, W)
+    tie[3, 4] = 1
+    u, v = torch.tensor([4]), torch.tensor([3])
+    assert min_sq_distance(u, v, r[0][None]).tolist() == min_sq_distance(u, v, r[1][None]).tolist()
+    b = batch()
+    for table, want in (
+        ({0: tie, 1: tie}, [0.0, 0.0]),  # both maps on the tie: neither class is pointed at
+        ({0: tie, 1: r[1].float()}, [0.5, 0.5]),  # class 1's map on its own object
+    ):
+        method = RegionMethod(table)
+        maps = method(None, b.images, b.targets)
+        ctx = Context(model=nn.Identity(), method=method)
+        for strict in (True, False):  # within tolerance either way: the tie alone decides
+            got = ClassSensitivity(tolerance=10.0, strict=strict)(ctx, b, maps).scores["pointing"]
+            assert got.tolist() == want, (table, strict)
+
+
+@pytest.mark.parametrize("tall", [False, True], ids=["8x16", "16x8"])
+def test_the_default_tolerance_scales_with_the_longer_side_of_a_non_square_input(tall):
+    """``tolerance: null`` = 15 px per 224 px of the longer side: 15 * 16 / 224 = 1.07 px on an
+    8x16 (or 16x8) input, d^2 < 1.15; from the shorter side it would be 0.54 px (d^2 < 0.29)."""
+    own, other = torch.zeros(2, 8, 16, dtype=torch.bool), torch.zeros(2, 8, 16, dtype=torch.bool)
+    own[:, 1:3, 1:3] = True  # rows 1-2, columns 1-2
+    other[:, 5:7, 11:14] = True
+    maps = torch.zeros(2, 8, 16)
+    maps[0, 2, 3] = 1  # one column right of the object: d^2 = 1, a hit
+    maps[1, 3, 3] = 1  # diagonal: d^2 = 2, beyond 1.07 px
+    partner = torch.zeros(1, 8, 16)
+    partner[0, 6, 12] = 1  # on its own object
+    if tall:
+        own, other, maps, partner = (x.transpose(1, 2) for x in (own, other, maps, partner))
+    h, w = maps.shape[-2:]
+    b = Batch(
+        images=torch.zeros(2, 3, h, w),
+        targets=torch.tensor([0, 0]),
+        ids=["a", "b"],
+        orig_sizes=torch.tensor([[h, w]] * 2),
+        masks=own,
+        partners=torch.tensor([1, 1]),
+        partner_masks=other,
+    )
+    metric = ClassSensitivity(tolerance=None)
+    assert metric.tolerance_at(h, w) == pytest.approx(15 * 16 / 224)
+    ctx = Context(model=nn.Identity(), method=RegionMethod({1: partner[0]}))
+    assert metric(ctx, b, maps).scores["pointing"].tolist() == [1.0, 0.5]
+
+
 def test_no_partner_is_refused_and_no_method_is_a_config_error():
     r = regions()
     b = batch(with_partners=False)

@@ -382,6 +382,80 @@ def test_energy_pointing_game_is_the_mass_in_the_union_of_boxes_at_the_original_
     assert out.mean().item() == pytest.approx(area, abs=0.01)
 
 
+# --- non-square originals (H != W): every metric resizes an 8x8 map to them --------------------
+#
+# Bilinear upsampling (align_corners=False) by an odd factor s puts a one-pixel peak at input
+# (i, j) on a unique maximum at (s*i + (s-1)/2, s*j + (s-1)/2): 8x8 -> 56x120 is s = 7 (rows) and
+# 15 (columns), so a peak at input (3, 3) points at (u, v) = (52, 24); at 120x56, (24, 52). The
+# default tolerance is 15 px per 224 px of the longer side: 15 * 120 / 224 = 8.04 px (d^2 < 64.6).
+
+
+def _peak_cases(tall: bool):
+    """Maps, boxes, sizes and expected hits of the peak at (u, v) = (52, 24) (transposed when
+    ``tall``): boxes at squared distance 36 (dx 6), 64 (dx 8), 61 (dx 6, dy 5), 81 (dx 9)."""
+    boxes = [
+        [58, 20, 70, 30],  # nearest pixel (58, 24): d^2 = 36
+        [60, 20, 70, 30],  # (60, 24): 64
+        [58, 29, 70, 40],  # (58, 29): 36 + 25 = 61
+        [61, 20, 70, 30],  # (61, 24): 81, beyond 8.04 px
+        [40, 10, 60, 30],  # the point inside
+    ]
+    if tall:
+        boxes = [[y0, x0, y1, x1] for x0, y0, x1, y1 in boxes]
+    size = (120, 56) if tall else (56, 120)
+    maps = peak_map(8, 8, 3, 3).expand(len(boxes), 8, 8)
+    return maps, [[b] for b in boxes], [size] * len(boxes), [1.0, 1.0, 1.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize("tall", [False, True], ids=["wide", "tall"])
+def test_pointing_game_default_tolerance_scales_with_the_longer_side_of_the_original(tall):
+    maps, boxes, sizes, want = _peak_cases(tall)
+    game = PointingGame(tolerance=None)
+    assert game.tolerance_at(*sizes[0]) == pytest.approx(15 * 120 / 224)
+    assert game(CTX, make_batch(maps, boxes, sizes), maps).scores[""].tolist() == want
+    # masks at the input resolution, resized (nearest) to the original: input columns 4..7 are
+    # original columns 60..119 (rows when tall), 8 px from the point: d^2 = 64 < 64.6
+    mask = torch.zeros(1, 8, 8, dtype=torch.bool)
+    mask[0, :, 4:] = True
+    mask = mask.transpose(1, 2) if tall else mask
+    batch = make_batch(maps[:1], masks=mask, orig_sizes=sizes[:1])
+    assert PointingGame(tolerance=None, region="masks")(CTX, batch, maps[:1]).scores[""].item() == 1
+    assert PointingGame(tolerance=7.9, region="masks")(CTX, batch, maps[:1]).scores[""].item() == 0
+
+
+def _half_map(tall: bool) -> torch.Tensor:
+    """1 on the left (top when ``tall``) half of an 8x8 map, 0 elsewhere."""
+    m = torch.zeros(1, 8, 8)
+    m[0, :, :4] = 1
+    return m.transpose(1, 2) if tall else m
+
+
+@pytest.mark.parametrize("tall", [False, True], ids=["wide", "tall"])
+def test_mass_energy_and_rank_on_a_non_square_original_by_hand(tall):
+    """The half map resized to 56x120 (columns by 15): per row, columns 0..52 hold 1, columns
+    53..66 fall linearly (1 - k/15, k = 1..14, summing to 7), the rest 0: a row holds 60. A box
+    over columns 10..69 holds 43 + 7 = 50 of it; over 0..52, 53. Rank: the 60 highest columns are
+    0..59, of which a box over 10..69 holds 50 (of its 60); a box over 0..52 is the top 53.
+    Transposed for 120x56."""
+    maps = _half_map(tall).expand(2, 8, 8)
+    boxes = [[[10, 0, 70, 56]], [[0, 0, 53, 56]]]
+    if tall:
+        boxes = [[[y0, x0, y1, x1] for x0, y0, x1, y1 in b] for b in boxes]
+    sizes = [(120, 56) if tall else (56, 120)] * 2
+    batch = make_batch(maps, boxes, sizes)
+    for metric in (EnergyPointingGame(), RelevanceMassAccuracy(region="boxes")):
+        got = metric(CTX, batch, maps).scores[""]
+        torch.testing.assert_close(got, torch.tensor([50 / 60, 53 / 60]), rtol=0, atol=1e-6)
+    got = RelevanceRankAccuracy(region="boxes")(CTX, batch, maps).scores[""]
+    assert got.tolist() == pytest.approx([50 / 60, 1.0], abs=1e-7)  # float32
+    # masks are scored at the input resolution (8x8 here): a mask of the left half holds all
+    masks = (_half_map(tall) > 0).expand(2, 8, 8)
+    for metric in (RelevanceMassAccuracy(), RelevanceRankAccuracy()):
+        assert metric(CTX, make_batch(maps, masks=masks, orig_sizes=sizes), maps).scores[
+            ""
+        ].tolist() == [1.0, 1.0]
+
+
 def test_masks_of_the_wrong_size_and_empty_regions():
     maps = torch.rand(2, 6, 6, generator=gen(10))
     with pytest.raises(ValueError, match="masks must be"):

@@ -302,6 +302,11 @@ def test_efficient_mprt_equals_numpy_histogram_entropy_of_the_fully_randomised_m
     h0, h1 = h(method(model, x, t).numpy()), h(method(rand, x, t).numpy())
     np.testing.assert_allclose(out.scores[""].numpy(), (h1 - h0) / h0, atol=1e-10)
     np.testing.assert_allclose(out.scores["entropy_original"].numpy(), h0, atol=1e-12)
+    np.testing.assert_allclose(out.scores["entropy_randomised"].numpy(), h1, atol=1e-12)
+    # the headline score against the two entropies it reports, with its sign: a rise is positive
+    parts = out.scores["entropy_original"], out.scores["entropy_randomised"]
+    torch.testing.assert_close(out.scores[""], (parts[1] - parts[0]) / parts[0])
+    assert ((out.scores[""] > 0) == (parts[1] > parts[0])).all() and (h1 != h0).all()
     assert EfficientMPRT.higher_is_better and not ModelRandomisation.higher_is_better
 
 
