@@ -129,7 +129,22 @@ def test_every_override_is_accepted_or_refused_in_one_line_naming_its_key(case):
         assert any(p in text for p in parts), (argv, text)
 
 
-CHEAP = ["seed", "batch_size", "chunk_size", "precision", "explain", "tag", "save_maps"]
+#: Valid values of cheap top-level keys: every example must run a job (none is skipped).
+CHEAP = {
+    "seed": st.integers(0, 2**31),
+    "batch_size": st.integers(1, 4),
+    "chunk_size": st.one_of(st.just("auto"), st.integers(1, 64)),
+    "precision": st.sampled_from(["fp32", "bf16"]),
+    "explain": st.sampled_from(["label", "prediction"]),
+    "tag": st.text(alphabet=string.ascii_letters + string.digits + "_-", min_size=1, max_size=8),
+    "save_maps": st.booleans(),
+}
+
+
+@st.composite
+def cheap_overrides(draw: st.DrawFn) -> list[str]:
+    keys = draw(st.lists(st.sampled_from(sorted(CHEAP)), min_size=1, max_size=2, unique=True))
+    return [f"{k}={text_value(draw(CHEAP[k]))}" for k in keys]
 
 
 @settings(
@@ -137,16 +152,95 @@ CHEAP = ["seed", "batch_size", "chunk_size", "precision", "explain", "tag", "sav
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-@given(st.lists(st.tuples(st.sampled_from(CHEAP), VALUES), min_size=1, max_size=2))
-def test_accepted_overrides_run_a_tiny_job(tmp_path_factory, pairs):
-    argv = [f"{k}={text_value(v)}" for k, v in pairs] + ["dataset.limit=1", "metric=[sparseness]"]
-    try:
-        cfg = check("random", argv)
-    except ConfigError:
-        return  # refused in one line: the other test's property
+@given(cheap_overrides())
+def test_accepted_overrides_run_a_tiny_job(tmp_path_factory, argv):
+    check("random", argv)  # accepted: a refusal here fails the test
+    argv = [*argv, "dataset.limit=1", "metric=[sparseness]"]
     cfg = compose("method=random", *argv, resolve=False)  # the real composition, then the job
     record = run(cfg, tmp_path_factory.mktemp("job"))
     assert record["status"] == "completed" and record["rows"] == 1
+    assert record["config"]["seed"] == cfg.seed and record["config"]["tag"] == cfg.tag
+
+
+# --- the routes by which a config could run code (bench/trust.py) --------------------------------
+
+#: Names a ``_target_`` could be given: this project's (allowed where they fit), attributes of
+#: our modules that are other packages' objects, the standard library, garbage.
+NAMES = [
+    "methods.gradient.Gradient",
+    "methods.cam.GradCAM",
+    "metrics.faithfulness.Deletion",
+    "bench.validate.ValidateOnMultirunStart",
+    "bench.collate.pd.read_pickle",
+    "bench.run.torch.load",
+    "bench.run.subprocess.run",
+    "bench.cache.np.load",
+    "hydra.utils.Path.touch",
+    "hydra.utils.instantiate",
+    "os.system",
+    "builtins.eval",
+    "pathlib.Path.write_text",
+    "torch.load",
+]
+ROUTES = [
+    ("method._target_={}", "method._target_"),
+    ("method=smoothgrad method.method._target_={}", "method.method._target_"),
+    ("+metric.x={{_target_:{}}}", "metric.x._target_"),
+    ("+hydra.callbacks.x={{_target_:{}}}", "hydra.callbacks.x._target_"),
+    ("+hydra.callbacks.x._target_={}", "hydra.callbacks.x._target_"),
+    ("method._target_=methods.gradient.Gradient,{}", "method._target_"),
+]
+#: The names above that the project allows: its own method, metric and callback classes (the
+#: allow-list is one set; a method class under ``metric`` passes here and fails at construction).
+ALLOWED = {
+    "methods.gradient.Gradient",
+    "methods.cam.GradCAM",
+    "metrics.faithfulness.Deletion",
+    "bench.validate.ValidateOnMultirunStart",
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(ROUTES),
+    st.one_of(
+        st.sampled_from(NAMES),
+        st.from_regex(r"(bench|methods|metrics|hydra)(\.[a-z_]{1,8}){1,3}", fullmatch=True),
+    ),
+)
+def test_a_target_on_any_route_is_refused_in_one_line_unless_the_project_allows_it(route, name):
+    """Every route by which an override sets a ``_target_`` (top level, nested method, a new
+    metric node, a Hydra callback, one value of a sweep) reaches the same check: a name the
+    project allows passes, anything else is one line naming the key."""
+    template, key = route
+    argv = template.format(name).split(" ")
+    try:
+        check_overrides(argv)
+    except ConfigError as err:
+        text = str(err)
+        assert "\n" not in text and text.startswith(key), (argv, text)
+        assert name not in ALLOWED, (argv, text)
+        return
+    assert name in ALLOWED, argv
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.sampled_from(["deletion", "insertion", "pointing_game", "insertionn", "x"]),
+                 min_size=1, max_size=3),
+        min_size=2, max_size=3,
+    )
+)  # fmt: skip
+def test_a_list_sweep_of_a_group_is_accepted_iff_every_option_exists(lists):
+    arg = "metric=" + ",".join("[" + ",".join(v) + "]" for v in lists)
+    valid = all(v in ("deletion", "insertion", "pointing_game") for vs in lists for v in vs)
+    try:
+        assert check_overrides(["-m", arg]) == ["-m", arg]
+    except ConfigError as err:
+        assert not valid and "\n" not in str(err) and str(err).startswith("metric="), (arg, err)
+        return
+    assert valid, arg
 
 
 def test_the_fuzzer_reaches_both_outcomes():
