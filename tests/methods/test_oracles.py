@@ -412,14 +412,7 @@ def test_gradient_family_equals_captum_called_directly(cnn):
 # --------------------------------------------------------------------------------- IG
 
 
-#: captum's ``riemann_trapezoid`` weighs its n points with 1/(2n), 1/n, ..., 1/(2n): (n - 1)/n in all.
-TRAPEZOID_BUG = pytest.mark.xfail(strict=True, reason="captum's trapezoid weights sum to (n-1)/n")
-RULES = [
-    r if r != "riemann_trapezoid" else pytest.param(r, marks=TRAPEZOID_BUG) for r in INTEGRATIONS
-]
-
-
-@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("rule", INTEGRATIONS)
 @pytest.mark.parametrize("baseline", [0.0, -0.7, 1.3])
 def test_integrated_gradients_of_a_linear_model_is_exact_for_any_step_count(baseline, rule):
     """``IG = (x - baseline) * w`` exactly, for every rule and step count."""
@@ -444,9 +437,12 @@ def test_integrated_gradients_equals_captum_with_the_same_baseline_steps_and_rul
     net, x = smooth
     t = torch.tensor([1, 3])
     maps = {}
-    for n_steps, rule in itertools.product((2, 3, 9), ("gausslegendre", "riemann_left")):
+    rules = ("gausslegendre", "riemann_left", "riemann_trapezoid")
+    for n_steps, rule in itertools.product((2, 3, 9), rules):
         got = IntegratedGradients(n_steps=n_steps, baseline=baseline, integration=rule)(net, x, t)
         ref = CaptumIG(net).attribute(x, baselines=baseline, target=t, n_steps=n_steps, method=rule)
+        if rule == "riemann_trapezoid":  # captum's weights sum to (n - 1) / n: ours to 1
+            ref = ref * n_steps / (n_steps - 1)
         close(got, ref.sum(1), 1e-6)
         maps[n_steps, rule] = got
     # the knobs reach the map: fewer steps or another rule give another map
@@ -463,7 +459,7 @@ def test_integrated_gradients_equals_captum_with_the_same_baseline_steps_and_rul
     [
         (16, "gausslegendre"),
         (48, "gausslegendre"),
-        pytest.param(400, "riemann_trapezoid", marks=TRAPEZOID_BUG),
+        (400, "riemann_trapezoid"),
     ],
 )
 def test_integrated_gradients_completeness_to_1e4(baseline, n_steps, rule, smooth):
