@@ -525,12 +525,13 @@ def test_gradient_shap_of_a_linear_model_with_a_fixed_baseline_is_exact(baseline
     close(got, ((x - baseline) * net.w(t)).sum(1))
 
 
-def test_gradient_shap_noise_on_a_linear_model_has_the_stated_spread():
+@pytest.mark.parametrize("stdev,spread", [(0.5, 0.0), (0.0, 0.5), (0.4, 0.3)])
+def test_gradient_shap_noise_on_a_linear_model_has_the_stated_spread(stdev, spread):
     """Each draw gives ``(x + e - b) * w`` with ``e ~ N(0, stdev^2)``, ``b ~ N(baseline,
     baseline_std^2)``: the mean's error is ``N(0, (stdev^2 + baseline_std^2) |w|^2 / n)``."""
     net = LinearNet(24).eval()
     x, t = make_images("shapes_cnn", n=2, side=24), torch.tensor([0, 2])
-    n, stdev, base, spread = 64, 0.3, 0.2, 0.8
+    n, base = 64, 0.2
     got = GradientShap(n_samples=n, stdev=stdev, baseline=base, baseline_std=spread)(net, x, t)
     w = net.w(t)
     sd = math.sqrt((stdev**2 + spread**2) / n) * w.pow(2).sum(1).sqrt()
