@@ -455,22 +455,23 @@ def test_integrated_gradients_equals_captum_with_the_same_baseline_steps_and_rul
 
 @pytest.mark.parametrize("baseline", [0.0, -0.6, 0.9])
 @pytest.mark.parametrize(
-    "n_steps,rule",
+    "n_steps,rule,rtol",
     [
-        (16, "gausslegendre"),
-        (48, "gausslegendre"),
-        (400, "riemann_trapezoid"),
+        (16, "gausslegendre", 1e-6),  # converges fast on a smooth path: float32 rounding is left
+        (48, "gausslegendre", 1e-6),
+        (400, "riemann_trapezoid", 1e-4),  # error O(1/n^2): ~5e-6 here
     ],
 )
-def test_integrated_gradients_completeness_to_1e4(baseline, n_steps, rule, smooth):
-    """The map sums to ``f(x) - f(baseline)`` within 1e-4 (relative), in float64."""
+def test_integrated_gradients_completeness_to_1e4(baseline, n_steps, rule, rtol, smooth):
+    """The map sums to ``f(x) - f(baseline)`` within 1e-4 (relative; 1e-6 with Gauss-Legendre),
+    in float64."""
     net, x = smooth
     with torch.no_grad():  # per image the class whose logit the path changes most
         t = (net(x) - net(torch.full_like(x, baseline))).abs().argmax(1)
     got = IntegratedGradients(n_steps=n_steps, baseline=baseline, integration=rule)(net, x, t)
     delta = score(net, x, t) - score(net, torch.full_like(x, baseline), t)
     assert (delta.abs() > 0.1).all(), delta
-    torch.testing.assert_close(got.double().sum((1, 2)), delta, rtol=1e-4, atol=0)
+    torch.testing.assert_close(got.double().sum((1, 2)), delta, rtol=rtol, atol=0)
 
 
 # --------------------------------------------------------------------------------- noise
@@ -737,7 +738,7 @@ def test_kernel_shap_is_the_exact_shapley_value_when_every_coalition_is_enumerat
     for cls in (KernelShap, BatchedKernelShap):
         method = cls(n_samples=64, blur_size=blur)
         method.segments = lambda images: seg.clone()
-        close(method(sharp, x, SHARP), torch.from_numpy(expected), 1e-4)
+        close(method(sharp, x, SHARP), torch.from_numpy(expected))
 
 
 @pytest.mark.parametrize("ours,theirs", [(CaptumLime, "Lime"), (CaptumKernelShap, "KernelShap")])
@@ -822,7 +823,7 @@ def test_cam_family_equals_the_package_before_its_scaling(name, cnn, unscaled):
     x = make_images("shapes_cnn", n=2, side=48)  # a 6 x 6 grid at features.3
     ref = _package_cam(getattr(pytorch_grad_cam, theirs), cnn, "features.3", x, TWO)
     assert ref.shape == (2, 6, 6) and (ref > 0).mean() > 0.2, ref
-    close(ours("features.3")(cnn, x, TWO), _resize(ref, 48), 1e-4)
+    close(ours("features.3")(cnn, x, TWO), _resize(ref, 48))
 
 
 def test_cam_is_the_heads_row_times_the_feature_maps(cnn):
@@ -847,8 +848,8 @@ def test_eigencam_is_the_first_principal_component_projection(cnn):
         ref = torch.from_numpy(get_2d_projection(cnn.features(x).numpy()))
     sign = torch.where(ref.flatten(1).amax(1) >= ref.flatten(1).amin(1).abs(), 1.0, -1.0)
     ref = ref * sign[:, None, None]
-    close(EigenCAM("features.3", relu="none")(cnn, x, TWO), _resize(ref.numpy(), 48), 1e-4)
-    close(EigenCAM("features.3")(cnn, x, TWO), _resize(ref.clamp_min(0).numpy(), 48), 1e-4)
+    close(EigenCAM("features.3", relu="none")(cnn, x, TWO), _resize(ref.numpy(), 48))
+    close(EigenCAM("features.3")(cnn, x, TWO), _resize(ref.clamp_min(0).numpy(), 48))
 
 
 def test_guided_gradcam_is_guided_backprop_times_the_upsampled_gradcam(cnn, unscaled):
@@ -867,7 +868,7 @@ def test_guided_gradcam_is_guided_backprop_times_the_upsampled_gradcam(cnn, unsc
             for i in range(2)
         ]
     )
-    close(GuidedGradCAM("features.3")(cnn, x, TWO), torch.from_numpy(expected), 1e-4)
+    close(GuidedGradCAM("features.3")(cnn, x, TWO), torch.from_numpy(expected))
 
 
 def test_vit_gradcam_equals_the_package_before_its_scaling(unscaled):
@@ -882,7 +883,7 @@ def test_vit_gradcam_equals_the_package_before_its_scaling(unscaled):
 
     ref = _package_cam(PackageGradCAM, model, layer, x, t, reshape_transform=reshape)
     assert (ref > 0).mean() > 0.2
-    close(ViTGradCAM(layer)(model, x, t), _resize(ref, 32), 1e-4)
+    close(ViTGradCAM(layer)(model, x, t), _resize(ref, 32))
 
 
 @pytest.mark.parametrize("reduction", ["sum", "l2", "max_abs"])
