@@ -114,7 +114,8 @@ class IntegratedGradients(Method):
     Args:
         n_steps: points of the path integral.
         baseline: constant baseline value in normalised space (0 = the dataset mean colour).
-        integration: captum's rule, ``gausslegendre`` or ``riemann_trapezoid`` etc.
+        integration: captum's rule, ``gausslegendre`` or ``riemann_trapezoid`` etc. (the
+            trapezoid's weights rescaled to sum to 1; captum's sum to ``(n_steps - 1) / n_steps``).
         internal_batch_size: most path points (over all images) in one forward/backward pass;
             ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`methods.base.batch_limit`).
         reduction: channel pooling (signed sum by default).
@@ -135,7 +136,7 @@ class IntegratedGradients(Method):
         self.internal_batch_size = check_batch_size("internal_batch_size", internal_batch_size)
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
-        return _CaptumIG(model).attribute(
+        a = _CaptumIG(model).attribute(
             images,
             baselines=self.baseline,
             target=targets,
@@ -143,6 +144,12 @@ class IntegratedGradients(Method):
             method=self.integration,
             internal_batch_size=batch_limit(self.internal_batch_size, images.device),
         )
+        if self.integration == "riemann_trapezoid":
+            # captum (0.9) evaluates the n points linspace(0, 1, n), spaced 1/(n-1), but weighs
+            # them 1/(2n), 1/n, ..., 1/(2n): (n-1)/n in all, so the integral (and completeness)
+            # comes out 1/n short. The trapezoid rule's weights are n/(n-1) times captum's.
+            a = a * (self.n_steps / (self.n_steps - 1))
+        return a
 
 
 def _trace(model: nn.Module):
