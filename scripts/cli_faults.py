@@ -267,7 +267,7 @@ def generated(seed: int = 0, count: int = 160) -> list[Case]:
     for ctx in contexts:
         cfg = OmegaConf.to_container(compose(*ctx, resolve=False), resolve=False)
         for key, value in leaf_items(cfg):
-            if "_target_" in key or key.startswith(("paths", "logger")):
+            if "_target_" in key or key.startswith(("paths", "logger", "trust_code")):
                 continue
             pool.append((ctx, key, value))
     cases: list[Case] = []
@@ -338,9 +338,8 @@ def run_case(case: Case, root: Path, timeout: int) -> dict:
         if "trust_code" not in (root / "conf" / "config.yaml").read_text():
             argv = [a for a in argv if not a.startswith("trust_code")]  # an older checkout
         sweep = "-m" in argv
-        extra = (
-            JOB if not any(a.startswith(("dataset.limit", "--experimental")) for a in argv) else []
-        )
+        named = {a.lstrip("+~").split("=", 1)[0] for a in argv}
+        extra = [j for j in JOB if j.split("=", 1)[0] not in named]
         paths = [f"paths.output_root={work / 'out'}", f"paths.cache_root={work / 'cache'}"]
         if not any(a.startswith("--experimental") for a in argv):
             argv = [*argv, *extra, *paths]
