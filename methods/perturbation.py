@@ -489,10 +489,13 @@ class KernelShap(_Superpixel):
         hwc = images.detach().float().permute(0, 2, 3, 1).cpu().numpy()
         h, w, c = hwc.shape[1:]
         spec = f"blur({self.blur_size},{self.blur_size})" if self.fill == "blur" else self.fill
-        masker = shap.maskers.Image(spec, shape=(h, w, c))
         out = np.zeros(seg_np.shape, dtype=np.float32)
         loose = 0
         for i, s in enumerate(per_image_seeds(images, self.seed)):
+            # one masker per image: shap's keeps the blur of the last image it saw under the id()
+            # of a temporary array, which the next image's temporary can reuse (it then gets the
+            # previous image's blur)
+            masker = shap.maskers.Image(spec, shape=(h, w, c))
             x, sp, t = hwc[i], seg_np[i], int(targets[i])
             m = int(sp.max()) + 1
             blurred = (

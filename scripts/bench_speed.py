@@ -1016,11 +1016,12 @@ def bare_shap(cfg: Any, model: torch.nn.Module, images: torch.Tensor, targets: t
         seg = superpixels(images, cfg.n_segments, cfg.compactness, cfg.slic_sigma).cpu().numpy()
         hwc = images.permute(0, 2, 3, 1).cpu().numpy()
         h, w, c = hwc.shape[1:]
-        masker = shap.maskers.Image(f"blur({cfg.blur_size},{cfg.blur_size})", shape=(h, w, c))
         out = np.zeros(seg.shape, dtype=np.float32)
         for i, seed in enumerate(per_image_seeds(images, cfg.seed)):
             x, sp, t = hwc[i], seg[i], int(targets[i])
             m = int(sp.max()) + 1
+            # a masker per image: shap's caches the blur under id() of a temporary array
+            masker = shap.maskers.Image(f"blur({cfg.blur_size},{cfg.blur_size})", shape=(h, w, c))
             blurred = masker(np.zeros(h * w * c, dtype=bool), x)[0][0]
 
             def value(z: np.ndarray, x=x, sp=sp, t=t, blurred=blurred) -> np.ndarray:

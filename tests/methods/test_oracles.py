@@ -720,9 +720,10 @@ def test_kernel_shap_is_the_exact_shapley_value_when_every_coalition_is_enumerat
     x = 2 * make_images("shapes_cnn", n=2, side=side)
     rows, cols = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
     seg = torch.stack([(rows >= side // 2) * 2 + (cols >= side // 2), cols * 5 // side])
-    masker = shap.maskers.Image(f"blur({blur},{blur})", shape=(side, side, 3))
     expected = np.zeros((2, side, side))
     for i in range(2):
+        # a masker per image: shap's caches the blur under id() of a temporary (see KernelShap)
+        masker = shap.maskers.Image(f"blur({blur},{blur})", shape=(side, side, 3))
         image = _hwc(x)[i].astype(np.float32)
         blurred = torch.from_numpy(masker(np.zeros(image.size, dtype=bool), image)[0][0])
         blurred = blurred.permute(2, 0, 1)
@@ -739,6 +740,20 @@ def test_kernel_shap_is_the_exact_shapley_value_when_every_coalition_is_enumerat
         method = cls(n_samples=64, blur_size=blur)
         method.segments = lambda images: seg.clone()
         close(method(sharp, x, SHARP), torch.from_numpy(expected))
+
+
+def test_kernel_shap_fills_each_image_with_its_own_blur(sharp, monkeypatch):
+    """shap's image masker keeps the blur of the last image under ``id()`` of a temporary array,
+    which the next image's temporary can reuse; with that id made constant (the collision every
+    time), each image of a batch must still get its own blur: the maps equal each image alone."""
+    import shap.maskers._image as shap_image
+
+    x = 2 * make_images("shapes_cnn", n=3, side=16)
+    targets = torch.tensor([1, 0, 1])
+    method = KernelShap(n_samples=32, n_segments=4, blur_size=5)
+    alone = torch.cat([method(sharp, x[i : i + 1], targets[i : i + 1]) for i in range(3)])
+    monkeypatch.setattr(shap_image, "id", lambda obj: 0, raising=False)
+    close(method(sharp, x, targets), alone)
 
 
 @pytest.mark.parametrize("ours,theirs", [(CaptumLime, "Lime"), (CaptumKernelShap, "KernelShap")])
