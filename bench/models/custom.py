@@ -10,7 +10,7 @@ from pathlib import Path
 from torch import nn
 
 from bench.core.checkpoints import load_weights
-from bench.core.errors import ConfigError, check_bool
+from bench.core.errors import ConfigError, check_bool, check_int
 from bench.core.origin import STDLIB, check_model_object
 from bench.models.meta import attach_meta, count_classes, image_size
 
@@ -93,6 +93,8 @@ def load_module(
         trust_checkpoint: allow a checkpoint that is a pickled model (unpickling runs code).
     """
     input_size = image_size(input_size)
+    if num_classes is not None:
+        num_classes = check_int("model.num_classes", num_classes, minimum=1)
     extra: dict = {"module": module}
     if checkpoint:
         model, record = load_weights(

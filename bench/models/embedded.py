@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from bench.core.checkpoints import load_weights
+from bench.core.errors import check_int
 from bench.models.meta import attach_meta, image_size
 
 
@@ -54,6 +55,8 @@ def load_shapes_cnn(
     std: Sequence[float] = (0.25, 0.25, 0.25),
 ) -> nn.Module:
     """The embedded benchmark's trained CNN from its committed checkpoint, in eval mode."""
+    num_classes = check_int("model.num_classes", num_classes, minimum=1)
+    width = check_int("model.width", width, minimum=1)
     model, record = load_weights(
         checkpoint,
         lambda: ShapesCNN(num_classes=num_classes, width=width),

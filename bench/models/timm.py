@@ -8,7 +8,7 @@ from pathlib import Path
 from torch import nn
 
 from bench.core.checkpoints import load_weights, weights_only_loads
-from bench.core.errors import ConfigError, check_bool, choice_error
+from bench.core.errors import ConfigError, check_bool, check_int, choice_error
 from bench.models.meta import attach_meta, count_classes, image_size
 
 
@@ -36,7 +36,11 @@ def load_timm(
         raise ConfigError("model=timm needs the timm package: pip install timm.") from err
     if arch not in timm.list_models(pretrained=False):
         raise choice_error("model.arch", arch, timm.list_models(pretrained=False))
-    kw = {} if num_classes is None else {"num_classes": num_classes}
+    kw = (
+        {}
+        if num_classes is None
+        else {"num_classes": check_int("model.num_classes", num_classes, minimum=1)}
+    )
     try:
         with weights_only_loads():  # the hub cache may be shared: tensors only
             model = timm.create_model(arch, pretrained=pretrained, **kw)

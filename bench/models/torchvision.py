@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from bench.core.checkpoints import load_weights, weights_only_loads
-from bench.core.errors import ConfigError, check_bool, choice_error
+from bench.core.errors import ConfigError, check_bool, check_int, choice_error
 from bench.models.meta import attach_meta, count_classes, image_size
 
 log = logging.getLogger("bench.models")
@@ -94,6 +94,9 @@ def load_torchvision(
         trust_checkpoint: allow a checkpoint that is a pickled model (unpickling runs code).
     """
     from torchvision.models import get_model, get_model_weights
+
+    if num_classes is not None:
+        num_classes = check_int("model.num_classes", num_classes, minimum=1)
 
     w = _tv_weights(arch, weights)
     if w is not None and checkpoint:
