@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: bench test lint train regress clean-venv
+.PHONY: bench test lint train regress mutants clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ regress: $(STAMP)
 	rm -rf results/regress/current
 	$(BIN)/bench -m method=gradient,gradcam,random dataset.limit=32 'metric=[deletion,insertion,pointing_game]' metric.deletion.step=1792 metric.insertion.step=1792 cache=off hydra.sweep.dir=results/regress/current
 	$(BIN)/bench-regress --baseline results/reference/regress/baseline.json --current results/regress/current --report results/regress/report.md
+
+## Mutation score (issue 28): a fixed list of plausible bugs in methods, metrics and statistics
+## (scripts/mutants.py), each applied alone to a copy of the tree and run against the tests that
+## should catch it; writes results/reference/mutants.md. Slow (about an hour on 2 cores): not part
+## of `make test` or CI. `$(BIN)/python scripts/mutants.py --only ID,...` runs some of them.
+mutants: $(STAMP)
+	$(BIN)/python scripts/mutants.py --out results/reference/mutants.md
 
 ## Retrain the embedded benchmark's model (the committed checkpoint is used otherwise).
 train: $(STAMP)
