@@ -199,10 +199,11 @@ def naive_gomez(model, image, grid, max_steps, insertion, target):
 
 
 @pytest.mark.parametrize("max_steps", [8, 5])
-def test_gomez_metrics_match_package_loop(max_steps):
+@pytest.mark.parametrize("offset", [0.0, 1.0])  # off zero: a partial last step's mean is not its sum
+def test_gomez_metrics_match_package_loop(max_steps, offset):
     model = tiny_cnn()
     images = torch.randn(2, 3, H, W, generator=torch.Generator().manual_seed(4))
-    grids = distinct_maps(2, 4, 4, seed=6)
+    grids = distinct_maps(2, 4, 4, seed=6) + offset
     maps = grids.repeat_interleave(2, 1).repeat_interleave(2, 2)  # a 4x4 map upsampled nearest
     batch = make_batch(images)
     ctx = make_ctx(model, chunk_size=5)
