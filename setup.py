@@ -37,6 +37,10 @@ class BuildPyWithData(build_py):
     """build_py, plus the resources copied under ``bench/_data`` of the build folder."""
 
     def run(self) -> None:
+        if not getattr(self, "editable_mode", False):
+            # nothing stale from an earlier build: a package that moved (methods/ became
+            # bench.methods) would otherwise be shipped under its old name too
+            shutil.rmtree(self.build_lib, ignore_errors=True)
         super().run()
         if getattr(self, "editable_mode", False):
             return  # an editable install reads the checkout itself

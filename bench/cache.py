@@ -72,7 +72,7 @@ def code_digest() -> str:
     never reads a map its old code computed."""
     import importlib.metadata
 
-    import methods
+    import bench.methods as methods
 
     h = hashlib.sha256()
     for folder in (Path(methods.__file__).parent, Path(__file__).parent / "core"):

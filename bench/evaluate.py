@@ -37,9 +37,9 @@ from bench.core.context import Context, resolve_device
 from bench.core.errors import ConfigError, check_choice, check_int, choice_error
 from bench.core.layers import get_layer, last_feature_map_layer, module_device
 from bench.io import MAP_FLAGS, ROW_COLUMNS
+from bench.metrics.base import Metric
 from bench.run import map_flags, rows_of
 from bench.validate import EXPLAIN, check_node_keys, construct_node, user_error
-from metrics.base import Metric
 
 __all__ = ["evaluate"]
 

@@ -72,10 +72,10 @@ from bench.io import (
     release_folder,
 )
 from bench.loggers import check_logger, log_job
+from bench.metrics.base import Metric, MetricOutput
 from bench.models import ModelMeta, meta_of
 from bench.timing import Timer
 from bench.validate import construct_node, user_error, validate
-from metrics.base import Metric, MetricOutput
 
 log = logging.getLogger("bench")
 

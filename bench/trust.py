@@ -41,7 +41,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from bench.core.errors import ConfigError
 
 #: Top-level packages whose names a ``_target_`` may start with (nothing else is imported).
-ROOTS = ("bench", "methods", "metrics", "hydra", "hydra_plugins")
+ROOTS = ("bench", "hydra", "hydra_plugins")
 #: Hydra's and its plugins' classes a ``hydra.*`` node may name (those that are installed).
 HYDRA_TARGETS = (
     "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
@@ -126,14 +126,14 @@ def allowed_targets() -> dict[object, str]:
     """This project's objects a ``_target_`` may name, with what each is (Hydra's are compared by
     name, :data:`HYDRA_TARGETS`, so that no launcher plugin is imported to check a config)."""
     from bench.data.base import ImageDataset
+    from bench.methods.base import Method
+    from bench.metrics.base import Metric
     from bench.models import LOADERS
-    from methods.base import Method
-    from metrics.base import Metric
 
     out: dict[object, str] = {}
-    for obj in _members("methods", Method):
+    for obj in _members("bench.methods", Method):
         out[obj] = "method"
-    for obj in _members("metrics", Metric):
+    for obj in _members("bench.metrics", Metric):
         out[obj] = "metric"
     for obj in _members("bench.data", ImageDataset):
         out[obj] = "dataset"
@@ -193,6 +193,11 @@ def check_target(key: str, target: object) -> object:
             f"{key}={target} is an interpolation; accepted: the target written out, {_hint(key)}."
         )
     root = target.replace(":", ".").split(".", 1)[0]
+    if root in ("methods", "metrics"):
+        raise ConfigError(
+            f"{key}={target} is not valid: this project's {root} are bench.{root} (a {root}.py of "
+            f"your own cannot shadow them); did you mean {key}=bench.{target}?"
+        )
     if root not in ROOTS:
         raise ConfigError(
             f"{key}={target} is not valid: a config may not run code outside this project; "

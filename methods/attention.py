@@ -14,8 +14,8 @@ import torch
 from torch import Tensor, nn
 
 from bench.core.errors import ConfigError, check_choice, check_number
-from methods.base import Method
-from methods.cam import GradCAM
+from bench.methods.base import Method
+from bench.methods.cam import GradCAM
 
 HEAD_FUSIONS = ("mean", "max", "min")
 

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from bench.core.errors import check_int, check_number
 from bench.core.rng import content_keys, hash_uniform
-from methods.base import Method
+from bench.methods.base import Method
 
 
 class Random(Method):

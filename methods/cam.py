@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from bench.core.errors import ConfigError, check_choice
 from bench.core.layers import get_layer, probe_outputs
-from methods.base import Method, check_batch_size, chunked_pairs
+from bench.methods.base import Method, check_batch_size, chunked_pairs
 
 #: Where the ReLU of the weighted sum goes: on the layer-resolution map (pytorch-grad-cam, the
 #: papers), on the map upsampled to the input (captum's LayerGradCam users), or nowhere.
@@ -310,7 +310,7 @@ class ScoreCAM(_ChannelScoreCAM):
     Args:
         layer: the model config's ``cam_layer``.
         batch_size: most masked images per forward pass (over all images of the batch);
-            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`methods.base.batch_limit`).
+            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`bench.methods.base.batch_limit`).
     """
 
     def weights(
@@ -337,7 +337,7 @@ class AblationCAM(_ChannelScoreCAM):
     Args:
         layer: the model config's ``cam_layer``.
         batch_size: most ablated copies per forward pass (over all images of the batch);
-            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`methods.base.batch_limit`).
+            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`bench.methods.base.batch_limit`).
     """
 
     def weights(
@@ -392,7 +392,7 @@ class GuidedGradCAM(GradCAM):
 
     def __init__(self, layer: str | None, reduction: str = "max_abs") -> None:
         super().__init__(layer, relu=True)
-        from methods.gradient import GuidedBackprop  # captum: imported only where it is used
+        from bench.methods.gradient import GuidedBackprop  # captum: imported only where it is used
 
         self._guided = GuidedBackprop(reduction=reduction)
         self.reduction = self._guided.reduction
@@ -416,7 +416,7 @@ class ActivationMap(BaseCAM):
 
     Args:
         layer: the model config's ``cam_layer`` (any conv layer or block by name).
-        reduction: channel pooling, one of ``methods.base.REDUCTIONS`` (``sum`` by default).
+        reduction: channel pooling, one of ``bench.methods.base.REDUCTIONS`` (``sum`` by default).
     """
 
     needs_gradients = False

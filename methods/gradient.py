@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from bench.core.errors import ConfigError, check_choice, check_int, check_number
 from bench.core.rng import content_keys, hash_uniform, keyed_normal
-from methods.base import Method, batch_limit, check_batch_size, chunked_pairs
+from bench.methods.base import Method, batch_limit, check_batch_size, chunked_pairs
 
 
 class Gradient(Method):
@@ -117,7 +117,7 @@ class IntegratedGradients(Method):
         integration: captum's rule, ``gausslegendre`` or ``riemann_trapezoid`` etc. (the
             trapezoid's weights rescaled to sum to 1; captum's sum to ``(n_steps - 1) / n_steps``).
         internal_batch_size: most path points (over all images) in one forward/backward pass;
-            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`methods.base.batch_limit`).
+            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`bench.methods.base.batch_limit`).
         reduction: channel pooling (signed sum by default).
     """
 
@@ -396,7 +396,7 @@ class SmoothGrad(_Noisy):
         n_samples: noisy copies per image (the paper: 50).
         noise_level: noise sigma as a fraction of the image's value range.
         internal_batch_size: most noisy copies (over all images) per call of the wrapped method;
-            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`methods.base.batch_limit`).
+            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`bench.methods.base.batch_limit`).
         seed: the run seed.
     """
 
@@ -435,7 +435,7 @@ class GradientShap(Method):
         baseline: centre of the baseline distribution in normalised space (0 = mean colour).
         baseline_std: spread of the baseline distribution (0 = one constant baseline).
         internal_batch_size: most draws (over all images) in one forward/backward pass;
-            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`methods.base.batch_limit`).
+            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`bench.methods.base.batch_limit`).
         reduction: channel pooling (signed sum by default).
         seed: the run seed.
     """

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from bench.core.context import chunks
 from bench.core.errors import check_choice, check_int, check_number
 from bench.core.rng import per_image_seeds
-from methods.base import Method, batch_limit, check_batch_size, chunked_pairs
+from bench.methods.base import Method, batch_limit, check_batch_size, chunked_pairs
 
 
 def superpixels(images: Tensor, n_segments: int, compactness: float, sigma: float = 0.0) -> Tensor:
@@ -84,7 +84,7 @@ class Occlusion(Method):
         stride: step between windows in pixels.
         fill: fill value in normalised space (0 = the dataset mean colour).
         internal_batch_size: most occluded images (over all images of the batch) per forward pass;
-            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`methods.base.batch_limit`).
+            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`bench.methods.base.batch_limit`).
     """
 
     def __init__(
@@ -133,7 +133,7 @@ class RISE(Method):
         cell_size: side of a grid cell in pixels (16 at 112 px = the paper's 7x7 grid).
         p: probability that a cell is kept.
         internal_batch_size: most masked images (over all images of the batch) per forward pass;
-            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`methods.base.batch_limit`).
+            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`bench.methods.base.batch_limit`).
         seed: the run seed.
     """
 
@@ -227,7 +227,7 @@ class FeatureAblation(_Superpixel):
         slic_sigma: SLIC's Gaussian pre-smoothing (pixels; 0 = none, see :func:`superpixels`).
         fill: fill value in normalised space (0 = the dataset mean colour).
         internal_batch_size: most ablated images (over all images of the batch) per forward pass;
-            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`methods.base.batch_limit`).
+            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`bench.methods.base.batch_limit`).
     """
 
     def __init__(
@@ -270,7 +270,7 @@ class CaptumLime(_Superpixel):
         slic_sigma: SLIC's Gaussian pre-smoothing (pixels; 0 = none, see :func:`superpixels`).
         fill: fill value in normalised space (0 = the dataset mean colour).
         internal_batch_size: most perturbed samples per forward pass (captum's perturbations_per_eval);
-            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`methods.base.batch_limit`).
+            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`bench.methods.base.batch_limit`).
         seed: the run seed.
     """
 
@@ -354,7 +354,7 @@ class Lime(_Superpixel):
         kernel_width: lime's kernel width.
         hide_color: fill value in normalised space.
         batch_size: most perturbed samples per forward pass;
-            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`methods.base.batch_limit`).
+            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`bench.methods.base.batch_limit`).
         seed: the run seed.
     """
 
@@ -430,8 +430,8 @@ FILLS = ("blur", "inpaint_telea", "inpaint_ns")
 
 def _underdetermined(explainer) -> bool:
     """Whether a ``shap.KernelExplainer``'s last coalitions leave its values undetermined
-    (:func:`methods.surrogate.kernel_shap_underdetermined` on its ``maskMatrix``)."""
-    from methods.surrogate import kernel_shap_underdetermined
+    (:func:`bench.methods.surrogate.kernel_shap_underdetermined` on its ``maskMatrix``)."""
+    from bench.methods.surrogate import kernel_shap_underdetermined
 
     n = explainer.nsamplesAdded
     masks = torch.from_numpy(np.asarray(explainer.maskMatrix[:n], dtype=np.float64))[None]
@@ -458,7 +458,7 @@ class KernelShap(_Superpixel):
         fill: ``blur``, ``inpaint_telea`` or ``inpaint_ns``.
         blur_size: side of the box blur (``blur`` only).
         batch_size: most coalition images per forward pass;
-            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`methods.base.batch_limit`).
+            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`bench.methods.base.batch_limit`).
         seed: the run seed.
     """
 
@@ -502,7 +502,7 @@ class KernelShap(_Superpixel):
                 masker(np.zeros(h * w * c, dtype=bool), x)[0][0] if self.fill == "blur" else None
             )
 
-            def value(z: np.ndarray, x=x, sp=sp, t=t, blurred=blurred) -> np.ndarray:
+            def value(z: np.ndarray, x=x, sp=sp, t=t, blurred=blurred, masker=masker) -> np.ndarray:
                 keep = z[:, sp].astype(bool)  # [n, H, W]
                 if blurred is not None:
                     batch = np.where(keep[..., None], x[None], blurred[None])

@@ -28,8 +28,8 @@ from torch import Tensor, nn
 
 from bench.core.errors import check_choice, check_int, check_number
 from bench.core.rng import content_keys, hash_uniform
-from methods.base import check_batch_size, chunked_pairs
-from methods.perturbation import _probs, _Superpixel
+from bench.methods.base import check_batch_size, chunked_pairs
+from bench.methods.perturbation import _probs, _Superpixel
 
 #: Counter stride per sample row: the random number of (row r, feature j) has index r * STRIDE + j.
 STRIDE = 1 << 24
@@ -409,7 +409,7 @@ class _BatchedSurrogate(_Superpixel):
 class BatchedLime(_BatchedSurrogate):
     """LIME (Ribeiro et al., KDD 2016), the ``lime`` package's image estimator batched in torch.
 
-    As :class:`methods.perturbation.Lime` (lime's ``LimeImageExplainer`` defaults): SLIC
+    As :class:`bench.methods.perturbation.Lime` (lime's ``LimeImageExplainer`` defaults): SLIC
     superpixels, samples with each superpixel on or off with probability 1/2 and the first sample
     all on, weights ``sqrt(exp(-d^2 / kernel_width^2))`` of the cosine distance ``d`` to the all-on
     sample, and a weighted ``Ridge(alpha=1)`` with intercept on every superpixel (lime's
@@ -422,7 +422,7 @@ class BatchedLime(_BatchedSurrogate):
         n_segments: SLIC's target number of superpixels.
         compactness: SLIC's compactness.
         slic_sigma: SLIC's Gaussian pre-smoothing (pixels; 0 = none, see
-            :func:`methods.perturbation.superpixels`).
+            :func:`bench.methods.perturbation.superpixels`).
         kernel_width: lime's kernel width.
         hide_color: fill value in normalised space.
         batch_size: most perturbed images (over all images of the batch) per forward pass;
@@ -464,7 +464,7 @@ BATCHED_FILLS = ("blur",)
 class BatchedKernelShap(_BatchedSurrogate):
     """Kernel SHAP (Lundberg & Lee, NeurIPS 2017), ``shap.KernelExplainer`` batched in torch.
 
-    As :class:`methods.perturbation.KernelShap`: SLIC superpixels are the players, an absent one
+    As :class:`bench.methods.perturbation.KernelShap`: SLIC superpixels are the players, an absent one
     shows a ``blur_size`` box blur of the image (shap's ``maskers.Image('blur(k,k)')``, i.e.
     ``cv2.blur``, see :func:`box_blur`), value = softmax probability of the target, and
     ``l1_reg=False``: the Shapley-kernel weighted least squares under the efficiency constraint
@@ -477,7 +477,7 @@ class BatchedKernelShap(_BatchedSurrogate):
         n_segments: SLIC's target number of superpixels.
         compactness: SLIC's compactness.
         slic_sigma: SLIC's Gaussian pre-smoothing (pixels; 0 = none, see
-            :func:`methods.perturbation.superpixels`).
+            :func:`bench.methods.perturbation.superpixels`).
         fill: ``blur`` only (the package wrapper's inpainting fills are not batched).
         blur_size: side of the box blur.
         batch_size: most coalition images (over all images of the batch) per forward pass;

@@ -1,5 +1,5 @@
 """Metrics: callables ``metric(ctx, batch, maps) -> MetricOutput`` with per-image scores."""
 
-from metrics.base import Metric, MetricOutput
+from bench.metrics.base import Metric, MetricOutput
 
 __all__ = ["Metric", "MetricOutput"]

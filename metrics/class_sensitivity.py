@@ -14,8 +14,8 @@ from torch import Tensor
 from bench.core.batch import Batch
 from bench.core.context import Context
 from bench.core.errors import ConfigError, check_bool, check_choice, check_number
-from metrics.base import Category, Metric, MetricOutput
-from metrics.localisation import POOLINGS, first_argmax, nonnegative
+from bench.metrics.base import Category, Metric, MetricOutput
+from bench.metrics.localisation import POOLINGS, first_argmax, nonnegative
 
 
 def min_sq_distance(u: Tensor, v: Tensor, region: Tensor) -> Tensor:

@@ -14,8 +14,8 @@ from torch import Tensor
 from bench.core.batch import Batch
 from bench.core.context import Context
 from bench.core.errors import check_choice
-from metrics.base import Category, Metric, MetricOutput
-from metrics.localisation import POOLINGS, nonnegative
+from bench.metrics.base import Category, Metric, MetricOutput
+from bench.metrics.localisation import POOLINGS, nonnegative
 
 
 class _MapStatistic(Metric):
@@ -45,7 +45,7 @@ class Complexity(_MapStatistic):
     Quantus' ``Complexity`` adds 1e-12 inside the log.
 
     Args:
-        pooling: ``abs`` | ``positive`` | ``none`` (see :data:`metrics.localisation.POOLINGS`).
+        pooling: ``abs`` | ``positive`` | ``none`` (see :data:`bench.metrics.localisation.POOLINGS`).
     """
 
     higher_is_better = False
@@ -67,7 +67,7 @@ class Sparseness(_MapStatistic):
     Quantus' ``Sparseness`` adds 1e-7 to every value first.
 
     Args:
-        pooling: ``abs`` | ``positive`` | ``none`` (see :data:`metrics.localisation.POOLINGS`).
+        pooling: ``abs`` | ``positive`` | ``none`` (see :data:`bench.metrics.localisation.POOLINGS`).
     """
 
     higher_is_better = True

@@ -14,7 +14,7 @@ from bench.core.batch import Batch
 from bench.core.context import Context
 from bench.core.errors import ConfigError, check_choice, check_int, check_number
 from bench.core.ranking import TIES, descending_order, pearson, rank_pixels, ranks_of
-from metrics.base import Category, Metric, MetricOutput, OrderCurves
+from bench.metrics.base import Category, Metric, MetricOutput, OrderCurves
 
 TARGETS = ("prediction", "label")
 SCORES = ("probability", "logit")

@@ -18,12 +18,12 @@ from bench.core.context import Context
 from bench.core.errors import check_bool, check_choice, check_number
 from bench.core.imaging import gaussian_smooth
 from bench.core.ranking import TIES, rank_pixels
-from metrics.base import Category, Metric, MetricOutput
+from bench.metrics.base import Category, Metric, MetricOutput
 
 REGIONS = ("boxes", "masks")
 
 #: How a ``[B, H, W]`` map becomes the non-negative relevance ``R`` (docs/PROTOCOLS.md §4).
-#: Channel pooling itself is the method's ``reduction`` key (``methods.base.REDUCTIONS``): with
+#: Channel pooling itself is the method's ``reduction`` key (``bench.methods.base.REDUCTIONS``): with
 #: ``reduction: sum``, ``abs`` is CLEVR-XAI's "sum,abs" and ``positive`` its "sum,pos"; with
 #: ``max_abs | l1 | l2 | l2_squared`` the map is already non-negative and all three agree.
 POOLINGS = ("abs", "positive", "none")

@@ -5,7 +5,7 @@ Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018 (reference code
 adebayoj/sanity_checks_saliency), and the refinements in Quantus (Hedström et al. 2023: efficient
 and smooth MPRT) plus Sixt et al.'s random-logit test. docs/PROTOCOLS.md §5 and §6 list the
 protocol and every convention the references disagree on; each is a constructor key here (the
-map-comparison keys of :class:`metrics.similarity.MapComparison` included).
+map-comparison keys of :class:`bench.metrics.similarity.MapComparison` included).
 
 Shared conventions (one place, used by every class below):
 
@@ -34,8 +34,8 @@ from bench.core.context import Context
 from bench.core.errors import ConfigError, check_choice, check_int, check_number
 from bench.core.layers import get_layer
 from bench.core.rng import content_keys, hash_uniform, keyed_normal
-from metrics.base import Category, Direction, Metric, MetricOutput
-from metrics.similarity import TARGETS, MapComparison
+from bench.metrics.base import Category, Direction, Metric, MetricOutput
+from bench.metrics.similarity import TARGETS, MapComparison
 
 ORDERS = ("cascading", "independent")
 DIRECTIONS = ("top_down", "bottom_up")
@@ -163,7 +163,7 @@ class ModelRandomisation(MapComparison):
             statistics; Quantus), ``skip`` (norm layers are not randomised).
         seed_offset: the resets use ``torch.manual_seed(ctx.seed + seed_offset)`` (Quantus uses its
             ``seed + 1``).
-        **kwargs: the comparison keys of :class:`metrics.similarity.MapComparison`.
+        **kwargs: the comparison keys of :class:`bench.metrics.similarity.MapComparison`.
     """
 
     citation = ADEBAYO
@@ -224,7 +224,7 @@ class SmoothMPRT(ModelRandomisation):
         noise_offset: the generator offset of the noise.
         direction: ``bottom_up`` (Quantus) or ``top_down``.
         **keys: the other keys of :class:`ModelRandomisation` and of
-            :class:`metrics.similarity.MapComparison`; defaults follow Quantus: cascading, fixed
+            :class:`bench.metrics.similarity.MapComparison`; defaults follow Quantus: cascading, fixed
             labels, Spearman of ``|m| / max |m|``.
     """
 
@@ -380,7 +380,7 @@ class DataRandomisation(MapComparison):
 
     Args:
         checkpoint: the permuted-label model's checkpoint (relative to the project root or absolute).
-        **kwargs: the comparison keys of :class:`metrics.similarity.MapComparison`.
+        **kwargs: the comparison keys of :class:`bench.metrics.similarity.MapComparison`.
     """
 
     citation = ADEBAYO
@@ -428,7 +428,7 @@ class RandomLogit(MapComparison):
         target: the explained class: ``label`` or ``original_prediction`` (``current_prediction`` is
             the same as ``original_prediction`` here: the model is not changed).
         seed_offset: generator offset of the random classes.
-        **kwargs: the comparison keys of :class:`metrics.similarity.MapComparison` (Quantus' default similarity is
+        **kwargs: the comparison keys of :class:`bench.metrics.similarity.MapComparison` (Quantus' default similarity is
             SSIM on the row-major flattened map; see tests/metrics/test_quantus_sanity.py).
     """
 

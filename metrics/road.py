@@ -13,8 +13,8 @@ from bench.core.context import Context
 from bench.core.errors import ConfigError, check_choice, check_int, check_number
 from bench.core.ranking import descending_order, ranks_of
 from bench.core.rng import counter_normal, counter_normal_at, id_keys
-from metrics.base import Category, Metric, MetricOutput, OrderCurves
-from metrics.faithfulness import TARGETS, explained_targets
+from bench.metrics.base import Category, Metric, MetricOutput, OrderCurves
+from bench.metrics.faithfulness import TARGETS, explained_targets
 
 #: Weights of the 8 neighbours in ROAD's linear imputation: 1/6 edge, 1/12 diagonal (sum 1).
 NEIGHBOUR_WEIGHTS = ((1 / 12, 1 / 6, 1 / 12), (1 / 6, 0.0, 1 / 6), (1 / 12, 1 / 6, 1 / 12))

@@ -10,8 +10,8 @@ from bench.core.batch import Batch
 from bench.core.context import Context
 from bench.core.errors import check_bool, check_choice, check_int, check_number
 from bench.core.rng import content_keys, keyed_normal, keyed_uniform, sample_rows
-from metrics.base import Category, Metric, MetricOutput
-from metrics.faithfulness import SCORES, TARGETS, explained_targets
+from bench.metrics.base import Category, Metric, MetricOutput
+from bench.metrics.faithfulness import SCORES, TARGETS, explained_targets
 
 YEH = (
     "Yeh, Hsieh, Suggala, Inouye, Ravikumar. On the (In)fidelity and Sensitivity of Explanations. "

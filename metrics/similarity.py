@@ -4,7 +4,7 @@ Normalisations (Adebayo et al.'s "abs" and "signed" maps, Quantus' division by t
 SSIM and HOG (scikit-image, numpy, one image at a time) and the batched rank correlations of
 :mod:`bench.core.ranking`. :class:`MapComparison` holds the comparison keys every check shares
 (similarities, normalisation, SSIM and HOG settings, the class explained), declared once; the
-checks in :mod:`metrics.randomisation` pass them through. A similarity is NaN where a map is
+checks in :mod:`bench.metrics.randomisation` pass them through. A similarity is NaN where a map is
 constant (no ranks, no structure); that image's score is flagged ``degenerate``.
 """
 
@@ -22,7 +22,7 @@ from bench.core.batch import Batch
 from bench.core.context import Context
 from bench.core.errors import ConfigError, check_bool, check_choice, check_int, check_number
 from bench.core.ranking import pearson, spearman
-from metrics.base import Category, Direction, Metric
+from bench.metrics.base import Category, Direction, Metric
 
 SIMILARITIES = ("spearman_abs", "spearman_signed", "ssim", "hog")
 TARGETS = ("label", "original_prediction", "current_prediction")

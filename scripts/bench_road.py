@@ -5,7 +5,7 @@
 Two models: the committed shapes CNN on ``--images`` test images of the embedded benchmark
 (112 px), and torchvision's ResNet-18 (random weights, seeded) on ``--resnet-images`` smooth
 random images at 224 px. For each, the masks ROAD builds (MoRF and LeRF at the 7 default
-fractions, ranked by the input-gradient magnitude) are imputed by :func:`metrics.road.impute_linear`
+fractions, ranked by the input-gradient magnitude) are imputed by :func:`bench.metrics.road.impute_linear`
 (after) and by the same function at git revision ``--before-rev`` (before), and the model's
 forward pass runs over the same perturbed images (what the imputation is for); the three are
 interleaved ``--repeat`` times and reported as the median [min-max] of this process's CPU time per
@@ -39,8 +39,8 @@ from bench.core.context import Context
 from bench.core.paths import resolve_path
 from bench.core.profiling import cpu_model
 from bench.data.shapes import ShapesDataset
+from bench.metrics.road import FRACTIONS, NEIGHBOUR_WEIGHTS, RoadABC, fraction_counts, impute_linear
 from bench.models import load_shapes_cnn
-from metrics.road import FRACTIONS, NEIGHBOUR_WEIGHTS, RoadABC, fraction_counts, impute_linear
 
 NOTES = [
     "Notes:",

@@ -60,7 +60,7 @@ from bench.core.batch import Batch, collate
 from bench.core.context import Context
 from bench.core.profiling import cpu_model
 from bench.data.subset import SUBSET_KEYS
-from methods.base import batch_limit, preserve_model
+from bench.methods.base import batch_limit, preserve_model
 
 MODELS = ("shapes_cnn", "resnet18", "resnet50")
 TORCHVISION = {"resnet18", "resnet50"}
@@ -710,7 +710,7 @@ def peer_cases(
             except Exception as err:
                 p.note = f"not reusable: {type(err).__name__}: {err}"
                 return p
-            from metrics.faithfulness import blur, rise_blur_kernel
+            from bench.metrics.faithfulness import blur, rise_blur_kernel
 
             metric = instantiate(metric_node(key))
             substrate = blur(images, rise_blur_kernel()) if insertion else torch.zeros_like(images)
@@ -767,7 +767,7 @@ def peer_cases(
             from pytorch_grad_cam.metrics.road import NoisyLinearImputer
             from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 
-            from metrics.road import FRACTIONS, RoadMoRF
+            from bench.metrics.road import FRACTIONS, RoadMoRF
 
             cams = _np(maps)
             percentiles = [round(100 * (1 - f)) for f in FRACTIONS]
@@ -813,7 +813,7 @@ def peer_cases(
                 return p
             import quantus
 
-            from metrics.localisation import PointingGame
+            from bench.metrics.localisation import PointingGame
 
             metric = PointingGame(tolerance=0, strict=False, region="masks")
             x, a = _np(images), _np(maps)[:, None]
@@ -965,7 +965,7 @@ def bare_lime(cfg: Any, model: torch.nn.Module, images: torch.Tensor, targets: t
     from lime import lime_image
 
     from bench.core.rng import per_image_seeds
-    from methods.perturbation import superpixels
+    from bench.methods.perturbation import superpixels
 
     def run() -> torch.Tensor:
         seg = superpixels(images, cfg.n_segments, cfg.compactness, cfg.slic_sigma).cpu().numpy()
@@ -1010,7 +1010,7 @@ def bare_shap(cfg: Any, model: torch.nn.Module, images: torch.Tensor, targets: t
     import shap
 
     from bench.core.rng import per_image_seeds
-    from methods.perturbation import superpixels
+    from bench.methods.perturbation import superpixels
 
     def run() -> torch.Tensor:
         seg = superpixels(images, cfg.n_segments, cfg.compactness, cfg.slic_sigma).cpu().numpy()
@@ -1101,7 +1101,7 @@ class Point:
 def scaling_points(
     args: argparse.Namespace, preset: dict, device: torch.device, large_images: int
 ) -> list[Point]:
-    from metrics.faithfulness import Deletion
+    from bench.metrics.faithfulness import Deletion
 
     name = args.scaling_model
     cfg = configure(name, ["deletion"], args.maps_method)

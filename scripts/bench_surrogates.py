@@ -30,9 +30,8 @@ from bench import ROOT
 from bench.core.batch import collate
 from bench.core.profiling import cpu_model
 from bench.data.shapes import ShapesDataset
-from bench.models import load_shapes_cnn
-from methods.perturbation import KernelShap, Lime
-from methods.surrogate import (
+from bench.methods.perturbation import KernelShap, Lime
+from bench.methods.surrogate import (
     BatchedKernelShap,
     BatchedLime,
     cosine_distance_to_ones,
@@ -40,6 +39,7 @@ from methods.surrogate import (
     lime_kernel,
     ridge_fit,
 )
+from bench.models import load_shapes_cnn
 
 
 def timed(fn) -> tuple[float, float]:

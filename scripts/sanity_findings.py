@@ -28,13 +28,13 @@ from bench.core.batch import collate
 from bench.core.context import Context
 from bench.core.paths import resolve_path
 from bench.data.shapes import ShapesDataset
+from bench.methods import cam, gradient
+from bench.methods.base import Method
 from bench.models import load_shapes_cnn
-from methods import cam, gradient
-from methods.base import Method
 
 
 class _CaptumGuidedBackprop(Method):
-    """Fallback when methods.gradient has no GuidedBackprop: captum's, max |.| over channels."""
+    """Fallback when bench.methods.gradient has no GuidedBackprop: captum's, max |.| over channels."""
 
     def __init__(self) -> None:
         super().__init__("max_abs")

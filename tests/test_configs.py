@@ -23,14 +23,14 @@ from bench.core.context import Context
 from bench.core.errors import ConfigError
 from bench.data.scenes import ScenesDataset
 from bench.data.shapes import ShapesDataset
+from bench.methods.attention import ViTGradCAM
+from bench.methods.base import Method
+from bench.methods.cam import GradCAM
+from bench.methods.gradient import Gradient
+from bench.metrics.base import Category, Direction, Metric
 from bench.models import meta_of
 from bench.run import build_dataset
 from bench.validate import user_error
-from methods.attention import ViTGradCAM
-from methods.base import Method
-from methods.cam import GradCAM
-from methods.gradient import Gradient
-from metrics.base import Category, Direction, Metric
 from tests.bench._fixtures import MEAN, STD, write_coco, write_folder, write_imagenet, write_voc
 
 #: Settings that keep one pass of every metric over two images to a few seconds.

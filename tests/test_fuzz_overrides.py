@@ -167,9 +167,9 @@ def test_accepted_overrides_run_a_tiny_job(tmp_path_factory, argv):
 #: Names a ``_target_`` could be given: this project's (allowed where they fit), attributes of
 #: our modules that are other packages' objects, the standard library, garbage.
 NAMES = [
-    "methods.gradient.Gradient",
-    "methods.cam.GradCAM",
-    "metrics.faithfulness.Deletion",
+    "bench.methods.gradient.Gradient",
+    "bench.methods.cam.GradCAM",
+    "bench.metrics.faithfulness.Deletion",
     "bench.validate.ValidateOnMultirunStart",
     "bench.collate.pd.read_pickle",
     "bench.run.torch.load",
@@ -188,14 +188,14 @@ ROUTES = [
     ("+metric.x={{_target_:{}}}", "metric.x._target_"),
     ("+hydra.callbacks.x={{_target_:{}}}", "hydra.callbacks.x._target_"),
     ("+hydra.callbacks.x._target_={}", "hydra.callbacks.x._target_"),
-    ("method._target_=methods.gradient.Gradient,{}", "method._target_"),
+    ("method._target_=bench.methods.gradient.Gradient,{}", "method._target_"),
 ]
 #: The names above that the project allows: its own method, metric and callback classes (the
 #: allow-list is one set; a method class under ``metric`` passes here and fails at construction).
 ALLOWED = {
-    "methods.gradient.Gradient",
-    "methods.cam.GradCAM",
-    "metrics.faithfulness.Deletion",
+    "bench.methods.gradient.Gradient",
+    "bench.methods.cam.GradCAM",
+    "bench.metrics.faithfulness.Deletion",
     "bench.validate.ValidateOnMultirunStart",
 }
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from bench import ROOT
 
-PACKAGES = ("bench", "methods", "metrics")
+#: The folders of our code; methods/ and metrics/ are the packages bench.methods, bench.metrics.
+FOLDERS = ("bench", "methods", "metrics")
 
 #: layer -> the layers it may import from
 ALLOWED = {
@@ -27,27 +28,31 @@ ALLOWED = {
 
 def layer(module: str) -> str | None:
     """The layer of a module of ours (None for a third-party module)."""
-    top = module.split(".")[0]
-    if top not in PACKAGES:
+    if module.split(".")[0] != "bench":
         return None
     if module == "bench" or module.startswith("bench.core"):
         return "core"  # the package root only re-exports the core's ROOT
-    for name in ("data", "models"):
+    for name in ("data", "models", "methods", "metrics"):
         if module == f"bench.{name}" or module.startswith(f"bench.{name}."):
             return name
-    return top if top in ("methods", "metrics") else "runner"
+    return "runner"
 
 
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts = parts[:-1]
+    if parts[0] in ("methods", "metrics"):
+        parts = ["bench", *parts]
     return ".".join(parts)
 
 
 def is_module(name: str) -> bool:
     """Whether ``name`` is one of our modules or packages (not a class or function in one)."""
-    path = ROOT.joinpath(*name.split("."))
+    parts = name.split(".")
+    if parts[:2] in (["bench", "methods"], ["bench", "metrics"]):
+        parts = parts[1:]
+    path = ROOT.joinpath(*parts)
     return layer(name) is not None and (path.with_suffix(".py").is_file() or path.is_dir())
 
 
@@ -88,26 +93,29 @@ def violations(edges: dict[str, list[tuple[int, str]]]) -> list[str]:
 
 def project_edges() -> dict[str, list[tuple[int, str]]]:
     return {
-        module_name(p): imports_of(p)
-        for pkg in PACKAGES
-        for p in sorted((ROOT / pkg).rglob("*.py"))
+        module_name(p): imports_of(p) for pkg in FOLDERS for p in sorted((ROOT / pkg).rglob("*.py"))
     }
 
 
 def test_no_import_breaks_the_layering():
     edges = project_edges()
-    assert len(edges) > 40 and "bench.core.context" in edges and "metrics.randomisation" in edges
+    assert (
+        len(edges) > 40 and "bench.core.context" in edges and "bench.metrics.randomisation" in edges
+    )
     assert violations(edges) == []
 
 
 def test_the_checker_sees_each_kind_of_forbidden_edge():
     forged = {
-        "methods.cam": [(3, "metrics.base")],  # methods -> metrics
-        "metrics.road": [(4, "methods.base"), (5, "bench.models")],  # metrics -> methods, models
+        "bench.methods.cam": [(3, "bench.metrics.base")],  # methods -> metrics
+        "bench.metrics.road": [
+            (4, "bench.methods.base"),
+            (5, "bench.models"),
+        ],  # metrics -> methods, models
         "bench.core.context": [(6, "bench.data.base")],  # core -> data
         "bench.data.voc": [(7, "bench.models.meta")],  # data -> models
         "bench.models.meta": [(8, "bench.run")],  # models -> runner
-        "bench.run": [(9, "metrics.base"), (10, "torch")],  # allowed
+        "bench.run": [(9, "bench.metrics.base"), (10, "torch")],  # allowed
     }
     assert len(violations(forged)) == 6
     assert all("bench.run" not in v.split()[0] for v in violations(forged))

@@ -103,7 +103,9 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
         assert DATA + rel in names, f"{rel} missing from the wheel"
     assert not any(n.startswith(DATA + "conf/local/") for n in names), "conf/local/ shipped"
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
-    assert {n.split("/")[0] for n in names if not n.endswith(".dist-info/")} >= {"bench", "methods"}
+    tops = {n.split("/")[0] for n in names if ".dist-info/" not in n}
+    assert tops == {"bench"}, tops  # methods/ and metrics/ are bench.methods and bench.metrics
+    assert "bench/methods/cam.py" in names and "bench/metrics/road.py" in names
 
     # a fresh venv outside the checkout; the dependencies already installed here are made
     # visible by a .pth naming their folders (a plain path entry: the .pth files there, the
@@ -164,7 +166,13 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     assert Path(where["mine"]) == work.resolve() / "mydata", where  # a user path: the CWD's
     assert Path(where["missing"]) == work.resolve() / "nothing", where
 
-    # the default benchmark (one job, 2 images): the table printed, the run under the CWD
+    # the default benchmark (one job, 2 images): the table printed, the run under the CWD; a
+    # user's own methods.py and metrics.py in the working folder and on PYTHONPATH change nothing
+    for name in ("methods", "metrics"):
+        (work / f"{name}.py").write_text(
+            f"raise SystemExit('the user\\'s {name}.py was imported')\n"
+        )
+    env["PYTHONPATH"] = str(work)
     one = _run([bindir / "bench", "dataset.limit=2"], work, env)
     assert "| shapes_cnn | shapes | gradcam | 2 |" in one.stdout, one.stdout
     (run_dir,) = (work / "results" / "runs").iterdir()
@@ -181,3 +189,28 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     collated = _run([bindir / "bench-collate", sweep_dir], work, env)
     for method in ("gradcam", "random"):
         assert f"| shapes_cnn | shapes | {method} | 2 |" in collated.stdout, collated.stdout
+
+
+def test_a_users_methods_py_and_metrics_py_do_not_shadow_ours(tmp_path: Path) -> None:
+    """In the checkout (an editable install): a user's ``methods.py`` and ``metrics.py`` beside
+    their model module, in the working folder and on PYTHONPATH, are never imported by the tool
+    (its packages are ``bench.methods`` and ``bench.metrics``)."""
+    for name in ("methods", "metrics"):
+        (tmp_path / f"{name}.py").write_text(f"raise SystemExit('the user\\'s {name}.py')\n")
+    (tmp_path / "mynet.py").write_text(
+        "import torch\nfrom torch import nn\n\n\nclass Net(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n"
+        "        self.conv = nn.Conv2d(3, 4, 3, padding=1)\n        self.fc = nn.Linear(4, 8)\n\n"
+        "    def forward(self, x):\n        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "HYDRA_FULL_ERROR": "0"}
+    env["OMP_NUM_THREADS"] = str(torch.get_num_threads())
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "model=custom", "trust_code=true", "model.module=mynet.Net",
+         "model.mean=[0.5,0.5,0.5]", "model.std=[0.25,0.25,0.25]", "model.input_size=[112,112]",
+         "method=gradcam", "dataset.limit=2", "metric=[deletion]", f"hydra.run.dir={tmp_path / 'run'}",
+         f"paths.output_root={tmp_path}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| custom | shapes | gradcam | 2 |" in done.stdout, done.stdout

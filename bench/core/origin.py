@@ -21,7 +21,7 @@ from pathlib import Path
 from bench.core.errors import ConfigError
 
 #: This project's own packages (their code is hashed: an editable install keeps one version).
-OWN = ("bench", "methods", "metrics")
+OWN = ("bench",)
 #: Always libraries, whether or not they are installed as distributions here.
 LIBRARIES = frozenset(
     {

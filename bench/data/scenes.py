@@ -8,7 +8,7 @@ plus line distractors that carry no class information. Like VOC in TorchRay's pr
 ``<image id>:<class>``, whose mask is that object's visible pixels (a pixel belongs to the top
 object) and whose box is the mask's extent. Each sample also carries a *partner*: the next class
 present in the same image (in class order, cyclically), with its mask, for
-:class:`metrics.class_sensitivity.ClassSensitivity`.
+:class:`bench.metrics.class_sensitivity.ClassSensitivity`.
 
 Difficulty is data, not tuning: ``num_objects``, ``object_size``, ``distractors``, ``background``
 and ``max_overlap`` are generator knobs whose committed defaults (conf/dataset/scenes.yaml) were

@@ -70,7 +70,7 @@ def test_user_maps_are_scored_like_a_methods_maps(shapes):
     b = shapes["batch"]
     ref = _evaluate(shapes, methods="gradient", metrics=["deletion", "pointing_game"])
     # the method's own maps, computed outside, give the same rows under the name of the dict key
-    from methods.gradient import Gradient
+    from bench.methods.gradient import Gradient
 
     maps = Gradient(reduction="max_abs", abs=True)(shapes["model"], b.images, b.targets)
     mine = _evaluate(shapes, maps={"gradient": maps.numpy()}, metrics=["deletion", "pointing_game"])

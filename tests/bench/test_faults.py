@@ -318,7 +318,7 @@ def test_shards_pool_and_different_configurations_get_their_own_labels(tmp_path)
 def test_nonfinite_and_constant_maps_are_flagged_for_every_metric_and_left_out(
     tmp_path, monkeypatch
 ):
-    from methods.baselines import Random
+    from bench.methods.baselines import Random
 
     real = Random.attribute
 
@@ -436,7 +436,7 @@ def test_roads_imputation_out_of_memory_halves_the_chunk_with_the_same_scores(
 ):
     """An allocation failure while a chunk's perturbed images are built (ROAD's imputation: on a
     GPU it can need more memory than the forward) halves the chunk like one in the forward."""
-    import metrics.road as road
+    import bench.metrics.road as road
 
     batch = Batch(
         images=tiny_images,

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-import methods.perturbation as perturbation
+import bench.methods.perturbation as perturbation
 from bench.api import compose
 from bench.core.batch import collate_with
 from bench.data.shapes import ShapesDataset
+from bench.methods.surrogate import BatchedLime
 from bench.run import run
-from methods.surrogate import BatchedLime
 
 FAST = [
     "model=shapes_cnn",

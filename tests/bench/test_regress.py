@@ -13,9 +13,9 @@ from scipy import stats as sps
 import bench.run
 from bench import ROOT
 from bench.api import compose
+from bench.methods.baselines import Random
+from bench.methods.cam import GradCAM
 from bench.regress import Tolerances, main, paired_p, read_baseline
-from methods.baselines import Random
-from methods.cam import GradCAM
 from tests.bench._fixtures import road_like_pairs
 from tests.conftest import run_bench
 

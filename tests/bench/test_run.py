@@ -183,8 +183,8 @@ class _Counting(torch.Tensor):
 
 def test_rows_move_each_tensor_to_the_host_once_per_batch_not_per_row():
     from bench.core.batch import Batch
+    from bench.metrics.base import MetricOutput
     from bench.run import rows_of
-    from metrics.base import MetricOutput
 
     b = 6
     targets = torch.arange(b).as_subclass(_Counting)

@@ -57,7 +57,7 @@ class Touch:
         ("method._target_=bench.run.torch.load", "method._target_", "torch.serialization.load"),
         ("+hydra.callbacks.x._target_=hydra.utils.Path.touch", "hydra.callbacks.x._target_", None),
         # one value of a sweep is enough
-        ("method._target_=methods.gradient.Gradient,os.system", "method._target_", None),
+        ("method._target_=bench.methods.gradient.Gradient,os.system", "method._target_", None),
     ],
 )
 def test_targets_a_config_may_not_name_are_refused_before_hydra_runs(override, key, shown):

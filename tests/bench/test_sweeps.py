@@ -116,7 +116,7 @@ def test_a_config_edited_during_a_sweep_does_not_change_its_later_jobs(tmp_path)
     while not list(sweep.glob(f"0_*/{RECORD}")):  # the first job has started
         assert time.time() < deadline and proc.poll() is None, proc.communicate()[1][-2000:]
         time.sleep(0.05)
-    (conf / "method" / "gradient.yaml").write_text("_target_: methods.gradient.Nope\n")
+    (conf / "method" / "gradient.yaml").write_text("_target_: bench.methods.gradient.Nope\n")
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-2000:]
     recs = records(sweep)

@@ -13,9 +13,9 @@ from omegaconf import open_dict
 from bench.cache import CHUNK_KEYS, without_chunk_keys
 from bench.core.context import AUTO_CAP
 from bench.core.errors import ConfigError
+from bench.methods.base import batch_limit, check_batch_size
+from bench.methods.cam import ScoreCAM
 from bench.run import config_hash
-from methods.base import batch_limit, check_batch_size
-from methods.cam import ScoreCAM
 from tests.methods.conftest import (
     CONF,
     METHODS,

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from bench.core.errors import ConfigError
-from methods.perturbation import KernelShap, _probs, superpixels
-from methods.surrogate import (
+from bench.methods.perturbation import KernelShap, _probs, superpixels
+from bench.methods.surrogate import (
     BatchedKernelShap,
     BatchedLime,
     box_blur,
@@ -205,7 +205,7 @@ def test_kernel_shap_sampler_enumerates_shaps_rows_with_shaps_weights():
 
 
 def _n_fixed(m: int, n_samples: int) -> int:
-    from methods.surrogate import shap_plan
+    from bench.methods.surrogate import shap_plan
 
     return len(shap_plan(m, n_samples).fixed)
 

@@ -171,9 +171,9 @@ def test_bad_inputs_are_value_errors(method, zoo):
     ],
 )
 def test_bad_settings_name_key_value_and_choices(key, value, cls):
-    import methods.attention as attention
-    import methods.gradient as gradient
-    import methods.perturbation as perturbation
+    import bench.methods.attention as attention
+    import bench.methods.gradient as gradient
+    import bench.methods.perturbation as perturbation
 
     klass = next(
         getattr(mod, cls) for mod in (gradient, perturbation, attention) if hasattr(mod, cls)

@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.core.rng import content_keys, per_image_seeds
-from methods.attention import AttentionRollout, RawAttention, ViTGradCAM
-from methods.baselines import CentreGaussian, Random, Sobel
-from methods.cam import (
+from bench.methods.attention import AttentionRollout, RawAttention, ViTGradCAM
+from bench.methods.baselines import CentreGaussian, Random, Sobel
+from bench.methods.cam import (
     CAM,
     AblationCAM,
     ActivationMap,
@@ -38,7 +38,7 @@ from methods.cam import (
     ScoreCAM,
     XGradCAM,
 )
-from methods.gradient import (
+from bench.methods.gradient import (
     INTEGRATIONS,
     LRP,
     Deconvolution,
@@ -51,7 +51,7 @@ from methods.gradient import (
     SmoothGrad,
     VarGrad,
 )
-from methods.perturbation import (
+from bench.methods.perturbation import (
     RISE,
     CaptumKernelShap,
     CaptumLime,
@@ -60,7 +60,7 @@ from methods.perturbation import (
     Lime,
     Occlusion,
 )
-from methods.surrogate import BatchedKernelShap, BatchedLime
+from bench.methods.surrogate import BatchedKernelShap, BatchedLime
 from tests.methods.conftest import METHODS, make_images, make_model
 
 #: config name -> the tests that check its values ("module::test" for tests in other files).

@@ -8,8 +8,8 @@ import torch
 from bench import ROOT
 from bench.core.batch import collate
 from bench.data.shapes import ShapesDataset
+from bench.metrics.localisation import PointingGame
 from bench.models import load_shapes_cnn
-from metrics.localisation import PointingGame
 from tests.methods.conftest import make_method
 
 CKPT = ROOT / "results" / "reference" / "models" / "shapes_cnn.pt"

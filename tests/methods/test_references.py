@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from bench import ROOT
-from bench.models import load_shapes_cnn
-from methods.cam import (
+from bench.methods.cam import (
     CAM,
     AblationCAM,
     EigenCAM,
@@ -19,7 +18,7 @@ from methods.cam import (
     ScoreCAM,
     XGradCAM,
 )
-from methods.gradient import (
+from bench.methods.gradient import (
     DeepLift,
     Gradient,
     GradientShap,
@@ -27,6 +26,7 @@ from methods.gradient import (
     SmoothGrad,
     VarGrad,
 )
+from bench.models import load_shapes_cnn
 from tests.methods.conftest import make_images, make_method, make_model
 
 CKPT = ROOT / "results" / "reference" / "models" / "shapes_cnn.pt"

@@ -60,11 +60,16 @@ OVERRIDES: dict[tuple[str, str], list[Any] | Callable[[MethodCase], list[Any]]] 
     # the stabiliser: x2 of 1e-9 changes relevances by ~1e-9, below any tolerance
     ("lrp", "epsilon"): [0.1],
     # the wrapped method: another class
-    ("smoothgrad", "method._target_"): ["methods.gradient.InputXGradient"],
+    ("smoothgrad", "method._target_"): ["bench.methods.gradient.InputXGradient"],
     # (without VarGrad's `abs: false`, which only Gradient takes)
     ("vargrad", "method._target_"): [
         Together(
-            {"method": {"_target_": "methods.gradient.InputXGradient", "reduction": "max_abs"}}
+            {
+                "method": {
+                    "_target_": "bench.methods.gradient.InputXGradient",
+                    "reduction": "max_abs",
+                }
+            }
         )
     ],
 }

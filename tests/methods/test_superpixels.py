@@ -8,7 +8,7 @@ import torch
 from bench.core.batch import collate
 from bench.core.errors import ConfigError
 from bench.data.shapes import ShapesDataset
-from methods.perturbation import FeatureAblation, superpixels
+from bench.methods.perturbation import FeatureAblation, superpixels
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_slic_sigma_reaches_the_segmentation_and_bad_values_are_refused(shapes_i
 def test_captum_kernel_shap_with_one_superpixel_gives_the_exact_shapley_value(
     tiny_cnn, tiny_images
 ):
-    from methods.perturbation import CaptumKernelShap, _probs
+    from bench.methods.perturbation import CaptumKernelShap, _probs
 
     method = CaptumKernelShap(n_samples=8, n_segments=4)
     method.segments = lambda images: torch.zeros(

@@ -8,8 +8,8 @@ from torch import Tensor, nn
 
 from bench.core.batch import Batch
 from bench.core.context import Context
-from methods.base import Method
-from methods.gradient import Gradient
+from bench.methods.base import Method
+from bench.methods.gradient import Gradient
 
 
 class TinyBNNet(nn.Module):
@@ -89,9 +89,9 @@ class GuidedBackprop(Method):
 
 
 def guided_backprop() -> Method:
-    """``methods.gradient.GuidedBackprop`` when another engineer has added it, else the local wrapper."""
+    """``bench.methods.gradient.GuidedBackprop`` when another engineer has added it, else the local wrapper."""
     try:
-        from methods.gradient import GuidedBackprop as Shared  # type: ignore[attr-defined]
+        from bench.methods.gradient import GuidedBackprop as Shared  # type: ignore[attr-defined]
     except ImportError:
         return GuidedBackprop()
     return Shared()

@@ -11,7 +11,7 @@ from torch import nn
 from bench.core.batch import Batch
 from bench.core.context import Context
 from bench.core.errors import ConfigError
-from metrics.class_sensitivity import ClassSensitivity, min_sq_distance
+from bench.metrics.class_sensitivity import ClassSensitivity, min_sq_distance
 
 H = W = 8
 

@@ -10,7 +10,7 @@ import torch
 from scipy import stats
 
 from bench.core.errors import ConfigError
-from metrics.complexity import Complexity, Sparseness
+from bench.metrics.complexity import Complexity, Sparseness
 from tests.metrics._loc_helpers import make_batch, make_ctx
 
 CTX = make_ctx()

@@ -11,7 +11,7 @@ from scipy.ndimage import correlate
 
 from bench import ROOT
 from bench.core.errors import ConfigError
-from metrics.faithfulness import (
+from bench.metrics.faithfulness import (
     DAUC,
     DC,
     IAUC,
@@ -199,7 +199,9 @@ def naive_gomez(model, image, grid, max_steps, insertion, target):
 
 
 @pytest.mark.parametrize("max_steps", [8, 5])
-@pytest.mark.parametrize("offset", [0.0, 1.0])  # off zero: a partial last step's mean is not its sum
+@pytest.mark.parametrize(
+    "offset", [0.0, 1.0]
+)  # off zero: a partial last step's mean is not its sum
 def test_gomez_metrics_match_package_loop(max_steps, offset):
     model = tiny_cnn()
     images = torch.randn(2, 3, H, W, generator=torch.Generator().manual_seed(4))

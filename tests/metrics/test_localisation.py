@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from bench import ROOT
 from bench.core.errors import ConfigError
 from bench.data.base import ImageDataset
-from metrics.localisation import (
+from bench.metrics.localisation import (
     EnergyPointingGame,
     PointingGame,
     RelevanceMassAccuracy,

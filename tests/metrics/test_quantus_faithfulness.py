@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from metrics.faithfulness import Deletion, Insertion, LeRF, MoRF, blur, rise_blur_kernel
+from bench.metrics.faithfulness import Deletion, Insertion, LeRF, MoRF, blur, rise_blur_kernel
 from tests.metrics._faith_helpers import distinct_maps, make_batch, make_ctx, tiny_cnn
 
 quantus = pytest.importorskip("quantus")

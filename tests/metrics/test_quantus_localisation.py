@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from metrics.complexity import Complexity, Sparseness
-from metrics.localisation import (
+from bench.metrics.complexity import Complexity, Sparseness
+from bench.metrics.localisation import (
     EnergyPointingGame,
     PointingGame,
     RelevanceMassAccuracy,

@@ -26,7 +26,7 @@ import torch
 from skimage.metrics import structural_similarity
 from torch import nn
 
-from metrics.randomisation import EfficientMPRT, ModelRandomisation, RandomLogit, SmoothMPRT
+from bench.metrics.randomisation import EfficientMPRT, ModelRandomisation, RandomLogit, SmoothMPRT
 from tests.metrics import _sanity_helpers as H
 
 quantus = pytest.importorskip("quantus")

@@ -18,10 +18,9 @@ from bench.core.batch import collate
 from bench.core.errors import ConfigError
 from bench.core.rng import content_keys, keyed_normal
 from bench.data.shapes import ShapesDataset
-from bench.models import load_shapes_cnn
-from methods.base import Method
-from methods.cam import GradCAM
-from metrics.randomisation import (
+from bench.methods.base import Method
+from bench.methods.cam import GradCAM
+from bench.metrics.randomisation import (
     DataRandomisation,
     EfficientMPRT,
     ModelRandomisation,
@@ -31,6 +30,7 @@ from metrics.randomisation import (
     randomisation_layers,
     randomise_layer,
 )
+from bench.models import load_shapes_cnn
 from tests.metrics import _sanity_helpers as H
 
 SHAPES_CKPT = "results/reference/models/shapes_cnn.pt"
@@ -254,7 +254,7 @@ def test_target_rules_explain_the_right_class():
         expect0 = labels if rule == "label" else pred
         assert torch.equal(calls[0], expect0)
         if rule == "current_prediction":
-            from metrics.randomisation import randomised_models
+            from bench.metrics.randomisation import randomised_models
 
             names = randomisation_layers(model)
             for call, rand in zip(calls[1:], randomised_models(model, names, seed=1)):

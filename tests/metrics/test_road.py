@@ -9,10 +9,10 @@ from scipy.sparse import coo_matrix, csc_matrix, diags, lil_matrix
 from scipy.sparse.linalg import spsolve
 from torch import nn
 
-import metrics.road as road
+import bench.metrics.road as road
 from bench.core.errors import ConfigError
 from bench.core.rng import id_keys
-from metrics.road import (
+from bench.metrics.road import (
     RoadABC,
     RoadLeRF,
     RoadMoRF,

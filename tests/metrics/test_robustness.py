@@ -7,7 +7,12 @@ import torch
 
 from bench.core.errors import ConfigError
 from bench.core.rng import content_keys, keyed_normal, keyed_uniform
-from metrics.robustness import _INFIDELITY_STREAM, _SENSITIVITY_STREAM, Infidelity, MaxSensitivity
+from bench.metrics.robustness import (
+    _INFIDELITY_STREAM,
+    _SENSITIVITY_STREAM,
+    Infidelity,
+    MaxSensitivity,
+)
 from tests.metrics._faith_helpers import LinearModel, make_batch, make_ctx
 
 B, H, W = 2, 4, 4

@@ -32,7 +32,7 @@ from bench.api import compose
 from bench.cli import options
 from bench.core.batch import Batch
 from bench.core.context import Context
-from methods.gradient import Gradient
+from bench.methods.gradient import Gradient
 from tests._settings_helpers import (
     Path,
     accepts,

@@ -8,7 +8,7 @@ import torch
 from skimage.feature import hog
 from skimage.metrics import structural_similarity
 
-from metrics.similarity import hog_features, normalise_abs, normalise_signed, ssim
+from bench.metrics.similarity import hog_features, normalise_abs, normalise_signed, ssim
 
 
 def test_normalisations_match_the_reference_formulas():
