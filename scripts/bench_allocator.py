@@ -18,12 +18,12 @@ import sys
 from pathlib import Path
 
 from bench import ROOT
-from bench.io import atomic_write_text
+from bench.engine.io import atomic_write_text
 
 PROBE = r"""
 import json, resource, sys, time, torch
 from hydra.utils import instantiate
-from bench.allocator import keep_freed_memory
+from bench.engine.allocator import keep_freed_memory
 from bench.api import compose
 from bench.core.context import Context
 from bench.core.batch import collate

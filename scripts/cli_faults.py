@@ -129,21 +129,21 @@ def payloads() -> list[Case]:
             True,
         ),
         Case(
-            "method target through bench.collate.pd",
+            "method target through bench.results.collate.pd",
             [
                 "method=random",
                 "~method.seed",
-                "method._target_=bench.collate.pd.read_pickle",
+                "method._target_=bench.results.collate.pd.read_pickle",
                 "+method.filepath_or_buffer=evil.pkl",
             ],
             True,
         ),
         Case(
-            "method target through bench.run.torch",
+            "method target through bench.engine.run.torch",
             [
                 "method=random",
                 "~method.seed",
-                "method._target_=bench.run.torch.load",
+                "method._target_=bench.engine.run.torch.load",
                 "+method.f=evil.pt",
                 "+method.weights_only=false",
             ],
@@ -162,7 +162,7 @@ def payloads() -> list[Case]:
         Case(
             "hydra callback that unpickles",
             [
-                "+hydra.callbacks.evil={_target_: bench.run.torch.load, "
+                "+hydra.callbacks.evil={_target_: bench.engine.run.torch.load, "
                 "f: evil.pt, weights_only: false}"
             ],
             True,

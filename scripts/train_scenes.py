@@ -30,8 +30,8 @@ from tqdm import tqdm
 from bench import ROOT
 from bench.core.checkpoints import read_checkpoint, split_checkpoint
 from bench.data.scenes import CLASSES, ScenesDataset
+from bench.engine.training import fit, normalise, save_checkpoint
 from bench.models import ShapesCNN
-from bench.training import fit, normalise, save_checkpoint
 
 log = logging.getLogger("train_scenes")
 

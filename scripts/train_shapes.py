@@ -19,8 +19,8 @@ import torch
 
 from bench import ROOT
 from bench.data.shapes import ShapesDataset
+from bench.engine.training import accuracy, fit, render_split, save_checkpoint
 from bench.models import ShapesCNN
-from bench.training import accuracy, fit, render_split, save_checkpoint
 
 log = logging.getLogger("train_shapes")
 

@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 
 from bench import ROOT
 from bench.api import compose
-from bench.cli import options
+from bench.config.overrides import options
 from bench.core.batch import collate
 from bench.core.errors import ConfigError
 from bench.core.layers import get_layer

@@ -17,20 +17,20 @@ from torch import nn
 
 from bench import ROOT
 from bench.api import compose
-from bench.cli import GROUPS, check_overrides, options
+from bench.config.overrides import GROUPS, check_overrides, options
+from bench.config.validate import user_error
 from bench.core.batch import Sample, collate
 from bench.core.context import Context
 from bench.core.errors import ConfigError
 from bench.data.scenes import ScenesDataset
 from bench.data.shapes import ShapesDataset
+from bench.engine.run import build_dataset
 from bench.methods.attention import ViTGradCAM
 from bench.methods.base import Method
 from bench.methods.cam import GradCAM
 from bench.methods.gradient import Gradient
 from bench.metrics.base import Category, Direction, Metric
 from bench.models import meta_of
-from bench.run import build_dataset
-from bench.validate import user_error
 from tests.bench._fixtures import MEAN, STD, write_coco, write_folder, write_imagenet, write_voc
 
 #: Settings that keep one pass of every metric over two images to a few seconds.

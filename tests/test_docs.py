@@ -8,7 +8,7 @@ import re
 import pytest
 
 from bench import ROOT
-from bench.cli import check_overrides, options
+from bench.config.overrides import check_overrides, options
 from bench.core.errors import ConfigError
 
 PROTOCOLS = ROOT / "docs" / "PROTOCOLS.md"

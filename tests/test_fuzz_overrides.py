@@ -3,8 +3,8 @@ with exactly one line that names its key, or accepted and runs.
 
 The configs are composed once per method (Hydra's composition is slow); each example's
 overrides are then applied the way Hydra applies them (``ConfigLoaderImpl._apply_overrides_to_config``)
-and checked exactly as ``bench`` checks them (:func:`bench.cli.check_overrides`,
-:func:`bench.validate.validate`).
+and checked exactly as ``bench`` checks them (:func:`bench.config.overrides.check_overrides`,
+:func:`bench.config.validate.validate`).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from bench.api import compose
-from bench.cli import check_overrides
+from bench.config.overrides import check_overrides
+from bench.config.validate import user_error, validate
 from bench.core.errors import ConfigError
-from bench.run import run
-from bench.validate import user_error, validate
+from bench.engine.run import run
 
 METHODS = ("gradcam", "integrated_gradients", "random")
 BASE = {
@@ -170,11 +170,11 @@ NAMES = [
     "bench.methods.gradient.Gradient",
     "bench.methods.cam.GradCAM",
     "bench.metrics.faithfulness.Deletion",
-    "bench.validate.ValidateOnMultirunStart",
-    "bench.collate.pd.read_pickle",
-    "bench.run.torch.load",
-    "bench.run.subprocess.run",
-    "bench.cache.np.load",
+    "bench.cli.callbacks.ValidateOnMultirunStart",
+    "bench.results.collate.pd.read_pickle",
+    "bench.engine.run.torch.load",
+    "bench.engine.run.subprocess.run",
+    "bench.engine.cache.np.load",
     "hydra.utils.Path.touch",
     "hydra.utils.instantiate",
     "os.system",
@@ -196,7 +196,7 @@ ALLOWED = {
     "bench.methods.gradient.Gradient",
     "bench.methods.cam.GradCAM",
     "bench.metrics.faithfulness.Deletion",
-    "bench.validate.ValidateOnMultirunStart",
+    "bench.cli.callbacks.ValidateOnMultirunStart",
 }
 
 

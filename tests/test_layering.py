@@ -15,27 +15,32 @@ from bench import ROOT
 #: The folders of our code; methods/ and metrics/ are the packages bench.methods, bench.metrics.
 FOLDERS = ("bench", "methods", "metrics")
 
-#: layer -> the layers it may import from
+#: The layers, each importing only from the layers before it and itself (DESIGN.md, Layout):
+#: core <- {data, models, methods, metrics} <- config <- engine <- results <- api <- cli.
+BASES = ("data", "models", "methods", "metrics")
 ALLOWED = {
     "core": {"core"},
-    "data": {"core", "data"},
-    "models": {"core", "models"},
-    "methods": {"core", "methods"},
-    "metrics": {"core", "metrics"},
-    "runner": {"core", "data", "models", "methods", "metrics", "runner"},
+    **{b: {"core", b} for b in BASES},
+    "config": {"core", *BASES, "config"},
+    "engine": {"core", *BASES, "config", "engine"},
+    "results": {"core", *BASES, "config", "engine", "results"},
+    "api": {"core", *BASES, "config", "engine", "results", "api"},
+    "cli": {"core", *BASES, "config", "engine", "results", "api", "cli"},
 }
 
 
 def layer(module: str) -> str | None:
     """The layer of a module of ours (None for a third-party module)."""
-    if module.split(".")[0] != "bench":
+    parts = module.split(".")
+    if parts[0] != "bench":
         return None
-    if module == "bench" or module.startswith("bench.core"):
+    if module == "bench" or parts[1] == "core":
         return "core"  # the package root only re-exports the core's ROOT
-    for name in ("data", "models", "methods", "metrics"):
-        if module == f"bench.{name}" or module.startswith(f"bench.{name}."):
-            return name
-    return "runner"
+    if parts[1] == "__main__":
+        return "cli"
+    if parts[1] in ALLOWED:
+        return parts[1]
+    raise AssertionError(f"{module} is in no layer: put it in a sub-package of bench/")
 
 
 def module_name(path: Path) -> str:
@@ -50,10 +55,12 @@ def module_name(path: Path) -> str:
 def is_module(name: str) -> bool:
     """Whether ``name`` is one of our modules or packages (not a class or function in one)."""
     parts = name.split(".")
+    if parts[0] != "bench":
+        return False
     if parts[:2] in (["bench", "methods"], ["bench", "metrics"]):
         parts = parts[1:]
     path = ROOT.joinpath(*parts)
-    return layer(name) is not None and (path.with_suffix(".py").is_file() or path.is_dir())
+    return path.with_suffix(".py").is_file() or path.is_dir()
 
 
 def imports_of(path: Path) -> list[tuple[int, str]]:
@@ -85,7 +92,7 @@ def violations(edges: dict[str, list[tuple[int, str]]]) -> list[str]:
     for source, targets in edges.items():
         src = layer(source)
         for line, target in targets:
-            dst = layer(target)
+            dst = layer(target) if is_module(target) or target == "bench" else None
             if dst is not None and dst not in ALLOWED[src]:
                 bad.append(f"{source}:{line} imports {target} ({src} -> {dst})")
     return bad
@@ -114,11 +121,64 @@ def test_the_checker_sees_each_kind_of_forbidden_edge():
         ],  # metrics -> methods, models
         "bench.core.context": [(6, "bench.data.base")],  # core -> data
         "bench.data.voc": [(7, "bench.models.meta")],  # data -> models
-        "bench.models.meta": [(8, "bench.run")],  # models -> runner
-        "bench.run": [(9, "bench.metrics.base"), (10, "torch")],  # allowed
+        "bench.models.meta": [(8, "bench.engine.run")],  # models -> engine
+        "bench.config.trust": [(9, "bench.engine.cache")],  # config -> engine
+        "bench.engine.run": [(10, "bench.results.collate"), (11, "bench.metrics.base")],
+        "bench.results.figures": [(12, "bench.api"), (13, "bench.engine.io")],
+        "bench.api": [(14, "bench.cli.job"), (15, "torch")],
     }
-    assert len(violations(forged)) == 6
-    assert all("bench.run" not in v.split()[0] for v in violations(forged))
+    bad = violations(forged)
+    assert len(bad) == 10, bad
+    assert not any("bench.metrics.base" in v or "bench.engine.io" in v for v in bad)
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Module -> the modules of ours it imports (lazily or not), all layers together."""
+    return {
+        m: {t for _, t in targets if is_module(t) and t != m}
+        for m, targets in project_edges().items()
+    }
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_cycle_finder_sees_a_cycle_closed_inside_a_function():
+    graph = {"bench.api": {"bench.cli"}, "bench.cli": {"bench.engine.evaluate"},
+             "bench.engine.evaluate": {"bench.api"}, "bench.core.errors": set()}  # fmt: skip
+    assert cycles(graph) == [["bench.api", "bench.cli", "bench.engine.evaluate"]]
 
 
 def test_core_depends_on_no_other_layer_even_lazily():

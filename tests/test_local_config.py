@@ -10,7 +10,7 @@ import shutil
 from hydra import compose, initialize_config_dir
 
 from bench import ROOT
-from bench.schema import register
+from bench.config.schema import register
 
 
 def _example() -> str:

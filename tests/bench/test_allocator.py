@@ -12,7 +12,7 @@ from tests.conftest import run_bench
 
 PROBE = r"""
 import resource, torch
-from bench.allocator import keep_freed_memory
+from bench.engine.allocator import keep_freed_memory
 
 def faults():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

@@ -12,11 +12,11 @@ import torch
 from PIL import Image, ImageFile
 
 from bench.api import compose
+from bench.config.validate import validate
 from bench.core.errors import ConfigError
 from bench.data.files import check_file
 from bench.data.folder import FolderDataset
 from bench.data.subset import select
-from bench.validate import validate
 from tests.bench._fixtures import MEAN, STD, jpeg
 
 SIZE = [16, 16]
@@ -319,7 +319,7 @@ def test_every_file_backed_dataset_has_the_key(name):
 
 
 def test_a_job_on_a_truncated_image_stops_before_any_row(tmp_path):
-    from bench.run import run  # imported here: the runner is the heavier import
+    from bench.engine.run import run  # imported here: the runner is the heavier import
 
     root = folder(tmp_path / "data")
     truncate(root / "b.png", 0.8)
@@ -356,8 +356,8 @@ def test_check_file_reads_no_pixels(tmp_path, monkeypatch):
 
 
 def test_skipped_images_are_in_the_record_and_the_collated_report(tmp_path):
-    from bench.collate import collate
-    from bench.run import run
+    from bench.engine.run import run
+    from bench.results.collate import collate
 
     root = folder(tmp_path / "data")
     truncate(root / "b.png", 0.8)

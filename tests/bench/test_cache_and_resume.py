@@ -17,13 +17,12 @@ import pandas as pd
 import pytest
 import torch
 
-import bench.io
-import bench.run as runner
+import bench.engine.io
+import bench.engine.run as runner
 from bench import ROOT
 from bench.api import compose
-from bench.cache import MapCache, image_digests
-from bench.collate import collate, summarise
-from bench.io import (
+from bench.engine.cache import MapCache, image_digests
+from bench.engine.io import (
     LOCK,
     PROGRESS,
     RECORD,
@@ -33,7 +32,8 @@ from bench.io import (
     SUPERSEDED,
     RowWriter,
 )
-from bench.run import run
+from bench.engine.run import run
+from bench.results.collate import collate, summarise
 
 JOB = ("method=gradient", "dataset.limit=6", "batch_size=2", "metric=[deletion,pointing_game]")
 
@@ -195,7 +195,7 @@ def test_an_edited_model_file_changes_the_key(tmp_path, monkeypatch):
     """The same module path and class name, the file edited between two runs: another key."""
     import importlib
 
-    from bench.cache import job_spec
+    from bench.engine.cache import job_spec
 
     (tmp_path / "usernet.py").write_text("from torch import nn\nclass Net(nn.Conv2d):\n    pass\n")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -331,7 +331,7 @@ def test_a_resumed_job_cuts_off_the_rows_of_the_batch_it_did_not_record(tmp_path
     clean = tmp_path / "clean"
     launch(clean)
     folder = tmp_path / "job"
-    real_step, real_init = bench.io.Progress.step, bench.io.RowWriter.__init__
+    real_step, real_init = bench.engine.io.Progress.step, bench.engine.io.RowWriter.__init__
     steps = {"n": 0}
 
     def dying_step(self, writer, images, arrays):
@@ -340,10 +340,10 @@ def test_a_resumed_job_cuts_off_the_rows_of_the_batch_it_did_not_record(tmp_path
             raise RuntimeError("node lost")
         return real_step(self, writer, images, arrays)
 
-    monkeypatch.setattr(bench.io.Progress, "step", dying_step)
+    monkeypatch.setattr(bench.engine.io.Progress, "step", dying_step)
     with pytest.raises(RuntimeError, match="node lost"):
         launch(folder)
-    monkeypatch.setattr(bench.io.Progress, "step", real_step)
+    monkeypatch.setattr(bench.engine.io.Progress, "step", real_step)
     progress = json.loads((folder / PROGRESS).read_text())
     partial = folder / f"{SCORES}.partial"
     assert progress["batches"] == 2 and progress["rows"] == 4
@@ -354,7 +354,7 @@ def test_a_resumed_job_cuts_off_the_rows_of_the_batch_it_did_not_record(tmp_path
         real_init(self, *args, **kwargs)
         opened.append((kwargs.get("resume"), self.partial.stat().st_size, self.count))
 
-    monkeypatch.setattr(bench.io.RowWriter, "__init__", spy)
+    monkeypatch.setattr(bench.engine.io.RowWriter, "__init__", spy)
     record = launch(folder)
     cut = progress["bytes"]
     assert opened == [((cut, 4), cut, 4)]  # cut back to the recorded batches before any write
@@ -455,10 +455,10 @@ def test_a_killed_job_relaunched_finishes_without_recomputing_and_equals_a_clean
 
 
 def test_a_change_of_the_code_that_computes_maps_misses(tmp_path, monkeypatch):
-    import bench.cache
+    import bench.engine.cache
 
     cache = tmp_path / "cache"
     job(tmp_path / "a", cache)
-    monkeypatch.setattr(bench.cache, "code_digest", lambda: "a method was edited")
+    monkeypatch.setattr(bench.engine.cache, "code_digest", lambda: "a method was edited")
     record = job(tmp_path / "b", cache)
     assert record["cache"]["misses"] == 6 and record["cache"]["hits"] == 0

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.collate import format_table, summarise
+from bench.results.collate import format_table, summarise
 
 
 def long_rows() -> pd.DataFrame:

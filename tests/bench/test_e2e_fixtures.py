@@ -12,7 +12,7 @@ import pytest
 
 from bench.api import compose
 from bench.core.errors import ConfigError
-from bench.run import run
+from bench.engine.run import run
 from tests.bench._fixtures import write_coco, write_folder, write_imagenet, write_voc
 
 ROOT = Path(__file__).resolve().parents[2]

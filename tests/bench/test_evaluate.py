@@ -1,4 +1,4 @@
-"""The Python API (bench.evaluate): the same scores as a run, user maps, one-line errors."""
+"""The Python API (bench.engine.evaluate): the same scores as a run, user maps, one-line errors."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from hydra.utils import instantiate
 from bench.api import compose
 from bench.core.batch import collate
 from bench.core.errors import ConfigError
-from bench.evaluate import evaluate
-from bench.io import ROW_COLUMNS
-from bench.run import build_dataset, run
+from bench.engine.evaluate import evaluate
+from bench.engine.io import ROW_COLUMNS
+from bench.engine.run import build_dataset, run
 
 OVERRIDES = ("method=gradcam", "dataset.limit=6", "metric=[deletion,pointing_game]")
 

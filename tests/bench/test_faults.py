@@ -25,13 +25,13 @@ from omegaconf import OmegaConf
 
 from bench import ROOT
 from bench.api import compose
-from bench.collate import collate, summarise
-from bench.collate import main as collate_main
+from bench.cli.collate import main as collate_main
 from bench.core.batch import Batch
 from bench.core.context import Context
 from bench.core.errors import ConfigError
-from bench.io import LOCK, RECORD, SCORES
-from bench.run import run
+from bench.engine.io import LOCK, RECORD, SCORES
+from bench.engine.run import run
+from bench.results.collate import collate, summarise
 
 JOB = ("method=random", "dataset.limit=6", "batch_size=2", "metric=[deletion,pointing_game]")
 
@@ -340,7 +340,7 @@ def test_nonfinite_and_constant_maps_are_flagged_for_every_metric_and_left_out(
     assert (rows.loc[~first, "flag"] == "constant_map").all()
     s = table(tmp_path / "broken").set_index("metric")
     assert (s["excluded"] == 6).all() and (s["n"] == 0).all() and s["mean"].isna().all()
-    from bench.collate import format_table
+    from bench.results.collate import format_table
 
     text = format_table(summarise(collate([tmp_path / "broken"]).rows))
     header, _, row = text.splitlines()[:3]
@@ -349,7 +349,7 @@ def test_nonfinite_and_constant_maps_are_flagged_for_every_metric_and_left_out(
 
 
 def test_a_nan_score_is_flagged_and_never_averaged():
-    from bench.collate import summarise as summ
+    from bench.results.collate import summarise as summ
 
     df = pd.DataFrame(
         {
@@ -475,7 +475,7 @@ def test_an_error_that_is_not_out_of_memory_is_not_retried(tiny_cnn, tiny_images
 
 
 def test_a_run_out_of_memory_gives_the_same_scores_and_says_so(tmp_path, monkeypatch):
-    import bench.run as runner
+    import bench.engine.run as runner
 
     clean = job(tmp_path / "clean", "chunk_size=64")
     real = runner.instantiate
@@ -505,8 +505,8 @@ def _enospc(*args, **kwargs):
 
 @pytest.mark.parametrize("where", ["rows", "curves", "record"])
 def test_a_full_disk_fails_the_job_cleanly(where, tmp_path, monkeypatch):
-    import bench.io as io
-    import bench.run as runner
+    import bench.engine.io as io
+    import bench.engine.run as runner
 
     folder = tmp_path / "job"
     if where == "rows":
@@ -625,17 +625,17 @@ def test_a_sweep_with_empty_shards_collates_the_others_and_says_so(tmp_path):
 
 
 def test_a_sweep_whose_collation_fails_exits_nonzero_and_says_why(tmp_path, monkeypatch, capsys):
-    import bench.collate as collation
+    import bench.cli.callbacks as callbacks
 
     def broken(*args, **kwargs):
         raise KeyError(0)
 
-    monkeypatch.setattr(collation, "write_summary", broken)
+    monkeypatch.setattr(callbacks, "write_summary", broken)
     folder = tmp_path / "sweep"
     job(folder / "0", "dataset.limit=2")
     config = OmegaConf.create({"hydra": {"sweep": {"dir": str(folder)}}})
     with pytest.raises(SystemExit) as exit_:
-        collation.CollateOnMultirunEnd().on_multirun_end(config)
+        callbacks.CollateOnMultirunEnd().on_multirun_end(config)
     assert exit_.value.code == 1
     line = _one_error_line(capsys.readouterr().err)
     assert line.startswith(f"error: the sweep's collation in {folder} failed: KeyError: 0")

@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import figures as F
 from bench.api import compose
-from bench.collate import collate, summarise
-from bench.run import run
+from bench.cli.figures import main as figures_main
+from bench.engine.run import run
+from bench.results import figures as F
+from bench.results.collate import collate, summarise
 
 METRICS = "metric=[deletion,insertion,pointing_game,model_randomisation_cascading]"
 COMMON = (
@@ -191,14 +192,14 @@ def test_throughput_per_image_from_the_records(sweep):
 
 def test_cli(sweep, tmp_path, capsys):
     out = tmp_path / "cli"
-    assert F.main([str(sweep), "--out", str(out), "--format", "png", "--images", "2"]) == 0
+    assert figures_main([str(sweep), "--out", str(out), "--format", "png", "--images", "2"]) == 0
     printed = capsys.readouterr().out.split()
     assert sorted(Path(p).name for p in printed) == sorted(f"{n}.png" for n in NAMES)
-    assert F.main([str(tmp_path / "nowhere")]) == 2
+    assert figures_main([str(tmp_path / "nowhere")]) == 2
     assert "is not a folder" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert F.main([str(tmp_path / "empty")]) == 1
-    assert F.main([str(sweep), "--images", "0"]) == 2
+    assert figures_main([str(tmp_path / "empty")]) == 1
+    assert figures_main([str(sweep), "--images", "0"]) == 2
 
 
 def test_a_damaged_job_is_refused_in_one_line(sweep, tmp_path, capsys):
@@ -208,7 +209,7 @@ def test_a_damaged_job_is_refused_in_one_line(sweep, tmp_path, capsys):
     shutil.copytree(sweep / "0_random", copy / "0_random")
     with (copy / "0_random" / "curves.npz").open("ab") as f:
         f.write(b"x")
-    assert F.main([str(copy), "--out", str(tmp_path / "o")]) == 2
+    assert figures_main([str(copy), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "curves.npz does not match its record" in err[0]
 

@@ -19,10 +19,10 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from bench.api import compose
-from bench.collate import collate, find_job_dirs, summarise
-from bench.io import RECORD
-from bench.launchers import SCHEMA_MATCHING, pin_sweep_dir, quiet_schema_matching
-from bench.run import build_dataset, loader_context
+from bench.config.launchers import SCHEMA_MATCHING, pin_sweep_dir, quiet_schema_matching
+from bench.engine.io import RECORD
+from bench.engine.run import build_dataset, loader_context
+from bench.results.collate import collate, find_job_dirs, summarise
 from tests.conftest import run_bench
 
 # The plugins' ConfigStore nodes share their names with our submitit_slurm.yaml and ray.yaml: Hydra
@@ -57,7 +57,7 @@ VALUES = ["mean", "ci_low", "ci_high", "class_mean"]
 
 
 def summary_of(sweep: Path) -> pd.DataFrame:
-    """The collated summary of a sweep folder (bench.collate), in a stable row order."""
+    """The collated summary of a sweep folder (bench.results.collate), in a stable row order."""
     summary = summarise(collate([sweep]).rows)
     return summary.sort_values(["method", "metric"]).reset_index(drop=True)
 
@@ -247,7 +247,7 @@ def test_the_sweep_folder_is_resolved_where_the_sweep_is_launched(tmp_path, monk
 def test_our_launcher_configs_compose_quietly():
     """hydra/launcher/submitit_slurm.yaml and ray.yaml share their names with the plugins'
     ConfigStore nodes, which Hydra 1.3 then validates them against, with a deprecation warning
-    that bench.launchers.quiet_schema_matching silences."""
+    that bench.config.launchers.quiet_schema_matching silences."""
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         quiet_schema_matching()

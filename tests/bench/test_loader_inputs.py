@@ -10,8 +10,8 @@ import bench.methods.perturbation as perturbation
 from bench.api import compose
 from bench.core.batch import collate_with
 from bench.data.shapes import ShapesDataset
+from bench.engine.run import run
 from bench.methods.surrogate import BatchedLime
-from bench.run import run
 
 FAST = [
     "model=shapes_cnn",

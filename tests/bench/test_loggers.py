@@ -15,10 +15,10 @@ from omegaconf import OmegaConf
 
 from bench import ROOT
 from bench.api import compose
-from bench.collate import CollateError
 from bench.core.errors import ConfigError
-from bench.loggers import check_logger, hparams_of, log_job
-from bench.run import run
+from bench.engine.run import run
+from bench.results.collate import CollateError
+from bench.results.loggers import check_logger, hparams_of, log_job
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
@@ -149,7 +149,7 @@ def test_bad_kind_options_and_jobs_are_one_line_errors(job, tmp_path, monkeypatc
 
 
 def test_cli_logs_a_sweep_after_the_fact(job, tmp_path, capsys):
-    from bench.loggers import main
+    from bench.cli.loggers import main
 
     sweep = tmp_path / "sweep"
     shutil.copytree(job, sweep / "0_random")

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from bench.api import compose
-from bench.cli import options
+from bench.config.overrides import options
 from bench.core.errors import ConfigError
 from bench.models import load_module, load_shapes_cnn, load_timm, load_torchvision, meta_of
 

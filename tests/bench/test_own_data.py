@@ -13,8 +13,8 @@ from bench.core.batch import collate
 from bench.core.errors import ConfigError
 from bench.data.files import Preprocess
 from bench.data.folder import FolderDataset
+from bench.engine.run import run
 from bench.metrics.localisation import PointingGame
-from bench.run import run
 from tests.bench._fixtures import MEAN, STD, jpeg
 from tests.metrics._loc_helpers import make_batch, make_ctx
 

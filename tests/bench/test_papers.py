@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from bench import stats
 from bench.api import compose
-from bench.collate import collate
-from bench.collate import main as collate_main
+from bench.cli.collate import main as collate_main
 from bench.core.errors import ConfigError
-from bench.papers import table_latex, throughput, write_paper_tables
-from bench.run import run
+from bench.engine.run import run
+from bench.results import stats
+from bench.results.collate import collate
+from bench.results.papers import table_latex, throughput, write_paper_tables
 from tests.bench._fixtures import road_like_pairs
 
 
@@ -126,7 +126,7 @@ def test_per_class_cells_only_for_class_mean_metrics():
     means = stats.class_means(df).iloc[0]
     assert (means["classes_scored"], means["num_classes"]) == (2, 4)
     assert means["class_mean"] == pytest.approx((1.0 + 0.5) / 4)
-    from bench.collate import summarise
+    from bench.results.collate import summarise
 
     ref = summarise(df).set_index("metric").loc["pointing_game", "class_mean"]
     assert means["class_mean"] == pytest.approx(ref)
@@ -286,7 +286,7 @@ def test_bad_rows_are_one_line_errors(tmp_path):
     ) as err:
         write_paper_tables(pd.DataFrame({"model": ["m"], "value": [1.0]}), [], tmp_path)
     assert "\n" not in str(err.value)
-    with pytest.raises(ConfigError, match="accepted: a bench.collate.Collation"):
+    with pytest.raises(ConfigError, match="accepted: a bench.results.collate.Collation"):
         write_paper_tables([1, 2], [], tmp_path)
 
 
@@ -385,7 +385,7 @@ def test_python_api_matches_the_cli_and_reads_records(sweep, tmp_path):
     collation = collate([sweep])
     written = write_paper_tables(collation, None, tmp_path)
     assert set(written) == PAPER_FILES and all(p.is_file() for p in written.values())
-    from bench.collate import read_record
+    from bench.results.collate import read_record
 
     records = {str(j): read_record(Path(j)) for j in collation.rows["job"].unique()}
     thr = throughput(records, collation.rows)

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-import bench.run
+import bench.engine.run
 from bench import ROOT
 from bench.api import compose
+from bench.cli.regress import main
 from bench.methods.baselines import Random
 from bench.methods.cam import GradCAM
-from bench.regress import Tolerances, main, paired_p, read_baseline
+from bench.results.regress import Tolerances, paired_p, read_baseline
 from tests.bench._fixtures import road_like_pairs
 from tests.conftest import run_bench
 
@@ -33,7 +34,7 @@ def _job(folder, method: str, monkeypatch, random_maps: bool = False) -> None:
         if random_maps:
             noise = Random(seed=0)
             m.setattr(GradCAM, "__call__", lambda self, model, x, t: noise(model, x, t))
-        record = bench.run.run(compose(f"method={method}", *SMALL, resolve=False), folder)
+        record = bench.engine.run.run(compose(f"method={method}", *SMALL, resolve=False), folder)
     assert record["status"] == "completed"
 
 

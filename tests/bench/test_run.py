@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.cli import check_overrides
-from bench.collate import collate, collate_dirs, find_job_dirs, format_table, summarise
+from bench.config.overrides import check_overrides
 from bench.core.errors import ConfigError
-from bench.io import ROW_COLUMNS, RowWriter
+from bench.engine.io import ROW_COLUMNS, RowWriter
+from bench.results.collate import collate, collate_dirs, find_job_dirs, format_table, summarise
 from tests.conftest import run_bench
 
 
@@ -183,8 +183,8 @@ class _Counting(torch.Tensor):
 
 def test_rows_move_each_tensor_to_the_host_once_per_batch_not_per_row():
     from bench.core.batch import Batch
+    from bench.engine.run import rows_of
     from bench.metrics.base import MetricOutput
-    from bench.run import rows_of
 
     b = 6
     targets = torch.arange(b).as_subclass(_Counting)

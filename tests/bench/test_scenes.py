@@ -16,7 +16,7 @@ from bench.core.batch import collate
 from bench.core.errors import ConfigError
 from bench.data.scenes import CLASSES, ScenesDataset, render_scene, scene_classes
 from bench.data.synthetic import mask_box
-from bench.run import run
+from bench.engine.run import run
 
 #: The held-out floor of the committed model (issue 15's note): mean per-class accuracy (a class
 #: predicted present when its logit > 0) on images of a generator seed it was not trained on.

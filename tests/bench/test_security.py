@@ -16,13 +16,13 @@ from omegaconf import open_dict
 
 from bench import ROOT
 from bench.api import compose
-from bench.cli import check_overrides
+from bench.config.overrides import check_overrides
+from bench.config.trust import allowed_targets, check_config, check_target
+from bench.config.validate import validate
 from bench.core.checkpoints import read_checkpoint
 from bench.core.errors import ConfigError
 from bench.core.origin import check_model_object, code_identity
 from bench.models.custom import import_object, load_module
-from bench.trust import allowed_targets, check_config, check_target
-from bench.validate import validate
 
 REFUSED = r"is not valid: (it names .*, which a config may not run|a config may not run code)"
 
@@ -53,8 +53,16 @@ class Touch:
         ("+hydra.callbacks.x._target_=pathlib.Path.touch", "hydra.callbacks.x._target_", None),
         ("+hydra.callbacks.x={_target_:subprocess.run}", "hydra.callbacks.x._target_", None),
         # the prefix is ours, the object is not: Hydra's locate follows module attributes
-        ("method._target_=bench.collate.pd.read_pickle", "method._target_", "pandas.read_pickle"),
-        ("method._target_=bench.run.torch.load", "method._target_", "torch.serialization.load"),
+        (
+            "method._target_=bench.results.collate.pd.read_pickle",
+            "method._target_",
+            "pandas.read_pickle",
+        ),
+        (
+            "method._target_=bench.engine.run.torch.load",
+            "method._target_",
+            "torch.serialization.load",
+        ),
         ("+hydra.callbacks.x._target_=hydra.utils.Path.touch", "hydra.callbacks.x._target_", None),
         # one value of a sweep is enough
         ("method._target_=bench.methods.gradient.Gradient,os.system", "method._target_", None),
@@ -204,9 +212,9 @@ def test_model_module_refuses_before_calling_anything(tmp_path):
 def test_a_composed_config_is_checked_in_validate_too():
     """The Python API and a record's config reach :func:`validate` without Hydra's loader."""
     cfg = compose(resolve=False)
-    cfg.method._target_ = "bench.collate.pd.read_pickle"
+    cfg.method._target_ = "bench.results.collate.pd.read_pickle"
     with pytest.raises(
-        ConfigError, match=f"^method._target_=bench.collate.pd.read_pickle {REFUSED}"
+        ConfigError, match=f"^method._target_=bench.results.collate.pd.read_pickle {REFUSED}"
     ):
         validate(cfg)
     cfg = compose(resolve=False)

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from bench import ROOT
-from bench.collate import collate, summarise
-from bench.io import RECORD
-from bench.validate import SNAPSHOT_DIR
+from bench.config.validate import SNAPSHOT_DIR
+from bench.engine.io import RECORD
+from bench.results.collate import collate, summarise
 from tests.bench._fixtures import jpeg
 
 SWEEP = ("-m", "method=random,gradient", "dataset.limit=4", "metric=[deletion,pointing_game]")

@@ -19,8 +19,8 @@ from bench.api import compose
 from bench.core.context import AUTO_CAP, Context, memory_bytes, per_image_bytes
 from bench.core.errors import ConfigError
 from bench.core.profiling import PassCounter, PeakMemory, Stopwatch
-from bench.papers import throughput
-from bench.run import run
+from bench.engine.run import run
+from bench.results.papers import throughput
 
 # deletion/insertion at step 1792 on 112x112: 7 steps, 8 points; ROAD ABC: 2 orders x 2 fractions
 FAST = [

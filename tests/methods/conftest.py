@@ -13,9 +13,9 @@ from omegaconf import OmegaConf, open_dict
 from torch import nn
 
 from bench import ROOT
-from bench.cli import options
+from bench.config.overrides import options
+from bench.config.schema import register
 from bench.models import ModelMeta, ShapesCNN
-from bench.schema import register
 
 register()
 

@@ -10,12 +10,12 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
-from bench.cache import CHUNK_KEYS, without_chunk_keys
 from bench.core.context import AUTO_CAP
 from bench.core.errors import ConfigError
+from bench.engine.cache import CHUNK_KEYS, without_chunk_keys
+from bench.engine.run import config_hash
 from bench.methods.base import batch_limit, check_batch_size
 from bench.methods.cam import ScoreCAM
-from bench.run import config_hash
 from tests.methods.conftest import (
     CONF,
     METHODS,

@@ -8,10 +8,10 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from bench.api import compose
-from bench.cli import options
+from bench.config.overrides import options
 from bench.core.errors import ConfigError
+from bench.engine.run import run
 from bench.methods.cam import GradCAM, relu_rule
-from bench.run import run
 from tests.methods.conftest import make_images, make_model
 
 #: The CAM-family configs (ViT Grad-CAM needs a transformer; it has its own tests).

@@ -8,9 +8,9 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from bench import ROOT
+from bench.config.schema import register
 from bench.methods.gradient import Gradient
 from bench.methods.perturbation import Lime
-from bench.schema import register
 
 
 def test_captum_requires_grad_warning_is_not_shown(tiny_cnn, tiny_images):

@@ -23,8 +23,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor, nn
 
 from bench.api import compose
-from bench.cache import MapCache, job_spec
-from bench.cli import options
+from bench.config.overrides import options
+from bench.engine.cache import MapCache, job_spec
 from tests._settings_helpers import (
     Path,
     Together,
@@ -40,7 +40,7 @@ from tests.methods.conftest import FAST, MODELS, make_images, make_model
 
 METHODS = options("method")
 #: The batch knobs: how many inputs go through the model at once, never what the map is (the
-#: batching contract). Spelled out here, not read from bench.cache.CHUNK_KEYS, which the cache-key
+#: batching contract). Spelled out here, not read from bench.engine.cache.CHUNK_KEYS, which the cache-key
 #: test checks: a map-changing key slipped into CHUNK_KEYS must fail it, not be excused by it.
 BATCH_KNOBS = frozenset({"batch_size", "internal_batch_size"})
 #: The models a method is tried on, in order; the first it applies to is used.
@@ -236,7 +236,7 @@ def test_every_setting_changes_the_map(name, path):
 
 def cache_key(case: MethodCase, node: dict) -> str:
     """The key of one map (image ``img0``, class 0) of a job running ``node`` as its method: the
-    job-wide part from :func:`bench.cache.job_spec`, with the test model."""
+    job-wide part from :func:`bench.engine.cache.job_spec`, with the test model."""
     cfg = case.cfg.copy()
     with open_dict(cfg):
         cfg.method = OmegaConf.create(node)

@@ -320,7 +320,7 @@ def test_configs_declare_their_package_and_instantiate_with_metadata():
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from bench.schema import register
+    from bench.config.schema import register
 
     register()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):

@@ -533,7 +533,7 @@ NEW = {
 
 
 def test_metric_files_compose_into_separate_nodes_and_instantiate():
-    from bench.schema import register
+    from bench.config.schema import register
 
     register()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
@@ -549,7 +549,7 @@ def test_metric_files_compose_into_separate_nodes_and_instantiate():
 def test_collation_reports_torchrays_per_class_mean_and_the_per_sample_mean():
     import pandas as pd
 
-    from bench.collate import summarise
+    from bench.results.collate import summarise
 
     maps = torch.cat(
         [

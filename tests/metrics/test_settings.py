@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from bench import ROOT
 from bench.api import compose
-from bench.cli import options
+from bench.config.overrides import options
 from bench.core.batch import Batch
 from bench.core.context import Context
 from bench.methods.gradient import Gradient

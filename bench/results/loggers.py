@@ -3,7 +3,7 @@ override (``logger=tensorboard``; ``logger=none``, the default, logs nothing).
 
 The logger reads what the job wrote (``record.json``, ``scores.csv``, ``curves.npz``,
 ``maps.npz``) after it completed, so it costs nothing while the job runs and can be run again
-on any completed job folder (``python -m bench.loggers tensorboard <job folder>...``).
+on any completed job folder (``python -m bench.results.loggers tensorboard <job folder>...``).
 
 TensorBoard (``pip install 'attribution-bench[tensorboard]'``) gets one log folder per job,
 ``<job>/tensorboard/``, so ``tensorboard --logdir <sweep folder>`` shows every job of a sweep as
@@ -14,7 +14,7 @@ one run:
   image (the whole job, the attribution, each metric) and the job's wall seconds;
 - scalars ``curve/<curve>``: the mean curve over images, one step per point of the curve;
 - images ``figures/curves`` and ``figures/sanity``: the same curves drawn by
-  :mod:`bench.figures` (x in fraction of pixels, or the randomised layers), and
+  :mod:`bench.results.figures` (x in fraction of pixels, or the randomised layers), and
   ``maps/<image id>``: the first few saved maps over their images (``save_maps=true``);
 - hparams: the job's resolved config, flattened (``method.n_steps``, ``metric.deletion.step``;
   ``paths`` left out), with the ``metric/*`` means as the HParams dashboard's metrics.
@@ -26,52 +26,21 @@ import io
 import json
 import logging
 import shutil
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.core.errors import ConfigError, check_choice, check_int
-from bench.io import MAP_FLAGS
+from bench.config.validate import LOGGERS, TENSORBOARD_DIR, check_logger
+from bench.core.errors import check_int
+from bench.engine.io import MAP_FLAGS
 
-log = logging.getLogger("bench.loggers")
+__all__ = ["LOGGERS", "TENSORBOARD_DIR", "check_logger", "log_job", "tensorboard_job"]
 
-#: Values of the ``logger`` choice (``conf/logger/<kind>.yaml``).
-LOGGERS = ("none", "tensorboard")
-#: Where the TensorBoard events of a job go, below its folder.
-TENSORBOARD_DIR = "tensorboard"
+log = logging.getLogger("bench.results.loggers")
+
 #: Config keys not logged as hyperparameters (where the job ran, not what it computed).
 HPARAM_SKIP = ("paths", "logger")
-
-
-def check_logger(kind: str, **options: Any) -> None:
-    """Refuse, in one line and before any compute, a logger that is not known, whose package is
-    not installed, or whose options (``logger.dir``, ``logger.maps``) are not valid."""
-    check_choice("logger", kind, LOGGERS)
-    if kind == "none":
-        return
-    unknown = sorted(set(options) - {"dir", "maps"})
-    if unknown:
-        raise ConfigError(
-            f"logger.{unknown[0]} is not a key of logger={kind}; accepted: logger.dir, logger.maps."
-        )
-    check_int("logger.maps", options.get("maps", 4), minimum=0)
-    d = options.get("dir", TENSORBOARD_DIR)
-    if not isinstance(d, str) or not d or Path(d).is_absolute() or ".." in Path(d).parts:
-        raise ConfigError(
-            f"logger.dir={d!r} is not valid; accepted: a folder name below the job's folder."
-        )
-    if kind == "tensorboard":
-        try:
-            from torch.utils.tensorboard import SummaryWriter  # noqa: F401
-        except ImportError:
-            raise ConfigError(
-                "logger=tensorboard needs the tensorboard package, which is not installed; "
-                "accepted: pip install 'attribution-bench[tensorboard]' (or tensorboard==2.21.0), "
-                "or logger=none."
-            ) from None
 
 
 def log_job(out_dir: Path, kind: str, **options: Any) -> Path | None:
@@ -154,7 +123,7 @@ def overlay(rgb: np.ndarray | None, m: np.ndarray, style: dict[str, Any]) -> np.
     """A map coloured (as in the saliency grid) and blended half and half over its image."""
     from matplotlib import colormaps
 
-    from bench.figures import _limits
+    from bench.results.figures import _limits
 
     lo, hi = _limits(m, style["signed"])
     scaled = np.clip((np.nan_to_num(np.asarray(m, dtype=float)) - lo) / (hi - lo), 0.0, 1.0)
@@ -169,8 +138,8 @@ def tensorboard_job(out_dir: Path, dir: str = TENSORBOARD_DIR, maps: int = 4) ->
     from torch.utils.tensorboard import SummaryWriter
     from torch.utils.tensorboard.summary import hparams
 
-    from bench import figures
-    from bench.collate import CollateError, read_record, read_scores, verify_files
+    from bench.results import figures
+    from bench.results.collate import CollateError, read_record, read_scores, verify_files
 
     check_logger("tensorboard", dir=dir, maps=maps)
     maps = check_int("logger.maps", maps, minimum=0)
@@ -222,7 +191,7 @@ def tensorboard_job(out_dir: Path, dir: str = TENSORBOARD_DIR, maps: int = 4) ->
 
 
 def _log_maps(writer, job, n: int) -> None:
-    from bench import figures
+    from bench.results import figures
 
     saved = figures.saved_maps(job)
     ids = [i for i in saved if i not in job.excluded][:n]
@@ -238,37 +207,3 @@ def _log_maps(writer, job, n: int) -> None:
         image = images.get(i)
         arr = overlay(None if image is None else image["rgb"], saved[i], style)
         writer.add_image(f"maps/{i}", arr, 0, dataformats="HWC")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m bench.loggers tensorboard JOB...``: log completed job folders after the fact."""
-    import argparse
-
-    from bench.collate import find_job_dirs
-
-    p = argparse.ArgumentParser(description="Log completed jobs to a tracking tool.")
-    p.add_argument("kind", choices=LOGGERS)
-    p.add_argument("folders", nargs="+", help="job or sweep folders (searched recursively)")
-    p.add_argument("--maps", type=int, default=4, help="maps logged as images (default 4)")
-    args = p.parse_args(argv)
-    from bench.collate import read_record
-
-    code = 0
-    for job in find_job_dirs(args.folders):
-        try:
-            status = read_record(job).get("status")
-            if status != "completed":
-                print(f"bench.loggers: {job} is {status}, not completed: skipped.", file=sys.stderr)
-                continue
-            where = log_job(job, args.kind, maps=args.maps)
-        except ConfigError as err:  # CollateError included: one line naming the folder
-            print(f"bench.loggers: {err}", file=sys.stderr)
-            code = 2
-            continue
-        if where is not None:
-            print(where)
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

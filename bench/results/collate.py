@@ -1,18 +1,16 @@
 """Collation: many job folders -> one long DataFrame -> a summary table (mean, 95% CI) and a figure.
 
-    python -m bench.collate results/sweeps/<stamp>      # or: bench-collate <folder> ...
+    python -m bench.results.collate results/sweeps/<stamp>      # or: bench-collate <folder> ...
 
 A multirun collates itself at its end (the ``CollateOnMultirunEnd`` Hydra callback).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
 import socket
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +18,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from hydra.experimental.callback import Callback
 
 from bench.core.errors import ConfigError
 from bench.data.subset import SUBSET_KEYS
-from bench.io import (
+from bench.engine.io import (
     MAP_FLAGS,
     RECORD,
     ROW_COLUMNS,
@@ -36,7 +33,7 @@ from bench.io import (
     pid_alive,
 )
 
-log = logging.getLogger("bench.collate")
+log = logging.getLogger("bench.results.collate")
 
 GROUP = ["model", "dataset", "method", "metric"]
 
@@ -551,159 +548,3 @@ def write_summary(
         if not summary.empty:
             plot(summary, root / "summary.png")
     return summary, table
-
-
-class CollateOnMultirunEnd(Callback):
-    """Hydra callback: collate the sweep folder when a multirun ends; exit 1 if any job did not
-    complete (each is named on stderr), if no job left a row, or if the collation itself fails
-    (one line saying why: Hydra would turn an exception here into a warning and exit 0); 2 if a
-    job's files do not match its record."""
-
-    def on_multirun_end(self, config, **kwargs) -> None:
-        root = Path(config.hydra.sweep.dir)
-        try:
-            self.collate(root)
-        except SystemExit:
-            raise
-        except Exception as err:  # noqa: BLE001 - any failure is one line and a failed sweep
-            where = f" ({err.filename})" if isinstance(err, OSError) and err.filename else ""
-            what = err.strerror if isinstance(err, OSError) and err.strerror else err
-            print(
-                f"error: the sweep's collation in {root} failed{where}: {type(err).__name__}: "
-                f"{' '.join(str(what).split())}; its jobs' folders are intact (bench-collate {root}).",
-                file=sys.stderr,
-            )
-            raise SystemExit(1) from None
-
-    @staticmethod
-    def collate(root: Path) -> None:
-        try:
-            collation = collate([root])
-        except CollateError as err:
-            print(f"error: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
-        if not find_job_dirs([root]):  # e.g. jobs that wrote somewhere else (another machine)
-            print(f"error: no job of this sweep left a {RECORD} in {root}.", file=sys.stderr)
-            raise SystemExit(1)
-        summary, table = write_summary(root, collation)
-        print(f"\nSummary of {root} (mean ± 95% CI half-width):\n\n{table}\n")
-        if not summary.empty:
-            from bench.figures import write_figures
-
-            try:  # the figures (PNG; bench-figures also writes PDF): never fail the sweep
-                write_figures([root], root / "figures", formats=("png",))
-            except Exception as err:
-                log.error("figures of %s failed: %s", root, err)
-        if not summary.empty:
-            print(f"Written: {root}/summary.md, summary.csv, summary.png, scores_all.csv, figures/")
-        for line in collation.report():
-            print(line, file=sys.stderr)
-        if collation.incomplete:
-            raise SystemExit(1)
-        if collation.rows.empty:
-            print(f"error: no job of the sweep in {root} scored any image.", file=sys.stderr)
-            raise SystemExit(1)
-
-
-def folders_exist(prog: str, folders: Sequence[str]) -> bool:
-    """Whether every folder argument of a command exists; else one line on stderr naming it."""
-    missing = [f for f in folders if not Path(f).is_dir()]
-    if missing:
-        print(
-            f"{prog}: {missing[0]} is not a folder; accepted: sweep or job folders.",
-            file=sys.stderr,
-        )
-    return not missing
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``bench-collate``: exit 0 with the table; 1 when a job is incomplete (unless
-    ``--allow-incomplete``); 2 when a folder cannot be trusted or an argument is wrong. With
-    ``--out DIR`` the paper tables of :func:`bench.papers.write_paper_tables` are written there
-    too (unless ``--no-paper``)."""
-    p = argparse.ArgumentParser(description="Collate job folders into one summary table.")
-    p.add_argument("folders", nargs="+", help="sweep or job folders (searched recursively)")
-    p.add_argument(
-        "--out", default=None, help="where to write the summary (default: the first folder)"
-    )
-    p.add_argument(
-        "--metrics",
-        default=None,
-        help="comma-separated columns, in order, for the printed table (e.g. road_abc,mprt.spearman_abs)",
-    )
-    p.add_argument(
-        "--means", action="store_true", help="print means only, without the CI half-widths"
-    )
-    p.add_argument(
-        "--allow-incomplete",
-        action="store_true",
-        help="exit 0 even when some jobs did not complete (they are still listed, and left out)",
-    )
-    p.add_argument(
-        "--no-paper",
-        action="store_true",
-        help="with --out, write only the summary, not the paper tables (bench.papers)",
-    )
-    args = p.parse_args(argv)
-    if not folders_exist("bench-collate", args.folders):
-        return 2
-    try:
-        collation = collate(args.folders)
-    except CollateError as err:
-        print(f"bench-collate: {err}", file=sys.stderr)
-        return 2
-    out = Path(args.out or args.folders[0])
-    try:
-        summary, table = write_summary(out, collation)
-    except OSError as err:
-        print(
-            f"bench-collate: cannot write the summary into {out} ({err.strerror or err}); "
-            "pass --out <a writable folder>.",
-            file=sys.stderr,
-        )
-        return 1
-    if args.out and not args.no_paper:
-        from bench.papers import write_paper_tables  # scipy and pandas' Styler: only when asked
-
-        try:
-            written = write_paper_tables(collation, None, Path(args.out))
-        except ConfigError as err:
-            print(f"bench-collate: {err}", file=sys.stderr)
-            return 2
-        if written:
-            print(
-                f"bench-collate: {len(written)} paper table file(s) written to {args.out} "
-                "(table.md, table_*.tex, ranks.md, paired.md, throughput.md, ...)",
-                file=sys.stderr,
-            )
-    if args.metrics or args.means:
-        metrics = (
-            [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-        )
-        try:
-            table = format_table(summary, metrics, ci=not args.means)
-        except ValueError as err:
-            print(f"bench-collate: {err}", file=sys.stderr)
-            return 2
-    print(table)
-    for line in collation.report():
-        print(line, file=sys.stderr)
-    if collation.incomplete and not args.allow_incomplete:
-        print(
-            f"bench-collate: {len(collation.incomplete)} job(s) did not complete (listed above); "
-            "rerun them, or pass --allow-incomplete to accept the table without them.",
-            file=sys.stderr,
-        )
-        return 1
-    if collation.rows.empty and not collation.incomplete:
-        print(
-            f"bench-collate: no rows: {'every' if collation.empty else 'no'} completed job under "
-            f"{', '.join(args.folders)} {'scored no image' if collation.empty else 'was found'}.",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

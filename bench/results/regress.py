@@ -4,7 +4,7 @@
     bench-regress --baseline results/reference/regress/baseline.json --current results/sweeps/Y \\
         [--tolerance conf/regress/default.yaml] [--report regress.md]
 
-The current run is one or more job or sweep folders, collated by :func:`bench.collate.collate` (the
+The current run is one or more job or sweep folders, collated by :func:`bench.results.collate.collate` (the
 same checks as ``bench-collate``). The baseline file (JSON, gzip-compressed when its name ends in
 ``.gz``) keeps, per cell, the summary (n, mean, 95% CI, direction, maps excluded, the cell's config
 hash) and every image's value, so a later check can pair images. A cell regresses when its mean
@@ -23,7 +23,6 @@ import argparse
 import gzip
 import json
 import math
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -34,10 +33,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from bench.collate import GROUP, CollateError, collate, read_record, summarise
 from bench.core.errors import ConfigError, check_bool, check_choice, check_number
 from bench.core.paths import CONF_DIR
-from bench.io import MAP_FLAGS, atomic_write_bytes
+from bench.engine.io import MAP_FLAGS, atomic_write_bytes
+from bench.results.collate import GROUP, CollateError, collate, read_record, summarise
 
 PROG = "bench-regress"
 FORMAT = "attribution-bench regress baseline"
@@ -172,7 +171,7 @@ def _num(x: Any) -> float | None:
 
 
 def cells_of(rows: pd.DataFrame) -> dict[tuple[str, ...], dict[str, Any]]:
-    """Per (model, dataset, method, metric): the summary of :func:`bench.collate.summarise` and
+    """Per (model, dataset, method, metric): the summary of :func:`bench.results.collate.summarise` and
     every image's value (maps flagged ``nonfinite_map``/``constant_map`` left out, as in the
     table; NaN kept as None), keyed by image id."""
     if rows.empty:
@@ -599,69 +598,3 @@ def _parser() -> argparse.ArgumentParser:
         help="with --write-baseline: the command that made the run, kept in the file",
     )
     return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``bench-regress``: 0 no regression, 1 a regression (named on stderr), 2 bad input."""
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exit_:  # argparse printed its usage line and the error
-        return int(exit_.code or 0)
-    try:
-        if args.write_baseline:
-            rows, notes, incomplete = read_current(args.current)
-            for line in notes:
-                print(line, file=sys.stderr)
-            if incomplete:
-                raise RegressError(
-                    "a job of --current did not complete (listed above); a baseline needs a "
-                    "complete run: rerun it first."
-                )
-            doc = write_baseline(args.write_baseline, rows, args.command)
-            print(
-                f"{PROG}: wrote {args.write_baseline}: {len(doc['cells'])} cells, "
-                f"{sum(len(c['values']) for c in doc['cells'])} per-image values from {doc['jobs']} job(s)."
-            )
-            return 0
-        tol = Tolerances.load(
-            args.tolerance, abs=args.abs, rel=args.rel, paired=args.paired, alpha=args.alpha
-        )
-        baseline = read_baseline(args.baseline)
-        rows, notes, _ = read_current(args.current)
-    except ConfigError as err:  # RegressError, and check_* errors of --abs/--rel/--alpha
-        print(f"{PROG}: {err}", file=sys.stderr)
-        return 2
-    comparisons = compare(baseline, cells_of(rows), tol)
-    print(format_diff(comparisons))
-    for line in notes:
-        print(line, file=sys.stderr)
-    if args.report:
-        report = format_report(
-            comparisons,
-            baseline,
-            args.baseline,
-            args.current,
-            tol,
-            notes,
-            _provenance(rows)["versions"],
-        )
-        try:
-            atomic_write_bytes(args.report, report.encode())
-        except OSError as err:
-            print(
-                f"{PROG}: --report {args.report} cannot be written ({err.strerror or err}).",
-                file=sys.stderr,
-            )
-            return 2
-    failing = [c for c in comparisons if c.status in FAILING]
-    for c in failing:
-        print(c.line(), file=sys.stderr)
-    if failing:
-        print(f"{PROG}: {len(failing)} regression(s) of {len(comparisons)} cells.", file=sys.stderr)
-        return 1
-    print(f"{PROG}: no regression in {len(comparisons)} cells.", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """The top-level run knobs: the keys a job config has (Hydra refuses others without ``+``).
 
-Types and ranges are checked by :func:`bench.validate.check_run_keys`, which says in one line what
+Types and ranges are checked by :func:`bench.config.validate.check_run_keys`, which says in one line what
 is accepted (Hydra's typed errors span several lines and would coerce ``keep_freed_memory=2``).
 """
 

@@ -267,7 +267,7 @@ def claim_folder(out_dir: Path) -> None:
     longer exists on this host (``kill -9``), or by a job on another host that has not touched it
     for ``STALE_SECONDS`` (a lost node; a live job touches it every ``HEARTBEAT_SECONDS``), is
     taken over. What a re-launch then does with the folder's earlier results (keep, continue or
-    set aside) is :func:`bench.run.run`'s decision.
+    set aside) is :func:`bench.engine.run.run`'s decision.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     lock = out_dir / LOCK

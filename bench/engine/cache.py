@@ -31,9 +31,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from bench.core.origin import code_identity
-from bench.io import atomic_savez
+from bench.engine.io import atomic_savez
 
-log = logging.getLogger("bench.cache")
+log = logging.getLogger("bench.engine.cache")
 
 #: Bumped when the key or the file layout changes (every older entry then misses).
 FORMAT = 2

@@ -16,20 +16,18 @@
 
     bench-figures results/sweeps/A results/sweeps/B --out figures/
 
-Jobs are read through :func:`bench.collate.collate`: only completed jobs whose files match their
+Jobs are read through :func:`bench.results.collate.collate`: only completed jobs whose files match their
 record, with the same method labels as the summary table (``integrated_gradients[n_steps=8]``),
 maps and curves of flagged maps (``nonfinite_map``, ``constant_map``) left out like their rows.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import logging
 import math
 import os
 import re
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,18 +36,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.collate import (
+from bench.engine.io import CURVES, MAP_FLAGS, MAPS, atomic_write_bytes
+from bench.results.collate import (
     ARROWS,
-    CollateError,
     Collation,
     collate,
-    folders_exist,
     read_record,
     summarise,
 )
-from bench.io import CURVES, MAP_FLAGS, MAPS, atomic_write_bytes
 
-log = logging.getLogger("bench.figures")
+log = logging.getLogger("bench.results.figures")
 
 FORMATS = ("png", "pdf")
 #: The band drawn around a mean curve: interquartile range over images, the Student-t 95%
@@ -118,7 +114,7 @@ def _variant_label(metric: str, row_metrics: Iterable[str]) -> str:
 
 
 def load_jobs(roots: Sequence[str | Path]) -> tuple[list[Job], Collation]:
-    """The completed jobs under ``roots`` (see :func:`bench.collate.collate`) and the collation."""
+    """The completed jobs under ``roots`` (see :func:`bench.results.collate.collate`) and the collation."""
     collation = collate(roots)
     jobs = []
     rows = collation.rows
@@ -606,8 +602,8 @@ def throughput_figure(jobs: Sequence[Job]):
 def _safe_target(node: dict[str, Any], what: str) -> None:
     """A record's config is data, not code: its targets must be ones a config may name, and a
     model of the user's own module is not imported from it (the record cannot opt in)."""
+    from bench.config.trust import check_config
     from bench.core.errors import ConfigError
-    from bench.trust import check_config
 
     try:
         check_config({what: node}, trust_code=False)
@@ -665,8 +661,8 @@ def cached_maps(job: Job, n: int) -> dict[str, np.ndarray]:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from bench.cache import MapCache, image_digests, job_spec
     from bench.data.subset import SUBSET_KEYS, select
+    from bench.engine.cache import MapCache, image_digests, job_spec
 
     r = job.record
     cache_info = r.get("cache") or {}
@@ -916,55 +912,3 @@ def write_figures(
     for name, fig in figures(roots, n_images, band, from_cache).items():
         written += save(fig, out_dir / name, formats)
     return written
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``bench-figures DIR... --out DIR``: exit 0 with the files written (one a line); 2 when a
-    folder cannot be trusted or an argument is wrong; 1 when no completed job was found."""
-    p = argparse.ArgumentParser(
-        prog="bench-figures", description="Figures (PNG and PDF) from job and sweep folders."
-    )
-    p.add_argument("folders", nargs="+", help="sweep or job folders (searched recursively)")
-    p.add_argument("--out", default=None, help="where to write (default: <first folder>/figures)")
-    p.add_argument("--images", type=int, default=6, help="rows of the saliency grid (default 6)")
-    p.add_argument(
-        "--band", choices=BANDS, default="iqr", help="band around mean curves (default iqr)"
-    )
-    p.add_argument(
-        "--from-cache",
-        action="store_true",
-        help="for jobs run without save_maps, read maps back from the attribution cache "
-        "(loads each job's model and data)",
-    )
-    p.add_argument("--format", default="png,pdf", help="comma-separated formats (default png,pdf)")
-    args = p.parse_args(argv)
-    if not folders_exist("bench-figures", args.folders):
-        return 2
-    if args.images < 1:
-        print(f"bench-figures: --images={args.images}; accepted: >= 1.", file=sys.stderr)
-        return 2
-    formats = [f.strip() for f in args.format.split(",") if f.strip()]
-    if not formats:
-        print("bench-figures: --format is empty; accepted: e.g. png,pdf.", file=sys.stderr)
-        return 2
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    out = Path(args.out or Path(args.folders[0]) / "figures")
-    try:
-        written = write_figures(args.folders, out, args.images, args.band, args.from_cache, formats)
-    except CollateError as err:
-        print(f"bench-figures: {err}", file=sys.stderr)
-        return 2
-    except ValueError as err:  # an unknown format from matplotlib
-        print(f"bench-figures: {_first_line(err)}", file=sys.stderr)
-        return 2
-    if not written:
-        print(f"bench-figures: no completed job under {', '.join(args.folders)}.", file=sys.stderr)
-        return 1
-    for path in written:
-        print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-log = logging.getLogger("bench.training")
+log = logging.getLogger("bench.engine.training")
 
 
 def render_split(ds: Any) -> tuple[torch.Tensor, torch.Tensor]:

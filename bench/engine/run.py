@@ -18,7 +18,6 @@ import platform
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +30,6 @@ from typing import Any
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
@@ -39,13 +37,11 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from bench import ROOT, __version__
-from bench.allocator import allocator_state, keep_freed_memory
-from bench.cache import MapCache, attribute_cached, image_digests, job_spec, without_chunk_keys
+from bench.config.validate import check_logger, construct_node, user_error, validate
 from bench.core.batch import Batch, collate, collate_with
 from bench.core.context import (
     OUT_OF_MEMORY,
     Context,
-    is_out_of_memory,
     memory_bytes,
     resolve_device,
 )
@@ -53,7 +49,15 @@ from bench.core.errors import ConfigError
 from bench.core.paths import CONF_DIR, IN_CHECKOUT
 from bench.data.base import ImageDataset
 from bench.data.subset import SUBSET_KEYS, select
-from bench.io import (
+from bench.engine.allocator import allocator_state, keep_freed_memory
+from bench.engine.cache import (
+    MapCache,
+    attribute_cached,
+    image_digests,
+    job_spec,
+    without_chunk_keys,
+)
+from bench.engine.io import (
     CURVES,
     MAP_FLAGS,
     MAPS,
@@ -71,11 +75,9 @@ from bench.io import (
     file_digest,
     release_folder,
 )
-from bench.loggers import check_logger, log_job
+from bench.engine.timing import Timer
 from bench.metrics.base import Metric, MetricOutput
 from bench.models import ModelMeta, meta_of
-from bench.timing import Timer
-from bench.validate import construct_node, user_error, validate
 
 log = logging.getLogger("bench")
 
@@ -539,14 +541,14 @@ JOB_FILES = (RECORD, SCORES, f"{SCORES}.partial", CURVES, MAPS, PROGRESS, PARTS)
 
 
 def logger_options(cfg: DictConfig) -> dict[str, Any]:
-    """``cfg.logger`` (conf/logger/) as keyword arguments of :func:`bench.loggers.log_job`."""
+    """``cfg.logger`` (conf/logger/) as keyword arguments of :func:`bench.results.loggers.log_job`."""
     options = OmegaConf.to_container(cfg.logger, resolve=True) if cfg.get("logger") else {}
     return {"kind": "none", **options}
 
 
 def config_hash(cfg: DictConfig) -> str:
     """A 16-hex-digit hash of the resolved config without ``RUN_ONLY_KEYS`` and the method's batch
-    knobs (:data:`bench.cache.CHUNK_KEYS`: they set speed and memory, never a score): what decides
+    knobs (:data:`bench.engine.cache.CHUNK_KEYS`: they set speed and memory, never a score): what decides
     whether a folder's earlier results are this job's."""
     node = OmegaConf.to_container(cfg, resolve=True)
     node = {k: v for k, v in node.items() if k not in RUN_ONLY_KEYS}
@@ -728,56 +730,3 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         release_folder(out_dir)
         if written is not None and record["status"] == "completed":
             raise written  # the job's results cannot be trusted without their record
-
-
-def task(cfg: DictConfig) -> None:
-    """Hydra task: run one cell; a configuration error becomes one line on stderr, not a traceback."""
-    hc = HydraConfig.get()
-    out_dir = Path(hc.runtime.output_dir)
-    multirun = hc.mode == RunMode.MULTIRUN
-    try:
-        record = run(cfg, out_dir)
-    except Exception as err:
-        user = user_error(err)
-        if user is not None:
-            if multirun:  # the other jobs go on; the collation callback reports the failure
-                log.error("%s", user)
-                return
-            print(f"error: {user}", file=sys.stderr)
-            sys.exit(2)
-        if multirun:
-            log.exception("job failed: %s", err)
-            return
-        if is_out_of_memory(err):  # even one image per chunk, or outside a chunked loop
-            print(
-                f"error: out of memory ({type(err).__name__}) in {out_dir}; lower batch_size "
-                "(images per attribution batch) or the method's internal batch size; the job "
-                f"failed and its {RECORD} says what was kept.",
-                file=sys.stderr,
-            )
-            sys.exit(1)
-        if isinstance(err, OSError):  # a full disk, a lost mount: say where, not a traceback
-            where = f" ({err.filename})" if err.filename else ""
-            print(
-                f"error: {err.strerror or err}{where} while writing {out_dir}; the job failed and "
-                f"its {RECORD} says what was kept.",
-                file=sys.stderr,
-            )
-            sys.exit(1)
-        raise
-    log.info("%d rows, %.1f s -> %s", record["rows"], record["wall_seconds"], out_dir)
-    if record.get("status") == "completed":  # also a job already complete: log it, not rerun it
-        options = logger_options(cfg)
-        try:
-            where = log_job(out_dir, **options)
-            if where is not None:
-                log.info("%s events -> %s", options["kind"], where)
-        except Exception as err:  # the results are written; only the logging failed
-            log.error("logger=%s failed for %s: %s", options["kind"], out_dir, err)
-    if not multirun:
-        from bench.collate import collate, format_table, summarise
-
-        collation = collate([out_dir])
-        print(format_table(summarise(collation.rows)))
-        for line in collation.report():
-            print(line, file=sys.stderr)

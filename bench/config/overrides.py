@@ -1,26 +1,23 @@
-"""The ``bench`` console script: Hydra's main, with one-line errors for misspelt choices."""
+"""The command line's overrides, checked before Hydra sees them: a group option that does not
+exist, a ``_target_`` a config may not name, a refused flag are one-line ConfigErrors; glob sweeps
+skip the groups' base files; a sweep composes from a snapshot of the config folder."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
-import tempfile
 from pathlib import Path
 
-import hydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Glob
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from bench.config.compose import compose
+from bench.config.trust import check_search_path, check_target, check_targets
+from bench.config.validate import user_error, validate
 from bench.core.errors import ConfigError, choice_error
 from bench.core.paths import CONF_DIR
-from bench.launchers import quiet_schema_matching
-from bench.schema import register
-from bench.trust import check_search_path, check_target, check_targets, guarded
-from bench.validate import SNAPSHOT_ENV, user_error
 
 CONF = CONF_DIR
 GROUPS = ("model", "dataset", "method", "metric", "experiment", "logger")
@@ -123,10 +120,7 @@ def check_overrides(argv: list[str]) -> list[str]:
 
 def preflight(argv: list[str]) -> DictConfig:
     """What ``bench <argv>`` checks before a single job starts, in-process: the overrides, the
-    composition, :func:`bench.validate.validate`. Returns the job config; a ConfigError otherwise."""
-    from bench.api import compose
-    from bench.validate import validate
-
+    composition, :func:`bench.config.validate.validate`. Returns the job config; a ConfigError otherwise."""
     argv = check_overrides(argv)
     try:
         cfg = compose(*argv, resolve=False)
@@ -134,12 +128,6 @@ def preflight(argv: list[str]) -> DictConfig:
         raise (user_error(err) or ConfigError(str(err))) from err
     validate(cfg)
     return cfg
-
-
-def _task(cfg: DictConfig) -> None:
-    from bench.run import task
-
-    task(cfg)
 
 
 #: Hydra's flags for a sweep, and for another primary config folder.
@@ -164,58 +152,3 @@ def snapshot_config(argv: list[str], into: Path) -> tuple[list[str], Path]:
     if source.is_dir():
         shutil.copytree(source, into, ignore=shutil.ignore_patterns("__pycache__"))
     return argv, into
-
-
-def _hydra_main(config_dir: Path):
-    return hydra.main(config_path=str(config_dir), config_name="config", version_base="1.3")(_task)
-
-
-def main() -> None:
-    """Entry point of ``bench`` and ``python -m bench``: every configuration error is one line on
-    stderr and exit status 2 (``HYDRA_FULL_ERROR=1`` shows Hydra's own report instead)."""
-    register()
-    quiet_schema_matching()
-    raw = os.environ.get("HYDRA_FULL_ERROR") == "1"
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing; we report below
-    snapshot = None
-    try:
-        sys.argv[1:] = check_overrides(sys.argv[1:])
-        config_dir = CONF
-        if any(a in MULTIRUN_FLAGS for a in sys.argv[1:]):
-            snapshot = Path(tempfile.mkdtemp(prefix="bench-conf-"))
-            sys.argv[1:], config_dir = snapshot_config(sys.argv[1:], snapshot / "conf")
-            os.environ[SNAPSHOT_ENV] = str(config_dir)
-        with guarded():
-            _hydra_main(config_dir)()
-    except (ConfigError, HydraException, OmegaConfBaseException) as err:
-        user = user_error(err)
-        if raw or user is None:
-            raise
-        print(f"error: {user}", file=sys.stderr)
-        sys.exit(2)
-    except OSError as err:  # an output folder that cannot be made or written: Hydra's own files
-        if raw:
-            raise
-        where = f" {err.filename}" if err.filename else ""
-        print(
-            f"error: cannot write{where} ({err.strerror or err}); choose a writable folder with "
-            "paths.output_root=<folder> (or hydra.run.dir= / hydra.sweep.dir=).",
-            file=sys.stderr,
-        )
-        sys.exit(1)
-    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: the job's record says what was kept
-        if raw:
-            raise
-        print(
-            f"interrupted ({err or 'Ctrl-C'}): the rows computed so far are kept in "
-            "scores.csv.partial and the record says status interrupted.",
-            file=sys.stderr,
-        )
-        sys.exit(130)
-    finally:
-        if snapshot is not None:
-            shutil.rmtree(snapshot, ignore_errors=True)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,15 +1,15 @@
 """Score attribution methods (or maps of your own) from Python, without Hydra or a run folder.
 
-    from bench.evaluate import evaluate
+    from bench.engine.evaluate import evaluate
     df = evaluate(model, images, labels, methods=["gradcam"], metrics=["deletion", "pointing_game"],
                   boxes=boxes)
 
-:func:`evaluate` returns the rows a run writes to ``scores.csv`` (:data:`bench.io.ROW_COLUMNS`),
+:func:`evaluate` returns the rows a run writes to ``scores.csv`` (:data:`bench.engine.io.ROW_COLUMNS`),
 computed the way a run computes them: the method and metric configs are the same files
 (``conf/method/<name>.yaml``, ``conf/metric/<name>.yaml``, composed by :func:`bench.api.compose`),
-built by the same :func:`bench.validate.construct_node`, and every batch goes through the same
+built by the same :func:`bench.config.validate.construct_node`, and every batch goes through the same
 :class:`~bench.core.batch.Batch`, :class:`~bench.core.context.Context`, map checks
-(:func:`bench.run.map_flags`) and row format (:func:`bench.run.rows_of`) as ``bench``. On the same
+(:func:`bench.engine.run.map_flags`) and row format (:func:`bench.engine.run.rows_of`) as ``bench``. On the same
 images, labels, boxes and settings it gives the same values as a run.
 
 Every bad argument (an unknown method or metric, an array of the wrong shape, one label too
@@ -30,16 +30,16 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationKeyError, MissingMandatoryValue, OmegaConfBaseException
 from torch import Tensor, nn
 
-from bench.api import compose
-from bench.cli import options
+from bench.config.compose import compose
+from bench.config.overrides import options
+from bench.config.validate import EXPLAIN, check_node_keys, construct_node, user_error
 from bench.core.batch import Batch
 from bench.core.context import Context, resolve_device
 from bench.core.errors import ConfigError, check_choice, check_int, choice_error
 from bench.core.layers import get_layer, last_feature_map_layer, module_device
-from bench.io import MAP_FLAGS, ROW_COLUMNS
+from bench.engine.io import MAP_FLAGS, ROW_COLUMNS
+from bench.engine.run import map_flags, rows_of
 from bench.metrics.base import Metric
-from bench.run import map_flags, rows_of
-from bench.validate import EXPLAIN, check_node_keys, construct_node, user_error
 
 __all__ = ["evaluate"]
 
@@ -377,7 +377,7 @@ def evaluate(
 ) -> pd.DataFrame:
     """Score ``methods`` (and/or precomputed ``maps``) on ``images`` with ``metrics``.
 
-    Returns a DataFrame of the rows a run writes (:data:`bench.io.ROW_COLUMNS`: ``model, weights,
+    Returns a DataFrame of the rows a run writes (:data:`bench.engine.io.ROW_COLUMNS`: ``model, weights,
     dataset, split, image_id, target, method, metric, value, flag``), one per (image, method,
     metric score), in the order a run writes them (batch by batch, method by method).
 
@@ -585,7 +585,7 @@ def _score(
     row_meta: dict[str, str],
 ) -> list[dict[str, Any]]:
     """Rows of ``ctx.method`` (or of the maps ``own``) named ``name``, batch by batch as
-    :func:`bench.run.score` does: attribute, flag non-finite and constant maps (a non-finite
+    :func:`bench.engine.run.score` does: attribute, flag non-finite and constant maps (a non-finite
     one is scored as zeros, its rows flagged), score with every metric."""
     rows: list[dict[str, Any]] = []
     meta = {**row_meta, "method": name}

@@ -1,7 +1,7 @@
-"""Tables for papers: the statistics of :mod:`bench.stats` written as CSV, Markdown and LaTeX.
+"""Tables for papers: the statistics of :mod:`bench.results.stats` written as CSV, Markdown and LaTeX.
 
-    from bench.collate import collate
-    from bench.papers import write_paper_tables
+    from bench.results.collate import collate
+    from bench.results.papers import write_paper_tables
     written = write_paper_tables(collate(["results/sweeps/A", "results/sweeps/B"]), None, "paper/")
 
 or ``bench-collate A B --out paper/`` (``--no-paper`` for the summary alone). What each file
@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench import stats
 from bench.core.errors import ConfigError
-from bench.io import atomic_write_text
+from bench.engine.io import atomic_write_text
+from bench.results import stats
 
 #: How a direction is shown in Markdown and LaTeX headers.
 MD_ARROWS = {"higher": " ↑", "lower": " ↓"}
@@ -79,7 +79,7 @@ def _cell_text(r: pd.Series, digits: int, dash: str) -> str:
 def wide_table(
     cells: pd.DataFrame, digits: int = 3, dash: str = "—"
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
-    """The method × metric table of one (model, dataset) from :func:`bench.stats.cell_table`.
+    """The method × metric table of one (model, dataset) from :func:`bench.results.stats.cell_table`.
 
     Returns ``(table, best, directions)``: ``table`` has a ``method`` column, ``n`` (images
     scored; ``lo–hi`` when the metrics differ), ``excluded`` (rows flagged or NaN, the most of
@@ -140,7 +140,7 @@ def _records(
     """Records keyed by job folder; read from the rows' ``job`` folders when ``records`` is None;
     a plain list of records is keyed by position."""
     if records is None:
-        from bench.collate import read_record
+        from bench.results.collate import read_record
 
         jobs = rows["job"].dropna().unique() if "job" in rows else []
         return {str(j): read_record(Path(j)) for j in jobs}
@@ -276,7 +276,7 @@ def write_paper_tables(
     ci_method: str = "BCa",
     digits: int = 3,
 ) -> dict[str, Path]:
-    """Write the paper tables of a :class:`bench.collate.Collation` (or its long ``rows``) into
+    """Write the paper tables of a :class:`bench.results.collate.Collation` (or its long ``rows``) into
     ``out_dir``; ``records`` are the job records (a mapping job folder -> record, a list of
     records, or None to read them from the rows' ``job`` folders) for the score ranges and the
     throughput table. Nothing is written when there are no rows.
@@ -296,13 +296,13 @@ def write_paper_tables(
     * ``throughput.csv`` — seconds and forward passes per image per method.
 
     Returns a dict file name -> path of every file written."""
-    from bench.collate import Collation
+    from bench.results.collate import Collation
 
     rows = collation_or_df.rows if isinstance(collation_or_df, Collation) else collation_or_df
     if not isinstance(rows, pd.DataFrame):
         raise ConfigError(
             f"collation_or_df={type(collation_or_df).__name__} is not valid; accepted: a "
-            "bench.collate.Collation or its rows (a pandas DataFrame)."
+            "bench.results.collate.Collation or its rows (a pandas DataFrame)."
         )
     written: dict[str, Path] = {}
     if rows.empty:

@@ -2,10 +2,11 @@
 
 :func:`validate` checks what can be checked without loading a model or reading data: every
 mandatory value is set, nothing in it would run code this project did not choose
-(:func:`bench.trust.check_config`), every top-level value has
+(:func:`bench.config.trust.check_config`), every top-level value has
 its type and range, no key is unknown (``+key=value`` included), the groups are present, every
 method and metric constructs. The runner calls it first; the sweeper (:mod:`bench.sweeper`)
-calls it on every job of a sweep before the first one starts (:class:`ValidateOnMultirunStart`). :func:`one_line` turns Hydra's
+calls it on every job of a sweep before the first one starts (:func:`check_sweep`, from the
+Hydra callback of :mod:`bench.cli.callbacks`). :func:`one_line` turns Hydra's
 multi-line composition errors into one line that names the key.
 """
 
@@ -16,7 +17,6 @@ import inspect
 import os
 import re
 import shutil
-import sys
 from collections.abc import Iterable
 from dataclasses import fields
 from pathlib import Path
@@ -26,11 +26,12 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, InstantiationException
-from hydra.experimental.callback import Callback
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from bench.config.schema import RunSchema
+from bench.config.trust import check_config
 from bench.core.context import (
     PRECISIONS,
     check_chunk_size,
@@ -41,8 +42,6 @@ from bench.core.context import (
 from bench.core.errors import ConfigError, check_bool, check_choice, check_int, choice_error
 from bench.data.subset import ON_BAD_SAMPLE, SUBSET_KEYS
 from bench.models.meta import image_size
-from bench.schema import RunSchema
-from bench.trust import check_config
 
 EXPLAIN = ("label", "prediction")
 CACHE_MODES = ("readwrite", "read", "off")
@@ -51,6 +50,39 @@ PATH_KEYS = ("data_root", "output_root", "cache_root")
 GROUPS = ("model", "dataset", "method")
 RUN_KEYS = [f.name for f in fields(RunSchema)]
 SEED_MAX = 2**63 - 1
+
+
+#: The experiment loggers (conf/logger/) and TensorBoard's folder below a job's.
+LOGGERS = ("none", "tensorboard")
+TENSORBOARD_DIR = "tensorboard"
+
+
+def check_logger(kind: str, **options: Any) -> None:
+    """Refuse, in one line and before any compute, a logger that is not known, whose package is
+    not installed, or whose options (``logger.dir``, ``logger.maps``) are not valid."""
+    check_choice("logger", kind, LOGGERS)
+    if kind == "none":
+        return
+    unknown = sorted(set(options) - {"dir", "maps"})
+    if unknown:
+        raise ConfigError(
+            f"logger.{unknown[0]} is not a key of logger={kind}; accepted: logger.dir, logger.maps."
+        )
+    check_int("logger.maps", options.get("maps", 4), minimum=0)
+    d = options.get("dir", TENSORBOARD_DIR)
+    if not isinstance(d, str) or not d or Path(d).is_absolute() or ".." in Path(d).parts:
+        raise ConfigError(
+            f"logger.dir={d!r} is not valid; accepted: a folder name below the job's folder."
+        )
+    if kind == "tensorboard":
+        try:
+            from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "logger=tensorboard needs the tensorboard package, which is not installed; "
+                "accepted: pip install 'attribution-bench[tensorboard]' (or tensorboard==2.21.0), "
+                "or logger=none."
+            ) from None
 
 
 def missing_keys(cfg: DictConfig) -> list[str]:
@@ -314,34 +346,23 @@ def keep_snapshot(sweep_dir: Path) -> None:
     shutil.copytree(snapshot, dest)
 
 
-class ValidateOnMultirunStart(Callback):
-    """Hydra callback: compose and :func:`validate` every job of a sweep before the first one
-    starts, so a bad value in the 50th job fails in seconds; an empty sweep is an error."""
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        # Hydra turns an exception raised in a callback into a warning: report and exit here
+def check_sweep(config: DictConfig) -> None:
+    """Compose and :func:`validate` every job of the sweep ``config`` (its hydra node checked by
+    :func:`bench.config.trust.check_config` too), so a bad value in the 50th job fails before the
+    first starts; an empty sweep is an error."""
+    loader = GlobalHydra.instance().config_loader()
+    jobs = sweep_jobs(config, loader)
+    if not jobs:
+        raise ConfigError(
+            f"the sweep has no jobs: {' '.join(config.hydra.overrides.task)} selects no option "
+            "(a glob that matches nothing, or an empty list)."
+        )
+    for overrides in jobs:
         try:
-            self.check(config)
-        except ConfigError as err:
-            print(f"error: {err}", file=sys.stderr)
-            raise SystemExit(2) from err
-        keep_snapshot(Path(config.hydra.sweep.dir))
-
-    @staticmethod
-    def check(config: DictConfig) -> None:
-        loader = GlobalHydra.instance().config_loader()
-        jobs = sweep_jobs(config, loader)
-        if not jobs:
-            raise ConfigError(
-                f"the sweep has no jobs: {' '.join(config.hydra.overrides.task)} selects no option "
-                "(a glob that matches nothing, or an empty list)."
-            )
-        for overrides in jobs:
-            try:
-                cfg = loader.load_sweep_config(master_config=config, sweep_overrides=overrides)
-                check_config(cfg)  # the job's hydra node too (its logging, environment)
-                with open_dict(cfg):
-                    del cfg["hydra"]
-                validate(cfg)
-            except (ConfigError, HydraException, OmegaConfBaseException) as err:
-                raise ConfigError(f"job {' '.join(overrides)}: {user_error(err) or err}") from err
+            cfg = loader.load_sweep_config(master_config=config, sweep_overrides=overrides)
+            check_config(cfg)  # the job's hydra node too (its logging, environment)
+            with open_dict(cfg):
+                del cfg["hydra"]
+            validate(cfg)
+        except (ConfigError, HydraException, OmegaConfBaseException) as err:
+            raise ConfigError(f"job {' '.join(overrides)}: {user_error(err) or err}") from err

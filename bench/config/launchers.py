@@ -5,7 +5,7 @@ it, and ``hydra.sweep.dir`` is ``${paths.output_root}/sweeps/...``: ``${oc.env:B
 results}`` and a relative path resolve against that process's environment and working
 directory. A Ray cluster's workers have the environment ``ray start`` was given, not the
 launching shell's, so their jobs would write to another folder than the one collated (seen with
-``BENCH_OUTPUT_ROOT`` set in the shell). :class:`PinSweepDir`, a callback that
+``BENCH_OUTPUT_ROOT`` set in the shell). :func:`pin_sweep_dir`, called by a callback (:mod:`bench.cli.callbacks`) that
 ``hydra/launcher=ray`` and ``submitit_slurm`` add, resolves the folder once, in the launching
 process, and adds it to the Hydra overrides every job is composed with. (``${now:...}`` and
 ``${bench_uid:}`` need no help: Hydra copies their cached values into each job's config.)
@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
 
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict, read_write
 
 #: Hydra 1.3 warns that a config file named like a plugin's ConfigStore node (our
@@ -57,11 +55,3 @@ def pin_sweep_dir(config: DictConfig) -> str:
         if override not in config.hydra.overrides.hydra:
             config.hydra.overrides.hydra.append(override)
     return sweep_dir
-
-
-class PinSweepDir(Callback):
-    """Hydra callback: :func:`pin_sweep_dir` when the sweep starts, before the launcher is
-    created (its ``submitit_folder`` is below the sweep folder) and composes any job's config."""
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        pin_sweep_dir(config)

@@ -1,4 +1,4 @@
-"""Statistics for paper tables: pure functions over the long rows of :func:`bench.collate.collate`.
+"""Statistics for paper tables: pure functions over the long rows of :func:`bench.results.collate.collate`.
 
 Every function takes a DataFrame with the columns ``model, dataset, method, metric, image_id,
 target, value`` (and, where present, ``flag``, ``direction``, ``aggregate``) and returns a new
@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from bench.core.errors import ConfigError
-from bench.io import MAP_FLAGS
+from bench.engine.io import MAP_FLAGS
 
 #: What a paired observation is: the same image (and explained class) of one model and dataset.
 PAIR_KEYS = ["model", "dataset", "image_id", "target"]
@@ -81,7 +81,7 @@ def check_rows(df: pd.DataFrame, needed: Sequence[str] = NEEDED) -> None:
     if missing:
         raise ConfigError(
             f"rows have no column(s) {', '.join(missing)}; accepted: the long rows of "
-            f"bench.collate.collate(...).rows ({', '.join(needed)})."
+            f"bench.results.collate.collate(...).rows ({', '.join(needed)})."
         )
 
 
@@ -284,7 +284,7 @@ def class_means(df: pd.DataFrame) -> pd.DataFrame:
     """The protocol's score of metrics that average per class (``aggregate == "class_mean"``,
     TorchRay's pointing game): per (model, dataset, metric, method) the unweighted mean of the
     per-class means, a class of the dataset (``num_classes``) with no scored pair counting 0, as
-    :func:`bench.collate.summarise`. Returns ``model, dataset, metric, method, classes_scored,
+    :func:`bench.results.collate.summarise`. Returns ``model, dataset, metric, method, classes_scored,
     num_classes, class_mean``; empty when no metric aggregates so."""
     cols = ["model", "dataset", "metric", "method", "classes_scored", "num_classes", "class_mean"]
     if "aggregate" not in df:

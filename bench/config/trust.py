@@ -5,7 +5,7 @@ under ``hydra``, nested nodes) can only pick code this project chose:
 
 - every ``_target_``, wherever it sits, names one of :func:`allowed_targets`: this project's
   method, metric and dataset classes, its model loaders and Hydra callbacks, and the Hydra
-  launchers, sweeper and callbacks it documents. The name is resolved (``bench.collate.pd`` is
+  launchers, sweeper and callbacks it documents. The name is resolved (``bench.results.collate.pd`` is
   pandas) and the object compared, never the text; a name outside this project's and Hydra's
   packages is refused before anything is imported;
 - logging factories under ``hydra.job_logging`` / ``hydra.hydra_logging`` (``()``, ``class``,
@@ -55,9 +55,9 @@ HYDRA_TARGETS = (
 )
 #: This project's Hydra callbacks.
 CALLBACKS = (
-    "bench.validate.ValidateOnMultirunStart",
-    "bench.collate.CollateOnMultirunEnd",
-    "bench.launchers.PinSweepDir",
+    "bench.cli.callbacks.ValidateOnMultirunStart",
+    "bench.cli.callbacks.CollateOnMultirunEnd",
+    "bench.cli.callbacks.PinSweepDir",
 )
 #: Modules whose classes a logging factory (``()`` or ``class``) may name.
 LOGGING_MODULES = ("logging", "logging.handlers", "colorlog")

@@ -1,0 +1,117 @@
+"""``bench-collate``: job and sweep folders into one summary table (and the paper tables)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.core.errors import ConfigError
+from bench.results.collate import CollateError, collate, format_table, write_summary
+
+
+def folders_exist(prog: str, folders: Sequence[str]) -> bool:
+    """Whether every folder argument of a command exists; else one line on stderr naming it."""
+    missing = [f for f in folders if not Path(f).is_dir()]
+    if missing:
+        print(
+            f"{prog}: {missing[0]} is not a folder; accepted: sweep or job folders.",
+            file=sys.stderr,
+        )
+    return not missing
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``bench-collate``: exit 0 with the table; 1 when a job is incomplete (unless
+    ``--allow-incomplete``); 2 when a folder cannot be trusted or an argument is wrong. With
+    ``--out DIR`` the paper tables of :func:`bench.results.papers.write_paper_tables` are written there
+    too (unless ``--no-paper``)."""
+    p = argparse.ArgumentParser(description="Collate job folders into one summary table.")
+    p.add_argument("folders", nargs="+", help="sweep or job folders (searched recursively)")
+    p.add_argument(
+        "--out", default=None, help="where to write the summary (default: the first folder)"
+    )
+    p.add_argument(
+        "--metrics",
+        default=None,
+        help="comma-separated columns, in order, for the printed table (e.g. road_abc,mprt.spearman_abs)",
+    )
+    p.add_argument(
+        "--means", action="store_true", help="print means only, without the CI half-widths"
+    )
+    p.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="exit 0 even when some jobs did not complete (they are still listed, and left out)",
+    )
+    p.add_argument(
+        "--no-paper",
+        action="store_true",
+        help="with --out, write only the summary, not the paper tables (bench.results.papers)",
+    )
+    args = p.parse_args(argv)
+    if not folders_exist("bench-collate", args.folders):
+        return 2
+    try:
+        collation = collate(args.folders)
+    except CollateError as err:
+        print(f"bench-collate: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out or args.folders[0])
+    try:
+        summary, table = write_summary(out, collation)
+    except OSError as err:
+        print(
+            f"bench-collate: cannot write the summary into {out} ({err.strerror or err}); "
+            "pass --out <a writable folder>.",
+            file=sys.stderr,
+        )
+        return 1
+    if args.out and not args.no_paper:
+        from bench.results.papers import (
+            write_paper_tables,  # scipy and pandas' Styler: only when asked
+        )
+
+        try:
+            written = write_paper_tables(collation, None, Path(args.out))
+        except ConfigError as err:
+            print(f"bench-collate: {err}", file=sys.stderr)
+            return 2
+        if written:
+            print(
+                f"bench-collate: {len(written)} paper table file(s) written to {args.out} "
+                "(table.md, table_*.tex, ranks.md, paired.md, throughput.md, ...)",
+                file=sys.stderr,
+            )
+    if args.metrics or args.means:
+        metrics = (
+            [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+        )
+        try:
+            table = format_table(summary, metrics, ci=not args.means)
+        except ValueError as err:
+            print(f"bench-collate: {err}", file=sys.stderr)
+            return 2
+    print(table)
+    for line in collation.report():
+        print(line, file=sys.stderr)
+    if collation.incomplete and not args.allow_incomplete:
+        print(
+            f"bench-collate: {len(collation.incomplete)} job(s) did not complete (listed above); "
+            "rerun them, or pass --allow-incomplete to accept the table without them.",
+            file=sys.stderr,
+        )
+        return 1
+    if collation.rows.empty and not collation.incomplete:
+        print(
+            f"bench-collate: no rows: {'every' if collation.empty else 'no'} completed job under "
+            f"{', '.join(args.folders)} {'scored no image' if collation.empty else 'was found'}.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
