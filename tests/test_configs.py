@@ -24,7 +24,7 @@ from bench.core.context import Context
 from bench.core.errors import ConfigError
 from bench.data.scenes import ScenesDataset
 from bench.data.shapes import ShapesDataset
-from bench.engine.run import build_dataset
+from bench.engine.build import build_dataset
 from bench.methods.attention import ViTGradCAM
 from bench.methods.base import Method
 from bench.methods.cam import GradCAM

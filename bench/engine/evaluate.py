@@ -7,10 +7,10 @@
 :func:`evaluate` returns the rows a run writes to ``scores.csv`` (:data:`bench.engine.io.ROW_COLUMNS`),
 computed the way a run computes them: the method and metric configs are the same files
 (``conf/method/<name>.yaml``, ``conf/metric/<name>.yaml``, composed by :func:`bench.api.compose`),
-built by the same :func:`bench.config.validate.construct_node`, and every batch goes through the same
-:class:`~bench.core.batch.Batch`, :class:`~bench.core.context.Context`, map checks
-(:func:`bench.engine.run.map_flags`) and row format (:func:`bench.engine.run.rows_of`) as ``bench``. On the same
-images, labels, boxes and settings it gives the same values as a run.
+built by the same :func:`bench.config.validate.construct_node`, assembled into a cell by the same
+:func:`bench.engine.build.make_cell`, and every batch goes through the same loop as a job
+(:func:`bench.engine.score.score_batch`: map checks, row format). On the same images, labels,
+boxes and settings it gives the same values as a run.
 
 Every bad argument (an unknown method or metric, an array of the wrong shape, one label too
 few) raises a :class:`~bench.core.errors.ConfigError` of one line naming the value and what is
@@ -34,11 +34,12 @@ from bench.config.compose import compose
 from bench.config.overrides import options
 from bench.config.validate import EXPLAIN, check_node_keys, construct_node, user_error
 from bench.core.batch import Batch
-from bench.core.context import Context, resolve_device
+from bench.core.context import resolve_device
 from bench.core.errors import ConfigError, check_choice, check_int, choice_error
 from bench.core.layers import get_layer, last_feature_map_layer, module_device
-from bench.engine.io import MAP_FLAGS, ROW_COLUMNS
-from bench.engine.run import map_flags, rows_of
+from bench.engine.build import Cell, check_metric, make_cell
+from bench.engine.io import ROW_COLUMNS
+from bench.engine.score import score_batch
 from bench.metrics.base import Metric
 
 __all__ = ["evaluate"]
@@ -513,7 +514,7 @@ def evaluate(
                 f"metric={name} needs {', '.join(missing)}; pass {missing[0]}=... (given: "
                 f"{', '.join(sorted(fields)) or 'labels only'})."
             )
-        built_metrics[name] = metric
+        built_metrics[name] = check_metric(name, metric, (h, w))
 
     row_meta = {
         "model": model_name or (meta.name if meta is not None else type(model).__name__),
@@ -536,17 +537,19 @@ def evaluate(
         for sl in (slice(s, s + batch_size) for s in range(0, n, batch_size))
     ]
     jobs = [(name, method, None) for name, method in built_methods.items()]
-    jobs += [(name, None, own) for name, own in own_maps.items()]
+    jobs += [(name, _NoMethod(), own) for name, own in own_maps.items()]
     rows: list[dict[str, Any]] = []
     try:
         model.to(dev).eval()
-        for method in built_methods.values():
-            method.check(model)
+        cells = [
+            (make_cell(model, method, name, built_metrics, row_meta, device=dev,
+                       chunk_size=chunk_size, precision=precision, seed=seed), own)
+            for name, method, own in jobs
+        ]  # fmt: skip
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             torch.manual_seed(seed)  # as a run does when it starts
-            for name, method, own in jobs:
-                ctx = Context(model, dev, chunk_size, precision, method, seed)
-                rows += _score(ctx, name, own, built_metrics, explain, batches, row_meta)
+            for cell, own in cells:
+                rows += _score(cell, own, explain, batches)
     except Exception as err:
         user = user_error(err)
         if user is None:
@@ -564,8 +567,7 @@ class _NoMethod:
     """``ctx.method`` while scoring precomputed maps: a metric that re-runs the method (the
     sanity checks, max-sensitivity) gets a one-line error naming it."""
 
-    def __init__(self, metric: str) -> None:
-        self.metric = metric
+    metric = "a metric"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Tensor:
         raise ConfigError(
@@ -575,38 +577,46 @@ class _NoMethod:
         )
 
 
+def _naming(method: Any) -> Any:
+    """For maps given as such: before each metric, tell the stand-in method which metric it is."""
+    if not isinstance(method, _NoMethod):
+        return None
+
+    def before(name: str) -> None:
+        method.metric = name
+
+    return before
+
+
 def _score(
-    ctx: Context,
-    name: str,
-    own: Tensor | None,
-    metrics: dict[str, Metric],
-    explain: str,
-    batches: list[Batch],
-    row_meta: dict[str, str],
+    cell: Cell, own: Tensor | None, explain: str, batches: list[Batch]
 ) -> list[dict[str, Any]]:
-    """Rows of ``ctx.method`` (or of the maps ``own``) named ``name``, batch by batch as
-    :func:`bench.engine.run.score` does: attribute, flag non-finite and constant maps (a non-finite
-    one is scored as zeros, its rows flagged), score with every metric."""
+    """Rows of the cell's method (or of the maps ``own``), batch by batch through the one loop a
+    job uses (:func:`bench.engine.score.score_batch`)."""
     rows: list[dict[str, Any]] = []
-    meta = {**row_meta, "method": name}
-    method = ctx.method
     start = 0
     for batch in batches:
-        batch = batch.to(ctx.device)
-        ctx.plan_chunk(batch.images)  # chunk_size=auto: chosen at the first batch
-        t = batch.targets if explain == "label" else ctx.predictions(batch.images)
+        batch = batch.to(cell.ctx.device)
         if own is None:
-            maps = method(ctx.model, batch.images, t)
+
+            def attribute(targets: Tensor, batch: Batch = batch) -> Tensor:
+                return cell.method(cell.model, batch.images, targets)
+
         else:
-            maps = own[start : start + len(batch)].to(ctx.device)
+            given = own[start : start + len(batch)].to(cell.ctx.device)
+
+            def attribute(targets: Tensor, given: Tensor = given) -> Tensor:
+                return given
+
         start += len(batch)
-        flags = map_flags(maps)
-        if MAP_FLAGS[0] in flags:
-            bad = torch.tensor([f == MAP_FLAGS[0] for f in flags], device=maps.device)
-            maps = torch.where(bad[:, None, None], torch.zeros_like(maps), maps)
-        for metric_name, metric in metrics.items():
-            if own is not None:
-                ctx.method = _NoMethod(metric_name)
-            result = metric(ctx, batch, maps)
-            rows += rows_of(result, metric_name, batch, meta, flags)
+        scored = score_batch(
+            cell.ctx,
+            batch,
+            cell.metrics,
+            cell.row_meta,
+            attribute,
+            explain=explain,
+            before_metric=_naming(cell.method),
+        )
+        rows += scored.rows
     return rows

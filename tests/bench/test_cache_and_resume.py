@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import bench.engine.io
-import bench.engine.run as runner
+import bench.engine.score as scoring
 from bench import ROOT
 from bench.api import compose
 from bench.engine.cache import MapCache, image_digests
@@ -264,7 +264,7 @@ def test_a_job_that_failed_part_way_resumes_from_its_last_complete_batch(tmp_pat
     job(clean, None, "save_maps=true")
     folder = tmp_path / "job"
     calls = {"n": 0}
-    real = runner.rows_of
+    real = scoring.rows_of
 
     def failing(*args, **kwargs):
         calls["n"] += 1
@@ -272,14 +272,14 @@ def test_a_job_that_failed_part_way_resumes_from_its_last_complete_batch(tmp_pat
             raise RuntimeError("node lost")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "rows_of", failing)
+    monkeypatch.setattr(scoring, "rows_of", failing)
     cache = tmp_path / "cache"
     with pytest.raises(RuntimeError, match="node lost"):
         job(folder, cache, "save_maps=true")
     failed = json.loads((folder / RECORD).read_text())
     assert failed["status"] == "failed" and failed["batches_complete"] == 2
     assert failed["rows"] == 8 and (folder / PROGRESS).is_file()
-    monkeypatch.setattr(runner, "rows_of", real)
+    monkeypatch.setattr(scoring, "rows_of", real)
     record = job(folder, cache, "save_maps=true")
     assert record["status"] == "completed" and record["rows"] == 12
     assert record["resumed"] == {
@@ -365,7 +365,7 @@ def test_a_resumed_job_cuts_off_the_rows_of_the_batch_it_did_not_record(tmp_path
 def test_a_changed_config_is_recomputed_never_mixed(tmp_path, monkeypatch):
     folder = tmp_path / "job"
     calls = {"n": 0}
-    real = runner.rows_of
+    real = scoring.rows_of
 
     def failing(*args, **kwargs):
         calls["n"] += 1
@@ -373,10 +373,10 @@ def test_a_changed_config_is_recomputed_never_mixed(tmp_path, monkeypatch):
             raise RuntimeError("stop")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "rows_of", failing)
+    monkeypatch.setattr(scoring, "rows_of", failing)
     with pytest.raises(RuntimeError):
         job(folder, None)
-    monkeypatch.setattr(runner, "rows_of", real)
+    monkeypatch.setattr(scoring, "rows_of", real)
     record = job(folder, None, "method=random")  # another method into the same folder
     assert "resumed" not in record and record["rows"] == 12
     job(tmp_path / "random", None, "method=random")

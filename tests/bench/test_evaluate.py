@@ -11,9 +11,10 @@ from hydra.utils import instantiate
 from bench.api import compose
 from bench.core.batch import collate
 from bench.core.errors import ConfigError
+from bench.engine.build import build_dataset
 from bench.engine.evaluate import evaluate
 from bench.engine.io import ROW_COLUMNS
-from bench.engine.run import build_dataset, run
+from bench.engine.run import run
 
 OVERRIDES = ("method=gradcam", "dataset.limit=6", "metric=[deletion,pointing_game]")
 

@@ -475,10 +475,10 @@ def test_an_error_that_is_not_out_of_memory_is_not_retried(tiny_cnn, tiny_images
 
 
 def test_a_run_out_of_memory_gives_the_same_scores_and_says_so(tmp_path, monkeypatch):
-    import bench.engine.run as runner
+    import bench.engine.build as builder
 
     clean = job(tmp_path / "clean", "chunk_size=64")
-    real = runner.instantiate
+    real = builder.instantiate
 
     def small_gpu(node, *a, **k):
         obj = real(node, *a, **k)
@@ -486,7 +486,7 @@ def test_a_run_out_of_memory_gives_the_same_scores_and_says_so(tmp_path, monkeyp
             return _OOMAbove(obj, 10, torch.cuda.OutOfMemoryError)
         return obj
 
-    monkeypatch.setattr(runner, "instantiate", small_gpu)
+    monkeypatch.setattr(builder, "instantiate", small_gpu)
     record = job(tmp_path / "oom", "chunk_size=64")
     assert record["status"] == "completed" and record["forward"]["out_of_memory"]
     assert record["forward"]["out_of_memory"][-1]["retried_with"] <= 10
@@ -507,12 +507,13 @@ def _enospc(*args, **kwargs):
 def test_a_full_disk_fails_the_job_cleanly(where, tmp_path, monkeypatch):
     import bench.engine.io as io
     import bench.engine.run as runner
+    import bench.engine.score as scoring
 
     folder = tmp_path / "job"
     if where == "rows":
         monkeypatch.setattr(io.RowWriter, "write", _enospc)
     elif where == "curves":
-        monkeypatch.setattr(runner, "atomic_savez", _enospc)
+        monkeypatch.setattr(scoring, "atomic_savez", _enospc)
     if where == "record":  # the final record cannot be written: a small failed one replaces it
         real = runner.atomic_write_json
         calls = []

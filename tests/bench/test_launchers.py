@@ -20,8 +20,9 @@ from omegaconf import OmegaConf
 
 from bench.api import compose
 from bench.config.launchers import SCHEMA_MATCHING, pin_sweep_dir, quiet_schema_matching
+from bench.engine.build import build_dataset
 from bench.engine.io import RECORD
-from bench.engine.run import build_dataset, loader_context
+from bench.engine.score import loader_context
 from bench.results.collate import collate, find_job_dirs, summarise
 from tests.conftest import run_bench
 

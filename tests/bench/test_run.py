@@ -183,7 +183,7 @@ class _Counting(torch.Tensor):
 
 def test_rows_move_each_tensor_to_the_host_once_per_batch_not_per_row():
     from bench.core.batch import Batch
-    from bench.engine.run import rows_of
+    from bench.engine.score import rows_of
     from bench.metrics.base import MetricOutput
 
     b = 6
