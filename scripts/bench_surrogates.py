@@ -30,10 +30,8 @@ from bench import ROOT
 from bench.core.batch import collate
 from bench.core.profiling import cpu_model
 from bench.data.shapes import ShapesDataset
-from bench.methods.perturbation import KernelShap, Lime
+from bench.methods.superpixel import BatchedKernelShap, BatchedLime, KernelShap, Lime
 from bench.methods.surrogate import (
-    BatchedKernelShap,
-    BatchedLime,
     cosine_distance_to_ones,
     kernel_shap_fit,
     lime_kernel,

@@ -267,8 +267,8 @@ MUTANTS: tuple[Mutant, ...] = (
     _m(
         "rise_inverted",
         "methods/perturbation.py",
-        "p = _probs(model, images[img] * masks[m][:, None])",
-        "p = _probs(model, images[img] * (1 - masks[m][:, None]))",
+        "p = probabilities(model, images[img] * masks[m][:, None])",
+        "p = probabilities(model, images[img] * (1 - masks[m][:, None]))",
         "RISE map inverted: each mask weighted by the score of its complement",
         METHOD_VALUES,
     ),
