@@ -1,35 +1,32 @@
-"""LIME and kernel SHAP batched in torch: the ``lime``/``shap`` packages' estimators, all images at once.
+"""LIME's and kernel SHAP's estimators in torch, batched over images: the samplers and the solvers.
 
-Each method is three steps, kept apart so each can be checked against the package on its own:
-(a) a sampler of coalitions ``[B, S, M]`` (bool, one row per perturbed sample, one column per SLIC
-superpixel), drawn from counter-based random numbers keyed by ``(seed, image content)``
-(:func:`bench.core.rng.hash_uniform`), so an image's samples never depend on the batch it is in,
-the chunk size or the device; (b) the model's softmax probability of the target on every
-perturbed image of the batch, built on the device and sent through the model in chunks of at
-most ``batch_size`` images (:func:`bench.core.context.for_pairs`, which halves them after an
-out-of-memory error); (c) a batched float64 solve of each image's surrogate (:func:`ridge_fit`,
-:func:`kernel_shap_fit`), which given the package's own samples returns the package's
-coefficients. Images of a batch may have different numbers of superpixels ``M_i``: columns past an
-image's ``M_i`` are zero (and get coefficient 0), rows an image does not use have weight 0.
+The math of :class:`bench.methods.superpixel.BatchedLime` and
+:class:`bench.methods.superpixel.BatchedKernelShap` (which send the perturbed images through the
+model), kept apart so each piece can be checked against the ``lime`` / ``shap`` package on its own:
+(a) samplers of coalitions ``[B, S, M]`` (bool, one row per perturbed sample, one column per
+superpixel; :func:`lime_coalitions`, :func:`kernel_shap_coalitions` after shap's
+:func:`shap_plan`), drawn from counter-based random numbers keyed by per-image keys
+(:func:`bench.core.rng.hash_uniform`), so an image's samples never depend on the batch it is in;
+(b) the batched float64 solve of each image's surrogate (:func:`ridge_fit` with lime's
+:func:`lime_kernel`, :func:`kernel_shap_fit` and its :func:`kernel_shap_underdetermined` check),
+which given the package's own samples returns the package's coefficients; (c) shap's blur fill
+(:func:`box_blur`). Images of a batch may have different numbers of superpixels ``M_i``: columns
+past an image's ``M_i`` are zero (and get coefficient 0), rows an image does not use have weight 0.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from bench.core.errors import check_choice, check_int, check_number
-from bench.core.rng import content_keys, hash_uniform
-from bench.methods.base import check_batch_size, chunked_pairs
-from bench.methods.perturbation import _probs, _Superpixel
+from bench.core.rng import hash_uniform
 
 #: Counter stride per sample row: the random number of (row r, feature j) has index r * STRIDE + j.
 STRIDE = 1 << 24
@@ -328,195 +325,3 @@ def kernel_shap_coalitions(
         weights[img, slot] = (share / n_random.clamp_min(1))[img]
     valid = torch.arange(r, device=device)[None] < 2 + n_rows[:, None]
     return masks, weights, valid
-
-
-# ------------------------------------------------------------------------------ methods
-
-
-class _BatchedSurrogate(_Superpixel):
-    """Superpixels, coalitions, one chunked forward over the batch, one batched solve per batch."""
-
-    def __init__(
-        self,
-        n_samples: int,
-        n_segments: int,
-        compactness: float,
-        slic_sigma: float,
-        batch_size: int | str | None,
-        seed: int,
-    ) -> None:
-        super().__init__(n_segments, compactness, slic_sigma)
-        self.n_samples = check_int("n_samples", n_samples, minimum=1)
-        self.batch_size = check_batch_size("batch_size", batch_size)
-        self.seed = check_int("seed", seed)
-
-    def fill_images(self, images: Tensor) -> Tensor:
-        """What an absent superpixel shows, ``[B, 3, H, W]``."""
-        raise NotImplementedError
-
-    def coalitions(self, keys: Tensor, n_features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``masks`` bool ``[B, R, M]``, ``weights`` ``[B, R]``, ``valid`` bool ``[B, R]``."""
-        raise NotImplementedError
-
-    def fit(self, masks: Tensor, weights: Tensor, values: Tensor, n_features: Tensor) -> Tensor:
-        """Coefficients ``[B, M]`` of each image's surrogate."""
-        raise NotImplementedError
-
-    def values(
-        self,
-        model: nn.Module,
-        images: Tensor,
-        targets: Tensor,
-        segments: Tensor,
-        masks: Tensor,
-        valid: Tensor,
-    ) -> Tensor:
-        """Softmax probability of the target ``[B, R]`` (float64; 0 where not ``valid``) of every
-        valid coalition, at most ``batch_size`` perturbed images per forward pass."""
-        b, r, m = masks.shape
-        h, w = images.shape[-2:]
-        fill = self.fill_images(images)
-        pixels = segments.flatten(1)
-        rows = masks.reshape(b * r, m)
-        todo = valid.flatten().nonzero()[:, 0]
-        out = torch.zeros(b * r, dtype=torch.float64, device=images.device)
-
-        def chunk(_: slice, item: Tensor, __: Tensor) -> None:
-            pair = todo[item]
-            img = pair // r
-            keep = rows[pair].gather(1, pixels[img]).view(-1, 1, h, w)
-            # channels-last, the layout the package wrappers' numpy images reach the model in: the
-            # faster one for CPU convolutions (1.25x ResNet-18, 1.7x the shapes CNN, one thread)
-            x = torch.where(keep, images[img], fill[img]).contiguous(
-                memory_format=torch.channels_last
-            )
-            p = _probs(model, x).gather(1, targets[img][:, None])[:, 0]
-            out[pair] = p.double()
-
-        with torch.no_grad():  # auto: the device's cap; halved on out-of-memory like any chunk
-            chunked_pairs(self, "batch_size", len(todo), 1, images.device, chunk)
-        return out.view(b, r)
-
-    def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
-        seg = self.segments(images)
-        n_features = seg.flatten(1).amax(1) + 1
-        masks, weights, valid = self.coalitions(content_keys(images, self.seed), n_features)
-        values = self.values(model, images, targets, seg, masks, valid)
-        coef = self.fit(masks, weights, values, n_features)
-        return coef.float().gather(1, seg.flatten(1)).view_as(seg)
-
-
-class BatchedLime(_BatchedSurrogate):
-    """LIME (Ribeiro et al., KDD 2016), the ``lime`` package's image estimator batched in torch.
-
-    As :class:`bench.methods.perturbation.Lime` (lime's ``LimeImageExplainer`` defaults): SLIC
-    superpixels, samples with each superpixel on or off with probability 1/2 and the first sample
-    all on, weights ``sqrt(exp(-d^2 / kernel_width^2))`` of the cosine distance ``d`` to the all-on
-    sample, and a weighted ``Ridge(alpha=1)`` with intercept on every superpixel (lime's
-    ``feature_selection='auto'`` with its 100000 features keeps them all); off superpixels take
-    ``hide_color``. Samples come from counter-based random numbers keyed by ``(seed, image
-    content)``, not numpy's: the same estimator, other draws than the package.
-
-    Args:
-        n_samples: perturbed samples per image (lime's num_samples; its default 1000).
-        n_segments: SLIC's target number of superpixels.
-        compactness: SLIC's compactness.
-        slic_sigma: SLIC's Gaussian pre-smoothing (pixels; 0 = none, see
-            :func:`bench.methods.perturbation.superpixels`).
-        kernel_width: lime's kernel width.
-        hide_color: fill value in normalised space.
-        batch_size: most perturbed images (over all images of the batch) per forward pass;
-            ``auto`` = 64 on a CPU, 1024 on a GPU (:func:`bench.core.context.auto_chunk`).
-        seed: the run seed.
-    """
-
-    def __init__(
-        self,
-        n_samples: int = 1000,
-        n_segments: int = 50,
-        compactness: float = 10.0,
-        slic_sigma: float = 0.0,
-        kernel_width: float = 0.25,
-        hide_color: float = 0.0,
-        batch_size: int | str | None = "auto",
-        seed: int = 0,
-    ) -> None:
-        super().__init__(n_samples, n_segments, compactness, slic_sigma, batch_size, seed)
-        self.kernel_width = check_number("kernel_width", kernel_width, above=0)
-        self.hide_color = check_number("hide_color", hide_color)
-
-    def fill_images(self, images: Tensor) -> Tensor:
-        return torch.full_like(images, self.hide_color)
-
-    def coalitions(self, keys: Tensor, n_features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        masks = lime_coalitions(keys, n_features, self.n_samples)
-        weights = lime_kernel(cosine_distance_to_ones(masks, n_features), self.kernel_width)
-        return masks, weights, torch.ones_like(masks[..., 0])
-
-    def fit(self, masks: Tensor, weights: Tensor, values: Tensor, n_features: Tensor) -> Tensor:
-        return ridge_fit(masks, weights, values, alpha=1.0)[0]
-
-
-#: The fills :class:`BatchedKernelShap` reproduces on the device (shap's masker, ``blur(k,k)``).
-BATCHED_FILLS = ("blur",)
-
-
-class BatchedKernelShap(_BatchedSurrogate):
-    """Kernel SHAP (Lundberg & Lee, NeurIPS 2017), ``shap.KernelExplainer`` batched in torch.
-
-    As :class:`bench.methods.perturbation.KernelShap`: SLIC superpixels are the players, an absent one
-    shows a ``blur_size`` box blur of the image (shap's ``maskers.Image('blur(k,k)')``, i.e.
-    ``cv2.blur``, see :func:`box_blur`), value = softmax probability of the target, and
-    ``l1_reg=False``: the Shapley-kernel weighted least squares under the efficiency constraint
-    (:func:`kernel_shap_fit`). Coalitions follow shap's plan (:func:`kernel_shap_coalitions`:
-    enumerated small/large sizes, then random ones) from counter-based random numbers keyed by
-    ``(seed, image content)``. An image with one superpixel gets ``f(x) - f(blurred)`` exactly.
-
-    Args:
-        n_samples: coalitions per image (shap's nsamples; capped at ``2^M - 2``).
-        n_segments: SLIC's target number of superpixels.
-        compactness: SLIC's compactness.
-        slic_sigma: SLIC's Gaussian pre-smoothing (pixels; 0 = none, see
-            :func:`bench.methods.perturbation.superpixels`).
-        fill: ``blur`` only (the package wrapper's inpainting fills are not batched).
-        blur_size: side of the box blur.
-        batch_size: most coalition images (over all images of the batch) per forward pass;
-            ``auto`` = 64 on a CPU, 1024 on a GPU (:func:`bench.core.context.auto_chunk`).
-        seed: the run seed.
-    """
-
-    def __init__(
-        self,
-        n_samples: int = 1000,
-        n_segments: int = 50,
-        compactness: float = 10.0,
-        slic_sigma: float = 0.0,
-        fill: str = "blur",
-        blur_size: int = 16,
-        batch_size: int | str | None = "auto",
-        seed: int = 0,
-    ) -> None:
-        super().__init__(n_samples, n_segments, compactness, slic_sigma, batch_size, seed)
-        self.fill = check_choice("fill", fill, BATCHED_FILLS)
-        self.blur_size = check_int("blur_size", blur_size, minimum=1)
-
-    def fill_images(self, images: Tensor) -> Tensor:
-        return box_blur(images, self.blur_size)
-
-    def coalitions(self, keys: Tensor, n_features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return kernel_shap_coalitions(keys, n_features, self.n_samples)
-
-    def fit(self, masks: Tensor, weights: Tensor, values: Tensor, n_features: Tensor) -> Tensor:
-        loose = kernel_shap_underdetermined(masks[:, 2:], weights[:, 2:], n_features)
-        if bool(loose.any()) and not getattr(self, "_warned", False):
-            self._warned = True  # once per run: the same settings give the same shortfall
-            warnings.warn(
-                f"{self.name}: n_samples={self.n_samples} coalitions do not determine the "
-                f"Shapley values of {int(loose.sum())} of {len(loose)} images (up to "
-                f"{int(n_features[loose].max())} superpixels); their maps are the minimum-norm "
-                "solution. Raise n_samples (at least twice the superpixels) or lower n_segments.",
-                stacklevel=2,
-            )
-        return kernel_shap_fit(
-            masks[:, 2:], weights[:, 2:], values[:, 2:], values[:, 0], values[:, 1], n_features
-        )

@@ -30,10 +30,8 @@ from bench import ROOT
 from bench.core.batch import collate
 from bench.core.profiling import cpu_model
 from bench.data.shapes import ShapesDataset
-from bench.methods.perturbation import KernelShap, Lime
+from bench.methods.superpixel import BatchedKernelShap, BatchedLime, KernelShap, Lime
 from bench.methods.surrogate import (
-    BatchedKernelShap,
-    BatchedLime,
     cosine_distance_to_ones,
     kernel_shap_fit,
     lime_kernel,
@@ -188,7 +186,7 @@ def run_case(name, model, images, targets, samples, batch_size, repeats) -> list
     return rows
 
 
-def main() -> None:
+def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
@@ -200,42 +198,25 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--model", default="results/reference/models/shapes_cnn.pt")
     parser.add_argument("--out", default="results/perf/surrogates_cpu.md")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    # shap's own warning when few samples make its regression singular (the wrapper's runs)
-    warnings.filterwarnings("ignore", message="Linear regression equation is singular")
-    device = torch.device(args.device)
+    return parser.parse_args()
 
-    ds = ShapesDataset("test")
-    batch = collate([ds[i] for i in range(args.images)])
-    shapes = load_shapes_cnn(str(ROOT / args.model)).to(device)
-    rows = run_case(
-        "shapes_cnn 112 px",
-        shapes,
-        batch.images.to(device),
-        batch.targets.to(device),
-        args.samples,
-        args.batch_size,
-        args.repeats,
-    )
+
+def resnet_inputs(
+    n: int, device: torch.device
+) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """A random-weight ResNet-18, ``n`` smooth random 224 px images and its top-1 classes."""
     torch.manual_seed(0)
     resnet = torchvision.models.resnet18(weights=None).to(device)
     gen = torch.Generator().manual_seed(0)
-    coarse = torch.randn(args.resnet_images, 3, 8, 8, generator=gen)
+    coarse = torch.randn(n, 3, 8, 8, generator=gen)
     big = torch.nn.functional.interpolate(coarse, size=(224, 224), mode="bicubic")
     big = (big + 0.1 * torch.randn(big.shape, generator=gen)).to(device)
     with torch.no_grad():
         top = resnet.eval()(big).argmax(1)
-    rows += run_case(
-        "resnet18 (random) 224 px",
-        resnet,
-        big,
-        top,
-        args.resnet_samples,
-        args.batch_size,
-        args.repeats,
-    )
+    return resnet, big, top
 
+
+def report(args: argparse.Namespace, device: torch.device, rows: list[str]) -> str:
     git = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
@@ -277,9 +258,41 @@ def main() -> None:
         *rows,
         "",
     ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    args = parse()
+    torch.set_num_threads(args.threads)
+    # shap's own warning when few samples make its regression singular (the wrapper's runs)
+    warnings.filterwarnings("ignore", message="Linear regression equation is singular")
+    device = torch.device(args.device)
+
+    ds = ShapesDataset("test")
+    batch = collate([ds[i] for i in range(args.images)])
+    shapes = load_shapes_cnn(str(ROOT / args.model)).to(device)
+    rows = run_case(
+        "shapes_cnn 112 px",
+        shapes,
+        batch.images.to(device),
+        batch.targets.to(device),
+        args.samples,
+        args.batch_size,
+        args.repeats,
+    )
+    resnet, big, top = resnet_inputs(args.resnet_images, device)
+    rows += run_case(
+        "resnet18 (random) 224 px",
+        resnet,
+        big,
+        top,
+        args.resnet_samples,
+        args.batch_size,
+        args.repeats,
+    )
     out = ROOT / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
+    out.write_text(report(args, device, rows))
     print(f"wrote {out}")
 
 

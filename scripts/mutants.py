@@ -267,8 +267,8 @@ MUTANTS: tuple[Mutant, ...] = (
     _m(
         "rise_inverted",
         "methods/perturbation.py",
-        "p = _probs(model, images[img] * masks[m][:, None])",
-        "p = _probs(model, images[img] * (1 - masks[m][:, None]))",
+        "p = probabilities(model, images[img] * masks[m][:, None])",
+        "p = probabilities(model, images[img] * (1 - masks[m][:, None]))",
         "RISE map inverted: each mask weighted by the score of its complement",
         METHOD_VALUES,
     ),
@@ -986,12 +986,33 @@ def machine() -> str:
 def report(mutants: Sequence[Mutant], results: dict[str, Result], notes: Sequence[str]) -> str:
     """The Markdown report of every mutant of the list (run or not)."""
     done = [results[m.id] for m in mutants if m.id in results]
-    killed = [r for r in done if r.result.startswith("killed")]
+    lines = [*_report_head(done), *_report_totals(mutants, results, done)]
+    lines += _report_table(mutants, results)
     survived = [r for r in done if r.result == "survived"]
     errors = [r for r in done if r.result == "error"]
+    lines += ["", "## Survivors", ""]
+    if not survived:
+        lines.append("None.")
     by_id = {m.id: m for m in mutants}
-    explained = [r for r in survived if by_id[r.id].survives]
-    gaps = [r for r in survived if not by_id[r.id].survives]
+    for r in survived:
+        m = by_id[r.id]
+        reason = m.survives or "**gap**: no reason stated in the list; a test is missing."
+        lines += [
+            f"- `{m.id}` ({m.file}): {m.description}. Tests run: "
+            + ", ".join(f"`{t}`" for t in r.tests_run)
+            + f". {reason}",
+        ]
+    if errors:
+        lines += ["", "## Errors", ""]
+        lines += [f"- `{r.id}`: {r.first_failure}" for r in errors]
+    if notes:
+        lines += ["", "## Notes", ""]
+        lines += [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def _report_head(done: Sequence[Result]) -> list[str]:
+    """The report's title, what made it, and the run's commit, machine, load and time."""
     commits = sorted({r.commit for r in done})
     missing = sorted({f for r in done for f in r.tests_missing})
     loads = [x for r in done for x in r.load]
@@ -1029,14 +1050,27 @@ def report(mutants: Sequence[Mutant], results: dict[str, Result], notes: Sequenc
             f"- Before the mutants, the covering tests of {base['mutants']} mutant(s) passed "
             f"unmutated in {base['seconds']} s (commit `{base['commit']}`, {base['finished']})."
         )
+    absent = ", ".join(f"`{f}`" for f in missing)
     if missing:
         lines.append(
-            "- Covering test files absent at this commit, skipped: "
-            + ", ".join(f"`{f}`" for f in missing)
-            + " (listed so that the list is right once they land)."
+            f"- Covering test files absent at this commit, skipped: {absent} (listed so that "
+            "the list is right once they land)."
         )
+    return lines
+
+
+def _report_totals(
+    mutants: Sequence[Mutant], results: dict[str, Result], done: Sequence[Result]
+) -> list[str]:
+    """The totals: killed, survived (explained or gaps), errors, not run, and the score."""
+    killed = [r for r in done if r.result.startswith("killed")]
+    survived = [r for r in done if r.result == "survived"]
+    errors = [r for r in done if r.result == "error"]
+    by_id = {m.id: m for m in mutants}
+    explained = [r for r in survived if by_id[r.id].survives]
+    gaps = [r for r in survived if not by_id[r.id].survives]
     not_run = [m.id for m in mutants if m.id not in results]
-    lines += [
+    lines = [
         "",
         "## Totals",
         "",
@@ -1059,7 +1093,12 @@ def report(mutants: Sequence[Mutant], results: dict[str, Result], notes: Sequenc
             + ", ".join(f"`{r.id}` ({r.result.removeprefix('killed ')})" for r in collection)
             + "."
         )
-    lines += [
+    return lines
+
+
+def _report_table(mutants: Sequence[Mutant], results: dict[str, Result]) -> list[str]:
+    """One row per mutant: id, file, description, result, seconds, first failing test."""
+    lines = [
         "",
         "## Mutants",
         "",
@@ -1076,24 +1115,7 @@ def report(mutants: Sequence[Mutant], results: dict[str, Result], notes: Sequenc
             f"{'' if r is None else f'{r.seconds:.0f}'} | "
             f"{'' if not r or not r.first_failure else '`' + _cell(r.first_failure) + '`'} |"
         )
-    lines += ["", "## Survivors", ""]
-    if not survived:
-        lines.append("None.")
-    for r in survived:
-        m = by_id[r.id]
-        reason = m.survives or "**gap**: no reason stated in the list; a test is missing."
-        lines += [
-            f"- `{m.id}` ({m.file}): {m.description}. Tests run: "
-            + ", ".join(f"`{t}`" for t in r.tests_run)
-            + f". {reason}",
-        ]
-    if errors:
-        lines += ["", "## Errors", ""]
-        lines += [f"- `{r.id}`: {r.first_failure}" for r in errors]
-    if notes:
-        lines += ["", "## Notes", ""]
-        lines += [f"- {n}" for n in notes]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 # ------------------------------------------------------------------------------------------ main

@@ -1,25 +1,33 @@
-"""scripts/bench_speed.py in its smallest mode: the report is written, with its header and numbers.
+"""The speed benchmark (the package scripts/bench_speed/) in its smallest mode: the report is
+written, with its header and numbers; the documented command launches it.
 
 Never asserts on speed: only that every timed row holds positive numbers.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib.util
+import os
 import re
+import subprocess
 import sys
 
+import pytest
 import torch
 
 from bench import ROOT
 
+PACKAGE = ROOT / "scripts" / "bench_speed"
+
 
 def load_script():
+    """scripts/bench_speed/ imported as the package ``bench_speed`` (scripts/ is no package)."""
     spec = importlib.util.spec_from_file_location(
-        "bench_speed", ROOT / "scripts" / "bench_speed.py"
+        "bench_speed", PACKAGE / "__init__.py", submodule_search_locations=[str(PACKAGE)]
     )
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
+    sys.modules[spec.name] = module  # its submodules and dataclasses look it up there
     spec.loader.exec_module(module)
     return module
 
@@ -68,3 +76,25 @@ def test_smallest_mode_writes_the_report(tmp_path):
     assert len(scaling) == 3
     for r in scaling:
         assert all(v > 0 for v in numbers(r)), r
+
+
+@pytest.mark.parametrize("entry", ["scripts/bench_speed.py", "scripts/bench_speed"])
+def test_the_documented_command_and_the_folder_run_the_package(entry):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's bench, whatever is installed
+    done = subprocess.run(
+        [sys.executable, entry, "--help"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--quick" in done.stdout and "--peers" in done.stdout
+
+
+def test_the_benchmark_imports_nothing_from_the_tests_and_stays_small():
+    for path in sorted(PACKAGE.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                assert not any(n.split(".")[0] == "tests" for n in names), path
+            if isinstance(node, ast.FunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                assert lines <= 80, f"{path.name}: {node.name} has {lines} lines"

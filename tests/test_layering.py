@@ -185,3 +185,9 @@ def test_core_depends_on_no_other_layer_even_lazily():
     core = {m: e for m, e in project_edges().items() if layer(m) == "core"}
     ours = {t for edges in core.values() for _, t in edges if layer(t)}
     assert ours and all(layer(t) == "core" for t in ours), sorted(ours)
+
+
+def test_no_module_imports_back_what_imports_it_even_lazily():
+    """Imports flow one way within a layer too (DESIGN.md): no import cycle between our modules,
+    counting imports inside functions (the one that lazily closed perturbation <-> surrogate)."""
+    assert cycles(module_graph()) == []

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-import bench.methods.perturbation as perturbation
+import bench.methods.superpixel as superpixel
 from bench.api import compose
 from bench.core.batch import collate_with
 from bench.data.shapes import ShapesDataset
 from bench.engine.run import run
-from bench.methods.surrogate import BatchedLime
+from bench.methods.superpixel import BatchedLime
 
 FAST = [
     "model=shapes_cnn",
@@ -35,13 +35,13 @@ def _scores(tmp_path, name: str, *overrides: str) -> pd.Series:
 
 def test_workers_make_the_superpixels_and_nothing_changes(tmp_path, monkeypatch):
     calls = []
-    original = perturbation.superpixels
+    original = superpixel.superpixels
 
     def counted(images, *args, **kwargs):
         calls.append(len(images))
         return original(images, *args, **kwargs)
 
-    monkeypatch.setattr(perturbation, "superpixels", counted)
+    monkeypatch.setattr(superpixel, "superpixels", counted)
     alone = _scores(tmp_path, "alone", "num_workers=0")
     assert sum(calls) == 4  # the method's own SLIC, once per image
     calls.clear()
@@ -56,7 +56,7 @@ def test_given_inputs_are_used_only_for_the_very_images_they_were_made_for():
     prepared = method.loader_inputs()(images)
     seg = prepared["segments"]
     assert seg.shape == (2, *images.shape[-2:]) and seg.dtype == torch.long
-    assert torch.equal(seg, perturbation.superpixels(images, 6, 10.0, 0.0))
+    assert torch.equal(seg, superpixel.superpixels(images, 6, 10.0, 0.0))
     marked = torch.full_like(seg, 7)  # not what SLIC makes: shows which was used
     with method.given(images, {"segments": marked}):
         assert torch.equal(method.segments(images), marked)

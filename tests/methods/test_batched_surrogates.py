@@ -12,10 +12,9 @@ import torch
 from torch import nn
 
 from bench.core.errors import ConfigError
-from bench.methods.perturbation import KernelShap, _probs, superpixels
+from bench.methods.perturbation import probabilities
+from bench.methods.superpixel import BatchedKernelShap, BatchedLime, KernelShap, superpixels
 from bench.methods.surrogate import (
-    BatchedKernelShap,
-    BatchedLime,
     box_blur,
     cosine_distance_to_ones,
     kernel_shap_coalitions,
@@ -306,8 +305,8 @@ def test_one_superpixel_gets_the_exact_shapley_value(probe, images):
     method.segments = lambda x: torch.zeros(x.shape[0], *x.shape[-2:], dtype=torch.long)
     maps = method(probe, images, TARGETS)
     with torch.no_grad():
-        p = _probs(probe, images)[torch.arange(3), TARGETS]
-        p0 = _probs(probe, box_blur(images, 4))[torch.arange(3), TARGETS]
+        p = probabilities(probe, images)[torch.arange(3), TARGETS]
+        p0 = probabilities(probe, box_blur(images, 4))[torch.arange(3), TARGETS]
     assert (p - p0).abs().min() > 1e-4
     torch.testing.assert_close(maps, (p - p0)[:, None, None].expand(3, 24, 24), rtol=0, atol=1e-6)
 

@@ -174,9 +174,12 @@ def test_bad_settings_name_key_value_and_choices(key, value, cls):
     import bench.methods.attention as attention
     import bench.methods.gradient as gradient
     import bench.methods.perturbation as perturbation
+    import bench.methods.superpixel as superpixel
 
     klass = next(
-        getattr(mod, cls) for mod in (gradient, perturbation, attention) if hasattr(mod, cls)
+        getattr(mod, cls)
+        for mod in (gradient, perturbation, superpixel, attention)
+        if hasattr(mod, cls)
     )
     with pytest.raises(ConfigError) as err:  # one line for the user, not a traceback
         klass(**{key: value})

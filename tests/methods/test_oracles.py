@@ -51,16 +51,16 @@ from bench.methods.gradient import (
     SmoothGrad,
     VarGrad,
 )
-from bench.methods.perturbation import (
-    RISE,
+from bench.methods.perturbation import RISE, Occlusion
+from bench.methods.superpixel import (
+    BatchedKernelShap,
+    BatchedLime,
     CaptumKernelShap,
     CaptumLime,
     FeatureAblation,
     KernelShap,
     Lime,
-    Occlusion,
 )
-from bench.methods.surrogate import BatchedKernelShap, BatchedLime
 from tests.methods.conftest import METHODS, make_images, make_model
 
 #: config name -> the tests that check its values ("module::test" for tests in other files).

@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from bench import ROOT
 from bench.config.schema import register
 from bench.methods.gradient import Gradient
-from bench.methods.perturbation import Lime
+from bench.methods.superpixel import Lime
 
 
 def test_captum_requires_grad_warning_is_not_shown(tiny_cnn, tiny_images):

@@ -8,7 +8,7 @@ import torch
 from bench.core.batch import collate
 from bench.core.errors import ConfigError
 from bench.data.shapes import ShapesDataset
-from bench.methods.perturbation import FeatureAblation, superpixels
+from bench.methods.superpixel import FeatureAblation, superpixels
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,8 @@ def test_slic_sigma_reaches_the_segmentation_and_bad_values_are_refused(shapes_i
 def test_captum_kernel_shap_with_one_superpixel_gives_the_exact_shapley_value(
     tiny_cnn, tiny_images
 ):
-    from bench.methods.perturbation import CaptumKernelShap, _probs
+    from bench.methods.perturbation import probabilities
+    from bench.methods.superpixel import CaptumKernelShap
 
     method = CaptumKernelShap(n_samples=8, n_segments=4)
     method.segments = lambda images: torch.zeros(
@@ -58,7 +59,7 @@ def test_captum_kernel_shap_with_one_superpixel_gives_the_exact_shapley_value(
     targets = torch.tensor([0, 1, 2, 0])
     maps = method(tiny_cnn, tiny_images, targets)  # captum alone raises on a NaN Categorical here
     with torch.no_grad():
-        p = _probs(tiny_cnn, tiny_images)[torch.arange(4), targets]
-        p0 = _probs(tiny_cnn, torch.zeros_like(tiny_images))[torch.arange(4), targets]
+        p = probabilities(tiny_cnn, tiny_images)[torch.arange(4), targets]
+        p0 = probabilities(tiny_cnn, torch.zeros_like(tiny_images))[torch.arange(4), targets]
     expected = (p - p0)[:, None, None].expand(4, 16, 16)
     torch.testing.assert_close(maps, expected)
