@@ -577,7 +577,7 @@ MUTANTS: tuple[Mutant, ...] = (
     # ------------------------------------------------------------------------------ statistics
     _m(
         "wilcoxon_pratt",
-        "bench/stats.py",
+        "bench/results/stats.py",
         'stats.wilcoxon(nz, zero_method="wilcox", alternative="two-sided")',
         'stats.wilcoxon(d, zero_method="pratt", alternative="two-sided")',
         "the paired test keeps zero differences (Pratt) instead of dropping them",
@@ -585,7 +585,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     _m(
         "holm_not_monotone",
-        "bench/stats.py",
+        "bench/results/stats.py",
         "out[order] = np.maximum.accumulate(adjusted)",
         "out[order] = adjusted",
         "Holm's adjusted p-values not made monotone (step-down maximum dropped)",
@@ -593,7 +593,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     _m(
         "holm_factor_off_by_one",
-        "bench/stats.py",
+        "bench/results/stats.py",
         "adjusted = np.minimum(1.0, (m - np.arange(m)) * p[order])",
         "adjusted = np.minimum(1.0, (m - np.arange(m) - 1).clip(1) * p[order])",
         "Holm's factors m - 1, m - 2, ... for m, m - 1, ...",
@@ -601,7 +601,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     _m(
         "rank_biserial_sign",
-        "bench/stats.py",
+        "bench/results/stats.py",
         'out["rank_biserial"] = float((r_plus - r_minus) / (r_plus + r_minus))',
         'out["rank_biserial"] = float((r_minus - r_plus) / (r_plus + r_minus))',
         "the rank-biserial effect (and so `better`) with the sign flipped",
@@ -609,7 +609,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     _m(
         "bootstrap_always_percentile",
-        "bench/stats.py",
+        "bench/results/stats.py",
         "                method=m,\n",
         '                method="percentile",\n',
         "the bootstrap interval is the percentile one, not BCa",
@@ -617,7 +617,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     _m(
         "best_direction_ignored",
-        "bench/stats.py",
+        "bench/results/stats.py",
         'best = g["mean"].max() if d == "higher" else g["mean"].min()',
         'best = g["mean"].max()',
         "the best cell is the highest mean whatever the metric's direction",
@@ -625,7 +625,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     _m(
         "t_interval_df",
-        "bench/collate.py",
+        "bench/results/collate.py",
         "stats.t.ppf(0.5 + level / 2, len(v) - 1)",
         "stats.t.ppf(0.5 + level / 2, len(v))",
         "the t-interval with n degrees of freedom, not n - 1",
@@ -633,7 +633,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     _m(
         "regress_wilcoxon_drops_zeros",
-        "bench/regress.py",
+        "bench/results/regress.py",
         'stats.wilcoxon(diff, alternative="greater", zero_method="zsplit")',
         'stats.wilcoxon(diff, alternative="greater", zero_method="wilcox")',
         "the regression check's Wilcoxon drops zero differences instead of splitting them",
@@ -641,7 +641,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     _m(
         "regress_allowed_min",
-        "bench/regress.py",
+        "bench/results/regress.py",
         "return max(self.abs, self.rel * abs(baseline)) if math.isfinite(baseline) else self.abs",
         "return min(self.abs, self.rel * abs(baseline)) if math.isfinite(baseline) else self.abs",
         "the regression margin is the smaller of abs and rel, not the larger",
@@ -649,7 +649,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     _m(
         "regress_worse_direction",
-        "bench/regress.py",
+        "bench/results/regress.py",
         'diff = (c - b) if direction == "lower" else (b - c)',
         'diff = (b - c) if direction == "lower" else (c - b)',
         "the paired regression test asks whether the current run is better, not worse",
@@ -658,7 +658,7 @@ MUTANTS: tuple[Mutant, ...] = (
     # ------------------------------------------------------------------------------ cache, resume
     _m(
         "cache_key_without_n_samples",
-        "bench/cache.py",
+        "bench/engine/cache.py",
         'CHUNK_KEYS = frozenset({"batch_size", "internal_batch_size"})',
         'CHUNK_KEYS = frozenset({"batch_size", "internal_batch_size", "n_samples"})',
         "n_samples left out of the cache key (a run with 16 samples reads the maps of 2)",
@@ -666,7 +666,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     _m(
         "cache_key_without_seed",
-        "bench/cache.py",
+        "bench/engine/cache.py",
         '"seed": int(cfg.seed),',
         '"seed": 0,',
         "the seed left out of the cache key",
@@ -674,7 +674,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     _m(
         "cache_key_without_class",
-        "bench/cache.py",
+        "bench/engine/cache.py",
         "text = json.dumps([self.spec_hash, str(i), digest, int(t)])",
         "text = json.dumps([self.spec_hash, str(i), digest])",
         "the explained class left out of a map's key",
@@ -682,7 +682,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     _m(
         "resume_appends",
-        "bench/io.py",
+        "bench/engine/io.py",
         "            self._file.truncate(resume[0])\n            self._file.seek(resume[0])\n",
         "            self._file.seek(0, os.SEEK_END)\n",
         "a resumed job appends to the partial rows instead of cutting them back",

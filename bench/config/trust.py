@@ -196,7 +196,7 @@ def check_target(key: str, target: object) -> object:
     if root in ("methods", "metrics"):
         raise ConfigError(
             f"{key}={target} is not valid: this project's {root} are bench.{root} (a {root}.py of "
-            f"your own cannot shadow them); did you mean {key}=bench.{target}?"
+            f"your own cannot shadow them); did you mean {key}={_named_like(target)}?"
         )
     if root not in ROOTS:
         raise ConfigError(
@@ -206,8 +206,11 @@ def check_target(key: str, target: object) -> object:
     try:
         obj = _resolve(target.replace(":", "."))
     except (ImportError, AttributeError, ValueError) as err:
+        same = _named_like(target)
+        hint = f" Did you mean {key}={same}?" if same != f"bench.{target}" else ""
         raise ConfigError(
-            f"{key}={target} cannot be found ({type(err).__name__}: {err}); accepted: {_hint(key)}."
+            f"{key}={target} cannot be found ({type(err).__name__}: {err}).{hint} "
+            f"Accepted: {_hint(key)}."
         ) from err
     try:
         known = obj in allowed_targets()
@@ -219,6 +222,16 @@ def check_target(key: str, target: object) -> object:
             f"accepted: {_hint(key)}."
         )
     return obj
+
+
+def _named_like(target: str) -> str:
+    """The allowed target whose name is the last part of ``target`` (a class that moved module,
+    ``methods.perturbation.Lime`` -> ``bench.methods.superpixel.Lime``), else ``bench.<target>``."""
+    last = target.replace(":", ".").rsplit(".", 1)[-1]
+    same = sorted(
+        _where(obj) for obj in allowed_targets() if getattr(obj, "__name__", None) == last
+    )
+    return same[0] if len(same) == 1 else f"bench.{target}"
 
 
 def _walk(node: Any, prefix: str = "") -> Iterator[tuple[str, Any, Any]]:

@@ -275,3 +275,18 @@ def test_torchvision_weights_from_the_hub_cache_are_read_as_tensors_only(tmp_pat
     with pytest.raises(ConfigError, match=r"^model.weights=.* could not load"):
         load_torchvision("resnet18", weights="IMAGENET1K_V1", download=False)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "old,new",
+    [
+        ("methods.gradient.Gradient", "bench.methods.gradient.Gradient"),
+        ("methods.perturbation.Lime", "bench.methods.superpixel.Lime"),
+        ("bench.methods.perturbation.KernelShap", "bench.methods.superpixel.KernelShap"),
+    ],
+)
+def test_a_target_of_a_moved_class_gets_its_new_name(old, new):
+    """A config written for an earlier release (``methods.*``, a class that changed module) is
+    refused in one line that names where the class is now."""
+    with pytest.raises(ConfigError, match=f"did you mean method._target_={new}"):
+        check_target("method._target_", old)
