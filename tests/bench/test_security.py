@@ -288,5 +288,5 @@ def test_torchvision_weights_from_the_hub_cache_are_read_as_tensors_only(tmp_pat
 def test_a_target_of_a_moved_class_gets_its_new_name(old, new):
     """A config written for an earlier release (``methods.*``, a class that changed module) is
     refused in one line that names where the class is now."""
-    with pytest.raises(ConfigError, match=f"did you mean method._target_={new}"):
+    with pytest.raises(ConfigError, match=f"(?i)did you mean method._target_={new}"):
         check_target("method._target_", old)
