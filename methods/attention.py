@@ -175,7 +175,7 @@ class ViTGradCAM(GradCAM):
         layer: the model config's ``cam_layer`` (a layer with token output).
     """
 
-    needs = frozenset({"attention", "tokens"})  # not GradCAM's feature maps
+    needs = frozenset({"tokens"})  # GradCAM on the token grid: not feature maps, nor attention
 
     def to_grid(self, out: Tensor) -> Tensor:
         if out.ndim != 3:
