@@ -14,8 +14,9 @@ import torch
 from torch import Tensor, nn
 
 from bench.core.errors import ConfigError, check_choice, check_number
-from bench.methods.base import Method
-from bench.methods.cam import GradCAM
+from bench.core.layers import get_layer
+from bench.methods.base import Method, need
+from bench.methods.cam import NO_LAYER, GradCAM, probe_layer, stated_layer
 
 HEAD_FUSIONS = ("mean", "max", "min")
 
@@ -25,24 +26,53 @@ def attention_modules(model: nn.Module) -> list[nn.MultiheadAttention]:
     return [m for m in model.modules() if isinstance(m, nn.MultiheadAttention)]
 
 
-def _require_transformer(method: Method, model: nn.Module) -> None:
-    if not attention_modules(model):
-        raise method.unfit(
-            model,
-            "it has no nn.MultiheadAttention module (not a vision transformer); "
-            "accepted: torchvision VisionTransformer-like models.",
-        )
+@need("attention", "nn.MultiheadAttention modules (a vision transformer)")
+def _attention(method: Method, model: nn.Module) -> str | None:
+    if attention_modules(model):
+        return None
+    return (
+        "it has no nn.MultiheadAttention module (not a vision transformer); "
+        "accepted: torchvision VisionTransformer-like models."
+    )
+
+
+def _grid_error(tokens: int, prefix: int) -> str | None:
+    g = math.isqrt(tokens - prefix)
+    if g * g == tokens - prefix:
+        return None
+    return (
+        f"{tokens} tokens minus {prefix} class token(s) is not a square grid of patches; "
+        "accepted: a vision transformer whose tokens are a class token + a square patch grid."
+    )
 
 
 def patch_grid(tokens: int, prefix: int = 1) -> int:
     """Side of the square patch grid for ``tokens`` tokens of which ``prefix`` are not patches."""
-    g = math.isqrt(tokens - prefix)
-    if g * g != tokens - prefix:
-        raise ConfigError(
-            f"{tokens} tokens minus {prefix} class token(s) is not a square grid of patches; "
-            "accepted: a vision transformer whose tokens are a class token + a square patch grid."
+    error = _grid_error(tokens, prefix)
+    if error is not None:
+        raise ConfigError(error)
+    return math.isqrt(tokens - prefix)
+
+
+@need("tokens", "a layer (the method's layer) whose output is tokens [B, 1 + g*g, D]")
+def _tokens(method: ViTGradCAM, model: nn.Module) -> str | None:
+    """A layer whose output is a class token and a square grid of patch tokens (probed with one
+    zero image at the model's input size when its loader states it)."""
+    name = stated_layer(method, model)
+    if name is None:
+        return NO_LAYER
+    layer = get_layer(model, name)
+    out = probe_layer(model, name)
+    if out is None:
+        return None
+    if not (isinstance(out, Tensor) and out.ndim == 3):
+        shape = list(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        return (
+            f"layer={name} ({type(layer).__name__}) outputs {shape}, not tokens [B, T, D]; "
+            "accepted: a layer of the encoder (e.g. the last block's ln_1)."
         )
-    return g
+    error = _grid_error(out.shape[1], 1)
+    return None if error is None else f"layer={name} outputs {out.shape[1]} tokens: {error}"
 
 
 def attention_weights(model: nn.Module, images: Tensor) -> list[Tensor]:
@@ -84,12 +114,11 @@ class RawAttention(Method):
         head_fusion: ``mean`` (default), ``max`` or ``min`` over heads.
     """
 
+    needs = frozenset({"attention"})
+
     def __init__(self, head_fusion: str = "mean") -> None:
         super().__init__(reduction="sum")
         self.head_fusion = check_choice("head_fusion", head_fusion, HEAD_FUSIONS)
-
-    def check(self, model: nn.Module) -> None:
-        _require_transformer(self, model)
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         att = _fuse(attention_weights(model, images)[-1], self.head_fusion)  # [B, T, T]
@@ -109,13 +138,12 @@ class AttentionRollout(Method):
             the identity (Gildenblat's variant; 0 = the paper).
     """
 
+    needs = frozenset({"attention"})
+
     def __init__(self, head_fusion: str = "mean", discard_ratio: float = 0.0) -> None:
         super().__init__(reduction="sum")
         self.head_fusion = check_choice("head_fusion", head_fusion, HEAD_FUSIONS)
         self.discard_ratio = check_number("discard_ratio", discard_ratio, minimum=0, below=1)
-
-    def check(self, model: nn.Module) -> None:
-        _require_transformer(self, model)
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         rollout = None
@@ -147,8 +175,7 @@ class ViTGradCAM(GradCAM):
         layer: the model config's ``cam_layer`` (a layer with token output).
     """
 
-    def check_layer(self, model: nn.Module, name: str, layer: nn.Module) -> None:
-        _require_transformer(self, model)
+    needs = frozenset({"tokens"})  # GradCAM on the token grid: not feature maps, nor attention
 
     def to_grid(self, out: Tensor) -> Tensor:
         if out.ndim != 3:

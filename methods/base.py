@@ -5,13 +5,15 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.core.context import AUTO, auto_chunk, for_pairs
-from bench.core.errors import ConfigError, check_choice, check_int, check_number
+from bench.core.errors import ConfigError, Unfit, check_choice, check_int, check_number
 from bench.core.imaging import gaussian_smooth
 
 #: Channel pooling of a ``[B, C, H, W]`` attribution into ``[B, H, W]`` (docs/PROTOCOLS.md §4 names).
@@ -30,6 +32,57 @@ def model_name(model: nn.Module) -> str:
     """The model's config name when a loader attached ``bench_meta``, else its class name."""
     meta = getattr(model, "bench_meta", None)
     return f"{meta.name} ({type(model).__name__})" if meta is not None else type(model).__name__
+
+
+#: A need's test: why ``model`` does not meet the need for ``method`` (a phrase that can follow
+#: "cannot apply to model M:"), or None when it does.
+NeedTest = Callable[["Method", nn.Module], "str | None"]
+
+
+@dataclass(frozen=True)
+class Need:
+    """A named requirement a method may declare (:attr:`Method.needs`): what a model must have
+    for it to apply, and the test of it."""
+
+    name: str
+    what: str
+    test: NeedTest
+
+
+#: Every need a method may declare, by name, in the order :meth:`Method.check` tests them. Each is
+#: registered with :func:`need` by the module that knows what it means, before the classes that
+#: declare it (``relu_modules`` here, as both gradient.py and cam.py declare it).
+NEEDS: dict[str, Need] = {}
+
+
+def need(name: str, what: str) -> Callable[[NeedTest], NeedTest]:
+    """Register ``test`` as the test of the need ``name`` (a decorator); ``what`` says in a few
+    words what a model must have."""
+
+    def register(test: NeedTest) -> NeedTest:
+        if name in NEEDS:
+            raise ValueError(f"need {name} is registered twice")
+        NEEDS[name] = Need(name, what, test)
+        return test
+
+    return register
+
+
+@need("relu_modules", "nn.ReLU modules, whose backward pass the method rewrites")
+def _relu_modules(method: Method, model: nn.Module) -> str | None:
+    if any(isinstance(m, nn.ReLU) for m in model.modules()):
+        return None
+    kinds = sorted(
+        {
+            type(m).__name__
+            for m in model.modules()
+            if isinstance(m, (nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.ELU))
+        }
+    )
+    return (
+        "it changes the backward pass of nn.ReLU modules and the model has none "
+        f"(its nonlinearities: {', '.join(kinds) or 'functional'}); accepted: ReLU networks."
+    )
 
 
 @contextmanager
@@ -56,12 +109,28 @@ class Method:
     ``H, W`` here. ``method(model, images, targets)`` returns float32 ``[B, H, W]`` on the input's
     device and leaves the model as it found it.
 
+    What a model must have for the method to apply is declared in :attr:`needs` and tested by
+    :meth:`check`.
+
     Args:
         reduction: channel pooling for channel-wise attributions, one of :data:`REDUCTIONS`.
         smooth: Gaussian sigma as a fraction of ``max(H, W)`` applied to the final map (TorchRay's
             pointing-game protocol uses 0.02 for gradient, deconvnet and guided backprop,
             docs/PROTOCOLS.md §3); 0 = none.
     """
+
+    #: What a model must have for this method to apply: names of :data:`NEEDS` (empty: any
+    #: model that maps ``[B, 3, H, W]`` images to logits ``[B, classes]``).
+    needs: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        unknown = sorted(set(cls.needs) - NEEDS.keys())
+        if unknown:
+            raise TypeError(
+                f"{cls.__name__}.needs names {', '.join(unknown)}: not a registered need "
+                f"(bench.methods.base.NEEDS: {', '.join(NEEDS)})."
+            )
 
     def __init__(self, reduction: str = "sum", smooth: float = 0.0) -> None:
         self.reduction = check_choice("reduction", reduction, REDUCTIONS)
@@ -71,12 +140,33 @@ class Method:
     def name(self) -> str:
         return type(self).__name__
 
-    def check(self, model: nn.Module) -> None:
-        """Raise a ConfigError when this method cannot apply to ``model``. Called once per run."""
+    def all_needs(self) -> frozenset[str]:
+        """What this method as configured needs: its class's :attr:`needs` and those of any
+        method it wraps (a noise tunnel's)."""
+        return type(self).needs
 
-    def unfit(self, model: nn.Module, why: str) -> ConfigError:
-        """The ConfigError for "this method cannot apply to ``model``", naming both and ``why``."""
-        return ConfigError(f"method {self.name} cannot apply to model {model_name(model)}: {why}")
+    def unmet(self, model: nn.Module) -> tuple[str, str] | None:
+        """The first of :attr:`needs` (in :data:`NEEDS` order) that ``model`` does not meet and
+        why; None when it meets them all."""
+        for name, required in list(NEEDS.items()):
+            if name in self.needs:
+                why = required.test(self, model)
+                if why is not None:
+                    return name, why
+        return None
+
+    def check(self, model: nn.Module) -> None:
+        """Raise :class:`~bench.core.errors.Unfit` naming the first need ``model`` does not meet
+        (a ConfigError for a setting that cannot be resolved, e.g. a layer name). Called once per
+        run, before any compute."""
+        missing = self.unmet(model)
+        if missing is not None:
+            raise self.unfit(model, missing[1], missing[0])
+
+    def unfit(self, model: nn.Module, why: str, need: str = "") -> Unfit:
+        """The :class:`~bench.core.errors.Unfit` for "this method cannot apply to ``model``"
+        (lacking ``need``), naming both and ``why``."""
+        return Unfit(self.name, model_name(model), need, why)
 
     def loader_inputs(self) -> Callable[[Tensor], dict[str, Tensor]] | None:
         """A picklable function of a batch's images (on the host, normalised) returning the

@@ -2,8 +2,8 @@
 
 Shape after pytorch-grad-cam's ``BaseCAM``, but batched and kept on the device. Every variant reads
 its layer from the model config (``layer: ${model.cam_layer}``), so one method file serves every
-model; :meth:`BaseCAM.check` refuses a layer without convolutions (a ViT's token layers: use
-``vit_gradcam``).
+model; every variant needs ``feature_maps`` (its check refuses a layer without them: a ViT's token
+layers, use ``vit_gradcam``), CAM also a ``linear_head``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from bench.core.errors import ConfigError, check_choice
 from bench.core.layers import get_layer, probe_outputs
-from bench.methods.base import Method, check_batch_size, chunked_pairs
+from bench.methods.base import Method, check_batch_size, chunked_pairs, need
 
 #: Where the ReLU of the weighted sum goes: on the layer-resolution map (pytorch-grad-cam, the
 #: papers), on the map upsampled to the input (captum's LayerGradCam users), or nowhere.
@@ -28,6 +28,89 @@ def relu_rule(relu: str | bool) -> str:
     if isinstance(relu, bool):
         return "before_upsample" if relu else "none"
     return check_choice("relu", relu, RELU_RULES)
+
+
+def stated_layer(method: BaseCAM, model: nn.Module) -> str | None:
+    """The method's layer name in ``model``, ``auto`` resolved from the loader's metadata; None
+    when the model states no layer (``cam_layer: null``)."""
+    layer = method.layer
+    if layer == "auto":
+        layer = getattr(getattr(model, "bench_meta", None), "cam_layer", None)
+        if not layer:
+            raise ConfigError(
+                f"{method.name}: layer=auto needs a model loaded by a bench.models loader (which "
+                "finds the layer); name the layer instead (method.layer=<module name>)."
+            )
+    return layer or None
+
+
+def probe_layer(model: nn.Module, name: str) -> object | None:
+    """What layer ``name`` outputs for one zero image at the loader's input size (None when the
+    model carries no metadata to probe it with)."""
+    size = getattr(getattr(model, "bench_meta", None), "input_size", None)
+    if size is None:
+        return None
+    outputs = probe_outputs(model, size, [name])
+    return outputs[-1][1] if outputs else None
+
+
+NO_LAYER = "it states no cam_layer; set method.layer=<module name> (or model.cam_layer=auto)."
+
+
+@need("feature_maps", "a layer (the method's layer) whose output is feature maps [B, K, h, w]")
+def _feature_maps(method: BaseCAM, model: nn.Module) -> str | None:
+    """A layer whose output is feature maps ``[B, K, h, w]``, whatever its type (probed with one
+    zero image at the model's input size when its loader states it)."""
+    name = stated_layer(method, model)
+    if name is None:
+        return NO_LAYER
+    layer = get_layer(model, name)
+    out = probe_layer(model, name)
+    if out is not None and not (isinstance(out, Tensor) and out.ndim == 4):
+        shape = list(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        return (
+            f"layer={name} ({type(layer).__name__}) outputs {shape}, not feature maps "
+            "[B, K, h, w]; accepted: any module with a 4-D output (for vision transformers "
+            "use method=vit_gradcam on the token grid)."
+        )
+    return None
+
+
+def _linear_head_of(method: CAM, model: nn.Module) -> nn.Linear | str:
+    if method.head is not None:
+        head = get_layer(model, method.head)
+    else:
+        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        head = linears[-1] if linears else None
+    if not isinstance(head, nn.Linear):
+        return f"head={method.head} is not an nn.Linear; CAM needs a linear head."
+    return head
+
+
+@need("linear_head", "global average pooling of the layer's K channels into one nn.Linear head")
+def _linear_head(method: CAM, model: nn.Module) -> str | None:
+    gap = [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.AdaptiveAvgPool2d) and m.output_size in (1, (1, 1))
+    ]
+    if not gap:
+        return (
+            "it has no global average pooling (nn.AdaptiveAvgPool2d(1)); "
+            "CAM needs GAP + a linear head (use gradcam instead)."
+        )
+    head = _linear_head_of(method, model)
+    if isinstance(head, str):
+        return head
+    name = stated_layer(method, model)
+    out = probe_layer(model, name) if name is not None else None
+    k = out.shape[1] if isinstance(out, Tensor) else None
+    if k is not None and k != head.in_features:
+        return (
+            f"layer={name} has {k} channels but the linear head takes "
+            f"{head.in_features} features; CAM needs layer -> GAP -> linear."
+        )
+    return None
 
 
 class BaseCAM(Method):
@@ -45,6 +128,7 @@ class BaseCAM(Method):
             ``LayerGradCam`` + ``LayerAttribution.interpolate`` then a ReLU) or ``none``.
     """
 
+    needs = frozenset({"feature_maps"})
     needs_gradients = True
 
     def __init__(self, layer: str | None, relu: str | bool = "before_upsample") -> None:
@@ -54,47 +138,10 @@ class BaseCAM(Method):
 
     def layer_name(self, model: nn.Module) -> str:
         """The layer's name in ``model``, ``auto`` resolved from the loader's metadata."""
-        layer = self.layer
-        if layer == "auto":
-            layer = getattr(getattr(model, "bench_meta", None), "cam_layer", None)
-            if not layer:
-                raise ConfigError(
-                    f"{self.name}: layer=auto needs a model loaded by a bench.models loader (which "
-                    "finds the layer); name the layer instead (method.layer=<module name>)."
-                )
-        if not layer:
-            raise ConfigError(
-                f"{self.name} needs a layer with feature maps, but model {type(model).__name__} "
-                "states no cam_layer; set method.layer=<module name> (or model.cam_layer=auto)."
-            )
-        return layer
-
-    def check(self, model: nn.Module) -> None:
-        name = self.layer_name(model)
-        self.check_layer(model, name, get_layer(model, name))
-
-    def check_layer(self, model: nn.Module, name: str, layer: nn.Module) -> None:
-        """Refuse a layer whose output is not feature maps ``[B, K, h, w]`` (probed with one zero
-        image at the model's input size when its loader states it)."""
-        out = self.probe(model, name)
-        if out is not None and not (isinstance(out, Tensor) and out.ndim == 4):
-            shape = list(out.shape) if isinstance(out, Tensor) else type(out).__name__
-            raise self.unfit(
-                model,
-                f"layer={name} ({type(layer).__name__}) outputs {shape}, not feature maps "
-                "[B, K, h, w]; accepted: any module with a 4-D output (for vision transformers "
-                "use method=vit_gradcam on the token grid).",
-            )
-
-    @staticmethod
-    def probe(model: nn.Module, name: str) -> object | None:
-        """What layer ``name`` outputs for one zero image at the loader's input size (None when the
-        model carries no metadata to probe it with)."""
-        size = getattr(getattr(model, "bench_meta", None), "input_size", None)
-        if size is None:
-            return None
-        outputs = probe_outputs(model, size, [name])
-        return outputs[-1][1] if outputs else None
+        name = stated_layer(self, model)
+        if name is None:
+            raise self.unfit(model, NO_LAYER)
+        return name
 
     def weights(
         self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor, targets: Tensor
@@ -171,6 +218,7 @@ class CAM(BaseCAM):
         relu: ``none`` (the paper), ``before_upsample`` or ``after_upsample`` (see :class:`BaseCAM`).
     """
 
+    needs = BaseCAM.needs | {"linear_head"}
     needs_gradients = False
 
     def __init__(
@@ -180,39 +228,10 @@ class CAM(BaseCAM):
         self.head = head
 
     def head_of(self, model: nn.Module) -> nn.Linear:
-        if self.head is not None:
-            head = get_layer(model, self.head)
-        else:
-            linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-            head = linears[-1] if linears else None
-        if not isinstance(head, nn.Linear):
-            raise self.unfit(
-                model, f"head={self.head} is not an nn.Linear; CAM needs a linear head."
-            )
+        head = _linear_head_of(self, model)
+        if isinstance(head, str):
+            raise self.unfit(model, head, "linear_head")
         return head
-
-    def check_layer(self, model: nn.Module, name: str, layer: nn.Module) -> None:
-        super().check_layer(model, name, layer)
-        gap = [
-            m
-            for m in model.modules()
-            if isinstance(m, nn.AdaptiveAvgPool2d) and m.output_size in (1, (1, 1))
-        ]
-        if not gap:
-            raise self.unfit(
-                model,
-                "it has no global average pooling (nn.AdaptiveAvgPool2d(1)); "
-                "CAM needs GAP + a linear head (use gradcam instead).",
-            )
-        head = self.head_of(model)
-        out = self.probe(model, name)
-        k = out.shape[1] if isinstance(out, Tensor) else None
-        if k is not None and k != head.in_features:
-            raise self.unfit(
-                model,
-                f"layer={name} has {k} channels but the linear head takes "
-                f"{head.in_features} features; CAM needs layer -> GAP -> linear.",
-            )
 
     def weights(
         self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor, targets: Tensor
@@ -223,6 +242,7 @@ class CAM(BaseCAM):
                 model,
                 f"layer={self.layer} gives {acts.shape[1]} channels, the head "
                 f"takes {head.in_features}.",
+                "linear_head",
             )
         return head.weight.detach()[targets]
 
@@ -390,16 +410,14 @@ class GuidedGradCAM(GradCAM):
     Channel-wise product ``[B, 3, H, W]``, pooled with ``reduction`` (``max_abs`` by default).
     """
 
+    needs = GradCAM.needs | {"relu_modules"}  # guided backprop's
+
     def __init__(self, layer: str | None, reduction: str = "max_abs") -> None:
         super().__init__(layer, relu=True)
         from bench.methods.gradient import GuidedBackprop  # captum: imported only where it is used
 
         self._guided = GuidedBackprop(reduction=reduction)
         self.reduction = self._guided.reduction
-
-    def check(self, model: nn.Module) -> None:
-        super().check(model)
-        self._guided.check(model)
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         cam = super().attribute(model, images, targets)

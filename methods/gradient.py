@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from bench.core.errors import ConfigError, check_choice, check_int, check_number
 from bench.core.rng import content_keys, hash_uniform, keyed_normal
-from bench.methods.base import Method, batch_limit, check_batch_size, chunked_pairs
+from bench.methods.base import Method, batch_limit, check_batch_size, chunked_pairs, need
 
 
 class Gradient(Method):
@@ -52,35 +52,17 @@ class InputXGradient(Method):
         return _CaptumInputXGradient(model).attribute(images, target=targets)
 
 
-def _require_relu_modules(method: Method, model: nn.Module) -> None:
-    if not any(isinstance(m, nn.ReLU) for m in model.modules()):
-        kinds = sorted(
-            {
-                type(m).__name__
-                for m in model.modules()
-                if isinstance(m, (nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.ELU))
-            }
-        )
-        raise method.unfit(
-            model,
-            "it changes the backward pass of nn.ReLU modules and the model has none "
-            f"(its nonlinearities: {', '.join(kinds) or 'functional'}); accepted: ReLU networks.",
-        )
-
-
 class _ReLUBackward(Method):
     """A captum method that rewrites the backward pass of ``nn.ReLU`` modules (``_captum``).
 
     Max over channels by default (TorchRay); ReLU networks only.
     """
 
+    needs = frozenset({"relu_modules"})
     _captum: type
 
     def __init__(self, reduction: str = "max_abs", smooth: float = 0.0) -> None:
         super().__init__(reduction, smooth)
-
-    def check(self, model: nn.Module) -> None:
-        _require_relu_modules(self, model)
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         return self._captum(model).attribute(images, target=targets)
@@ -198,45 +180,54 @@ _LINEAR_LEAVES = (
 )
 
 
+@need("deeplift_rules", "only leaf modules captum's DeepLIFT has a rule for (linear, ReLU-like)")
+def _deeplift_rules(method: Method, model: nn.Module) -> str | None:
+    leaves = [m for m in model.modules() if not list(m.children())]
+    other = sorted(
+        {
+            type(m).__name__
+            for m in leaves
+            if not isinstance(m, _DEEPLIFT_NONLINEAR + _LINEAR_LEAVES)
+        }
+    )
+    if not other:
+        return None
+    return (
+        f"captum's DeepLIFT has no rule for {', '.join(other)}; accepted "
+        "leaf modules: convolutions, linear, batch norm, pooling, ReLU-like."
+    )
+
+
+@need("single_use_nonlinearities", "each nonlinear module called once per forward pass")
+def _single_use_nonlinearities(method: Method, model: nn.Module) -> str | None:
+    reused = _reused_modules(model, _DEEPLIFT_NONLINEAR)
+    if not reused:
+        return None
+    return (
+        f"nonlinear modules called more than once ({', '.join(reused[:3])}); "
+        "captum's DeepLIFT needs one module per call (no module reuse)."
+    )
+
+
 class DeepLift(Method):
     """DeepLIFT, rescale rule (Shrikumar et al., ICML 2017), as implemented by captum.
 
     Applies to networks built from linear modules and ``nn.ReLU``-like modules each called once:
     captum stores a module's input on the module, so a reused ReLU (torchvision's ResNet blocks)
     gives wrong multipliers, and functional nonlinearities (attention's softmax, GELU) get plain
-    gradients. Both are refused in :meth:`check`.
+    gradients. Both are refused in :meth:`check` (needs ``deeplift_rules`` and
+    ``single_use_nonlinearities``).
 
     Args:
         baseline: constant reference value in normalised space (0 = the dataset mean colour).
         reduction: channel pooling (signed sum by default).
     """
 
+    needs = frozenset({"deeplift_rules", "single_use_nonlinearities"})
+
     def __init__(self, baseline: float = 0.0, reduction: str = "sum") -> None:
         super().__init__(reduction)
         self.baseline = check_number("baseline", baseline)
-
-    def check(self, model: nn.Module) -> None:
-        leaves = [m for m in model.modules() if not list(m.children())]
-        other = sorted(
-            {
-                type(m).__name__
-                for m in leaves
-                if not isinstance(m, _DEEPLIFT_NONLINEAR + _LINEAR_LEAVES)
-            }
-        )
-        if other:
-            raise self.unfit(
-                model,
-                f"captum's DeepLIFT has no rule for {', '.join(other)}; accepted "
-                "leaf modules: convolutions, linear, batch norm, pooling, ReLU-like.",
-            )
-        reused = _reused_modules(model, _DEEPLIFT_NONLINEAR)
-        if reused:
-            raise self.unfit(
-                model,
-                f"nonlinear modules called more than once ({', '.join(reused[:3])}); "
-                "captum's DeepLIFT needs one module per call (no module reuse).",
-            )
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         return _CaptumDeepLift(model).attribute(images, baselines=self.baseline, target=targets)
@@ -260,49 +251,56 @@ _LRP_LEAVES = (
 _SHAPE_OPS = {"flatten", "view", "reshape", "squeeze", "unsqueeze", "contiguous", "size"}
 
 
+@need("lrp_rules", "only leaf modules captum's LRP has a rule for (conv, linear, pooling, ReLU)")
+def _lrp_rules(method: Method, model: nn.Module) -> str | None:
+    leaves = [m for m in model.modules() if not list(m.children())]
+    other = sorted({type(m).__name__ for m in leaves if not isinstance(m, _LRP_LEAVES)})
+    if not other:
+        return None
+    return (
+        f"captum's LRP has no rule for {', '.join(other)}; accepted leaf "
+        "modules: Conv2d, Linear, BatchNorm2d, pooling, ReLU, Dropout, Tanh."
+    )
+
+
+@need("modules_only", "a forward pass that computes only in modules (no skip connections)")
+def _modules_only(method: Method, model: nn.Module) -> str | None:
+    graph = _trace(model)
+    if graph is None:
+        return None
+    for node in graph.nodes:
+        if node.op == "call_function" and node.target not in (torch.flatten, operator.getitem):
+            return (
+                f"its forward applies {getattr(node.target, '__name__', node.target)} "
+                "outside a module (e.g. a skip connection); captum's LRP propagates "
+                "relevance through modules only."
+            )
+        if node.op == "call_method" and node.target not in _SHAPE_OPS:
+            return (
+                f"its forward calls tensor.{node.target} outside a module; "
+                "captum's LRP propagates relevance through modules only."
+            )
+    return None
+
+
 class LRP(Method):
     """Layer-wise relevance propagation with the epsilon rule (Bach et al., PLoS ONE 2015), by captum.
 
     Every layer with a rule gets ``EpsilonRule(epsilon)``. Applies to sequential networks whose
     leaves captum's LRP supports (conv, linear, batch norm, pooling, ReLU); relevance flows only
     through modules, so a functional add (ResNet's skip connections) or attention is refused in
-    :meth:`check`.
+    :meth:`check` (needs ``lrp_rules`` and ``modules_only``).
 
     Args:
         epsilon: the stabiliser of the epsilon rule (captum's default 1e-9).
         reduction: channel pooling (signed sum by default).
     """
 
+    needs = frozenset({"lrp_rules", "modules_only"})
+
     def __init__(self, epsilon: float = 1e-9, reduction: str = "sum") -> None:
         super().__init__(reduction)
         self.epsilon = check_number("epsilon", epsilon, minimum=0)
-
-    def check(self, model: nn.Module) -> None:
-        leaves = [m for m in model.modules() if not list(m.children())]
-        other = sorted({type(m).__name__ for m in leaves if not isinstance(m, _LRP_LEAVES)})
-        if other:
-            raise self.unfit(
-                model,
-                f"captum's LRP has no rule for {', '.join(other)}; accepted leaf "
-                "modules: Conv2d, Linear, BatchNorm2d, pooling, ReLU, Dropout, Tanh.",
-            )
-        graph = _trace(model)
-        if graph is None:
-            return
-        for node in graph.nodes:
-            if node.op == "call_function" and node.target not in (torch.flatten, operator.getitem):
-                raise self.unfit(
-                    model,
-                    f"its forward applies {getattr(node.target, '__name__', node.target)} "
-                    "outside a module (e.g. a skip connection); captum's LRP propagates "
-                    "relevance through modules only.",
-                )
-            if node.op == "call_method" and node.target not in _SHAPE_OPS:
-                raise self.unfit(
-                    model,
-                    f"its forward calls tensor.{node.target} outside a module; "
-                    "captum's LRP propagates relevance through modules only.",
-                )
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         modules = list(model.modules())
@@ -361,8 +359,12 @@ class _Noisy(Method):
     def name(self) -> str:
         return f"{type(self).__name__}({self.method.name})"
 
-    def check(self, model: nn.Module) -> None:
-        self.method.check(model)
+    def all_needs(self) -> frozenset[str]:
+        return type(self).needs | self.method.all_needs()
+
+    def unmet(self, model: nn.Module) -> tuple[str, str] | None:
+        """The wrapped method's unmet need (its layer, its model): it is what runs."""
+        return self.method.unmet(model)
 
     def samples(self, model: nn.Module, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         """Sum and sum of squares over the noisy samples of the wrapped method's raw attributions."""

@@ -136,7 +136,8 @@ CHEAP = {
     "chunk_size": st.one_of(st.just("auto"), st.integers(1, 64)),
     "precision": st.sampled_from(["fp32", "bf16"]),
     "explain": st.sampled_from(["label", "prediction"]),
-    "tag": st.text(alphabet=string.ascii_letters + string.digits + "_-", min_size=1, max_size=8),
+    # a word (digits alone would parse as a number, which tag refuses)
+    "tag": st.from_regex(r"[a-zA-Z][a-zA-Z0-9_-]{0,7}", fullmatch=True),
     "save_maps": st.booleans(),
 }
 

@@ -48,7 +48,8 @@ class CollateOnMultirunEnd(Callback):
     """Hydra callback: collate the sweep folder when a multirun ends; exit 1 if any job did not
     complete (each is named on stderr), if no job left a row, or if the collation itself fails
     (one line saying why: Hydra would turn an exception here into a warning and exit 0); 2 if a
-    job's files do not match its record."""
+    job's files do not match its record. A job skipped because its method cannot apply to its
+    model (``unfit=skip``) is listed (NOT APPLICABLE) and does not fail the sweep."""
 
     def on_multirun_end(self, config, **kwargs) -> None:
         root = Path(config.hydra.sweep.dir)
@@ -92,5 +93,11 @@ class CollateOnMultirunEnd(Callback):
         if collation.incomplete:
             raise SystemExit(1)
         if collation.rows.empty:
-            print(f"error: no job of the sweep in {root} scored any image.", file=sys.stderr)
+            why = (
+                f": every job's method cannot apply to its model ({len(collation.not_applicable)} "
+                "NOT APPLICABLE)"
+                if collation.not_applicable and not collation.empty
+                else ""
+            )
+            print(f"error: no job of the sweep in {root} scored any image{why}.", file=sys.stderr)
             raise SystemExit(1)

@@ -24,7 +24,9 @@ def folders_exist(prog: str, folders: Sequence[str]) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``bench-collate``: exit 0 with the table; 1 when a job is incomplete (unless
-    ``--allow-incomplete``); 2 when a folder cannot be trusted or an argument is wrong. With
+    ``--allow-incomplete``; a job skipped because its method cannot apply to its model is listed,
+    not incomplete) or no job left a row; 2 when a folder cannot be trusted or an argument is
+    wrong. With
     ``--out DIR`` the paper tables of :func:`bench.results.papers.write_paper_tables` are written there
     too (unless ``--no-paper``)."""
     p = argparse.ArgumentParser(description="Collate job folders into one summary table.")
@@ -104,11 +106,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     if collation.rows.empty and not collation.incomplete:
-        print(
-            f"bench-collate: no rows: {'every' if collation.empty else 'no'} completed job under "
-            f"{', '.join(args.folders)} {'scored no image' if collation.empty else 'was found'}.",
-            file=sys.stderr,
-        )
+        if collation.empty:
+            why = "every completed job under {} scored no image"
+        elif collation.not_applicable:
+            why = "every job under {} was skipped: its method cannot apply to its model"
+        else:
+            why = "no completed job under {} was found"
+        print(f"bench-collate: no rows: {why.format(', '.join(args.folders))}.", file=sys.stderr)
         return 1
     return 0
 

@@ -56,7 +56,8 @@ def task(cfg: DictConfig) -> None:
             )
             sys.exit(1)
         raise
-    log.info("%d rows, %.1f s -> %s", record["rows"], record["wall_seconds"], out_dir)
+    if record.get("status") != "skipped":  # a skipped job logged its one line
+        log.info("%d rows, %.1f s -> %s", record["rows"], record["wall_seconds"], out_dir)
     if record.get("status") == "completed":  # also a job already complete: log it, not rerun it
         options = logger_options(cfg)
         try:

@@ -1,6 +1,7 @@
 """The command line's overrides, checked before Hydra sees them: a group option that does not
 exist, a ``_target_`` a config may not name, a refused flag are one-line ConfigErrors; glob sweeps
-skip the groups' base files; a sweep composes from a snapshot of the config folder."""
+skip the groups' base files, and a glob over methods skips the jobs whose method cannot apply to
+the model (``unfit=skip``, unless set); a sweep composes from a snapshot of the config folder."""
 
 from __future__ import annotations
 
@@ -73,11 +74,21 @@ def check_override_targets(parser: OverridesParser, arg: str) -> None:
 REFUSED_FLAGS = ("--experimental-rerun",)
 
 
+def sets_key(argv: list[str], key: str) -> bool:
+    """Whether an override of ``argv`` sets the top-level ``key`` (``key=``, ``+key=``, ``++key=``)."""
+    return any(
+        a.split("=", 1)[0].lstrip("+~") == key for a in argv if "=" in a or a.startswith("~")
+    )
+
+
 def check_overrides(argv: list[str]) -> list[str]:
-    """``argv`` with group sweeps made to skip base files; a ``group=value`` override whose value
+    """``argv`` with group sweeps made to skip base files, and ``unfit=skip`` added to a glob sweep
+    over methods (a method the glob picks that cannot apply to the model is skipped, listed as not
+    applicable; unless the command line sets ``unfit``); a ``group=value`` override whose value
     is not an option of the group is a one-line ConfigError."""
     parser = OverridesParser.create()
     out = []
+    unfit_set = sets_key(argv, "unfit")
     for arg in argv:
         if arg.split("=", 1)[0] in REFUSED_FLAGS:
             raise ConfigError(
@@ -103,6 +114,9 @@ def check_overrides(argv: list[str]) -> list[str]:
             parsed = parser.parse_override(arg)
             if isinstance(parsed.value(), Glob):
                 out.append(_glob(key, parsed.value()))
+                if key == "method" and not unfit_set:
+                    out.append("unfit=skip")
+                    unfit_set = True
                 continue
             items = (
                 list(parsed.sweep_iterator()) if parsed.is_sweep_override() else [parsed.value()]

@@ -35,6 +35,7 @@ class RunSchema:
     keep_freed_memory: Any = True
     cache: Any = "readwrite"
     cache_dtype: Any = "float32"
+    unfit: Any = "fail"
     tag: Any = ""
     trust_code: Any = False
     paths: Any = field(default_factory=dict)

@@ -46,6 +46,8 @@ from bench.models.meta import image_size
 EXPLAIN = ("label", "prediction")
 CACHE_MODES = ("readwrite", "read", "off")
 CACHE_DTYPES = ("float32", "float16")
+#: What a job does when its method cannot apply to its model (bench.core.errors.Unfit).
+UNFIT_MODES = ("fail", "skip")
 PATH_KEYS = ("data_root", "output_root", "cache_root")
 GROUPS = ("model", "dataset", "method")
 RUN_KEYS = [f.name for f in fields(RunSchema)]
@@ -145,6 +147,7 @@ def check_run_keys(cfg: DictConfig) -> None:
     check_bool("keep_freed_memory", cfg.keep_freed_memory)
     check_choice("cache", cfg.cache, CACHE_MODES)
     check_choice("cache_dtype", cfg.cache_dtype, CACHE_DTYPES)
+    check_choice("unfit", cfg.unfit, UNFIT_MODES)
     for key in PATH_KEYS:
         value = cfg.paths.get(key) if isinstance(cfg.paths, DictConfig) else None
         if not isinstance(value, str) or not value:

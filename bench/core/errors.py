@@ -14,6 +14,20 @@ class ConfigError(ValueError):
     """A bad configuration value, reported to the user as one line without a stack trace."""
 
 
+class Unfit(ConfigError):
+    """A method that cannot apply to a model: one line naming the method, the model, the need the
+    model does not meet (``bench.methods.base.NEEDS``; empty when found only while running) and
+    why. A sweep with ``unfit=skip`` skips the job instead of failing it."""
+
+    def __init__(self, method: str, model: str, need: str, why: str) -> None:
+        self.method, self.model, self.need, self.why = method, model, need, why
+        lacks = f" (needs {need})" if need else ""
+        super().__init__(f"method {method} cannot apply to model {model}{lacks}: {why}")
+
+    def __reduce__(self) -> tuple:  # picklable with its fields (a launcher's worker process)
+        return type(self), (self.method, self.model, self.need, self.why)
+
+
 def choice_error(key: str, value: object, accepted: Iterable[object]) -> ConfigError:
     """The ConfigError for ``key=value`` that lists the accepted values and close matches."""
     names = sorted(str(a) for a in accepted)

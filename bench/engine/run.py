@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.config.validate import check_logger, user_error, validate
 from bench.core.context import OUT_OF_MEMORY, resolve_device
+from bench.core.errors import Unfit
 from bench.engine.allocator import allocator_state, keep_freed_memory
 from bench.engine.build import Cell, build
 from bench.engine.cache import without_chunk_keys
@@ -122,6 +123,7 @@ RUN_ONLY_KEYS = (
     "chunk_size",
     "max_memory",
     "warmup_batches",
+    "unfit",
 )
 #: Output files a job writes; a re-launch with another config sets them aside first.
 JOB_FILES = (RECORD, SCORES, f"{SCORES}.partial", CURVES, MAPS, PROGRESS, PARTS)
@@ -180,8 +182,12 @@ def set_aside(out_dir: Path, why: str) -> Path | None:
 def prior_state(out_dir: Path, chash: str) -> tuple[str, dict[str, Any] | None, Progress | None]:
     """What the folder already holds for a job whose config hashes to ``chash``: ``complete``
     (its files intact: nothing to do), ``resume`` (an unfinished job of this config: go on from
-    its last complete batch), ``stale`` (another config's, or damaged: set aside) or ``fresh``."""
+    its last complete batch), ``stale`` (another config's, or damaged: set aside) or ``fresh``
+    (nothing, or only the record of a job skipped as not applicable: checked again)."""
     record = _read_record(out_dir)
+    others = [n for n in JOB_FILES if n != RECORD and (out_dir / n).exists()]
+    if record is not None and record.get("status") == "skipped" and not others:
+        return "fresh", record, None
     if record is not None and record.get("status") == "completed":
         if record.get("config_hash") == chash and _files_match(out_dir, record):
             return "complete", record, None
@@ -199,7 +205,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
 
     The record is written when the job starts (status ``running``) and again when it ends
     (``completed``, ``failed`` or ``interrupted``, with the rows kept and the size and SHA-256 of
-    every output file), so a killed job is still visible to collation. The folder is claimed first
+    every output file), so a killed job is still visible to collation. With ``unfit=skip``, a job
+    whose method cannot apply to its model (:class:`~bench.core.errors.Unfit`) ends ``skipped``,
+    with the ``reason`` and the unmet ``need`` in its record and no rows. The folder is claimed first
     (a folder another live job is writing is refused). A re-launch into the folder of a job with
     the same config (:func:`config_hash`) does nothing when that job completed, and continues it
     from its last complete batch when it did not; another config's files are set aside.
@@ -288,6 +296,10 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         }
         return record
     except BaseException as err:
+        if isinstance(err, Unfit) and cfg.unfit == "skip" and writer is None:
+            record.update(status="skipped", reason=str(err), need=err.need, rows=0)
+            log.warning("%s: not applicable, skipped (unfit=skip): %s", out_dir, err)
+            return record
         record["status"] = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
         user = user_error(err)
         record["error"] = str(user) if user is not None else f"{type(err).__name__}: {err}"

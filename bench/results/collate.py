@@ -227,11 +227,25 @@ class Incomplete:
 
 
 @dataclass
+class NotApplicable:
+    """A job skipped because its method cannot apply to its model (``unfit=skip``): complete
+    as it is, with no rows."""
+
+    job: Path
+    reason: str
+
+    def line(self) -> str:
+        return f"NOT APPLICABLE {self.job}: {self.reason}"
+
+
+@dataclass
 class Collation:
     """Rows of every completed job, and what was left out of them and why."""
 
     rows: pd.DataFrame
     incomplete: list[Incomplete] = field(default_factory=list)
+    #: Jobs skipped because their method cannot apply to their model: not incomplete.
+    not_applicable: list[NotApplicable] = field(default_factory=list)
     duplicates: int = 0
     duplicate_jobs: tuple[str, str] | None = None
     skipped: list[tuple[Path, dict]] = field(default_factory=list)
@@ -239,9 +253,11 @@ class Collation:
     empty: list[Path] = field(default_factory=list)
 
     def report(self) -> list[str]:
-        """One line per thing a reader of the table must know (incomplete jobs, jobs with no
-        rows, rows counted once that were there twice, images skipped as unreadable)."""
+        """One line per thing a reader of the table must know (incomplete jobs, jobs whose method
+        cannot apply to their model, jobs with no rows, rows counted once that were there twice,
+        images skipped as unreadable)."""
         lines = [i.line() for i in self.incomplete]
+        lines += [n.line() for n in self.not_applicable]
         for job in self.empty:
             lines.append(
                 f"EMPTY {job}: completed with 0 rows, its selection held no image (an empty "
@@ -337,7 +353,8 @@ def collate(dirs: Sequence[str | Path]) -> Collation:
     """Read, verify and merge every job under ``dirs``.
 
     Completed jobs' files are checked against their records (a mismatch raises a
-    :class:`CollateError` naming the folder); jobs that did not complete are listed, not read; a
+    :class:`CollateError` naming the folder); jobs that did not complete are listed, not read, and
+    so are jobs skipped because their method cannot apply to their model (not incomplete); a
     row of the same cell (:func:`cell_hash`) on the same image met in several folders is counted
     once; configurations that differ under one label get labels naming what differs.
     """
@@ -346,6 +363,10 @@ def collate(dirs: Sequence[str | Path]) -> Collation:
     for job in find_job_dirs(dirs):
         record = read_record(job)
         status = _status(record)
+        if status == "skipped":
+            reason = " ".join(str(record.get("reason") or "its method cannot apply").split())
+            result.not_applicable.append(NotApplicable(job, reason))
+            continue
         if status != "completed":
             error = str(record.get("error", ""))
             result.incomplete.append(Incomplete(job, status, _rows_kept(job), error))

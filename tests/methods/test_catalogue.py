@@ -1,43 +1,48 @@
-"""Every conf/method/*.yaml x {embedded CNN, ResNet-18, tiny ViT}: contract, batching, model left as found."""
+"""Every conf/method/*.yaml x {embedded CNN, ResNet-18, tiny ViT}: contract, batching, model left as found.
+
+Which (method, model) pairs are refused follows from what each method declares it needs
+(``Method.needs``) and what each test model lacks (:data:`LACKS`, checked against the needs' own
+tests); tests/methods/test_needs.py proves the declarations right.
+"""
 
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 import pytest
 import torch
 from torch import nn
 
-from bench.core.errors import ConfigError
+import bench.methods
+from bench.core.errors import ConfigError, Unfit
+from bench.methods.base import NEEDS
 from tests.methods.conftest import METHODS, MODELS, make_images, make_method, make_model
 
-#: (method, model) pairs the method must refuse in ``check`` (and why, for the reader).
-UNFIT = {
-    **{
-        (m, "vit"): "no conv layer"
-        for m in (
-            "cam",
-            "gradcam",
-            "gradcam_pp",
-            "xgradcam",
-            "layercam",
-            "scorecam",
-            "ablationcam",
-            "eigencam",
-            "guided_gradcam",
-            "activation_map",
-        )
-    },
-    ("guided_backprop", "vit"): "no ReLU modules",
-    ("deconvnet", "vit"): "no ReLU modules",
-    ("deeplift", "vit"): "GELU / LayerNorm / attention",
-    ("deeplift", "resnet18"): "reused ReLU modules",
-    ("lrp", "vit"): "no LRP rule for GELU / LayerNorm",
-    ("lrp", "resnet18"): "skip connections",
-    **{
-        (m, cnn): "not a transformer"
-        for m in ("raw_attention", "attention_rollout", "vit_gradcam")
-        for cnn in ("shapes_cnn", "resnet18")
+for _module in pkgutil.iter_modules(bench.methods.__path__):  # every need registered
+    importlib.import_module(f"bench.methods.{_module.name}")
+
+#: The needs (bench.methods.base.NEEDS) each test model does not meet: facts about the models,
+#: checked by test_what_each_model_lacks; a method is unfit for a model when it needs one of them.
+LACKS = {
+    "shapes_cnn": {"attention", "tokens"},
+    "resnet18": {"attention", "tokens", "single_use_nonlinearities", "modules_only"},
+    "vit": {
+        "feature_maps",
+        "linear_head",
+        "relu_modules",
+        "deeplift_rules",
+        "lrp_rules",
+        "modules_only",
     },
 }
+
+
+def unfit_needs(method, model_name: str) -> frozenset[str]:
+    """The needs of ``method`` (as configured) that the test model ``model_name`` lacks."""
+    return method.all_needs() & LACKS[model_name]
+
+
 #: B x K forward passes over ResNet-18's 512 channels: too slow for the quick suite.
 SLOW = {("scorecam", "resnet18"), ("ablationcam", "resnet18")}
 #: Methods that never call the model.
@@ -85,19 +90,41 @@ def zoo() -> dict[str, nn.Module]:
 
 def test_every_config_is_covered():
     assert len(METHODS) >= 30, METHODS
-    for method, model in UNFIT:
-        assert method in METHODS and model in MODELS
+    declared = set()
+    for method in METHODS:
+        needs = {name: make_method(method, name).all_needs() for name in MODELS}
+        declared |= set().union(*needs.values())
+        fits = [name for name in MODELS if not needs[name] & LACKS[name]]
+        assert fits, f"{method} applies to none of {list(MODELS)}"
+    assert declared == set(NEEDS), set(NEEDS) ^ declared  # no need left undeclared or untested
+    for lacks in LACKS.values():
+        assert lacks <= set(NEEDS)
+
+
+@pytest.mark.parametrize("model_name", list(MODELS))
+def test_what_each_model_lacks(model_name, zoo):
+    """Each need's own test, run with a method that declares it, on each test model."""
+    lacks = set()
+    for need, required in NEEDS.items():
+        method = next(
+            m for m in (make_method(name, model_name) for name in METHODS) if need in m.all_needs()
+        )
+        if required.test(method, zoo[model_name]) is not None:
+            lacks.add(need)
+    assert lacks == LACKS[model_name]
 
 
 @pytest.mark.parametrize("method,model_name", list(_cases()))
 def test_contract_batching_and_model_state(method, model_name, zoo):
     model = zoo[model_name]
     m = make_method(method, model_name)
-    if (method, model_name) in UNFIT:
-        with pytest.raises(ConfigError) as err:
+    unfit = unfit_needs(m, model_name)
+    if unfit:
+        with pytest.raises(Unfit) as err:
             m.check(model)
         text = str(err.value)
-        assert type(m).__name__ in text and model_name in text, text
+        assert err.value.need in unfit and f"(needs {err.value.need})" in text, text
+        assert type(m).__name__ in text and model_name in text and "\n" not in text, text
         return
     m.check(model)
     model.train()  # the method must run in eval mode and give train mode back
@@ -120,9 +147,9 @@ def test_contract_batching_and_model_state(method, model_name, zoo):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_model_left_unchanged_after_an_error(method, zoo):
-    model_name = next(
-        n for n in MODELS if (method, n) not in UNFIT
-    )  # the first model it applies to
+    model_name = next(  # the first model it applies to
+        n for n in MODELS if not unfit_needs(make_method(method, n), n)
+    )
     model = zoo[model_name]
     m = make_method(method, model_name)
     model.train()
