@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.cli.collate import folders_exist
+from bench.core.errors import first_line
 from bench.results.collate import CollateError
-from bench.results.figures import BANDS, _first_line, write_figures
+from bench.results.figures import BANDS, write_figures
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench-figures: {err}", file=sys.stderr)
         return 2
     except ValueError as err:  # an unknown format from matplotlib
-        print(f"bench-figures: {_first_line(err)}", file=sys.stderr)
+        print(f"bench-figures: {first_line(err)}", file=sys.stderr)
         return 2
     if not written:
         print(f"bench-figures: no completed job under {', '.join(args.folders)}.", file=sys.stderr)

@@ -39,7 +39,14 @@ from bench.core.context import (
     memory_bytes,
     resolve_device,
 )
-from bench.core.errors import ConfigError, check_bool, check_choice, check_int, choice_error
+from bench.core.errors import (
+    ConfigError,
+    check_bool,
+    check_choice,
+    check_int,
+    choice_error,
+    first_line,
+)
 from bench.data.subset import ON_BAD_SAMPLE, SUBSET_KEYS
 from bench.models.meta import image_size
 
@@ -280,7 +287,7 @@ def user_error(err: BaseException) -> ConfigError | None:
         return ConfigError(f"{key[0] if key else 'config'}: {err.__cause__}")
     if isinstance(err, OmegaConfBaseException):
         key = getattr(err, "full_key", None)
-        first = (str(err).splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         return ConfigError(f"{key}: {first}" if key else first)
     if isinstance(err, HydraException):
         return ConfigError(one_line(err))
@@ -317,7 +324,7 @@ def one_line(err: BaseException) -> str:
             else (f"{group}={name} is not valid: conf/{group}/ has no option {name}.")
         )
     if match:
-        first = (str(cause).splitlines() or [""])[0] if cause is not None else ""
+        first = first_line(cause) if cause is not None else ""
         return f"{match.group(1)}: {first or text.splitlines()[0]}"
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return "; ".join(lines[:2]) if lines else type(err).__name__

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.torch_version import TorchVersion
 
-from bench.core.errors import ConfigError
+from bench.core.errors import ConfigError, first_line
 from bench.core.paths import existing_file, resolve_path
 
 #: Keys under which a checkpoint dict may hold the state dict (or the pickled model).
@@ -66,9 +66,9 @@ def read_checkpoint(
             "it came from, or save a state dict (model.state_dict()) instead."
         ) from err
     except Exception as err:  # noqa: BLE001 - a truncated or foreign file: one clear line
-        first = (str(err).splitlines() or [""])[0]
         raise ConfigError(
-            f"{key}={path} could not be read as a torch checkpoint ({type(err).__name__}: {first})."
+            f"{key}={path} could not be read as a torch checkpoint ({type(err).__name__}: "
+            f"{first_line(err)})."
         ) from err
 
 

@@ -28,6 +28,13 @@ class Unfit(ConfigError):
         return type(self), (self.method, self.model, self.need, self.why)
 
 
+def first_line(err: BaseException) -> str:
+    """The first non-empty line of ``err``'s message (its type's name when it has none): the one
+    line a user is shown of an error raised by a library."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
 def choice_error(key: str, value: object, accepted: Iterable[object]) -> ConfigError:
     """The ConfigError for ``key=value`` that lists the accepted values and close matches."""
     names = sorted(str(a) for a in accepted)

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from bench.config.validate import LOGGERS, TENSORBOARD_DIR, check_logger
-from bench.core.errors import check_int
+from bench.core.errors import check_int, first_line
 from bench.engine.io import MAP_FLAGS
 
 __all__ = ["LOGGERS", "TENSORBOARD_DIR", "check_logger", "log_job", "tensorboard_job"]
@@ -200,7 +200,7 @@ def _log_maps(writer, job, n: int) -> None:
     try:
         images = figures.job_images(job.record, ids)
     except Exception as err:  # the data is not on this machine: the maps alone
-        log.warning("%s: maps logged without their images (%s)", job.path, figures._first_line(err))
+        log.warning("%s: maps logged without their images (%s)", job.path, first_line(err))
         images = {}
     style = figures._overlay_style([saved[i] for i in ids])
     for i in ids:

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from bench.core.errors import ConfigError, check_bool, check_choice, check_number
+from bench.core.errors import ConfigError, check_bool, check_choice, check_number, first_line
 from bench.core.paths import CONF_DIR
 from bench.engine.io import MAP_FLAGS, atomic_write_bytes
 from bench.results.collate import GROUP, CollateError, collate, read_record, summarise
@@ -267,9 +267,9 @@ def read_baseline(path: str | Path) -> dict[str, Any]:
             raw = gzip.decompress(raw)
         doc = json.loads(raw.decode("utf-8"))
     except (OSError, EOFError, UnicodeDecodeError, ValueError) as err:
-        first = (str(err).splitlines() or [type(err).__name__])[0]
         raise RegressError(
-            f"--baseline {path} is not valid JSON ({type(err).__name__}: {first}); accepted: {what}."
+            f"--baseline {path} is not valid JSON ({type(err).__name__}: {first_line(err)}); "
+            f"accepted: {what}."
         ) from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise RegressError(f"--baseline {path} is not {what} (no format: {FORMAT!r}).")
