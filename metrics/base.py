@@ -60,6 +60,10 @@ class Direction(str, Enum):
         return cls.HIGHER if higher_is_better else cls.LOWER
 
 
+#: The possible values of a score: ``(low, high)``, ``None`` on an open side.
+Range = tuple[float | None, float | None]
+
+
 #: How collation aggregates a metric's rows besides the per-image mean.
 AGGREGATES = ("", "class_mean")
 
@@ -114,7 +118,9 @@ class Metric:
     fields it needs, checked before any compute), ``aggregate`` (one of :data:`AGGREGATES`) and
     ``suffixes``: every other score key ``compute`` may return, with its :class:`Direction`
     (None = the metric's own). :meth:`directions` gives the direction of every key an instance
-    returns, and ``__call__`` refuses a score key that has none.
+    returns, and ``__call__`` refuses a score key that has none. ``score_range`` is the interval
+    the metric's scores can take (``None``: unbounded), ``key_ranges`` that of a key that differs;
+    :meth:`range_of` answers for a key under given settings (intervals are clipped to it).
     """
 
     higher_is_better: ClassVar[bool] = True
@@ -123,6 +129,8 @@ class Metric:
     requires: ClassVar[frozenset[str]] = frozenset()
     aggregate: ClassVar[str] = ""
     suffixes: ClassVar[Mapping[str, Direction | None]] = {}
+    score_range: ClassVar[Range | None] = None
+    key_ranges: ClassVar[Mapping[str, Range | None]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -138,6 +146,18 @@ class Metric:
         """The direction of every score key this instance returns (``""`` = the metric's own score)."""
         own = Direction.of(self.higher_is_better)
         return {"": own, **{k: d or own for k, d in self.suffixes.items()}}
+
+    @classmethod
+    def range_of(cls, key: str, settings: Mapping[str, Any]) -> Range | None:
+        """The values score ``key`` (``""`` = the metric's own) can take under ``settings`` (an
+        instance's :meth:`settings`, or a job record's): ``(low, high)`` with ``None`` on an open
+        side, or ``None`` when unbounded. Subclasses whose range depends on a setting override it."""
+        return cls.key_ranges.get(key, cls.score_range) if key else cls.score_range
+
+    def ranges(self) -> dict[str, Range | None]:
+        """:meth:`range_of` every score key this instance returns."""
+        settings = self.settings()
+        return {k: type(self).range_of(k, settings) for k in self.directions()}
 
     def check_image(self, height: int, width: int) -> None:
         """Refuse (ConfigError ``<key>=<value> ...; accepted: ...``) a setting that makes the
@@ -180,7 +200,8 @@ class Metric:
         return {k: getattr(self, k) for k in names if k != "self" and hasattr(self, k)}
 
     def meta(self) -> dict[str, Any]:
-        """The metadata recorded with every run: directions, category, citation, requirements, aggregation."""
+        """The metadata recorded with every run: directions, category, citation, requirements,
+        aggregation and the range of every score key."""
         return {
             "higher_is_better": self.higher_is_better,
             "category": self.category.value,
@@ -188,4 +209,5 @@ class Metric:
             "requires": sorted(self.requires),
             "aggregate": self.aggregate,
             "directions": {k: d.value for k, d in self.directions().items()},
+            "ranges": {k: None if r is None else list(r) for k, r in self.ranges().items()},
         }

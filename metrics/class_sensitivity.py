@@ -67,6 +67,7 @@ class ClassSensitivity(Metric):
     """
 
     higher_is_better = True
+    score_range = (0.0, 1.0)  # shares and hit rates, every key
     category = Category.LOCALISATION
     citation = (
         "Selvaraju et al. Grad-CAM: Visual Explanations from Deep Networks via Gradient-based "

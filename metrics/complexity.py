@@ -49,6 +49,7 @@ class Complexity(_MapStatistic):
     """
 
     higher_is_better = False
+    score_range = (0.0, None)  # an entropy
     citation = (
         "Bhatt, Weller, Moura. Evaluating and Aggregating Feature-based Model Explanations. "
         "IJCAI 2020."
@@ -71,6 +72,7 @@ class Sparseness(_MapStatistic):
     """
 
     higher_is_better = True
+    score_range = (0.0, 1.0)  # a Gini index
     citation = (
         "Chalasani, Chen, Chowdhury, Wu, Jha. Concise Explanations of Neural Networks using "
         "Adversarial Training. ICML 2020."

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,7 +16,7 @@ from bench.core.batch import Batch
 from bench.core.context import Context
 from bench.core.errors import ConfigError, check_choice, check_int, check_number
 from bench.core.ranking import TIES, descending_order, pearson, rank_pixels, ranks_of
-from bench.metrics.base import Category, Metric, MetricOutput, OrderCurves
+from bench.metrics.base import Category, Metric, MetricOutput, OrderCurves, Range
 
 TARGETS = ("prediction", "label")
 SCORES = ("probability", "logit")
@@ -94,10 +96,22 @@ def perturbation_curves(
     return ctx.map_forward(b * per_image, make, reduce).view(b, r_len, t_len)
 
 
-class _PixelCurve(Metric):
+class _Probabilities(Metric):
+    """A score bounded (``score_range``) only where it is made of the target's probabilities
+    (``score: probability``); a logit score is unbounded."""
+
+    @classmethod
+    def range_of(cls, key: str, settings: Mapping[str, Any]) -> Range | None:
+        if settings.get("score", "probability") != "probability":
+            return None
+        return super().range_of(key, settings)
+
+
+class _PixelCurve(_Probabilities):
     """Shared engine of deletion and insertion: ``step`` pixels move from ``start`` to ``finish``."""
 
     category = Category.FAITHFULNESS
+    score_range = (0.0, 1.0)  # an area under a probability curve
     citation = "Petsiuk, Das, Saenko. RISE: Randomized Input Sampling for Explanation of Black-box Models. BMVC 2018."
     substrates = ("zero", "blur")
     default_substrate = "zero"
@@ -281,13 +295,17 @@ class _GomezCurve(Metric):
         return curve, step_saliency
 
 
-class _GomezAUC(_GomezCurve):
+class _GomezAUC(_Probabilities, _GomezCurve):
+    score_range = (0.0, 1.0)  # an area under a probability curve
+
     def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:
         curve, _ = self.curve(ctx, batch, maps)
         return MetricOutput(scores={"": trapezoid_auc(curve)}, curves={"": curve})
 
 
 class _GomezCorrelation(_GomezCurve):
+    score_range = (-1.0, 1.0)  # a correlation, whatever the curve scores
+
     def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:
         curve, saliency = self.curve(ctx, batch, maps)
         change = curve[:, 1:] - curve[:, :-1]
@@ -335,7 +353,7 @@ FILLS = ("min", "mean", "max")
 ORDERS = ("morf", "lerf")
 
 
-class _PixelFlipping(Metric):
+class _PixelFlipping(_Probabilities):
     """Shared engine of MoRF / LeRF pixel flipping (Bach et al. 2015; Samek et al. 2017).
 
     The map is averaged over non-overlapping ``patch_size`` tiles, tiles are ordered most relevant
@@ -347,6 +365,7 @@ class _PixelFlipping(Metric):
     """
 
     category = Category.FAITHFULNESS
+    score_range = (0.0, 1.0)  # an area under a probability curve
     citation = (
         "Bach et al. On Pixel-Wise Explanations for Non-Linear Classifier Decisions by Layer-Wise "
         "Relevance Propagation. PLOS ONE 2015; Samek et al. Evaluating the Visualization of What a "
@@ -457,6 +476,7 @@ class PixelFlippingABC(_PixelFlipping):
     """Area between the LeRF and MoRF pixel-flipping curves, AUC(LeRF) - AUC(MoRF); higher is better."""
 
     higher_is_better = True
+    score_range = (-1.0, 1.0)  # a difference of two areas in [0, 1]
     orders = ("morf", "lerf")
 
     def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:

@@ -150,6 +150,7 @@ class PointingGame(Metric):
     """
 
     higher_is_better = True
+    score_range = (0.0, 1.0)
     category = Category.LOCALISATION
     citation = "Zhang et al. Top-down Neural Attention by Excitation Backprop. ECCV 2016 (TorchRay protocol)."
     requires = frozenset({"boxes"})
@@ -221,6 +222,7 @@ class RelevanceMassAccuracy(Metric):
     """
 
     higher_is_better = True
+    score_range = (0.0, 1.0)  # a share of the map's mass (rank: of the top pixels)
     category = Category.LOCALISATION
     citation = (
         "Arras, Osman, Samek. CLEVR-XAI: A benchmark dataset for the ground truth evaluation of "

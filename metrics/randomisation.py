@@ -300,9 +300,11 @@ class EfficientMPRT(Metric):
     """
 
     higher_is_better = True
+    score_range = (-1.0, None)  # (H_rand - H_orig) / H_orig with entropies >= 0
     category = Category.SANITY
     citation = HEDSTROM
     suffixes = {"entropy_original": Direction.NONE, "entropy_randomised": Direction.NONE}
+    key_ranges = {"entropy_original": (0.0, None), "entropy_randomised": (0.0, None)}
 
     def __init__(
         self,

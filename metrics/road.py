@@ -643,6 +643,7 @@ class RoadMoRF(_RoadSingle):
     """ROAD, most relevant first: accuracy as the top ``p`` pixels are imputed; lower is better."""
 
     higher_is_better = False
+    score_range = (0.0, 1.0)  # mean accuracy / probability over fractions
     orders = ("morf",)
 
 
@@ -650,6 +651,7 @@ class RoadLeRF(_RoadSingle):
     """ROAD, least relevant first: accuracy as the bottom ``p`` pixels are imputed; higher is better."""
 
     higher_is_better = True
+    score_range = (0.0, 1.0)  # mean accuracy / probability over fractions
     orders = ("lerf",)
 
 
@@ -657,6 +659,7 @@ class RoadABC(_Road):
     """ROAD's gap between the curves: mean over fractions of LeRF minus MoRF accuracy; higher is better."""
 
     higher_is_better = True
+    score_range = (-1.0, 1.0)  # LeRF minus MoRF of means in [0, 1]
     orders = ("morf", "lerf")
 
     def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:

@@ -42,6 +42,7 @@ class Infidelity(Metric):
     """
 
     higher_is_better = False
+    score_range = (0.0, None)  # a mean squared error
     category = Category.FAITHFULNESS
     citation = YEH
 
@@ -102,6 +103,7 @@ class MaxSensitivity(Metric):
     """
 
     higher_is_better = False
+    score_range = (0.0, None)  # a norm ratio
     category = Category.ROBUSTNESS
     citation = YEH
 

@@ -153,6 +153,7 @@ class MapComparison(Metric):
 
     category = Category.SANITY
     higher_is_better = False
+    score_range = (-1.0, 1.0)  # rank correlations, SSIM and HOG correlation
     #: Comparison keys whose default differs for a subclass (Quantus' settings, say).
     comparison_defaults: ClassVar[dict[str, Any]] = {}
 

@@ -100,6 +100,7 @@ X_SETTINGS = "tests/metrics/test_settings.py"
 PAPERS = "tests/bench/test_papers.py"
 REGRESS = "tests/bench/test_regress.py"
 COLLATE = "tests/bench/test_collate.py"
+STATS = "tests/bench/test_statistics.py"
 CACHE = "tests/bench/test_cache_and_resume.py"
 
 
@@ -624,12 +625,20 @@ MUTANTS: tuple[Mutant, ...] = (
         (PAPERS,),
     ),
     _m(
-        "t_interval_df",
-        "bench/results/collate.py",
-        "stats.t.ppf(0.5 + level / 2, len(v) - 1)",
-        "stats.t.ppf(0.5 + level / 2, len(v))",
-        "the t-interval with n degrees of freedom, not n - 1",
-        (COLLATE,),
+        "better_ignores_p",
+        "bench/results/stats.py",
+        'if direction not in ("higher", "lower") or not (np.isfinite(p) and p < alpha):',
+        'if direction not in ("higher", "lower") or not np.isfinite(p):',
+        "`better` names a method whatever the Holm-corrected p (the sign alone)",
+        (STATS,),
+    ),
+    _m(
+        "bootstrap_row_order",
+        "bench/results/stats.py",
+        "v = np.sort(np.asarray(values, dtype=float))",
+        "v = np.asarray(values, dtype=float)",
+        "the interval depends on the order of the rows (shards pooled in another order)",
+        (PAPERS, STATS),
     ),
     _m(
         "regress_wilcoxon_drops_zeros",

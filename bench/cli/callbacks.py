@@ -78,7 +78,7 @@ class CollateOnMultirunEnd(Callback):
             print(f"error: no job of this sweep left a {RECORD} in {root}.", file=sys.stderr)
             raise SystemExit(1)
         summary, table = write_summary(root, collation)
-        print(f"\nSummary of {root} (mean ± 95% CI half-width):\n\n{table}\n")
+        print(f"\nSummary of {root} (mean [95% bootstrap interval]):\n\n{table}\n")
         if not summary.empty:
             from bench.results.figures import write_figures
 

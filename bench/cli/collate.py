@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="comma-separated columns, in order, for the printed table (e.g. road_abc,mprt.spearman_abs)",
     )
     p.add_argument(
-        "--means", action="store_true", help="print means only, without the CI half-widths"
+        "--means", action="store_true", help="print means only, without the intervals"
     )
     p.add_argument(
         "--allow-incomplete",

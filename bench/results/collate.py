@@ -19,10 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.core.errors import ConfigError
+from bench.core.errors import ConfigError, first_line
 from bench.data.subset import SUBSET_KEYS
 from bench.engine.io import (
-    MAP_FLAGS,
     RECORD,
     ROW_COLUMNS,
     SCORES,
@@ -32,6 +31,7 @@ from bench.engine.io import (
     file_digest,
     pid_alive,
 )
+from bench.results import stats
 
 log = logging.getLogger("bench.results.collate")
 
@@ -50,10 +50,6 @@ def find_job_dirs(roots: Iterable[str | Path]) -> list[Path]:
             p.parent for p in root.rglob(RECORD) if SUPERSEDED not in p.relative_to(root).parts
         )
     return sorted(found)
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 #: How a direction is shown in table headers and figure titles.
@@ -89,7 +85,7 @@ def read_record(job: Path) -> dict[str, Any]:
         record = json.loads((job / RECORD).read_text())
     except (OSError, UnicodeDecodeError, ValueError) as err:
         raise CollateError(
-            f"{job}: {RECORD} cannot be read ({type(err).__name__}: {_first_line(err)}); the job "
+            f"{job}: {RECORD} cannot be read ({type(err).__name__}: {first_line(err)}); the job "
             "was cut off while writing it or the file was changed: rerun the job or remove "
             "the folder."
         ) from None
@@ -132,7 +128,7 @@ def read_scores(job: Path, record: dict[str, Any]) -> pd.DataFrame:
         reason = (
             "it is empty"
             if isinstance(err, (IndexError, pd.errors.EmptyDataError))
-            else (f"{type(err).__name__}: {_first_line(err)}")
+            else (f"{type(err).__name__}: {first_line(err)}")
         )
         raise CollateError(f"{job}: {SCORES} cannot be read ({reason}).") from None
     missing = [c for c in ROW_COLUMNS if c not in df.columns]
@@ -309,6 +305,15 @@ def _job_rows(job: Path, record: dict[str, Any]) -> pd.DataFrame:
     df["direction"] = [_direction(meta, m, s) for m, s in zip(base, suffix)]
     df["higher_is_better"] = df["direction"].map(_HIGHER)
     df["aggregate"] = base.map({m: v.get("aggregate", "") for m, v in meta.items()}).fillna("")
+    ranges = {
+        (m, k): stats.metric_range(meta.get(m) or {}, k) or (None, None)
+        for m, k in set(zip(base, suffix))
+    }
+    nan = float("nan")
+    for i, side in enumerate(("range_low", "range_high")):
+        df[side] = [
+            nan if (b := ranges[(m, k)][i]) is None else float(b) for m, k in zip(base, suffix)
+        ]
     # the dataset's own class count (a mapped head's num_classes is the model's, e.g. 1000)
     data = record.get("dataset", {})
     df["num_classes"] = data.get("classes", data.get("num_classes", 0)) or 0
@@ -409,62 +414,34 @@ def failed_jobs(dirs: Sequence[str | Path]) -> list[tuple[Path, str]]:
     return [(i.job, i.error or i.status) for i in collate(dirs).incomplete]
 
 
-def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and the Student-t confidence interval of the mean of ``values`` (NaNs dropped)."""
-    v = values[~np.isnan(values)]
-    if len(v) == 0:
-        return float("nan"), float("nan"), float("nan")
-    m = float(v.mean())
-    if len(v) < 2:
-        return m, float("nan"), float("nan")
-    from scipy import stats  # about 1 s to import: only when an interval is asked for
-
-    half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
-    return m, m - half, m + half
-
-
 def summarise(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
-    """One row per (model, dataset, method, metric): n, mean, CI bounds, direction, the rows
-    ``excluded`` because their map was non-finite or constant (``MAP_FLAGS``) and, for metrics
-    whose protocol averages over classes (pointing game), the unweighted class mean. NaN scores
-    are never averaged: ``n`` counts the finite ones."""
-    out = []
-    for key, g in df.groupby(GROUP, sort=True):
-        direction = _direction_of(g)
-        class_mean = "aggregate" in g and g["aggregate"].iloc[0] == "class_mean"
-        num_classes = int(g["num_classes"].max()) if "num_classes" in g else 0
-        excluded = g["flag"].isin(MAP_FLAGS) if "flag" in g else pd.Series(False, index=g.index)
-        g = g[~excluded]
-        values = g["value"].to_numpy(dtype=float)
-        m, lo, hi = mean_ci(values, level)
-        row = dict(zip(GROUP, key))
-        row.update(
-            n=int((~np.isnan(values)).sum()),
-            mean=m,
-            ci_low=lo,
-            ci_high=hi,
-            higher_is_better=_HIGHER.get(direction),
-            direction=direction,
-            excluded=int(excluded.sum()),
-        )
-        if class_mean:
-            # TorchRay: per-class accuracy, unweighted mean over all classes, a class with no
-            # scored pair counting 0; classes_scored says how many classes had pairs.
-            per_class = g.groupby("target")["value"].mean()
-            row["classes_scored"] = int(per_class.notna().sum())
-            row["class_mean"] = (
-                float(per_class.fillna(0).sum() / max(num_classes, len(per_class)))
-                if row["classes_scored"]
-                else float("nan")
-            )
-        out.append(row)
-    return pd.DataFrame(out)
+    """One row per (model, dataset, method, metric): n, mean and the interval of
+    :func:`bench.results.stats.cell_table` (the 95% BCa bootstrap over images, clipped to the
+    score's range; ``ci_method``), direction, the rows ``excluded`` because their map was
+    non-finite or constant (``MAP_FLAGS``), ``note`` (a warning below
+    :data:`bench.results.stats.MIN_IMAGES` images) and, for metrics whose protocol averages over
+    classes (pointing game), the unweighted class mean. NaN scores are never averaged: ``n``
+    counts the finite ones."""
+    cells = stats.cell_table(df, GROUP, level=level)
+    if cells.empty:
+        return pd.DataFrame()
+    out = cells.rename(columns={"flagged": "excluded"})
+    out["higher_is_better"] = out["direction"].map(_HIGHER)
+    cols = [*GROUP, "n", "mean", "ci_low", "ci_high", "ci_method", "higher_is_better"]
+    out = out[[*cols, "direction", "excluded", "note"]]
+    protocol = stats.class_means(df)
+    if not protocol.empty:
+        protocol = protocol[[*GROUP, "classes_scored", "class_mean"]]
+        out = out.merge(protocol, on=GROUP, how="left")
+    return out
 
 
 def format_table(
     summary: pd.DataFrame, metrics: Sequence[str] | None = None, ci: bool = True
 ) -> str:
-    """A Markdown table: one row per (model, dataset, method), a column per metric, ``mean ± half CI``.
+    """A Markdown table: one row per (model, dataset, method), a column per metric,
+    ``mean [low, high]`` (:func:`bench.results.stats.interval_text`), then a warning line where a
+    cell rests on fewer than :data:`bench.results.stats.MIN_IMAGES` images.
 
     ``metrics`` picks and orders the columns (``road_abc``, ``model_randomisation_cascading.ssim``);
     ``ci=False`` prints means only (paper tables that state n once). A cell with no score is ``—``.
@@ -481,12 +458,8 @@ def format_table(
         summary = summary[summary["metric"].isin(metrics)]
 
     def cell(r: pd.Series) -> str:
-        if np.isnan(r["mean"]):
-            return "—"
-        half = (
-            "" if not ci or np.isnan(r["ci_high"]) else f" ± {(r['ci_high'] - r['ci_low']) / 2:.3f}"
-        )
-        return f"{r['mean']:.3f}{half}"
+        nan = float("nan")
+        return stats.interval_text(r["mean"], *((r["ci_low"], r["ci_high"]) if ci else (nan, nan)))
 
     arrows = summary.groupby("metric")["direction"].first().map(ARROWS)
     table = summary.assign(cell=summary.apply(cell, axis=1)).pivot_table(
@@ -506,6 +479,14 @@ def format_table(
     lines = [header, sep] + [
         "| " + " | ".join(map(str, r)) + " |" for r in table.itertuples(index=False)
     ]
+    few = summary[(summary["n"] > 0) & (summary["n"] < stats.MIN_IMAGES)]
+    if len(few):
+        lines += [
+            "",
+            f"WARNING: {len(few)} cell(s) rest on fewer than {stats.MIN_IMAGES} images (n = "
+            f"{', '.join(map(str, sorted(set(few['n']))))}): their intervals and any test on "
+            "them are unreliable.",
+        ]
     return "\n".join(lines)
 
 

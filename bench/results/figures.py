@@ -36,7 +36,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.core.errors import first_line
 from bench.engine.io import CURVES, MAP_FLAGS, MAPS, atomic_write_bytes
+from bench.results import stats
 from bench.results.collate import (
     ARROWS,
     Collation,
@@ -48,12 +50,12 @@ from bench.results.collate import (
 log = logging.getLogger("bench.results.figures")
 
 FORMATS = ("png", "pdf")
-#: The band drawn around a mean curve: interquartile range over images, the Student-t 95%
-#: interval of the mean, or none.
+#: The band drawn around a mean curve: interquartile range over images, the tables' 95%
+#: bootstrap interval of the mean (BCa, resampling images), or none.
 BANDS = ("iqr", "ci95", "none")
 BAND_WORDS = {
     "iqr": "band: interquartile range over images",
-    "ci95": "band: 95% confidence interval of the mean",
+    "ci95": "band: 95% bootstrap interval of the mean",
     "none": "",
 }
 #: Metric classes whose curves insert pixels into a blank or blurred image (the others remove).
@@ -244,18 +246,14 @@ def curve_axis(
 
 
 def band_of(curves: np.ndarray, band: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """Lower and upper edge of the band over images (rows of ``curves``), or None."""
+    """Lower and upper edge of the band over images (rows of ``curves``), or None: the
+    interquartile range, or the tables' interval of the mean at every step
+    (:func:`bench.results.stats.curve_band`)."""
     if band == "none" or len(curves) < 2:
         return None
     if band == "iqr":
         return np.nanpercentile(curves, 25, axis=0), np.nanpercentile(curves, 75, axis=0)
-    from scipy import stats
-
-    n = np.sum(~np.isnan(curves), axis=0)
-    sem = np.nanstd(curves, axis=0, ddof=1) / np.sqrt(np.maximum(n, 1))
-    half = stats.t.ppf(0.975, np.maximum(n - 1, 1)) * sem
-    mean = np.nanmean(curves, axis=0)
-    return mean - half, mean + half
+    return stats.curve_band(curves)
 
 
 # --- drawing helpers ------------------------------------------------------------------------------
@@ -424,33 +422,29 @@ def sanity_figure(sets: Sequence[CurveSet], band: str = "iqr"):
 
 
 def rank_agreement(summary: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
-    """Per (model, dataset): Kendall's tau-b between every two metrics' rankings of the methods
-    (each metric's mean per method, negated where lower is better; descriptive metrics and metrics
-    that do not separate the methods are left out). Needs two methods and two metrics."""
-    from scipy import stats
-
+    """Per (model, dataset): :func:`bench.results.stats.rank_agreement` (Kendall's tau-b between
+    every two metrics' direction-aware rankings of the methods, from the summary's means) as a
+    metric × metric matrix; descriptive metrics and metrics that do not separate the methods are
+    left out. Needs two methods and two metrics. ``attrs``: ``methods`` (the fewest and most
+    methods two metrics both ranked), ``directions``, ``note`` (a warning below
+    :data:`bench.results.stats.MIN_METHODS` methods)."""
     out: dict[tuple[str, str], pd.DataFrame] = {}
-    if summary.empty:
+    ranks = stats.rank_methods(summary) if not summary.empty else summary
+    if ranks.empty:
         return out
-    for (model, dataset), g in summary.groupby(["model", "dataset"], sort=True):
-        g = g[g["direction"].isin(["higher", "lower"])]
-        means = g.pivot_table(index="method", columns="metric", values="mean", aggfunc="first")
-        sign = g.groupby("metric")["direction"].first().map({"higher": 1.0, "lower": -1.0})
-        means = means * sign[means.columns]
-        keep = [c for c in means.columns if means[c].notna().sum() >= 2 and means[c].nunique() > 1]
-        means = means[keep]
-        if means.shape[0] < 2 or means.shape[1] < 2:
+    ranks = ranks[ranks.groupby(["model", "dataset", "metric"])["rank"].transform("nunique") > 1]
+    agree = stats.rank_agreement(ranks)
+    for (model, dataset), g in agree.groupby(["model", "dataset"], sort=True):
+        tau = g.pivot(index="metric_a", columns="metric_b", values="tau")
+        tau.index.name = tau.columns.name = None
+        scored = g[g["n_methods"] >= 2]
+        if len(tau) < 2 or scored.empty:
             continue
-        tau = pd.DataFrame(np.nan, index=keep, columns=keep)
-        pairs = []
-        for a in keep:
-            for b in keep:
-                both = means[[a, b]].dropna()  # the methods both metrics scored
-                if len(both) >= 2:
-                    tau.loc[a, b] = stats.kendalltau(both[a], both[b]).statistic
-                    pairs.append(len(both))
-        tau.attrs["methods"] = (min(pairs), max(pairs)) if pairs else (0, 0)
-        tau.attrs["directions"] = g.groupby("metric")["direction"].first().to_dict()
+        lo, hi = int(scored["n_methods"].min()), int(scored["n_methods"].max())
+        tau.attrs["methods"] = (lo, hi)
+        mine = ranks[(ranks["model"] == model) & (ranks["dataset"] == dataset)]
+        tau.attrs["directions"] = mine.groupby("metric")["direction"].first().to_dict()
+        tau.attrs["note"] = stats.few_methods(lo)
         out[(str(model), str(dataset))] = tau
     return out
 
@@ -484,7 +478,8 @@ def rank_agreement_figure(summary: pd.DataFrame):
                     ax.text(j, i, text, ha="center", va="center", fontsize=6.5, color=colour)
         lo, hi = tau.attrs["methods"]
         methods = f"{lo} methods" if lo == hi else f"{lo}–{hi} methods: those both metrics scored"
-        ax.set_title(f"{model} / {dataset} ({methods})", fontsize=9)
+        warn = f"\nWARNING: {tau.attrs['note']}" if tau.attrs["note"] else ""
+        ax.set_title(f"{model} / {dataset} ({methods}){warn}", fontsize=9)
     for ax in axes[len(taus) :]:
         ax.set_visible(False)
     fig.colorbar(image, ax=axes[: len(taus)].tolist(), shrink=0.7, label="Kendall's τ")
@@ -735,7 +730,7 @@ def saliency_grids(
             try:
                 maps = cached_maps(job, n_images)
             except Exception as err:  # a model or dataset not available on this machine
-                log.warning("%s: maps not read from the cache (%s)", job.path, _first_line(err))
+                log.warning("%s: maps not read from the cache (%s)", job.path, first_line(err))
         if not maps:
             continue
         grid = out.setdefault(job.group, {"methods": {}, "records": []})
@@ -757,7 +752,7 @@ def saliency_grids(
             log.warning(
                 "%s / %s: images not composed from the record (%s); maps drawn without them",
                 *group,
-                _first_line(err),
+                first_line(err),
             )
     return out
 
@@ -837,10 +832,6 @@ def _wrap(label: str, width: int = 16) -> str:
 
 
 # --- writing --------------------------------------------------------------------------------------
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def _safe_name(text: str) -> str:

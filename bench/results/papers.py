@@ -68,12 +68,7 @@ def markdown(df: pd.DataFrame, floats: str = "{:.3f}") -> str:
 
 
 def _cell_text(r: pd.Series, digits: int, dash: str) -> str:
-    if not np.isfinite(r["mean"]):
-        return dash
-    text = f"{r['mean']:.{digits}f}"
-    if np.isfinite(r["ci_low"]) and np.isfinite(r["ci_high"]):
-        text += f" [{r['ci_low']:.{digits}f}, {r['ci_high']:.{digits}f}]"
-    return text
+    return stats.interval_text(r["mean"], r["ci_low"], r["ci_high"], digits, dash)
 
 
 def wide_table(
@@ -111,13 +106,26 @@ def wide_table(
 
 
 def table_markdown(cells: pd.DataFrame, digits: int = 3) -> str:
-    """The :func:`wide_table` of one (model, dataset) as Markdown, best cells in bold."""
+    """The :func:`wide_table` of one (model, dataset) as Markdown, best cells in bold, and a
+    warning line where a cell rests on fewer than :data:`bench.results.stats.MIN_IMAGES` images."""
     table, best, directions = wide_table(cells, digits)
     shown = table.copy()
     for c in shown.columns:
         shown[c] = [f"**{v}**" if b else v for v, b in zip(shown[c], best[c])]
     shown.columns = [f"{c}{MD_ARROWS.get(directions.get(c, ''), '')}" for c in shown.columns]
-    return markdown(shown)
+    return markdown(shown) + few_images_line(cells)
+
+
+def few_images_line(cells: pd.DataFrame) -> str:
+    """A warning paragraph for the cells of ``cells`` on fewer than ``MIN_IMAGES`` images ("" if none)."""
+    few = cells[(cells["n"] > 0) & (cells["n"] < stats.MIN_IMAGES)]
+    if few.empty:
+        return ""
+    n = ", ".join(map(str, sorted(set(few["n"]))))
+    return (
+        f"\n\nWARNING: {len(few)} cell(s) rest on fewer than {stats.MIN_IMAGES} images (n = {n}): "
+        "their intervals and any test on them are unreliable."
+    )
 
 
 def table_latex(cells: pd.DataFrame, digits: int = 3) -> str:
@@ -418,7 +426,11 @@ def _ranks_md(ranks: pd.DataFrame, mranks: pd.DataFrame, agree: pd.DataFrame) ->
 
         def matrix(g: pd.DataFrame) -> str:
             m = g.pivot(index="metric_a", columns="metric_b", values="tau")
-            return markdown(m.reset_index().rename(columns={"metric_a": "tau"}), "{:.2f}")
+            text = markdown(m.reset_index().rename(columns={"metric_a": "tau"}), "{:.2f}")
+            pairs = g[g["metric_a"] != g["metric_b"]]
+            fewest = int(pairs["n_methods"].min()) if len(pairs) else 0
+            warn = stats.few_methods(fewest)
+            return text + (f"\n\nWARNING: {warn}." if warn else "")
 
         parts.append(_sections(agree, ["model", "dataset"], matrix))
     return "\n\n".join(parts)
@@ -434,7 +446,9 @@ def _paired_md(pairs: pd.DataFrame, friedman: pd.DataFrame) -> str:
         markdown(friedman[f_cols], "{:.3g}"),
         "## Pairwise Wilcoxon signed-rank tests (Holm-corrected within each metric)",
         "median_diff: median of a − b over the paired images; rank_biserial: matched-pairs "
-        "rank-biserial correlation (> 0: a scores higher); better: by the metric's direction.",
+        "rank-biserial correlation (> 0: a scores higher); better: the method the metric's "
+        f"direction favours where p_holm < {stats.ALPHA}, by the sign of the rank-biserial "
+        "correlation; empty: tied (no difference at that level), or not tested.",
         _sections(pairs, ["model", "dataset", "metric"], lambda g: markdown(g[p_cols], "{:.3g}")),
     ]
     return "\n\n".join(parts)

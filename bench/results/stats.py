@@ -1,4 +1,6 @@
-"""Statistics for paper tables: pure functions over the long rows of :func:`bench.results.collate.collate`.
+"""The statistics of every number the tool prints or draws: pure functions over the long rows of
+:func:`bench.results.collate.collate` (the console table, ``summary.*``, the paper tables, the
+figures and the report all come through here; there is no other interval or test).
 
 Every function takes a DataFrame with the columns ``model, dataset, method, metric, image_id,
 target, value`` (and, where present, ``flag``, ``direction``, ``aggregate``) and returns a new
@@ -6,13 +8,19 @@ DataFrame; nothing here reads or writes files.
 
 * :func:`bootstrap_ci` / :func:`cell_table` — the mean over images with a seeded 95% bootstrap
   interval (Efron 1979; BCa, Efron 1987, by ``scipy.stats.bootstrap``), clipped to the score's
-  range where the metric has one (:func:`score_ranges`); flagged and NaN rows counted, not averaged.
+  range the metric class declares (:meth:`bench.metrics.base.Metric.range_of`, carried by the
+  rows); flagged and NaN rows counted, not averaged; :func:`curve_band` the same interval per
+  step of a curve.
 * :func:`rank_methods`, :func:`mean_ranks`, :func:`rank_agreement` — direction-aware ranks of
   methods per metric (1 = best, ties averaged) and Kendall's tau between metrics over methods.
 * :func:`paired_test`, :func:`pairwise_tests`, :func:`friedman_tests`, :func:`holm` — paired
   comparisons over the same images: Wilcoxon signed-rank (Wilcoxon 1945) with the matched-pairs
   rank-biserial correlation, Friedman's test (Friedman 1937) with Kendall's W, Holm's step-down
-  correction (Holm 1979).
+  correction (Holm 1979); a ``better`` method only where the corrected p is below
+  :data:`ALPHA`.
+
+Cells on fewer than :data:`MIN_IMAGES` images and rank agreements over fewer than
+:data:`MIN_METHODS` methods carry a warning in their ``note``.
 """
 
 from __future__ import annotations
@@ -35,44 +43,14 @@ PAIR_KEYS = ["model", "dataset", "image_id", "target"]
 #: The columns every function here needs.
 NEEDED = ["model", "dataset", "method", "metric", "image_id", "target", "value"]
 
-#: Score ranges by metric class (``record.json``'s ``metrics.<name>.class``), for records that do
-#: not declare a ``range`` themselves; ``None`` is an open side. Curve AUCs are bounded only when
-#: they score probabilities (``settings.score: probability``), so those are keyed on it.
-CLASS_RANGES: dict[str, tuple[float | None, float | None]] = {
-    "PointingGame": (0.0, 1.0),
-    "EnergyPointingGame": (0.0, 1.0),
-    "RelevanceMassAccuracy": (0.0, 1.0),
-    "RelevanceRankAccuracy": (0.0, 1.0),
-    "Sparseness": (0.0, 1.0),
-    "Complexity": (0.0, None),
-    "DC": (-1.0, 1.0),
-    "IC": (-1.0, 1.0),
-}
-PROBABILITY_RANGES: dict[str, tuple[float | None, float | None]] = {
-    "Deletion": (0.0, 1.0),
-    "Insertion": (0.0, 1.0),
-    "DAUC": (0.0, 1.0),
-    "IAUC": (0.0, 1.0),
-    "MoRF": (0.0, 1.0),
-    "LeRF": (0.0, 1.0),
-    "PixelFlippingABC": (-1.0, 1.0),
-}
-#: Ranges by metric name, used when no job record is at hand (a DataFrame alone).
-NAME_RANGES: dict[str, tuple[float | None, float | None]] = {
-    "pointing_game": (0.0, 1.0),
-    "energy_pointing_game": (0.0, 1.0),
-    "relevance_mass_accuracy": (0.0, 1.0),
-    "relevance_rank_accuracy": (0.0, 1.0),
-    "sparseness": (0.0, 1.0),
-}
+#: The fewest images a cell's interval and tests should rest on, and the fewest methods a rank
+#: agreement should: below them the tables say so in a visible warning.
+MIN_IMAGES = 10
+MIN_METHODS = 4
+#: The level below which a Holm-corrected p names a ``better`` method.
+ALPHA = 0.05
 
 Range = tuple[float | None, float | None]
-
-
-def base_metric(metric: str) -> str:
-    """The metric's config name: ``pointing_game.difficult`` and ``deletion[step=112]`` give
-    ``pointing_game`` and ``deletion``."""
-    return re.sub(r"\[.*\]", "", str(metric)).partition(".")[0]
 
 
 def check_rows(df: pd.DataFrame, needed: Sequence[str] = NEEDED) -> None:
@@ -85,32 +63,88 @@ def check_rows(df: pd.DataFrame, needed: Sequence[str] = NEEDED) -> None:
         )
 
 
-def _range_of(info: Mapping[str, Any]) -> Range | None:
-    declared = info.get("range")
-    if isinstance(declared, (list, tuple)) and len(declared) == 2:
-        return (declared[0], declared[1])
-    cls = str(info.get("class", ""))
-    if cls in CLASS_RANGES:
-        return CLASS_RANGES[cls]
-    if cls in PROBABILITY_RANGES and (info.get("settings") or {}).get("score") == "probability":
-        return PROBABILITY_RANGES[cls]
-    return None
+def metric_key(metric: str) -> str:
+    """The score key a row's ``metric`` names, without a variant label: ``deletion[step=112]``
+    gives ``deletion``, ``road_abc[...].probability`` gives ``road_abc.probability``."""
+    return re.sub(r"\[.*\]", "", str(metric))
+
+
+def _metric_class(name: str) -> type | None:
+    """The metric class of this package called ``name`` (a record's ``metrics.<m>.class``)."""
+    import importlib
+    import pkgutil
+
+    import bench.metrics
+    from bench.metrics.base import Metric
+
+    for info in pkgutil.iter_modules(bench.metrics.__path__):
+        importlib.import_module(f"bench.metrics.{info.name}")
+    todo, seen = [Metric], {}
+    while todo:
+        cls = todo.pop()
+        seen.setdefault(cls.__name__, cls)
+        todo += cls.__subclasses__()
+    cls = seen.get(name)
+    return cls if cls is not None and cls.__module__.startswith("bench.metrics.") else None
+
+
+def metric_range(info: Mapping[str, Any], key: str = "") -> Range | None:
+    """The range ``(low, high)`` (``None`` on an open side) of score ``key`` (``""`` = the
+    metric's own) of the metric a job record describes (``metrics.<name>``): what the metric class
+    declared when the job ran (``ranges``), else what this release's class of that name declares
+    for the recorded settings (:meth:`bench.metrics.base.Metric.range_of`; records written before
+    ranges were recorded); ``None`` when unbounded or unknown."""
+    declared = info.get("ranges")
+    if isinstance(declared, Mapping):
+        r = declared.get(key)
+        return (r[0], r[1]) if isinstance(r, (list, tuple)) and len(r) == 2 else None
+    cls = _metric_class(str(info.get("class", "")))
+    return None if cls is None else cls.range_of(key, info.get("settings") or {})
 
 
 def score_ranges(records: Iterable[Mapping[str, Any]] = ()) -> dict[str, Range]:
-    """The possible range ``(low, high)`` of each metric's score, by metric config name: what a
-    job record declares (``metrics.<name>.range``), else :data:`CLASS_RANGES` /
-    :data:`PROBABILITY_RANGES` by the recorded class and settings, else :data:`NAME_RANGES`.
-    Returns a dict; metrics with no known range are absent (unbounded)."""
+    """The range of every score key of the jobs' metrics (:func:`metric_range`), by the row's
+    metric name (``deletion``, ``pointing_game.difficult``). Returns a dict; keys with no known
+    range, or whose jobs disagree, are absent (unbounded)."""
     seen: dict[str, set] = {}
     for record in records:
         for name, info in (record.get("metrics") or {}).items():
-            seen.setdefault(name, set()).add(_range_of(info or {}))
-    out: dict[str, Range] = {k: v for k, v in NAME_RANGES.items() if k not in seen}
-    for name, found in seen.items():
-        if len(found) == 1 and None not in found:  # jobs that disagree: no range is safe
-            out[name] = found.pop()
-    return out
+            info = info or {}
+            keys = set(info.get("directions") or {}) | set(info.get("ranges") or {}) | {""}
+            for key in keys:
+                seen.setdefault(f"{name}.{key}" if key else name, set()).add(
+                    metric_range(info, key)
+                )
+    return {k: v.pop() for k, v in seen.items() if len(v) == 1 and None not in v}
+
+
+def _row_range(g: pd.DataFrame) -> Range | None:
+    """The range the rows carry (``range_low``/``range_high``, NaN on an open side)."""
+    if "range_low" not in g or not len(g):
+        return None
+    lo, hi = (pd.to_numeric(g[c], errors="coerce") for c in ("range_low", "range_high"))
+    if lo.nunique(dropna=False) > 1 or hi.nunique(dropna=False) > 1:
+        return None  # rows that disagree: no range is safe
+    lo, hi = lo.iloc[0], hi.iloc[0]
+    if np.isnan(lo) and np.isnan(hi):
+        return None
+    return (None if np.isnan(lo) else float(lo), None if np.isnan(hi) else float(hi))
+
+
+def interval_text(mean: float, low: float, high: float, digits: int = 3, dash: str = "—") -> str:
+    """A cell as every table prints it: ``mean [low, high]`` (``mean`` alone without an interval;
+    ``dash`` without a mean)."""
+    if not np.isfinite(mean):
+        return dash
+    text = f"{mean:.{digits}f}"
+    if np.isfinite(low) and np.isfinite(high):
+        text += f" [{low:.{digits}f}, {high:.{digits}f}]"
+    return text
+
+
+def few_images(n: int) -> str:
+    """The warning shown beside a cell (or test) that rests on ``n`` < :data:`MIN_IMAGES` images."""
+    return f"only {n} image(s): the interval and tests are unreliable below {MIN_IMAGES}"
 
 
 def _clip(x: float, rng: Range | None) -> float:
@@ -140,7 +174,9 @@ def bootstrap_ci(
     score_range: Range | None = None,
 ) -> dict[str, Any]:
     """Mean of ``values`` (NaNs dropped) and its bootstrap interval by ``scipy.stats.bootstrap``
-    (``method`` ``BCa`` or ``percentile``; ``rng=np.random.default_rng(seed)``).
+    (``method`` ``BCa`` or ``percentile``; ``rng=np.random.default_rng(seed)``) over the values
+    sorted, so that the interval depends on the values and not on the order of the rows (jobs
+    collated in another order, shards pooled).
 
     Returns a dict: ``n``, ``mean``, ``ci_low``, ``ci_high``, ``ci_method`` (the method used) and
     ``note``. The bounds are clipped to ``score_range`` (a percentile or BCa interval of a mean
@@ -150,7 +186,7 @@ def bootstrap_ci(
     """
     if method not in ("BCa", "percentile"):
         raise ConfigError(f"method={method!r} is not valid; accepted: BCa, percentile.")
-    v = np.asarray(values, dtype=float)
+    v = np.sort(np.asarray(values, dtype=float))  # the interval of the values, not of their order
     v = v[~np.isnan(v)]
     out: dict[str, Any] = dict(
         n=len(v), mean=float("nan"), ci_low=float("nan"), ci_high=float("nan"), ci_method=""
@@ -193,6 +229,50 @@ def bootstrap_ci(
     return out
 
 
+def curve_band(
+    curves: np.ndarray,
+    level: float = 0.95,
+    n_resamples: int = 999,
+    seed: int = 0,
+    method: str = "BCa",
+    score_range: Range | None = None,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The interval of :func:`bootstrap_ci` at every step of the mean of ``curves`` ``[n, T]``
+    (one row per image; rows with a non-finite value dropped), resampling whole curves (the
+    images), clipped to ``score_range``: ``(low, high)`` arrays ``[T]``, or None with fewer than
+    two curves. Fewer resamples than the tables by default: it is drawn, not printed."""
+    from scipy import stats
+
+    x = np.asarray(curves, dtype=float)
+    x = x[np.isfinite(x).all(axis=1)] if x.ndim == 2 else x[:0]
+    if len(x) < 2:
+        return None
+    mean = x.mean(axis=0)
+    lo, hi = mean.copy(), mean.copy()
+    varies = np.ptp(x, axis=0) > 0
+    if varies.any():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = stats.bootstrap(
+                (x[:, varies],),
+                np.mean,
+                axis=0,
+                n_resamples=n_resamples,
+                batch=bootstrap_batch(x[:, varies].size, n_resamples),
+                confidence_level=level,
+                method=method,
+                rng=np.random.default_rng(seed),
+                vectorized=True,
+            )
+        lo[varies], hi[varies] = res.confidence_interval.low, res.confidence_interval.high
+        bad = ~(np.isfinite(lo) & np.isfinite(hi))
+        lo[bad], hi[bad] = mean[bad], mean[bad]  # BCa undefined at a step: no band there
+    if score_range is not None:
+        lo = np.array([_clip(v, score_range) for v in lo])
+        hi = np.array([_clip(v, score_range) for v in hi])
+    return lo, hi
+
+
 def _flags(df: pd.DataFrame) -> pd.Series:
     if "flag" not in df:
         return pd.Series(False, index=df.index)
@@ -225,14 +305,17 @@ def cell_table(
     """One row per group of ``by`` (which must include ``metric``): ``direction``, ``n`` (finite
     scores averaged), ``flagged`` (rows whose map was non-finite or constant, ``MAP_FLAGS``),
     ``nan`` (other rows without a finite score), ``mean``, ``ci_low``, ``ci_high`` (see
-    :func:`bootstrap_ci`; ``ranges`` by metric config name, default :func:`score_ranges`),
-    ``ci_method``, ``note``, and ``best``: True where the mean is the best of its column
-    (same groups but ``method``; ties all best; False for descriptive metrics)."""
-    check_rows(df)
+    :func:`bootstrap_ci`, clipped to the range the rows carry (``range_low``/``range_high``,
+    from the metric class, :func:`bench.results.collate.collate` adds them), else to ``ranges``
+    by row metric name (:func:`score_ranges`)), ``ci_method``, ``note`` (with a warning where
+    fewer than :data:`MIN_IMAGES` images were scored), and ``best``: True where the mean is the
+    best of its column (same groups but ``method``; ties all best; False for descriptive
+    metrics)."""
     by = list(by)
+    check_rows(df, [*by, "value"])
     if "metric" not in by:
         raise ConfigError(f"by={by} is not valid; accepted: a grouping that includes metric.")
-    ranges = score_ranges() if ranges is None else ranges
+    ranges = {} if ranges is None else ranges
     out = []
     for key, g in df.groupby(by, sort=True, dropna=False):
         row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
@@ -240,9 +323,10 @@ def cell_table(
         values = pd.to_numeric(g.loc[~flagged, "value"], errors="coerce").to_numpy(dtype=float)
         values = values.copy()
         values[~np.isfinite(values)] = np.nan
-        ci = bootstrap_ci(
-            values, level, n_resamples, seed, method, ranges.get(base_metric(row["metric"]))
-        )
+        rng = _row_range(g) or ranges.get(metric_key(row["metric"]))
+        ci = bootstrap_ci(values, level, n_resamples, seed, method, rng)
+        if 0 < ci["n"] < MIN_IMAGES:
+            ci["note"] = "; ".join(filter(None, [few_images(ci["n"]), ci["note"]]))
         row.update(
             direction=_direction(g),
             n=ci["n"],
@@ -332,9 +416,9 @@ def mean_ranks(ranks: pd.DataFrame) -> pd.DataFrame:
 def rank_agreement(ranks: pd.DataFrame) -> pd.DataFrame:
     """Kendall's tau-b (``scipy.stats.kendalltau``) between the ranks two metrics give the
     methods both scored, per (model, dataset): +1 when they order the methods alike (both
-    direction-aware). Returns ``model, dataset, metric_a, metric_b, tau, p, n_methods``, every
-    ordered pair (the diagonal is 1); tau is NaN with fewer than 2 common methods or a constant
-    ranking."""
+    direction-aware). Returns ``model, dataset, metric_a, metric_b, tau, p, n_methods, note``,
+    every ordered pair (the diagonal is 1); tau is NaN with fewer than 2 common methods or a
+    constant ranking; ``note`` warns below :data:`MIN_METHODS` methods."""
     from scipy import stats
 
     out = []
@@ -349,10 +433,17 @@ def rank_agreement(ranks: pd.DataFrame) -> pd.DataFrame:
                 res = stats.kendalltau(x, y)
                 tau, p = float(res.statistic), float(res.pvalue)
             out.append(dict(model=model, dataset=dataset, metric_a=a, metric_b=b, tau=tau, p=p))
-            out[-1]["n_methods"] = len(x)
+            out[-1].update(n_methods=len(x), note=few_methods(len(x)) if a != b else "")
     return pd.DataFrame(
-        out, columns=["model", "dataset", "metric_a", "metric_b", "tau", "p", "n_methods"]
+        out, columns=["model", "dataset", "metric_a", "metric_b", "tau", "p", "n_methods", "note"]
     )
+
+
+def few_methods(n: int) -> str:
+    """The warning beside a rank agreement over ``n`` methods ("" from :data:`MIN_METHODS` on)."""
+    if n >= MIN_METHODS:
+        return ""
+    return f"only {n} method(s): a rank agreement is unreliable below {MIN_METHODS}"
 
 
 # --- paired tests ---------------------------------------------------------------------------------
@@ -446,12 +537,25 @@ def paired_test(
     return out
 
 
-def pairwise_tests(df: pd.DataFrame, min_pairs: int = 2) -> pd.DataFrame:
+def better_of(r: Mapping[str, Any], direction: str, alpha: float = ALPHA) -> str:
+    """The ``better`` column of a pairwise test ``r``: the method the metric's direction favours
+    where the Holm-corrected p is below ``alpha``, by the sign of the test's statistic (the
+    rank-biserial correlation, positive when ``method_a`` scores higher); "" (tied) everywhere
+    else: not significant, untested, or a descriptive metric."""
+    p, eff = r.get("p_holm", float("nan")), r.get("rank_biserial", float("nan"))
+    if direction not in ("higher", "lower") or not (np.isfinite(p) and p < alpha):
+        return ""
+    if not np.isfinite(eff) or eff == 0:
+        return ""
+    return r["method_a"] if (eff > 0) == (direction == "higher") else r["method_b"]
+
+
+def pairwise_tests(df: pd.DataFrame, min_pairs: int = 2, alpha: float = ALPHA) -> pd.DataFrame:
     """:func:`paired_test` for every pair of methods of every (model, dataset, metric), with
     ``p_holm`` Holm-corrected within each (model, dataset, metric) (Holm 1979; the post-hoc
-    tests of :func:`friedman_tests`) and ``better`` (the method the median difference favours
-    under the metric's direction; "" for descriptive metrics, ties or untested pairs). Returns one
-    row per pair with ``model, dataset, direction`` and the test's fields."""
+    tests of :func:`friedman_tests`) and ``better`` (:func:`better_of` at ``alpha``). Returns one
+    row per pair with ``model, dataset, direction`` and the test's fields; ``note`` warns where
+    fewer than :data:`MIN_IMAGES` images were paired."""
     check_rows(df)
     cols = [
         "model", "dataset", "metric", "direction", "method_a", "method_b", "n_pairs", "n_nonzero",
@@ -465,14 +569,12 @@ def pairwise_tests(df: pd.DataFrame, min_pairs: int = 2) -> pd.DataFrame:
         for a, b in itertools.combinations(sorted(g["method"].unique()), 2):
             r = paired_test(g, a, b, metric, min_pairs)
             r.update(model=model, dataset=dataset, direction=direction)
-            eff = r["rank_biserial"]
-            r["better"] = ""
-            if direction in ("higher", "lower") and np.isfinite(r["p"]) and eff != 0:
-                a_higher = eff > 0
-                r["better"] = a if a_higher == (direction == "higher") else b
+            if 0 < r["n_pairs"] < MIN_IMAGES:
+                r["note"] = "; ".join(filter(None, [few_images(r["n_pairs"]), r["note"]]))
             family.append(r)
         for r, ph in zip(family, holm([r["p"] for r in family])):
             r["p_holm"] = float(ph)
+            r["better"] = better_of(r, direction, alpha)
         out += family
     return pd.DataFrame(out, columns=cols)
 

@@ -53,14 +53,27 @@ def long_rows() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_summary_cells_are_mean_and_t_half_width():
-    summary = summarise(long_rows())
+def test_summary_cells_are_the_mean_and_the_bootstrap_interval_of_the_statistics_module():
+    from scipy import stats as sps
+
+    rows = long_rows()
+    summary = summarise(rows)
     table = format_table(summary)
-    t = 4.302652729911275  # t(0.975, 2 dof)
-    half = t * 0.1 / np.sqrt(3)
-    assert f"| m | d | gradcam | 3 | 0.200 ± {half:.3f} | 0.800 ± {half:.3f} | 0.250 |" in table
-    # a method with no score on a metric shows a dash, not 'nan'
-    assert "| m | d | random | 3 | 0.600 ± " in table and table.rstrip().endswith("| — |")
+    # the interval is scipy's BCa bootstrap (seed 0, 9999 resamples) of the sorted values
+    v = np.sort(rows.query("method == 'gradcam' and metric == 'deletion'")["value"].to_numpy())
+    ref = sps.bootstrap(
+        (v,), np.mean, n_resamples=9999, method="BCa", rng=np.random.default_rng(0)
+    ).confidence_interval
+    cell = f"0.200 [{ref.low:.3f}, {ref.high:.3f}]"
+    assert f"| m | d | gradcam | 3 | {cell} | " in table
+    got = summary.set_index(["method", "metric"]).loc[("gradcam", "deletion")]
+    assert (got["ci_low"], got["ci_high"]) == pytest.approx((ref.low, ref.high), rel=1e-12)
+    assert got["ci_method"] == "BCa"
+    # a method with no score on a metric shows a dash, not 'nan'; one value has no interval
+    assert "| m | d | random | 3 | 0.600 [" in table and "| — |\n" in table
+    assert "| 0.250 |" in table and "±" not in table
+    # cells on fewer than 10 images are warned about under the table
+    assert table.splitlines()[-1].startswith("WARNING: 5 cell(s) rest on fewer than 10 images")
 
 
 def test_metrics_pick_and_order_columns_and_means_drop_the_ci():

@@ -50,9 +50,10 @@ def rows(values: dict[tuple[str, str], list[float]], direction=None, **extra) ->
 def test_bootstrap_interval_is_scipys_on_the_same_data_and_seed(method):
     v = np.random.default_rng(3).gamma(2.0, 0.1, size=40)
     got = stats.bootstrap_ci(v, n_resamples=2000, seed=7, method=method)
-    ref = sps.bootstrap(
-        (v,), np.mean, n_resamples=2000, method=method, rng=np.random.default_rng(7)
+    ref = sps.bootstrap(  # of the values sorted: the interval does not depend on the rows' order
+        (np.sort(v),), np.mean, n_resamples=2000, method=method, rng=np.random.default_rng(7)
     ).confidence_interval
+    assert stats.bootstrap_ci(v[::-1], n_resamples=2000, seed=7, method=method) == got
     assert got["n"] == 40 and got["mean"] == pytest.approx(v.mean())
     assert got["ci_low"] == pytest.approx(ref.low, rel=1e-12)
     assert got["ci_high"] == pytest.approx(ref.high, rel=1e-12)
@@ -79,7 +80,11 @@ def test_intervals_stay_inside_the_score_range():
     logit = {"metrics": {"deletion": {"class": "Deletion", "settings": {"score": "logit"}}}}
     assert stats.score_ranges([prob])["deletion"] == (0.0, 1.0)
     assert "deletion" not in stats.score_ranges([prob, logit])
-    assert stats.score_ranges([{"metrics": {"x": {"range": [-2, 3]}}}])["x"] == (-2, 3)
+    # what a record declares wins, key by key; an unknown class without a declaration: none
+    declared = {"x": {"class": "Mine", "ranges": {"": [-2, 3], "part": [0, None], "open": None}}}
+    got = stats.score_ranges([{"metrics": declared}])
+    assert got == {"x": (-2, 3), "x.part": (0, None)}
+    assert stats.score_ranges([{"metrics": {"x": {"class": "Mine"}}}]) == {}
 
 
 def test_degenerate_samples_give_a_note_not_a_crash():

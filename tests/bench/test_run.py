@@ -42,6 +42,11 @@ def test_single_job_writes_rows_record_and_curves(tmp_path):
     assert record["versions"]["torch"].split("+")[0] == torch.__version__.split("+")[0]
     assert record["versions"]["python"] == platform.python_version()
     assert record["metrics"]["deletion"]["settings"]["step"] == 224
+    # each score key's range, as its class declares it, recorded and carried by the rows
+    assert record["metrics"]["deletion"]["ranges"] == {"": [0.0, 1.0]}
+    assert record["metrics"]["pointing_game"]["ranges"] == {"": [0.0, 1.0], "difficult": [0.0, 1.0]}
+    rows = collate([out]).rows
+    assert (rows["range_low"] == 0.0).all() and (rows["range_high"] == 1.0).all()
     assert record["metrics"]["deletion"]["higher_is_better"] is False
     # 112x112 images, step 224: 56 steps, 57 points per curve, per metric
     assert record["forward"]["images"] == 6 * (1 + 57) + 6 * (1 + 57)
@@ -60,7 +65,7 @@ def test_single_job_writes_rows_record_and_curves(tmp_path):
     assert row["method"] == "gradcam" and row["n"] == "6"
     for metric in ("deletion", "insertion", "pointing_game"):
         mean = df.loc[df["metric"] == metric, "value"].mean()
-        assert row[metric].split(" ± ")[0] == f"{mean:.3f}", metric
+        assert row[metric].split(" [")[0] == f"{mean:.3f}", metric
 
 
 def test_bad_overrides_end_with_one_line_errors(tmp_path):
@@ -158,10 +163,11 @@ def test_summary_mean_ci_and_class_mean():
     # with a class count from the record, a class without pairs counts 0 (TorchRay)
     s3 = summarise(df.assign(num_classes=3)).iloc[0]
     assert s3["class_mean"] == pytest.approx((2 / 3 + 0 + 0) / 3) and s3["classes_scored"] == 2
-    from scipy import stats
+    from bench.results.stats import bootstrap_ci
 
-    half = stats.t.ppf(0.975, 3) * df["value"].std(ddof=1) / 2
-    assert s["ci_high"] - s["mean"] == pytest.approx(half)
+    ci = bootstrap_ci(df["value"])
+    assert (s["ci_low"], s["ci_high"]) == (ci["ci_low"], ci["ci_high"])
+    assert 0.0 <= s["ci_low"] < s["mean"] < s["ci_high"] <= 1.0
     nan = summarise(df.assign(value=[math.nan, 1.0, 1.0, 0.0])).iloc[0]
     assert nan["n"] == 3
 

@@ -311,3 +311,21 @@ def test_no_knob_changes_the_scores(name):
         out = case.output(node, context(case.model, chunk))
         assert same_output(base, out), f"{name}: {what} changes the scores"
     assert same_output(base, base_output(name, ())), f"{name}: a fresh context changes the scores"
+
+
+@pytest.mark.parametrize("name", METRICS)
+def test_every_score_lies_in_the_range_its_class_declares(name):
+    """The ranges the intervals are clipped to (``Metric.range_of``, recorded per key) hold the
+    metric's scores: a declared range narrower than the scores would clip true intervals."""
+    case = metric_case(name)
+    metric = case.build(case.node)
+    ranges = metric.ranges()
+    out = metric(case.ctx, case.batch, case.maps)
+    assert set(out.scores) <= set(ranges), name
+    for key, scores in out.scores.items():
+        if ranges[key] is None:
+            continue
+        lo, hi = ranges[key]
+        ok = scores[torch.isfinite(scores)]
+        assert lo is None or bool((ok >= lo - 1e-6).all()), (name, key, ok.min())
+        assert hi is None or bool((ok <= hi + 1e-6).all()), (name, key, ok.max())
