@@ -170,10 +170,11 @@ def prior_state(out_dir: Path, chash: str) -> tuple[str, Record | None, Progress
     return "fresh", record, None
 
 
-def _take_folder(out_dir: Path, chash: str) -> tuple[Record | None, Progress]:
-    """Claim ``out_dir`` and settle what it holds (:func:`prior_state`): the completed record when
-    it already holds this job, else None and the progress to go on from (another config's files
-    set aside). The folder is released again when it holds this job complete or on an error."""
+def _take_folder(out_dir: Path, chash: str) -> tuple[str, Record | None, Progress]:
+    """Claim ``out_dir`` and settle what it holds (:func:`prior_state`): its state, its record (a
+    resumed job's earlier one; the completed one when it holds this job complete) and the progress
+    to go on from; another config's files are set aside. The folder is released again when it
+    holds this job complete or on an error."""
     claim_folder(out_dir)
     try:
         state, old, progress = prior_state(out_dir, chash)
@@ -182,7 +183,7 @@ def _take_folder(out_dir: Path, chash: str) -> tuple[Record | None, Progress]:
             log.info(
                 "%s already holds this job, completed (%d rows): nothing to do", out_dir, old.rows
             )
-            return old, Progress(out_dir, chash)
+            return state, old, Progress(out_dir, chash)
         if state == "stale":
             why = (
                 "it held a job with another config"
@@ -201,7 +202,7 @@ def _take_folder(out_dir: Path, chash: str) -> tuple[Record | None, Progress]:
             progress.batches,
             progress.rows,
         )
-    return (old if state == "resume" else None), progress
+    return state, (old if state == "resume" else None), progress
 
 
 def _new_record(cfg: DictConfig, chash: str, progress: Progress, old: Record | None) -> Record:
@@ -338,8 +339,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     check_logger(**logger_options(cfg))  # a missing package or a bad option: before any compute
     out_dir = Path(out_dir)
     chash = config_hash(cfg)
-    old, progress = _take_folder(out_dir, chash)
-    if old is not None and old.status == "completed":
+    state, old, progress = _take_folder(out_dir, chash)
+    if state == "complete":
         return old.to_dict()
     record = _new_record(cfg, chash, progress, old)
     job = _Job(out_dir, record, progress, started, oom_before=len(OUT_OF_MEMORY))
