@@ -280,7 +280,7 @@ class Record(_Part):
             return MethodInfo.from_dict(value)
         if name == "metrics":
             return {
-                k: MetricInfo.from_dict(v if isinstance(v, dict) else {}) for k, v in value.items()
+                k: MetricInfo.from_dict(v) if isinstance(v, dict) else v for k, v in value.items()
             }
         return value
 
@@ -325,7 +325,7 @@ class Record(_Part):
         """The small ``failed`` (or ``interrupted``) record written in place of this one when it
         cannot be written whole (``err``: a full disk)."""
         data = self.to_dict()
-        small = {k: data[k] for k in SMALL_RECORD if k in data}
+        small = {k: data[k] for k in ("schema", *SMALL_RECORD) if k in data}
         small["status"] = "interrupted" if self.status == "interrupted" else "failed"
         small["error"] = f"the record could not be written ({err.strerror or err})" + (
             f" after: {self.error}" if self.error else ""

@@ -5,6 +5,7 @@ the throughput figure and table divide by one image count, a resumed job's inclu
 from __future__ import annotations
 
 import copy
+import errno
 import json
 from pathlib import Path
 
@@ -139,6 +140,30 @@ def test_a_record_of_the_release_before_schema_still_reads_and_keeps_unknown_key
     assert Record.of(old) == record and Record.of(record) is record
     assert record.get("versions") == OLD["versions"]  # the JSON form, for dict-style callers
     assert collate_read_record(tmp_path) == record  # collation's reader is the same one
+
+
+def test_a_record_that_cannot_be_written_whole_leaves_a_small_failed_one(tmp_path, monkeypatch):
+    import bench.engine.record as records
+
+    def full(path, obj):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    record = Record(status="interrupted", started="s", host="h", pid=1, config_hash="c", rows=3)
+    record.error, record.config = "KeyboardInterrupt: ", {"a": 1}
+    monkeypatch.setattr(records, "atomic_write_json", full)
+    with pytest.raises(OSError, match="No space left"):
+        write_record(tmp_path, record)
+    assert json.loads((tmp_path / RECORD).read_text()) == {
+        "schema": SCHEMA,
+        "started": "s",
+        "host": "h",
+        "pid": 1,
+        "config_hash": "c",
+        "rows": 3,
+        "status": "interrupted",
+        "error": "the record could not be written (No space left on device) after: "
+        "KeyboardInterrupt: ",
+    }
 
 
 @pytest.mark.parametrize(
