@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from bench.config.validate import user_error
 from bench.core.context import is_out_of_memory
 from bench.engine.io import RECORD
+from bench.engine.record import Record
 from bench.engine.run import logger_options, run
 from bench.results.collate import collate, format_table, summarise
 from bench.results.loggers import log_job
@@ -27,7 +28,7 @@ def task(cfg: DictConfig) -> None:
     out_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
     try:
-        record = run(cfg, out_dir)
+        record = Record.of(run(cfg, out_dir))
     except Exception as err:
         user = user_error(err)
         if user is not None:
@@ -56,9 +57,9 @@ def task(cfg: DictConfig) -> None:
             )
             sys.exit(1)
         raise
-    if record.get("status") != "skipped":  # a skipped job logged its one line
-        log.info("%d rows, %.1f s -> %s", record["rows"], record["wall_seconds"], out_dir)
-    if record.get("status") == "completed":  # also a job already complete: log it, not rerun it
+    if record.status != "skipped":  # a skipped job logged its one line
+        log.info("%d rows, %.1f s -> %s", record.rows, record.wall_seconds, out_dir)
+    if record.status == "completed":  # also a job already complete: log it, not rerun it
         options = logger_options(cfg)
         try:
             where = log_job(out_dir, **options)

@@ -22,6 +22,7 @@ from bench.core.paths import CONF_DIR
 from bench.data.base import ImageDataset
 from bench.data.subset import SUBSET_KEYS, select
 from bench.engine.cache import MapCache, job_spec
+from bench.engine.record import DatasetInfo, MethodInfo, MetricInfo, Record
 from bench.engine.timing import Timer
 from bench.metrics.base import Metric
 from bench.models import ModelMeta, meta_of
@@ -108,47 +109,25 @@ def resolve_model_node(cfg: DictConfig, meta: ModelMeta) -> None:
         node.num_classes = meta.num_classes
 
 
-def build(
-    cfg: DictConfig,
-    device: torch.device,
-    timer: Timer,
-    record: dict[str, Any],
-    cell_hooks: list | None = None,
-) -> Cell:
-    """Instantiate the model, data, method and metrics of ``cfg`` and check that they fit together;
-    fills ``record`` with what was built and ``cell_hooks`` with the hooks to remove when the job
-    ends (the pass counter on the model)."""
-    cell_hooks = [] if cell_hooks is None else cell_hooks
-    with timer("load_model"):
-        model = instantiate(cfg.model).to(device).eval()
-        meta = meta_of(model)
-        if cfg.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-    resolve_model_node(cfg, meta)
-    record["config"] = OmegaConf.to_container(cfg, resolve=True)
-    with timer("load_data"):
-        base, dataset, subset = build_dataset(cfg.dataset, cfg.seed)
-    record["model"] = meta.to_dict()
-    record["dataset"] = {
-        "name": base.name,
-        "split": base.split,
-        "size": len(base),
-        "num_classes": base.num_classes,
-        "classes": len(base.class_names),  # the dataset's own classes (per-class means)
-        "selected": len(dataset),
-        **subset,
-        "skipped": list(getattr(dataset, "skipped", [])),  # unreadable files (on_bad_sample)
-        "class_mapping": getattr(base, "class_indices", None),
-        "resize": getattr(getattr(base, "preprocess", None), "resize", None),
-    }
-    if base.num_classes and base.num_classes != meta.num_classes:
-        raise ConfigError(
-            f"model={meta.name} has {meta.num_classes} classes but dataset={base.name} has "
-            f"{base.num_classes}; set the dataset's class mapping or choose a matching model."
-        )
-    method_name = method_label(cfg)
-    method = construct_node("method", cfg.method)
-    method.check(model)  # before the metrics: an unfit method is the first thing to say
+def dataset_info(base: ImageDataset, dataset: Dataset, subset: dict) -> DatasetInfo:
+    """The record's ``dataset``: the dataset, the items selected and the unreadable files skipped."""
+    return DatasetInfo(
+        name=base.name,
+        split=base.split,
+        size=len(base),
+        num_classes=base.num_classes,
+        classes=len(base.class_names),  # the dataset's own classes (per-class means)
+        selected=len(dataset),
+        subset=dict(subset),
+        skipped=list(getattr(dataset, "skipped", [])),  # unreadable files (on_bad_sample)
+        class_mapping=getattr(base, "class_indices", None),
+        resize=getattr(getattr(base, "preprocess", None), "resize", None),
+    )
+
+
+def build_metrics(cfg: DictConfig, base: ImageDataset, meta: ModelMeta) -> dict[str, Metric]:
+    """Construct ``cfg.metric``'s metrics, each checked against the dataset's fields and the
+    model's input size."""
     metrics: dict[str, Metric] = {}
     for name, mcfg in (cfg.metric or {}).items():
         metric = construct_node(f"metric.{name}", mcfg)
@@ -166,18 +145,61 @@ def build(
                 ) from err
             raise
         metrics[name] = check_metric(name, metric, meta.input_size)
-    record["method"] = {
-        "name": method_name,
-        "class": type(method).__name__,
-        "settings": OmegaConf.to_container(cfg.method, resolve=True),
-    }
-    record["metrics"] = {}
+    return metrics
+
+
+def metric_infos(metrics: dict[str, Metric], model: nn.Module) -> dict[str, MetricInfo]:
+    """The record's ``metrics``: each metric's class, declared metadata, settings and the x axis
+    of its curves where it has one (e.g. the randomised layers)."""
+    out = {}
     for name, metric in metrics.items():
-        info = {"class": type(metric).__name__, **metric.meta(), "settings": metric.settings()}
+        info = MetricInfo.of(type(metric).__name__, metric.meta(), metric.settings())
         labels = metric.curve_labels(model)
-        if labels is not None:  # the x axis of the metric's curves (e.g. the randomised layers)
-            info["curve_x"] = list(labels)
-        record["metrics"][name] = info
+        if labels is not None:
+            info.curve_x = list(labels)
+        out[name] = info
+    return out
+
+
+def _load_model(cfg: DictConfig, device: torch.device, timer: Timer) -> tuple[nn.Module, ModelMeta]:
+    with timer("load_model"):
+        model = instantiate(cfg.model).to(device).eval()
+        meta = meta_of(model)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+    resolve_model_node(cfg, meta)
+    return model, meta
+
+
+def build(
+    cfg: DictConfig,
+    device: torch.device,
+    timer: Timer,
+    record: Record,
+    cell_hooks: list | None = None,
+) -> Cell:
+    """Instantiate the model, data, method and metrics of ``cfg`` and check that they fit together;
+    fills ``record`` with what was built and ``cell_hooks`` with the hooks to remove when the job
+    ends (the pass counter on the model)."""
+    cell_hooks = [] if cell_hooks is None else cell_hooks
+    model, meta = _load_model(cfg, device, timer)
+    record.config = OmegaConf.to_container(cfg, resolve=True)
+    with timer("load_data"):
+        base, dataset, subset = build_dataset(cfg.dataset, cfg.seed)
+    record.model = meta.to_dict()
+    record.dataset = dataset_info(base, dataset, subset)
+    if base.num_classes and base.num_classes != meta.num_classes:
+        raise ConfigError(
+            f"model={meta.name} has {meta.num_classes} classes but dataset={base.name} has "
+            f"{base.num_classes}; set the dataset's class mapping or choose a matching model."
+        )
+    method_name = method_label(cfg)
+    method = construct_node("method", cfg.method)
+    method.check(model)  # before the metrics: an unfit method is the first thing to say
+    metrics = build_metrics(cfg, base, meta)
+    settings = OmegaConf.to_container(cfg.method, resolve=True)
+    record.method = MethodInfo(name=method_name, cls=type(method).__name__, settings=settings)
+    record.metrics = metric_infos(metrics, model)
     row_meta = {
         "model": meta.name,
         "weights": meta.weights,
@@ -204,5 +226,5 @@ def build(
     cell.cache = MapCache(cfg.paths.cache_root, cfg.cache, cfg.cache_dtype)
     if cell.cache.enabled:
         with timer("cache_key"):  # the weights' checksum: once per job
-            cell.cache.start(job_spec(cfg, model, record["model"], device))
+            cell.cache.start(job_spec(cfg, model, record.model, device))
     return cell

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +40,18 @@ from bench.engine.io import (
     Heartbeat,
     Progress,
     RowWriter,
-    atomic_write_json,
     claim_folder,
     file_digest,
     release_folder,
 )
 from bench.engine.provenance import device_info, versions
+from bench.engine.record import (
+    CollateError,
+    Record,
+    Resumed,
+    read_record,
+    write_record,
+)
 from bench.engine.score import finish, forward_record, score
 from bench.engine.timing import Timer
 
@@ -72,42 +79,6 @@ def terminated_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-#: What a record keeps when only a small one can be written (the disk is full).
-SMALL_RECORD = (
-    "started",
-    "host",
-    "pid",
-    "config_hash",
-    "rows",
-    "batches_complete",
-    "partial_scores",
-)
-
-
-def _write_record(out_dir: Path, record: dict[str, Any]) -> OSError | None:
-    """Write the record atomically; when that fails (a full disk: the atomic write needs room for
-    a second copy), write a small ``failed`` record in place of the old one, whose blocks it
-    frees first, so the folder never says ``running`` for a job that ended. Returns the error."""
-    path = out_dir / RECORD
-    try:
-        atomic_write_json(path, record)
-        return None
-    except OSError as err:
-        log.error("could not write %s: %s", path, err)
-        small = {k: record[k] for k in SMALL_RECORD if k in record}
-        earlier = record.get("error")
-        small["status"] = "interrupted" if record.get("status") == "interrupted" else "failed"
-        small["error"] = f"the record could not be written ({err.strerror or err})" + (
-            f" after: {earlier}" if earlier else ""
-        )
-        try:
-            with path.open("w") as f:  # truncates first: the old record's blocks are reused
-                json.dump(small, f)
-        except OSError as again:
-            log.error("could not write a small record either: %s", again)
-        return err
 
 
 #: Top-level keys that change how a job runs, never what it computes: left out of its config hash,
@@ -146,16 +117,15 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha256(json.dumps(node, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _read_record(out_dir: Path) -> dict[str, Any] | None:
+def _read_record(out_dir: Path) -> Record | None:
     try:
-        record = json.loads((out_dir / RECORD).read_text())
-    except (OSError, ValueError):
+        return read_record(out_dir)
+    except CollateError:
         return None
-    return record if isinstance(record, dict) else None
 
 
-def _files_match(out_dir: Path, record: dict[str, Any]) -> bool:
-    files = record.get("files")
+def _files_match(out_dir: Path, record: Record) -> bool:
+    files = record.files
     if not isinstance(files, dict) or SCORES not in files:
         return False
     try:
@@ -179,17 +149,17 @@ def set_aside(out_dir: Path, why: str) -> Path | None:
     return dest
 
 
-def prior_state(out_dir: Path, chash: str) -> tuple[str, dict[str, Any] | None, Progress | None]:
+def prior_state(out_dir: Path, chash: str) -> tuple[str, Record | None, Progress | None]:
     """What the folder already holds for a job whose config hashes to ``chash``: ``complete``
     (its files intact: nothing to do), ``resume`` (an unfinished job of this config: go on from
     its last complete batch), ``stale`` (another config's, or damaged: set aside) or ``fresh``
     (nothing, or only the record of a job skipped as not applicable: checked again)."""
     record = _read_record(out_dir)
     others = [n for n in JOB_FILES if n != RECORD and (out_dir / n).exists()]
-    if record is not None and record.get("status") == "skipped" and not others:
+    if record is not None and record.status == "skipped" and not others:
         return "fresh", record, None
-    if record is not None and record.get("status") == "completed":
-        if record.get("config_hash") == chash and _files_match(out_dir, record):
+    if record is not None and record.status == "completed":
+        if record.config_hash == chash and _files_match(out_dir, record):
             return "complete", record, None
         return "stale", record, None
     progress = Progress.load(out_dir, chash)
@@ -200,8 +170,160 @@ def prior_state(out_dir: Path, chash: str) -> tuple[str, dict[str, Any] | None, 
     return "fresh", record, None
 
 
+def _take_folder(out_dir: Path, chash: str) -> tuple[str, Record | None, Progress]:
+    """Claim ``out_dir`` and settle what it holds (:func:`prior_state`): its state, its record (a
+    resumed job's earlier one; the completed one when it holds this job complete) and the progress
+    to go on from; another config's files are set aside. The folder is released again when it
+    holds this job complete or on an error."""
+    claim_folder(out_dir)
+    try:
+        state, old, progress = prior_state(out_dir, chash)
+        if state == "complete":
+            release_folder(out_dir)
+            log.info(
+                "%s already holds this job, completed (%d rows): nothing to do", out_dir, old.rows
+            )
+            return state, old, Progress(out_dir, chash)
+        if state == "stale":
+            why = (
+                "it held a job with another config"
+                if old is None or old.config_hash != chash
+                else "its files no longer match its record"
+            )
+            set_aside(out_dir, why)
+    except BaseException:
+        release_folder(out_dir)
+        raise
+    progress = progress or Progress(out_dir, chash)
+    if progress.batches:
+        log.info(
+            "%s: resuming after %d complete batch(es), %d rows kept",
+            out_dir,
+            progress.batches,
+            progress.rows,
+        )
+    return state, (old if state == "resume" else None), progress
+
+
+def _new_record(cfg: DictConfig, chash: str, progress: Progress, old: Record | None) -> Record:
+    """The record of a job starting (status ``running``), with what it kept of an earlier run."""
+    record = Record(
+        status="running",
+        started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        config_hash=chash,
+        config=OmegaConf.to_container(cfg, resolve=True),
+        choices=dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {},
+        versions=versions(),
+    )
+    if progress.batches:
+        record.resumed = Resumed(
+            batches_kept=progress.batches,
+            images_kept=progress.images,
+            rows_kept=progress.rows,
+            first_started=old.started if old is not None else None,
+        )
+    return record
+
+
+@dataclass
+class _Job:
+    """What a running job holds, for the record written when it ends."""
+
+    out_dir: Path
+    record: Record
+    progress: Progress
+    started: float
+    writer: RowWriter | None = None
+    timer: Timer | None = None
+    cell: Cell | None = None
+    hooks: list = field(default_factory=list)
+    oom_before: int = 0
+
+
+def _score(cfg: DictConfig, job: _Job) -> None:
+    """Build the cell, score every batch not done yet, write the final files."""
+    record, progress = job.record, job.progress
+    with terminated_as_interrupt(), Heartbeat(job.out_dir):
+        device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        job.timer = Timer(device, warmup_batches=cfg.warmup_batches)
+        record.device = device_info(device)
+        record.device["allocator"] = (
+            keep_freed_memory() if cfg.keep_freed_memory else allocator_state()
+        )
+        write_record(job.out_dir, record)
+        job.cell = build(cfg, device, job.timer, record, job.hooks)
+        resume = (progress.bytes, progress.rows) if progress.batches else None
+        job.writer = RowWriter(job.out_dir / SCORES, resume=resume)
+        score(cfg, job.cell, job.writer, job.timer, progress)
+        finish(job.out_dir, progress)  # curves and maps first: scores.csv exists only when all do
+        job.writer.close(complete=True)
+
+
+def _completed(job: _Job) -> None:
+    record, out_dir = job.record, job.out_dir
+    record.status = "completed"
+    record.rows = job.writer.count
+    record.flagged_maps = job.progress.flagged_maps
+    record.forward = forward_record(job.cell.ctx, job.timer)
+    if len(OUT_OF_MEMORY) > job.oom_before:  # chunks halved (metrics' forwards or a method's)
+        record.forward["out_of_memory"] = OUT_OF_MEMORY[job.oom_before :]
+    record.files = {
+        p.name: file_digest(p) for p in (out_dir / n for n in (SCORES, CURVES, MAPS)) if p.is_file()
+    }
+
+
+def _stopped(cfg: DictConfig, job: _Job, err: BaseException) -> bool:
+    """Record why the job stopped; True when it is skipped as not applicable (``unfit=skip``)."""
+    record = job.record
+    if isinstance(err, Unfit) and cfg.unfit == "skip" and job.writer is None:
+        record.status, record.reason, record.need, record.rows = "skipped", str(err), err.need, 0
+        log.warning("%s: not applicable, skipped (unfit=skip): %s", job.out_dir, err)
+        return True
+    record.status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+    user = user_error(err)
+    record.error = str(user) if user is not None else f"{type(err).__name__}: {err}"
+    if job.writer is not None:
+        kept = job.writer.close(complete=False)
+        record.rows = job.writer.count
+        record.partial_scores = kept.name
+    record.batches_complete = job.progress.batches
+    return False
+
+
+def _close(job: _Job) -> OSError | None:
+    """Write the record of a job that ended (its cache, timings, wall time); remove the hooks, the
+    progress of a completed job and the folder's lock. Returns the error writing the record."""
+    record, cell, timer = job.record, job.cell, job.timer
+    if cell is not None and cell.cache.enabled:
+        record.cache = {
+            "mode": cell.cache.mode,
+            "root": str(cell.cache.root),
+            "dtype": cell.cache.dtype.__name__,
+            **cell.cache.stats.as_dict(),
+        }
+    for hook in job.hooks:
+        hook.remove()
+    record.timings = timer.as_dict() if timer is not None else {}
+    if timer is not None and timer.batches:
+        record.throughput = timer.throughput()
+    record.wall_seconds = round(time.time() - job.started, 3)
+    try:
+        write_record(job.out_dir, record)
+        written = None
+    except OSError as err:
+        written = err
+    if record.status == "completed" and written is None:
+        job.progress.clear()  # the final files hold everything the parts held
+    release_folder(job.out_dir)
+    return written
+
+
 def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """Score one cell; write ``scores.csv``, ``curves.npz`` and ``record.json`` into ``out_dir``.
+    Returns the record as written (:meth:`bench.engine.record.Record.to_dict`).
 
     The record is written when the job starts (status ``running``) and again when it ends
     (``completed``, ``failed`` or ``interrupted``, with the rows kept and the size and SHA-256 of
@@ -216,116 +338,21 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     validate(cfg, construct=False)  # build() constructs the method and metrics, in order
     check_logger(**logger_options(cfg))  # a missing package or a bad option: before any compute
     out_dir = Path(out_dir)
-    claim_folder(out_dir)
     chash = config_hash(cfg)
+    state, old, progress = _take_folder(out_dir, chash)
+    if state == "complete":
+        return old.to_dict()
+    record = _new_record(cfg, chash, progress, old)
+    job = _Job(out_dir, record, progress, started, oom_before=len(OUT_OF_MEMORY))
     try:
-        state, old, progress = prior_state(out_dir, chash)
-        if state == "complete":
-            release_folder(out_dir)
-            log.info(
-                "%s already holds this job, completed (%d rows): nothing to do",
-                out_dir,
-                old["rows"],
-            )
-            return old
-        if state == "stale":
-            why = (
-                "it held a job with another config"
-                if old is None or old.get("config_hash") != chash
-                else "its files no longer match its record"
-            )
-            set_aside(out_dir, why)
-    except BaseException:
-        release_folder(out_dir)
-        raise
-    progress = progress or Progress(out_dir, chash)
-    record: dict[str, Any] = {
-        "status": "running",
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "config_hash": chash,
-        "config": OmegaConf.to_container(cfg, resolve=True),
-        "choices": dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {},
-        "versions": versions(),
-    }
-    if progress.batches:
-        record["resumed"] = {
-            "batches_kept": progress.batches,
-            "images_kept": progress.images,
-            "rows_kept": progress.rows,
-            "first_started": (old or {}).get("started"),
-        }
-        log.info(
-            "%s: resuming after %d complete batch(es), %d rows kept",
-            out_dir,
-            progress.batches,
-            progress.rows,
-        )
-    writer: RowWriter | None = None
-    timer: Timer | None = None
-    cell: Cell | None = None
-    hooks: list = []
-    oom_before = len(OUT_OF_MEMORY)
-    try:
-        with terminated_as_interrupt(), Heartbeat(out_dir):
-            device = resolve_device(cfg.device)
-            torch.manual_seed(cfg.seed)
-            timer = Timer(device, warmup_batches=cfg.warmup_batches)
-            record["device"] = device_info(device)
-            record["device"]["allocator"] = (
-                keep_freed_memory() if cfg.keep_freed_memory else allocator_state()
-            )
-            atomic_write_json(out_dir / RECORD, record)
-            cell = build(cfg, device, timer, record, hooks)
-            resume = (progress.bytes, progress.rows) if progress.batches else None
-            writer = RowWriter(out_dir / SCORES, resume=resume)
-            score(cfg, cell, writer, timer, progress)
-            finish(out_dir, progress)  # curves and maps first: scores.csv exists only when all do
-            writer.close(complete=True)
-        record["status"] = "completed"
-        record["rows"] = writer.count
-        record["flagged_maps"] = progress.flagged_maps
-        record["forward"] = forward_record(cell.ctx, timer)
-        if len(OUT_OF_MEMORY) > oom_before:  # chunks halved (metrics' forwards or a method's)
-            record["forward"]["out_of_memory"] = OUT_OF_MEMORY[oom_before:]
-        record["files"] = {
-            p.name: file_digest(p)
-            for p in (out_dir / n for n in (SCORES, CURVES, MAPS))
-            if p.is_file()
-        }
-        return record
-    except BaseException as err:
-        if isinstance(err, Unfit) and cfg.unfit == "skip" and writer is None:
-            record.update(status="skipped", reason=str(err), need=err.need, rows=0)
-            log.warning("%s: not applicable, skipped (unfit=skip): %s", out_dir, err)
-            return record
-        record["status"] = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-        user = user_error(err)
-        record["error"] = str(user) if user is not None else f"{type(err).__name__}: {err}"
-        if writer is not None:
-            kept = writer.close(complete=False)
-            record["rows"] = writer.count
-            record["partial_scores"] = kept.name
-        record["batches_complete"] = progress.batches
-        raise
+        try:
+            _score(cfg, job)
+            _completed(job)
+        except BaseException as err:
+            if not _stopped(cfg, job, err):
+                raise
     finally:
-        if cell is not None and cell.cache.enabled:
-            record["cache"] = {
-                "mode": cell.cache.mode,
-                "root": str(cell.cache.root),
-                "dtype": cell.cache.dtype.__name__,
-                **cell.cache.stats.as_dict(),
-            }
-        for hook in hooks:
-            hook.remove()
-        record["timings"] = timer.as_dict() if timer is not None else {}
-        if timer is not None and timer.batches:
-            record["throughput"] = timer.throughput()
-        record["wall_seconds"] = round(time.time() - started, 3)
-        written = _write_record(out_dir, record)
-        if record["status"] == "completed" and written is None:
-            progress.clear()  # the final files hold everything the parts held
-        release_folder(out_dir)
-        if written is not None and record["status"] == "completed":
+        written = _close(job)
+        if written is not None and record.status == "completed":
             raise written  # the job's results cannot be trusted without their record
+    return record.to_dict()

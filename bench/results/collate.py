@@ -16,26 +16,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from bench.core.errors import ConfigError, first_line
+from bench.core.errors import first_line
 from bench.data.subset import SUBSET_KEYS
 from bench.engine.io import (
     RECORD,
     ROW_COLUMNS,
     SCORES,
     SUPERSEDED,
-    atomic_write_bytes,
     atomic_write_text,
     file_digest,
     pid_alive,
 )
+from bench.engine.record import CollateError, Record, read_record
 from bench.results import stats
 
-log = logging.getLogger("bench.results.collate")
+# the summary table and figure (re-exported: ``from bench.results.collate import summarise``)
+from bench.results.summary import _HIGHER, ARROWS, GROUP, format_table, plot, summarise
 
-GROUP = ["model", "dataset", "method", "metric"]
+log = logging.getLogger("bench.results.collate")
 
 
 def find_job_dirs(roots: Iterable[str | Path]) -> list[Path]:
@@ -52,23 +52,6 @@ def find_job_dirs(roots: Iterable[str | Path]) -> list[Path]:
     return sorted(found)
 
 
-#: How a direction is shown in table headers and figure titles.
-ARROWS = {"higher": "↑", "lower": "↓", "none": ""}
-_HIGHER = {"higher": True, "lower": False}
-
-
-def _direction(meta: dict[str, Any], metric: str, suffix: str) -> str:
-    """``higher``, ``lower`` or ``none`` (descriptive) for ``<metric>.<suffix>``, from the job
-    record's metric metadata (records before per-key directions give a bool per metric)."""
-    info = meta.get(metric, {})
-    d = info.get("directions", {}).get(suffix)
-    if d is None:
-        d = info.get("higher_is_better", True)
-    if isinstance(d, bool):
-        return "higher" if d else "lower"
-    return str(d)
-
-
 def _direction_of(g: pd.DataFrame) -> str:
     """The direction of one metric's rows (from ``direction``, or the older ``higher_is_better``)."""
     if "direction" in g:
@@ -76,28 +59,10 @@ def _direction_of(g: pd.DataFrame) -> str:
     return "higher" if bool(g["higher_is_better"].iloc[0]) else "lower"
 
 
-class CollateError(ConfigError):
-    """A job folder whose files cannot be trusted: one line naming the folder and the file."""
-
-
-def read_record(job: Path) -> dict[str, Any]:
-    try:
-        record = json.loads((job / RECORD).read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise CollateError(
-            f"{job}: {RECORD} cannot be read ({type(err).__name__}: {first_line(err)}); the job "
-            "was cut off while writing it or the file was changed: rerun the job or remove "
-            "the folder."
-        ) from None
-    if not isinstance(record, dict):
-        raise CollateError(f"{job}: {RECORD} is not a job record (a JSON object).")
-    return record
-
-
-def verify_files(job: Path, record: dict[str, Any]) -> None:
+def verify_files(job: Path, record: Record) -> None:
     """Check every file the record lists against its size and SHA-256 (records written before
     digests were kept list none: their ``scores.csv`` is checked by :func:`read_scores`)."""
-    for name, expected in (record.get("files") or {}).items():
+    for name, expected in (record.files or {}).items():
         path = job / name
         if not path.is_file():
             raise CollateError(f"{job}: {name} is missing but its record lists it.")
@@ -117,7 +82,7 @@ def verify_files(job: Path, record: dict[str, Any]) -> None:
 _NA = ["nan", "NaN", ""]
 
 
-def read_scores(job: Path, record: dict[str, Any]) -> pd.DataFrame:
+def read_scores(job: Path, record: Record) -> pd.DataFrame:
     """The job's ``scores.csv``, checked: parseable, every column there, every value a number,
     not cut mid-row, and as many rows as the record counted."""
     path = job / SCORES
@@ -139,9 +104,9 @@ def read_scores(job: Path, record: dict[str, Any]) -> pd.DataFrame:
         )
     if text_end != b"\n":
         raise CollateError(f"{job}: {SCORES} ends mid-row: it was cut after the job completed.")
-    if "rows" in record and len(df) != record["rows"]:
+    if record.rows is not None and len(df) != record.rows:
         raise CollateError(
-            f"{job}: {SCORES} has {len(df)} rows but its record counted {record['rows']}: it was "
+            f"{job}: {SCORES} has {len(df)} rows but its record counted {record.rows}: it was "
             "cut or changed after the job completed."
         )
     df = df.fillna("")
@@ -278,11 +243,11 @@ class Collation:
         return lines
 
 
-def _status(record: dict[str, Any]) -> str:
+def _status(record: Record) -> str:
     """A record's status; ``running`` becomes ``killed`` when its process is gone from this host."""
-    status = str(record.get("status", "unknown"))
-    pid = record.get("pid")
-    if status == "running" and record.get("host") == socket.gethostname() and isinstance(pid, int):
+    status = str(record.status or "unknown")
+    pid = record.pid
+    if status == "running" and record.host == socket.gethostname() and isinstance(pid, int):
         return "running" if pid_alive(pid) else "killed"
     return status
 
@@ -295,18 +260,18 @@ def _rows_kept(job: Path) -> int:
         return max(0, sum(1 for line in f if line.endswith(b"\n")) - 1)
 
 
-def _job_rows(job: Path, record: dict[str, Any]) -> pd.DataFrame:
+def _job_rows(job: Path, record: Record) -> pd.DataFrame:
     df = read_scores(job, record)
     if df.empty:
         return df
-    meta = record.get("metrics", {})
     parts = df["metric"].str.partition(".")
     base, suffix = parts[0], parts[2]
-    df["direction"] = [_direction(meta, m, s) for m, s in zip(base, suffix)]
+    df["direction"] = [record.metric_info(m).direction(s) for m, s in zip(base, suffix)]
     df["higher_is_better"] = df["direction"].map(_HIGHER)
-    df["aggregate"] = base.map({m: v.get("aggregate", "") for m, v in meta.items()}).fillna("")
+    aggregates = {m: v.aggregate for m, v in (record.metrics or {}).items()}
+    df["aggregate"] = base.map(aggregates).fillna("")
     ranges = {
-        (m, k): stats.metric_range(meta.get(m) or {}, k) or (None, None)
+        (m, k): stats.metric_range(record.metric_info(m).to_dict(), k) or (None, None)
         for m, k in set(zip(base, suffix))
     }
     nan = float("nan")
@@ -315,9 +280,8 @@ def _job_rows(job: Path, record: dict[str, Any]) -> pd.DataFrame:
             nan if (b := ranges[(m, k)][i]) is None else float(b) for m, k in zip(base, suffix)
         ]
     # the dataset's own class count (a mapped head's num_classes is the model's, e.g. 1000)
-    data = record.get("dataset", {})
-    df["num_classes"] = data.get("classes", data.get("num_classes", 0)) or 0
-    config = record.get("config") or {}
+    df["num_classes"] = record.dataset.class_count() if record.dataset is not None else 0
+    config = record.config or {}
     df["cell"] = base.map({m: cell_hash(config, m) for m in base.unique()})
     df["job"] = str(job)
     return df
@@ -369,11 +333,11 @@ def collate(dirs: Sequence[str | Path]) -> Collation:
         record = read_record(job)
         status = _status(record)
         if status == "skipped":
-            reason = " ".join(str(record.get("reason") or "its method cannot apply").split())
+            reason = " ".join(str(record.reason or "its method cannot apply").split())
             result.not_applicable.append(NotApplicable(job, reason))
             continue
         if status != "completed":
-            error = str(record.get("error", ""))
+            error = str(record.error or "")
             result.incomplete.append(Incomplete(job, status, _rows_kept(job), error))
             continue
         verify_files(job, record)
@@ -384,8 +348,8 @@ def collate(dirs: Sequence[str | Path]) -> Collation:
             result.empty.append(job)
             continue
         frames.append(df)
-        configs[str(job)] = record.get("config") or {}
-        result.skipped += [(job, s) for s in (record.get("dataset") or {}).get("skipped", [])]
+        configs[str(job)] = record.config or {}
+        result.skipped += [(job, s) for s in (record.dataset.skipped if record.dataset else [])]
     if not frames:
         result.rows = pd.DataFrame(columns=[*GROUP, "value", "job"])
         return result
@@ -414,119 +378,6 @@ def failed_jobs(dirs: Sequence[str | Path]) -> list[tuple[Path, str]]:
     return [(i.job, i.error or i.status) for i in collate(dirs).incomplete]
 
 
-def summarise(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
-    """One row per (model, dataset, method, metric): n, mean and the interval of
-    :func:`bench.results.stats.cell_table` (the 95% BCa bootstrap over images, clipped to the
-    score's range; ``ci_method``), direction, the rows ``excluded`` because their map was
-    non-finite or constant (``MAP_FLAGS``), ``note`` (a warning below
-    :data:`bench.results.stats.MIN_IMAGES` images) and, for metrics whose protocol averages over
-    classes (pointing game), the unweighted class mean. NaN scores are never averaged: ``n``
-    counts the finite ones."""
-    cells = stats.cell_table(df, GROUP, level=level)
-    if cells.empty:
-        return pd.DataFrame()
-    out = cells.rename(columns={"flagged": "excluded"})
-    out["higher_is_better"] = out["direction"].map(_HIGHER)
-    cols = [*GROUP, "n", "mean", "ci_low", "ci_high", "ci_method", "higher_is_better"]
-    out = out[[*cols, "direction", "excluded", "note"]]
-    protocol = stats.class_means(df)
-    if not protocol.empty:
-        protocol = protocol[[*GROUP, "classes_scored", "class_mean"]]
-        out = out.merge(protocol, on=GROUP, how="left")
-    return out
-
-
-def format_table(
-    summary: pd.DataFrame, metrics: Sequence[str] | None = None, ci: bool = True
-) -> str:
-    """A Markdown table: one row per (model, dataset, method), a column per metric,
-    ``mean [low, high]`` (:func:`bench.results.stats.interval_text`), then a warning line where a
-    cell rests on fewer than :data:`bench.results.stats.MIN_IMAGES` images.
-
-    ``metrics`` picks and orders the columns (``road_abc``, ``model_randomisation_cascading.ssim``);
-    ``ci=False`` prints means only (paper tables that state n once). A cell with no score is ``—``.
-    """
-    if summary.empty:
-        return "(no completed jobs)"
-    if metrics is not None:
-        unknown = [m for m in metrics if m not in set(summary["metric"])]
-        if unknown:
-            raise ValueError(
-                f"metric column(s) {', '.join(unknown)} not in the collated jobs; "
-                f"accepted: {', '.join(sorted(summary['metric'].unique()))}."
-            )
-        summary = summary[summary["metric"].isin(metrics)]
-
-    def cell(r: pd.Series) -> str:
-        nan = float("nan")
-        return stats.interval_text(r["mean"], *((r["ci_low"], r["ci_high"]) if ci else (nan, nan)))
-
-    arrows = summary.groupby("metric")["direction"].first().map(ARROWS)
-    table = summary.assign(cell=summary.apply(cell, axis=1)).pivot_table(
-        index=["model", "dataset", "method"], columns="metric", values="cell", aggfunc="first"
-    )
-    if metrics is not None:
-        table = table[list(metrics)]
-    table = table.fillna("—")
-    table.columns = [f"{c} {arrows[c]}".rstrip() for c in table.columns]
-    by_cell = summary.groupby(["model", "dataset", "method"])
-    table.insert(0, "n", by_cell["n"].max())
-    if "excluded" in summary and summary["excluded"].any():  # maps no metric could score
-        table.insert(1, "excluded", by_cell["excluded"].max())
-    table = table.reset_index()
-    header = "| " + " | ".join(map(str, table.columns)) + " |"
-    sep = "|" + "|".join("---" for _ in table.columns) + "|"
-    lines = [header, sep] + [
-        "| " + " | ".join(map(str, r)) + " |" for r in table.itertuples(index=False)
-    ]
-    few = summary[(summary["n"] > 0) & (summary["n"] < stats.MIN_IMAGES)]
-    if len(few):
-        lines += [
-            "",
-            f"WARNING: {len(few)} cell(s) rest on fewer than {stats.MIN_IMAGES} images (n = "
-            f"{', '.join(map(str, sorted(set(few['n']))))}): their intervals and any test on "
-            "them are unreliable.",
-        ]
-    return "\n".join(lines)
-
-
-def plot(summary: pd.DataFrame, path: Path) -> None:
-    """Bar chart per metric: each method's mean with its 95% CI."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    metrics = sorted(summary["metric"].unique())
-    bars = int(summary.groupby("metric").size().max())
-    ncols = min(len(metrics), 4 if bars <= 8 else 3 if bars <= 16 else 2)
-    nrows = -(-len(metrics) // ncols)
-    width = max(3.6, 0.24 * bars + 1.0)  # room for one rotated label per bar
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, 3.6 * nrows), squeeze=False)
-    for ax in axes.flat[len(metrics) :]:
-        ax.set_visible(False)
-    for ax, metric in zip(axes.flat, metrics):
-        s = summary[summary["metric"] == metric]
-        labels = [
-            f"{m}\n{mo}" if summary["model"].nunique() > 1 else m
-            for m, mo in zip(s["method"], s["model"])
-        ]
-        err = np.stack([s["mean"] - s["ci_low"], s["ci_high"] - s["mean"]]).clip(min=0)
-        ax.bar(range(len(s)), s["mean"], yerr=np.nan_to_num(err), capsize=3, color="#4c72b0")
-        ax.set_xticks(range(len(s)), labels, rotation=45, ha="right", fontsize=8)
-        arrow = {"higher": "↑ higher is better", "lower": "↓ lower is better"}.get(
-            s["direction"].iloc[0], "descriptive"
-        )
-        ax.set_title(f"{metric}\n({arrow})", fontsize=9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-
-
 def write_summary(
     root: Path, collation: Collation | pd.DataFrame | None = None
 ) -> tuple[pd.DataFrame, str]:
@@ -550,3 +401,28 @@ def write_summary(
         if not summary.empty:
             plot(summary, root / "summary.png")
     return summary, table
+
+
+__all__ = [
+    "ARROWS",
+    "CELL_KEYS",
+    "GROUP",
+    "CollateError",
+    "Collation",
+    "Incomplete",
+    "NotApplicable",
+    "Record",
+    "cell_config",
+    "cell_hash",
+    "collate",
+    "collate_dirs",
+    "failed_jobs",
+    "find_job_dirs",
+    "format_table",
+    "plot",
+    "read_record",
+    "read_scores",
+    "summarise",
+    "verify_files",
+    "write_summary",
+]

@@ -26,6 +26,7 @@ import io
 import json
 import logging
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ import numpy as np
 from bench.config.validate import LOGGERS, TENSORBOARD_DIR, check_logger
 from bench.core.errors import check_int, first_line
 from bench.engine.io import MAP_FLAGS
+from bench.engine.record import Record
 
 __all__ = ["LOGGERS", "TENSORBOARD_DIR", "check_logger", "log_job", "tensorboard_job"]
 
@@ -63,12 +65,13 @@ def metric_means(scores) -> dict[str, float]:
     return {str(k): float(v) for k, v in means.items() if np.isfinite(v)}
 
 
-def timing_scalars(record: dict[str, Any]) -> dict[str, float]:
-    """Seconds per image of the whole job, the attribution and each metric, and wall seconds."""
-    timings = record.get("timings") or {}
-    wall = record.get("wall_seconds")
-    images = int((record.get("dataset") or {}).get("selected") or 0)
-    images -= int((record.get("resumed") or {}).get("images_kept", 0))
+def timing_scalars(record: Record | Mapping[str, Any]) -> dict[str, float]:
+    """Seconds per image of the whole job, the attribution and each metric, and wall seconds:
+    per image the job's timings cover (:meth:`bench.engine.record.Record.images_timed`)."""
+    record = Record.of(record)
+    timings = record.timings or {}
+    wall = record.wall_seconds
+    images = record.images_timed()
     out: dict[str, float] = {}
     if isinstance(wall, int | float):
         out["time/wall_seconds"] = float(wall)
@@ -89,13 +92,14 @@ def _hparam_value(v: Any) -> bool | int | float | str:
     return json.dumps(v, default=str)
 
 
-def hparams_of(record: dict[str, Any]) -> dict[str, bool | int | float | str]:
+def hparams_of(record: Record | Mapping[str, Any]) -> dict[str, bool | int | float | str]:
     """The job's config flattened to dotted keys (lists as JSON text), plus ``method``, ``model``
     and ``dataset``: the names the summary table uses."""
+    record = Record.of(record)
     out: dict[str, bool | int | float | str] = {
-        "method": str((record.get("method") or {}).get("name", "")),
-        "model": str((record.get("model") or {}).get("name", "")),
-        "dataset": str((record.get("dataset") or {}).get("name", "")),
+        "method": record.method.name if record.method is not None else "",
+        "model": str((record.model or {}).get("name", "")),
+        "dataset": record.dataset.name if record.dataset is not None else "",
     }
 
     def walk(node: Any, prefix: str) -> None:
@@ -105,7 +109,7 @@ def hparams_of(record: dict[str, Any]) -> dict[str, bool | int | float | str]:
         else:
             out[prefix[:-1]] = _hparam_value(node)
 
-    config = record.get("config") or {}
+    config = record.config or {}
     walk({k: v for k, v in config.items() if k not in HPARAM_SKIP}, "")
     return out
 
@@ -144,9 +148,9 @@ def tensorboard_job(out_dir: Path, dir: str = TENSORBOARD_DIR, maps: int = 4) ->
     check_logger("tensorboard", dir=dir, maps=maps)
     maps = check_int("logger.maps", maps, minimum=0)
     record = read_record(out_dir)
-    if record.get("status") != "completed":
+    if record.status != "completed":
         raise CollateError(
-            f"{out_dir}: the job is {record.get('status', 'unknown')}, not completed; "
+            f"{out_dir}: the job is {record.status or 'unknown'}, not completed; "
             "only a completed job is logged."
         )
     verify_files(out_dir, record)

@@ -20,7 +20,9 @@ import pandas as pd
 
 from bench.core.errors import ConfigError
 from bench.engine.io import atomic_write_text
+from bench.engine.record import Record, read_record
 from bench.results import stats
+from bench.results.collate import Collation
 
 #: How a direction is shown in Markdown and LaTeX headers.
 MD_ARROWS = {"higher": " ↑", "lower": " ↓"}
@@ -141,86 +143,64 @@ def table_latex(cells: pd.DataFrame, digits: int = 3) -> str:
     return styler.to_latex(hrules=True, column_format="l" + "r" * (len(headers) - 1))
 
 
-def _records(
-    records: Mapping[Any, Mapping[str, Any]] | Iterable[Mapping[str, Any]] | None,
-    rows: pd.DataFrame,
-) -> dict[str, Mapping[str, Any]]:
-    """Records keyed by job folder; read from the rows' ``job`` folders when ``records`` is None;
-    a plain list of records is keyed by position."""
-    if records is None:
-        from bench.results.collate import read_record
+Records = Mapping[Any, Record | Mapping[str, Any]] | Iterable[Record | Mapping[str, Any]]
 
+
+def _records(records: Records | None, rows: pd.DataFrame) -> dict[str, Record]:
+    """Records keyed by job folder; read from the rows' ``job`` folders when ``records`` is None;
+    a plain list of records is keyed by position. A record given as a dict (its JSON) is read
+    as one (:meth:`bench.engine.record.Record.of`)."""
+    if records is None:
         jobs = rows["job"].dropna().unique() if "job" in rows else []
         return {str(j): read_record(Path(j)) for j in jobs}
     if isinstance(records, Mapping):
-        return {str(k): v for k, v in records.items()}
-    return {f"#{i}": r for i, r in enumerate(records)}
+        return {str(k): Record.of(v) for k, v in records.items()}
+    return {f"#{i}": Record.of(r) for i, r in enumerate(records)}
 
 
-def throughput(
-    records: Mapping[Any, Mapping[str, Any]] | Iterable[Mapping[str, Any]],
-    rows: pd.DataFrame | None = None,
-) -> pd.DataFrame:
-    """Seconds and forward passes per image from job records (``timings``, ``wall_seconds``,
-    ``forward``, ``device``, ``cache``; a mapping job folder -> record, or a list of records),
-    one row per (model, dataset, method), jobs of a cell
-    (shards) summed. The labels and image counts are the rows' where ``rows`` has the job's
-    ``job`` folder (method labels naming variants), else the record's.
+def _throughput_row(rec: Record, mine: pd.DataFrame | None) -> dict[str, Any]:
+    """One job's row of :func:`throughput`: its labels (the rows' where given), its images
+    (:meth:`~bench.engine.record.Record.images_timed`) and what it spent, summed later."""
+    if mine is not None and len(mine):
+        labels = {c: str(mine[c].iloc[0]) for c in ("model", "dataset", "method")}
+    else:
+        labels = {
+            "model": str((rec.model or {}).get("name", "")),
+            "dataset": rec.dataset.name if rec.dataset is not None else "",
+            "method": rec.method.name if rec.method is not None else "",
+        }
+    nan = float("nan")
+    forward, cache, tp = rec.forward or {}, rec.cache or {}, rec.throughput or {}
+    row: dict[str, Any] = dict(labels)
+    row.update(
+        device=rec.device_name(),
+        jobs=1,
+        images=rec.images_timed(),
+        wall_s=float(rec.wall_seconds if rec.wall_seconds is not None else nan),
+        forward_passes=float(forward.get("images", nan)),
+        forward_s=float(forward.get("seconds", nan)),
+        cache_hits=int(cache.get("hits", 0) or 0),
+        cache_misses=int(cache.get("misses", 0) or 0),
+    )
+    for phase, seconds in (rec.timings or {}).items():
+        row[f"{phase}_s"] = float(seconds)
+    passes = forward.get("passes") or {}
+    row["model_forward"] = float(passes.get("forward", nan))
+    row["model_backward"] = float(passes.get("backward", nan))
+    row["images_timed"] = float(tp.get("images_timed", nan))
+    for phase, info in (tp.get("phases") or {}).items():
+        if "images_per_second" in info:  # per-batch phases: seconds after the warm-up
+            row[f"{phase}_timed"] = float(info["seconds"])
+    peaks = [float(i.get("peak_memory_mib", 0)) for i in (tp.get("phases") or {}).values()]
+    row["peak_memory_mib"] = max(peaks) if peaks else nan
+    chunk = forward.get("chunk_size")
+    row["chunk_size"] = str(chunk) if chunk is not None else ""
+    return row
 
-    Returns ``model, dataset, method, device, jobs, images, wall_s, wall_s_per_image``,
-    ``<phase>_s_per_image`` for every phase timed (``attribute``, ``metric.<name>``, ...),
-    ``<phase>_images_per_s`` for the per-batch phases (after the warm-up batches),
-    ``forward_passes_per_image`` and ``forward_s_per_image`` (the metrics' chunked forwards),
-    ``model_forward_per_image`` and ``model_backward_per_image`` (every pass through the model,
-    methods' included), ``peak_memory_mib`` (the largest phase peak), ``chunk_size``,
-    ``cache_hits`` and ``cache_misses``."""
-    if not isinstance(records, Mapping):
-        records = {f"#{i}": r for i, r in enumerate(records)}
-    out = []
-    for job, rec in records.items():
-        job = str(job)
-        mine = rows[rows["job"] == job] if rows is not None and "job" in rows else None
-        if mine is not None and len(mine):
-            labels = {c: str(mine[c].iloc[0]) for c in ("model", "dataset", "method")}
-            images = int(mine[["image_id", "target"]].drop_duplicates().shape[0])
-        else:
-            data = rec.get("dataset") or {}
-            labels = {
-                "model": str((rec.get("model") or {}).get("name", "")),
-                "dataset": str(data.get("name", "")),
-                "method": str((rec.get("method") or {}).get("name", "")),
-            }
-            images = int(data.get("selected", 0) or 0) - len(data.get("skipped") or [])
-        row: dict[str, Any] = dict(labels)
-        row.update(
-            device=str((rec.get("device") or {}).get("device", "")),
-            jobs=1,
-            images=images,
-            wall_s=float(rec.get("wall_seconds", float("nan"))),
-            forward_passes=float((rec.get("forward") or {}).get("images", float("nan"))),
-            forward_s=float((rec.get("forward") or {}).get("seconds", float("nan"))),
-            cache_hits=int((rec.get("cache") or {}).get("hits", 0) or 0),
-            cache_misses=int((rec.get("cache") or {}).get("misses", 0) or 0),
-        )
-        for phase, seconds in (rec.get("timings") or {}).items():
-            row[f"{phase}_s"] = float(seconds)
-        passes = (rec.get("forward") or {}).get("passes") or {}
-        row["model_forward"] = float(passes.get("forward", float("nan")))
-        row["model_backward"] = float(passes.get("backward", float("nan")))
-        tp = rec.get("throughput") or {}
-        row["images_timed"] = float(tp.get("images_timed", float("nan")))
-        for phase, info in (tp.get("phases") or {}).items():
-            if "images_per_second" in info:  # per-batch phases: seconds after the warm-up
-                row[f"{phase}_timed"] = float(info["seconds"])
-        peaks = [float(i.get("peak_memory_mib", 0)) for i in (tp.get("phases") or {}).values()]
-        row["peak_memory_mib"] = max(peaks) if peaks else float("nan")
-        chunk = (rec.get("forward") or {}).get("chunk_size")
-        row["chunk_size"] = str(chunk) if chunk is not None else ""
-        out.append(row)
+
+def _per_image(df: pd.DataFrame) -> pd.DataFrame:
+    """:func:`throughput`'s table from its job rows: summed per cell, divided by the images."""
     keys = ["model", "dataset", "method"]
-    if not out:
-        return pd.DataFrame(columns=[*keys, "device", "jobs", "images", "wall_s"])
-    df = pd.DataFrame(out)
     phases = [c for c in df.columns if c.endswith("_s") and c not in ("wall_s", "forward_s")]
     timed = [c for c in df.columns if c.endswith("_timed")]
     summed = ["jobs", "images", "wall_s", "forward_passes", "forward_s", "cache_hits"]
@@ -242,17 +222,43 @@ def throughput(
         table[f"{c.removesuffix('_timed')}_images_per_s"] = agg["images_timed"] / agg[c].where(
             agg[c] > 0
         )
-    table["forward_passes_per_image"] = agg["forward_passes"] / per
-    table["forward_s_per_image"] = agg["forward_s"] / per
-    table["model_forward_per_image"] = agg["model_forward"] / per
-    table["model_backward_per_image"] = agg["model_backward"] / per
+    for c in ("forward_passes", "forward_s", "model_forward", "model_backward"):
+        table[f"{c}_per_image"] = agg[c] / per
     table["peak_memory_mib"] = agg["peak_memory_mib"]
     table["chunk_size"] = agg["chunk_size"]
-    table["cache_hits"] = agg["cache_hits"].astype(int)
-    table["cache_misses"] = agg["cache_misses"].astype(int)
+    for c in ("cache_hits", "cache_misses"):
+        table[c] = agg[c].astype(int)
     table["jobs"] = table["jobs"].astype(int)
     table["images"] = table["images"].astype(int)
     return table.reset_index()
+
+
+def throughput(records: Records, rows: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Seconds and forward passes per image from job records (``timings``, ``wall_seconds``,
+    ``forward``, ``device``, ``cache``; a mapping job folder -> record, or a list of records),
+    one row per (model, dataset, method), jobs of a cell (shards) summed. The labels are the
+    rows' where ``rows`` has the job's ``job`` folder (method labels naming variants), else the
+    record's. ``images`` are the images the jobs' timings cover
+    (:meth:`bench.engine.record.Record.images_timed`: a resumed job's, those it scored after
+    resuming), the count the throughput figure divides by too.
+
+    Returns ``model, dataset, method, device, jobs, images, wall_s, wall_s_per_image``,
+    ``<phase>_s_per_image`` for every phase timed (``attribute``, ``metric.<name>``, ...),
+    ``<phase>_images_per_s`` for the per-batch phases (after the warm-up batches),
+    ``forward_passes_per_image`` and ``forward_s_per_image`` (the metrics' chunked forwards),
+    ``model_forward_per_image`` and ``model_backward_per_image`` (every pass through the model,
+    methods' included), ``peak_memory_mib`` (the largest phase peak), ``chunk_size``,
+    ``cache_hits`` and ``cache_misses``."""
+    recs = records if isinstance(records, Mapping) else {f"#{i}": r for i, r in enumerate(records)}
+    has_jobs = rows is not None and "job" in rows
+    out = [
+        _throughput_row(Record.of(rec), rows[rows["job"] == str(job)] if has_jobs else None)
+        for job, rec in recs.items()
+    ]
+    if not out:
+        columns = ["model", "dataset", "method", "device", "jobs", "images", "wall_s"]
+        return pd.DataFrame(columns=columns)
+    return _per_image(pd.DataFrame(out))
 
 
 def _write(out: Path, name: str, text: str, written: dict[str, Path]) -> None:
@@ -273,9 +279,82 @@ def _sections(df: pd.DataFrame, keys: Sequence[str], render) -> str:
     return "\n\n".join(parts)
 
 
+def _cell_tables(rows, out, ranges, boot, digits, written) -> pd.DataFrame:
+    """``table.csv``, ``table.md`` and a ``.tex`` per (model, dataset); returns the cells."""
+    level, ci_method = boot["level"], boot["method"]
+    cells = stats.cell_table(rows, ["model", "dataset", "method", "metric"], ranges, **boot)
+    _write(out, "table.csv", cells.to_csv(index=False), written)
+    md = _sections(cells, ["model", "dataset"], lambda g: table_markdown(g, digits))
+    _write(out, "table.md", f"{_head(boot)}\n\n{md}", written)
+    for (model, dataset), g in cells.groupby(["model", "dataset"], sort=True):
+        tex = table_latex(g, digits)
+        note = (
+            f"% model={model}, dataset={dataset}: mean [{level:.0%} {ci_method} bootstrap "
+            "interval] over images; bold: best per column. Needs \\usepackage{booktabs}.\n"
+        )
+        _write(out, f"table_{slug(model, dataset)}.tex", note + tex, written)
+    return cells
+
+
+def _head(boot: dict[str, Any]) -> str:
+    return (
+        f"Mean over images [{boot['level']:.0%} {boot['method']} bootstrap interval, "
+        f"{boot['n_resamples']} resamples, seed {boot['seed']}]; bold: best of its column "
+        "(↑ higher, ↓ lower is better; no arrow: descriptive); n: images scored; excluded: rows "
+        "flagged (non-finite or constant map) or NaN, counted and not averaged."
+    )
+
+
+def _breakdowns(rows, out, ranges, boot, digits, written) -> None:
+    """``by_model``, ``by_dataset``, ``by_class`` (.csv, .md) and ``class_means.csv``."""
+    for name, by in (
+        ("by_model", ["model", "method", "metric"]),
+        ("by_dataset", ["dataset", "method", "metric"]),
+    ):
+        t = stats.cell_table(rows, by, ranges, **boot)
+        _write(out, f"{name}.csv", t.to_csv(index=False), written)
+        _write(out, f"{name}.md", f"{_head(boot)}\n\n{_md_cells(t, by[0], digits)}", written)
+    per_class = stats.class_cells(rows, ranges, **boot)
+    protocol = stats.class_means(rows)
+    _write(out, "by_class.csv", per_class.to_csv(index=False), written)
+    _write(out, "class_means.csv", protocol.to_csv(index=False), written)
+    _write(
+        out,
+        "by_class.md",
+        "Per class (target) for the metrics whose protocol averages over classes, and the "
+        "protocol's class mean (unweighted over the dataset's classes; a class without a scored "
+        "pair counts 0).\n\n"
+        + markdown(protocol)
+        + "\n\n"
+        + _sections(
+            per_class,
+            ["model", "dataset", "metric"],
+            lambda g: markdown(_cells_md_frame(g, ["target", "method"], digits)),
+        ),
+        written,
+    )
+
+
+def _rank_and_test_tables(rows, cells, out, written) -> None:
+    """``ranks``, ``mean_ranks``, ``rank_agreement`` (+ ``ranks.md``); ``paired``, ``friedman``
+    (+ ``paired.md``)."""
+    ranks = stats.rank_methods(cells)
+    mranks = stats.mean_ranks(ranks)
+    agree = stats.rank_agreement(ranks)
+    _write(out, "ranks.csv", ranks.to_csv(index=False), written)
+    _write(out, "mean_ranks.csv", mranks.to_csv(index=False), written)
+    _write(out, "rank_agreement.csv", agree.to_csv(index=False), written)
+    _write(out, "ranks.md", _ranks_md(ranks, mranks, agree), written)
+    pairs = stats.pairwise_tests(rows)
+    friedman = stats.friedman_tests(rows)
+    _write(out, "paired.csv", pairs.to_csv(index=False), written)
+    _write(out, "friedman.csv", friedman.to_csv(index=False), written)
+    _write(out, "paired.md", _paired_md(pairs, friedman), written)
+
+
 def write_paper_tables(
     collation_or_df: Any,
-    records: Mapping[Any, Mapping[str, Any]] | Iterable[Mapping[str, Any]] | None,
+    records: Records | None,
     out_dir: str | Path,
     *,
     level: float = 0.95,
@@ -304,8 +383,6 @@ def write_paper_tables(
     * ``throughput.csv`` — seconds and forward passes per image per method.
 
     Returns a dict file name -> path of every file written."""
-    from bench.results.collate import Collation
-
     rows = collation_or_df.rows if isinstance(collation_or_df, Collation) else collation_or_df
     if not isinstance(rows, pd.DataFrame):
         raise ConfigError(
@@ -317,71 +394,13 @@ def write_paper_tables(
         return written
     stats.check_rows(rows)
     recs = _records(records, rows)
-    ranges = stats.score_ranges(recs.values())
+    ranges = stats.score_ranges(r.to_dict() for r in recs.values())  # stats reads the JSON form
     boot = dict(level=level, n_resamples=n_resamples, seed=seed, method=ci_method)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cell_cols = ["model", "dataset", "method", "metric"]
-
-    cells = stats.cell_table(rows, cell_cols, ranges, **boot)
-    _write(out, "table.csv", cells.to_csv(index=False), written)
-    head = (
-        f"Mean over images [{level:.0%} {ci_method} bootstrap interval, {n_resamples} resamples, "
-        f"seed {seed}]; bold: best of its column (↑ higher, ↓ lower is better; no arrow: "
-        "descriptive); n: images scored; excluded: rows flagged (non-finite or constant map) "
-        "or NaN, counted and not averaged."
-    )
-    md = _sections(cells, ["model", "dataset"], lambda g: table_markdown(g, digits))
-    _write(out, "table.md", f"{head}\n\n{md}", written)
-    for (model, dataset), g in cells.groupby(["model", "dataset"], sort=True):
-        tex = table_latex(g, digits)
-        note = (
-            f"% model={model}, dataset={dataset}: mean [{level:.0%} {ci_method} bootstrap "
-            "interval] over images; bold: best per column. Needs \\usepackage{booktabs}.\n"
-        )
-        _write(out, f"table_{slug(model, dataset)}.tex", note + tex, written)
-
-    for name, by in (
-        ("by_model", ["model", "method", "metric"]),
-        ("by_dataset", ["dataset", "method", "metric"]),
-    ):
-        t = stats.cell_table(rows, by, ranges, **boot)
-        _write(out, f"{name}.csv", t.to_csv(index=False), written)
-        _write(out, f"{name}.md", f"{head}\n\n{_md_cells(t, by[0], digits)}", written)
-    per_class = stats.class_cells(rows, ranges, **boot)
-    protocol = stats.class_means(rows)
-    _write(out, "by_class.csv", per_class.to_csv(index=False), written)
-    _write(out, "class_means.csv", protocol.to_csv(index=False), written)
-    _write(
-        out,
-        "by_class.md",
-        "Per class (target) for the metrics whose protocol averages over classes, and the "
-        "protocol's class mean (unweighted over the dataset's classes; a class without a scored "
-        "pair counts 0).\n\n"
-        + markdown(protocol)
-        + "\n\n"
-        + _sections(
-            per_class,
-            ["model", "dataset", "metric"],
-            lambda g: markdown(_cells_md_frame(g, ["target", "method"], digits)),
-        ),
-        written,
-    )
-
-    ranks = stats.rank_methods(cells)
-    mranks = stats.mean_ranks(ranks)
-    agree = stats.rank_agreement(ranks)
-    _write(out, "ranks.csv", ranks.to_csv(index=False), written)
-    _write(out, "mean_ranks.csv", mranks.to_csv(index=False), written)
-    _write(out, "rank_agreement.csv", agree.to_csv(index=False), written)
-    _write(out, "ranks.md", _ranks_md(ranks, mranks, agree), written)
-
-    pairs = stats.pairwise_tests(rows)
-    friedman = stats.friedman_tests(rows)
-    _write(out, "paired.csv", pairs.to_csv(index=False), written)
-    _write(out, "friedman.csv", friedman.to_csv(index=False), written)
-    _write(out, "paired.md", _paired_md(pairs, friedman), written)
-
+    cells = _cell_tables(rows, out, ranges, boot, digits, written)
+    _breakdowns(rows, out, ranges, boot, digits, written)
+    _rank_and_test_tables(rows, cells, out, written)
     thr = throughput(recs, rows)
     _write(out, "throughput.csv", thr.to_csv(index=False), written)
     _write(

@@ -506,7 +506,7 @@ def _enospc(*args, **kwargs):
 @pytest.mark.parametrize("where", ["rows", "curves", "record"])
 def test_a_full_disk_fails_the_job_cleanly(where, tmp_path, monkeypatch):
     import bench.engine.io as io
-    import bench.engine.run as runner
+    import bench.engine.record as records
     import bench.engine.score as scoring
 
     folder = tmp_path / "job"
@@ -515,7 +515,7 @@ def test_a_full_disk_fails_the_job_cleanly(where, tmp_path, monkeypatch):
     elif where == "curves":
         monkeypatch.setattr(scoring, "atomic_savez", _enospc)
     if where == "record":  # the final record cannot be written: a small failed one replaces it
-        real = runner.atomic_write_json
+        real = records.atomic_write_json
         calls = []
 
         def second_fails(path, obj):
@@ -524,7 +524,7 @@ def test_a_full_disk_fails_the_job_cleanly(where, tmp_path, monkeypatch):
                 _enospc()
             real(path, obj)
 
-        monkeypatch.setattr(runner, "atomic_write_json", second_fails)
+        monkeypatch.setattr(records, "atomic_write_json", second_fails)
         with pytest.raises(OSError, match="No space left"):
             job(folder)
         record = json.loads((folder / RECORD).read_text())

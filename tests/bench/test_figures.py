@@ -122,7 +122,7 @@ def test_curves_have_one_panel_per_curve_metric_and_a_line_per_method(sweep):
 
 def test_sanity_curves_name_the_randomised_layers(sweep):
     jobs, _ = F.load_jobs([sweep])
-    layers = jobs[0].record["metrics"]["model_randomisation_cascading"]["curve_x"]
+    layers = jobs[0].record.metric_info("model_randomisation_cascading").curve_x
     fig = F.sanity_figure(F.curve_sets(jobs))
     panels = [ax for ax in fig.axes if ax.get_visible()]
     assert len(panels) == 2  # ssim, spearman_abs
