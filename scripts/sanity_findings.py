@@ -28,6 +28,7 @@ from bench.core.batch import collate
 from bench.core.context import Context
 from bench.core.paths import resolve_path
 from bench.data.shapes import ShapesDataset
+from bench.engine.training_script import command_line
 from bench.methods import cam, gradient
 from bench.methods.base import Method
 from bench.models import load_shapes_cnn
@@ -157,9 +158,7 @@ def header(
     args, argv, meths: dict[str, Method], accuracy: float, n: int, seconds: float
 ) -> list[str]:
     """The findings file's title, provenance, settings and methods."""
-    command = "python scripts/sanity_findings.py " + " ".join(
-        sys.argv[1:] if argv is None else argv
-    )
+    command = command_line("sanity_findings.py", argv)
     git = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
         capture_output=True,

@@ -15,13 +15,10 @@ import argparse
 import logging
 import sys
 import time
-from pathlib import Path
 
-import torch
-
-from bench import ROOT
 from bench.data.digits import DigitsDataset
 from bench.engine.training import accuracy, fit, render_split, save_checkpoint
+from bench.engine.training_script import command_line, start_training
 from bench.models import ShapesCNN
 
 log = logging.getLogger("train_digits")
@@ -41,12 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-seed", type=int, default=0, help="rendering seed of the dataset")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = Path(args.out) if args.out else ROOT / "results" / "reference" / "models" / "digits_cnn"
-    torch.manual_seed(args.seed)
-    gen = torch.Generator().manual_seed(args.seed)
+    out, gen = start_training(args, "digits_cnn")
 
     train = DigitsDataset("train", renders=args.renders, seed=args.data_seed)
     val = DigitsDataset("val", seed=args.data_seed)
@@ -70,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     record = {
-        "command": "python scripts/train_digits.py "
-        + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": command_line("train_digits.py", argv),
         "model": "ShapesCNN",
         "num_classes": train.num_classes,
         "width": args.width,

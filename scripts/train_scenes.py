@@ -19,7 +19,6 @@ import argparse
 import logging
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,6 +30,7 @@ from bench import ROOT
 from bench.core.checkpoints import read_checkpoint, split_checkpoint
 from bench.data.scenes import CLASSES, ScenesDataset
 from bench.engine.training import fit, normalise, save_checkpoint
+from bench.engine.training_script import command_line, start_training
 from bench.models import ShapesCNN
 
 log = logging.getLogger("train_scenes")
@@ -144,12 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = Path(args.out) if args.out else ROOT / "results" / "reference" / "models" / "scenes_cnn"
-    torch.manual_seed(args.seed)
-    gen = torch.Generator().manual_seed(args.seed)
+    out, gen = start_training(args, "scenes_cnn")
 
     train = ScenesDataset("train", size=args.train_size, seed=args.data_seed)
     held = ScenesDataset("test", size=args.eval_size, seed=args.eval_seed)
@@ -175,8 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 
     n_fit = min(len(xtr), 2000)
     record = {
-        "command": "python scripts/train_scenes.py "
-        + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": command_line("train_scenes.py", argv),
         "model": "ShapesCNN",
         "objective": "multi-label (sigmoid per class, binary cross-entropy)",
         "width": args.width,

@@ -13,13 +13,12 @@ import argparse
 import logging
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-from bench import ROOT
 from bench.data.shapes import ShapesDataset
 from bench.engine.training import accuracy, fit, render_split, save_checkpoint
+from bench.engine.training_script import command_line, start_training
 from bench.models import ShapesCNN
 
 log = logging.getLogger("train_shapes")
@@ -44,14 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     epochs = args.epochs or (30 if args.shuffle_labels else 8)
     default_name = "shapes_cnn_shuffled" if args.shuffle_labels else "shapes_cnn"
-    out = Path(args.out) if args.out else ROOT / "results" / "reference" / "models" / default_name
-    torch.manual_seed(args.seed)
-    gen = torch.Generator().manual_seed(args.seed)
+    out, gen = start_training(args, default_name)
 
     train = ShapesDataset("train", size=args.train_size, seed=args.data_seed)
     test = ShapesDataset("test", seed=args.data_seed)
@@ -78,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     record = {
-        "command": "python scripts/train_shapes.py "
-        + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": command_line("train_shapes.py", argv),
         "model": "ShapesCNN",
         "width": args.width,
         "epochs": epochs,
