@@ -14,9 +14,8 @@ import torch
 from torch import Tensor, nn
 
 from bench.core.errors import ConfigError, check_choice, check_number
-from bench.core.layers import get_layer
 from bench.methods.base import Method, need
-from bench.methods.cam import NO_LAYER, GradCAM, probe_layer, stated_layer
+from bench.methods.cam import GradCAM, probe_stated
 
 HEAD_FUSIONS = ("mean", "max", "min")
 
@@ -58,19 +57,15 @@ def patch_grid(tokens: int, prefix: int = 1) -> int:
 def _tokens(method: ViTGradCAM, model: nn.Module) -> str | None:
     """A layer whose output is a class token and a square grid of patch tokens (probed with one
     zero image at the model's input size when its loader states it)."""
-    name = stated_layer(method, model)
-    if name is None:
-        return NO_LAYER
-    layer = get_layer(model, name)
-    out = probe_layer(model, name)
-    if out is None:
-        return None
-    if not (isinstance(out, Tensor) and out.ndim == 3):
-        shape = list(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        return (
-            f"layer={name} ({type(layer).__name__}) outputs {shape}, not tokens [B, T, D]; "
-            "accepted: a layer of the encoder (e.g. the last block's ln_1)."
-        )
+    error, name, out = probe_stated(
+        method,
+        model,
+        3,
+        "tokens [B, T, D]",
+        "a layer of the encoder (e.g. the last block's ln_1).",
+    )
+    if error is not None or out is None:
+        return error
     error = _grid_error(out.shape[1], 1)
     return None if error is None else f"layer={name} outputs {out.shape[1]} tokens: {error}"
 

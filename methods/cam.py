@@ -57,23 +57,37 @@ def probe_layer(model: nn.Module, name: str) -> object | None:
 NO_LAYER = "it states no cam_layer; set method.layer=<module name> (or model.cam_layer=auto)."
 
 
+def probe_stated(
+    method: Method, model: nn.Module, ndim: int, what: str, accepted: str
+) -> tuple[str | None, str | None, object]:
+    """``(error, layer name, output)`` of the method's stated layer, probed with one zero image
+    at the model's input size when its loader states it (output None otherwise): the error is
+    :data:`NO_LAYER` when no layer is stated, or names an output that is not ``ndim``-D
+    (``what``, and what is ``accepted``)."""
+    name = stated_layer(method, model)
+    if name is None:
+        return NO_LAYER, None, None
+    layer = get_layer(model, name)
+    out = probe_layer(model, name)
+    if out is not None and not (isinstance(out, Tensor) and out.ndim == ndim):
+        shape = list(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        error = f"layer={name} ({type(layer).__name__}) outputs {shape}, not {what}; accepted: {accepted}"
+        return error, name, out
+    return None, name, out
+
+
 @need("feature_maps", "a layer (the method's layer) whose output is feature maps [B, K, h, w]")
 def _feature_maps(method: BaseCAM, model: nn.Module) -> str | None:
     """A layer whose output is feature maps ``[B, K, h, w]``, whatever its type (probed with one
     zero image at the model's input size when its loader states it)."""
-    name = stated_layer(method, model)
-    if name is None:
-        return NO_LAYER
-    layer = get_layer(model, name)
-    out = probe_layer(model, name)
-    if out is not None and not (isinstance(out, Tensor) and out.ndim == 4):
-        shape = list(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        return (
-            f"layer={name} ({type(layer).__name__}) outputs {shape}, not feature maps "
-            "[B, K, h, w]; accepted: any module with a 4-D output (for vision transformers "
-            "use method=vit_gradcam on the token grid)."
-        )
-    return None
+    return probe_stated(
+        method,
+        model,
+        4,
+        "feature maps [B, K, h, w]",
+        "any module with a 4-D output (for vision transformers use method=vit_gradcam on the "
+        "token grid).",
+    )[0]
 
 
 def _linear_head_of(method: CAM, model: nn.Module) -> nn.Linear | str:

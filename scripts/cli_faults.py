@@ -100,6 +100,13 @@ def prepare(work: Path, marker: Path) -> None:
 
 
 def payloads() -> list[Case]:
+    """The ways a config could run code or unpickle a file, each of which must be refused (and
+    the control, which must run): targets, Hydra's own hooks, then data and opt-ins."""
+    return _target_payloads() + _hydra_payloads() + _other_payloads()
+
+
+def _custom() -> tuple[list[str], list[str]]:
+    """The overrides of a custom model, and of the user's own module."""
     custom = [
         "model=custom",
         "model.mean=[0,0,0]",
@@ -107,7 +114,12 @@ def payloads() -> list[Case]:
         "model.input_size=[112,112]",
     ]
     user = [*custom, "model.module=userpkg.net.Net"]
-    cb = f"{{_target_: hydra.utils.Path.touch, _args_: [{MARK}]}}"
+    return custom, user
+
+
+def _target_payloads() -> list[Case]:
+    """Callables named where a config takes a module or a ``_target_``."""
+    custom, user = _custom()
     return [
         Case(
             "torch.load as model.module",
@@ -158,6 +170,13 @@ def payloads() -> list[Case]:
             ],
             True,
         ),
+    ]
+
+
+def _hydra_payloads() -> list[Case]:
+    """Hydra's callbacks, search paths, logging config and rerun file."""
+    cb = f"{{_target_: hydra.utils.Path.touch, _args_: [{MARK}]}}"
+    return [
         Case("hydra callback Path.touch", [f"+hydra.callbacks.evil={cb}"], True),
         Case(
             "hydra callback that unpickles",
@@ -184,6 +203,14 @@ def payloads() -> list[Case]:
         ),
         Case("pkg:// search path imports a module", ["hydra.searchpath=[pkg://evilmod]"], True),
         Case("--experimental-rerun unpickles", ["--experimental-rerun", "rerun.pickle"], True),
+    ]
+
+
+def _other_payloads() -> list[Case]:
+    """A pickled image, an environment variable, and the user's own code with and without the
+    opt-in."""
+    custom, user = _custom()
+    return [
         Case(
             "pickle payload as a .pt image",
             [

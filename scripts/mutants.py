@@ -578,7 +578,7 @@ MUTANTS: tuple[Mutant, ...] = (
     # ------------------------------------------------------------------------------ statistics
     _m(
         "wilcoxon_pratt",
-        "bench/results/stats.py",
+        "bench/results/stats/paired.py",
         'stats.wilcoxon(nz, zero_method="wilcox", alternative="two-sided")',
         'stats.wilcoxon(d, zero_method="pratt", alternative="two-sided")',
         "the paired test keeps zero differences (Pratt) instead of dropping them",
@@ -586,7 +586,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     _m(
         "holm_not_monotone",
-        "bench/results/stats.py",
+        "bench/results/stats/paired.py",
         "out[order] = np.maximum.accumulate(adjusted)",
         "out[order] = adjusted",
         "Holm's adjusted p-values not made monotone (step-down maximum dropped)",
@@ -594,7 +594,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     _m(
         "holm_factor_off_by_one",
-        "bench/results/stats.py",
+        "bench/results/stats/paired.py",
         "adjusted = np.minimum(1.0, (m - np.arange(m)) * p[order])",
         "adjusted = np.minimum(1.0, (m - np.arange(m) - 1).clip(1) * p[order])",
         "Holm's factors m - 1, m - 2, ... for m, m - 1, ...",
@@ -602,7 +602,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     _m(
         "rank_biserial_sign",
-        "bench/results/stats.py",
+        "bench/results/stats/paired.py",
         'out["rank_biserial"] = float((r_plus - r_minus) / (r_plus + r_minus))',
         'out["rank_biserial"] = float((r_minus - r_plus) / (r_plus + r_minus))',
         "the rank-biserial effect (and so `better`) with the sign flipped",
@@ -610,7 +610,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     _m(
         "bootstrap_always_percentile",
-        "bench/results/stats.py",
+        "bench/results/stats/intervals.py",
         "                method=m,\n",
         '                method="percentile",\n',
         "the bootstrap interval is the percentile one, not BCa",
@@ -618,7 +618,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     _m(
         "best_direction_ignored",
-        "bench/results/stats.py",
+        "bench/results/stats/cells.py",
         'best = g["mean"].max() if d == "higher" else g["mean"].min()',
         'best = g["mean"].max()',
         "the best cell is the highest mean whatever the metric's direction",
@@ -626,7 +626,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     _m(
         "better_ignores_p",
-        "bench/results/stats.py",
+        "bench/results/stats/paired.py",
         'if direction not in ("higher", "lower") or not (np.isfinite(p) and p < alpha):',
         'if direction not in ("higher", "lower") or not np.isfinite(p):',
         "`better` names a method whatever the Holm-corrected p (the sign alone)",
@@ -634,7 +634,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     _m(
         "bootstrap_row_order",
-        "bench/results/stats.py",
+        "bench/results/stats/intervals.py",
         "v = np.sort(np.asarray(values, dtype=float))",
         "v = np.asarray(values, dtype=float)",
         "the interval depends on the order of the rows (shards pooled in another order)",

@@ -28,6 +28,7 @@ from bench.core.batch import collate
 from bench.core.context import Context
 from bench.core.paths import resolve_path
 from bench.data.shapes import ShapesDataset
+from bench.engine.training_script import command_line
 from bench.methods import cam, gradient
 from bench.methods.base import Method
 from bench.models import load_shapes_cnn
@@ -73,16 +74,7 @@ def table(rows: list[str], cols: list[str], cell) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--images", type=int, default=32, help="first N images of the shapes test split")
-    p.add_argument("--checkpoint", default="results/reference/models/shapes_cnn.pt")
-    p.add_argument("--shuffled", default="results/reference/models/shapes_cnn_shuffled.pt")
-    p.add_argument("--out", default="results/reference/sanity_findings.md")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
+    args = _parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.time()
@@ -105,55 +97,81 @@ def main(argv: list[str] | None = None) -> int:
     res: dict = {"layers": names, "similarities": sims, "methods": {}}
     for mname, method in meths.items():
         ctx = Context(model=model, method=method, seed=args.seed)
-        maps = method(model, batch.images, batch.targets)
-        entry: dict = {}
-        # an unrandomised deep copy: the similarity a method gets when nothing changed
-        ref = checks["cascading"]
-        t0 = ctx.predictions(batch.images)
-        same = ref.similarity(
-            method(model, batch.images, t0), method(copy.deepcopy(model), batch.images, t0)
-        )
-        entry["unrandomised_copy"] = {s: mean(v) for s, v in same.items()}
-        for kind, check in checks.items():
-            out = check(ctx, batch, maps)
-            entry[kind] = {
-                s: [mean(c[:, i]) for i in range(c.shape[1])] for s, c in out.curves.items()
-            }
-            entry[kind + "_score"] = {s: mean(v) for s, v in out.scores.items()}
-            entry[kind + "_flagged"] = {s: int(f.sum()) for s, f in out.flags.items()}
-        out = label_rule(ctx, batch, maps)
-        curve = out.curves["spearman_abs"]
-        entry["label_rule"] = {
-            "nan_steps": int(curve.isnan().sum()),
-            "steps": curve.numel(),
-            "images_flagged": int(out.flags["spearman_abs"].sum()),
-            "final": mean(curve[:, -1]),
-            "score": mean(out.scores["spearman_abs"]),
-        }
-        if data is not None:
-            out = data(ctx, batch, maps)
-            entry["data"] = {s: mean(v) for s, v in out.scores.items()}
-            entry["data_flagged"] = {s: int(f.sum()) for s, f in out.flags.items()}
-        res["methods"][mname] = entry
+        res["methods"][mname] = findings(ctx, model, method, batch, checks, label_rule, data)
     seconds = round(time.time() - start, 1)
+    md = header(args, argv, meths, accuracy, len(ds), seconds)
+    md += tables(res, names, sims, list(meths), data is not None, args.shuffled)
+    out = resolve_path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0
 
-    command = "python scripts/sanity_findings.py " + " ".join(
-        sys.argv[1:] if argv is None else argv
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    p.add_argument("--images", type=int, default=32, help="first N images of the shapes test split")
+    p.add_argument("--checkpoint", default="results/reference/models/shapes_cnn.pt")
+    p.add_argument("--shuffled", default="results/reference/models/shapes_cnn_shuffled.pt")
+    p.add_argument("--out", default="results/reference/sanity_findings.md")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def findings(ctx: Context, model, method: Method, batch, checks: dict, label_rule, data) -> dict:
+    """One method's findings: the similarity of an unrandomised copy, each check's curves,
+    scores and flags, the fixed-label rule's, and data randomisation's when it runs."""
+    maps = method(model, batch.images, batch.targets)
+    entry: dict = {}
+    # an unrandomised deep copy: the similarity a method gets when nothing changed
+    ref = checks["cascading"]
+    t0 = ctx.predictions(batch.images)
+    same = ref.similarity(
+        method(model, batch.images, t0), method(copy.deepcopy(model), batch.images, t0)
+    )
+    entry["unrandomised_copy"] = {s: mean(v) for s, v in same.items()}
+    for kind, check in checks.items():
+        out = check(ctx, batch, maps)
+        entry[kind] = {s: [mean(c[:, i]) for i in range(c.shape[1])] for s, c in out.curves.items()}
+        entry[kind + "_score"] = {s: mean(v) for s, v in out.scores.items()}
+        entry[kind + "_flagged"] = {s: int(f.sum()) for s, f in out.flags.items()}
+    out = label_rule(ctx, batch, maps)
+    curve = out.curves["spearman_abs"]
+    entry["label_rule"] = {
+        "nan_steps": int(curve.isnan().sum()),
+        "steps": curve.numel(),
+        "images_flagged": int(out.flags["spearman_abs"].sum()),
+        "final": mean(curve[:, -1]),
+        "score": mean(out.scores["spearman_abs"]),
+    }
+    if data is not None:
+        out = data(ctx, batch, maps)
+        entry["data"] = {s: mean(v) for s, v in out.scores.items()}
+        entry["data_flagged"] = {s: int(f.sum()) for s, f in out.flags.items()}
+    return entry
+
+
+def header(
+    args, argv, meths: dict[str, Method], accuracy: float, n: int, seconds: float
+) -> list[str]:
+    """The findings file's title, provenance, settings and methods."""
+    command = command_line("sanity_findings.py", argv)
     git = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
         capture_output=True,
         text=True,
         check=False,
     ).stdout.strip()
-    cols = list(meths)
-    md = [
+    return [
         "# Sanity checks on the embedded benchmark's CNN: findings",
         "",
         f"Made by `{command}` (git {git}, torch {torch.__version__}, Python "
         f"{platform.python_version()}, {torch.get_num_threads()} threads, {seconds} s). "
         f"Model `{args.checkpoint}` (accuracy {accuracy:.3f} on these images); the first "
-        f"{len(ds)} images of the shapes test split (112 px); seed {args.seed}.",
+        f"{n} images of the shapes test split (112 px); seed {args.seed}.",
         "",
         "Settings: the presets `conf/metric/model_randomisation_cascading.yaml`, "
         "`model_randomisation_independent.yaml` and `data_randomisation.yaml` (reference protocol: "
@@ -171,22 +189,15 @@ def main(argv: list[str] | None = None) -> int:
         "change under cascading randomisation.",
         "",
     ]
-    md += ["## Summary (cascading, spearman_abs)", ""]
-    for c in cols:
-        curve = res["methods"][c]["cascading"]["spearman_abs"]
-        below = next((names[i] for i, v in enumerate(curve) if v == v and v < 0.5), None)
-        md.append(
-            f"- {c}: {curve[0]} after `{names[0]}`, {curve[len(curve) // 2]} after "
-            f"`{names[len(curve) // 2]}`, {curve[-1]} fully randomised; first below 0.5 at "
-            f"`{below}`"
-            + (
-                f"; data randomisation {res['methods'][c]['data']['spearman_abs']}"
-                if data is not None
-                else ""
-            )
-            + "."
-        )
-    md.append("")
+
+
+def tables(
+    res: dict, names: list[str], sims: list[str], cols: list[str], has_data: bool, shuffled: str
+) -> list[str]:
+    """The findings' sections: summary, cascading per similarity, independent, the class rule,
+    scores, data randomisation."""
+    md: list[str] = []
+    md += summary(res, names, cols, has_data)
     for s in sims:
         md += [
             f"## Cascading randomisation, top-down: {s}",
@@ -239,12 +250,43 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
     md.append("")
-    if data is not None:
-        rec = json.loads(resolve_path(args.shuffled).with_suffix(".json").read_text())
+    md += data_section(res, sims, cols, has_data, shuffled)
+    return md
+
+
+def summary(res: dict, names: list[str], cols: list[str], has_data: bool) -> list[str]:
+    """The summary section: per method, cascading spearman_abs at the first, middle and last step."""
+    md: list[str] = []
+    md += ["## Summary (cascading, spearman_abs)", ""]
+    for c in cols:
+        curve = res["methods"][c]["cascading"]["spearman_abs"]
+        below = next((names[i] for i, v in enumerate(curve) if v == v and v < 0.5), None)
+        md.append(
+            f"- {c}: {curve[0]} after `{names[0]}`, {curve[len(curve) // 2]} after "
+            f"`{names[len(curve) // 2]}`, {curve[-1]} fully randomised; first below 0.5 at "
+            f"`{below}`"
+            + (
+                f"; data randomisation {res['methods'][c]['data']['spearman_abs']}"
+                if has_data
+                else ""
+            )
+            + "."
+        )
+    md.append("")
+    return md
+
+
+def data_section(
+    res: dict, sims: list[str], cols: list[str], has_data: bool, shuffled: str
+) -> list[str]:
+    """The data randomisation section (or a line saying it did not run)."""
+    md: list[str] = []
+    if has_data:
+        rec = json.loads(resolve_path(shuffled).with_suffix(".json").read_text())
         md += [
             "## Data randomisation",
             "",
-            f"Permuted-label model `{args.shuffled}`: `{rec.get('command')}` — train accuracy on "
+            f"Permuted-label model `{shuffled}`: `{rec.get('command')}` — train accuracy on "
             f"its permuted labels {rec.get('train_accuracy')} ({rec.get('train_size')} images, "
             f"{rec.get('epochs')} epochs), test accuracy on true labels {rec.get('test_accuracy')}.",
             "",
@@ -258,12 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         md.append("")
     else:
-        md += ["## Data randomisation", "", f"Not run: {args.shuffled} does not exist.", ""]
-    out = resolve_path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(md) + "\n")
-    print("\n".join(md))
-    return 0
+        md += ["## Data randomisation", "", f"Not run: {shuffled} does not exist.", ""]
+    return md
 
 
 if __name__ == "__main__":

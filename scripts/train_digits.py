@@ -11,42 +11,32 @@ training (the split is a fixed permutation of the 1,797 digits).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
-from pathlib import Path
 
-import torch
-
-from bench import ROOT
 from bench.data.digits import DigitsDataset
 from bench.engine.training import accuracy, fit, render_split, save_checkpoint
+from bench.engine.training_script import (
+    accuracies,
+    add_fit_options,
+    command_line,
+    start_training,
+    training_parser,
+)
 from bench.models import ShapesCNN
 
 log = logging.getLogger("train_digits")
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--out", default=None, help="checkpoint path without suffix")
-    p.add_argument("--epochs", type=int, default=15)
+    p = training_parser(__doc__, epochs=15)
     p.add_argument("--renders", type=int, default=3, help="canvases per training digit")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--width", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0, help="training seed (init, order)")
+    add_fit_options(p, batch_size=32, seed_help="training seed (init, order)")
     p.add_argument("--data-seed", type=int, default=0, help="rendering seed of the dataset")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = Path(args.out) if args.out else ROOT / "results" / "reference" / "models" / "digits_cnn"
-    torch.manual_seed(args.seed)
-    gen = torch.Generator().manual_seed(args.seed)
+    out, gen = start_training(args, "digits_cnn")
 
     train = DigitsDataset("train", renders=args.renders, seed=args.data_seed)
     val = DigitsDataset("val", seed=args.data_seed)
@@ -70,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     record = {
-        "command": "python scripts/train_digits.py "
-        + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": command_line("train_digits.py", argv),
         "model": "ShapesCNN",
         "num_classes": train.num_classes,
         "width": args.width,
@@ -80,9 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_size": len(xtr),
         "seed": args.seed,
         "data_seed": args.data_seed,
-        "train_accuracy": round(accuracy(model, xtr, ytr, train), 4),
-        "val_accuracy": round(accuracy(model, xva, yva, val), 4),
-        "test_accuracy": round(accuracy(model, xte, yte, test), 4),
+        **accuracies(model, train=(xtr, ytr, train), val=(xva, yva, val), test=(xte, yte, test)),
         "test_size": len(xte),
     }
     save_checkpoint(model, record, out, start)

@@ -15,11 +15,9 @@ command, seeds, epochs, held-out metrics, versions) and ``<out>.md`` (the per-cl
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,6 +29,12 @@ from bench import ROOT
 from bench.core.checkpoints import read_checkpoint, split_checkpoint
 from bench.data.scenes import CLASSES, ScenesDataset
 from bench.engine.training import fit, normalise, save_checkpoint
+from bench.engine.training_script import (
+    add_fit_options,
+    command_line,
+    start_training,
+    training_parser,
+)
 from bench.models import ShapesCNN
 
 log = logging.getLogger("train_scenes")
@@ -124,17 +128,10 @@ def markdown(record: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--out", default=None, help="checkpoint path without suffix")
-    p.add_argument("--epochs", type=int, default=3)
+    p = training_parser(__doc__, epochs=3)
     p.add_argument("--train-size", type=int, default=6000, help="training images")
     p.add_argument("--eval-size", type=int, default=1000, help="held-out images")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--width", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0, help="training seed (init, order, flips)")
+    add_fit_options(p, batch_size=64, seed_help="training seed (init, order, flips)")
     p.add_argument("--data-seed", type=int, default=0, help="generator seed of the training set")
     p.add_argument("--eval-seed", type=int, default=1, help="generator seed of the held-out set")
     p.add_argument(
@@ -144,12 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = Path(args.out) if args.out else ROOT / "results" / "reference" / "models" / "scenes_cnn"
-    torch.manual_seed(args.seed)
-    gen = torch.Generator().manual_seed(args.seed)
+    out, gen = start_training(args, "scenes_cnn")
 
     train = ScenesDataset("train", size=args.train_size, seed=args.data_seed)
     held = ScenesDataset("test", size=args.eval_size, seed=args.eval_seed)
@@ -175,8 +167,7 @@ def main(argv: list[str] | None = None) -> int:
 
     n_fit = min(len(xtr), 2000)
     record = {
-        "command": "python scripts/train_scenes.py "
-        + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": command_line("train_scenes.py", argv),
         "model": "ShapesCNN",
         "objective": "multi-label (sigmoid per class, binary cross-entropy)",
         "width": args.width,

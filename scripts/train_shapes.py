@@ -9,49 +9,39 @@ command, seed, epochs, test accuracy, versions).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-from bench import ROOT
 from bench.data.shapes import ShapesDataset
-from bench.engine.training import accuracy, fit, render_split, save_checkpoint
+from bench.engine.training import fit, render_split, save_checkpoint
+from bench.engine.training_script import (
+    accuracies,
+    add_fit_options,
+    command_line,
+    start_training,
+    training_parser,
+)
 from bench.models import ShapesCNN
 
 log = logging.getLogger("train_shapes")
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--out", default=None, help="checkpoint path without suffix")
-    p.add_argument("--epochs", type=int, default=None)
+    p = training_parser(__doc__, epochs=None)
     p.add_argument("--train-size", type=int, default=12000)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--width", type=int, default=16)
-    p.add_argument(
-        "--seed", type=int, default=0, help="training seed (init, order, label permutation)"
-    )
+    add_fit_options(p, batch_size=64, seed_help="training seed (init, order, label permutation)")
     p.add_argument("--data-seed", type=int, default=0, help="dataset generator seed")
     p.add_argument(
         "--shuffle-labels", action="store_true", help="train on permuted labels (Adebayo et al.)"
     )
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     epochs = args.epochs or (30 if args.shuffle_labels else 8)
     default_name = "shapes_cnn_shuffled" if args.shuffle_labels else "shapes_cnn"
-    out = Path(args.out) if args.out else ROOT / "results" / "reference" / "models" / default_name
-    torch.manual_seed(args.seed)
-    gen = torch.Generator().manual_seed(args.seed)
+    out, gen = start_training(args, default_name)
 
     train = ShapesDataset("train", size=args.train_size, seed=args.data_seed)
     test = ShapesDataset("test", seed=args.data_seed)
@@ -78,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     record = {
-        "command": "python scripts/train_shapes.py "
-        + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": command_line("train_shapes.py", argv),
         "model": "ShapesCNN",
         "width": args.width,
         "epochs": epochs,
@@ -87,8 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "data_seed": args.data_seed,
         "shuffle_labels": args.shuffle_labels,
-        "train_accuracy": round(accuracy(model, xtr, ytr, train), 4),
-        "test_accuracy": round(accuracy(model, xte, yte, test), 4),
+        **accuracies(model, train=(xtr, ytr, train), test=(xte, yte, test)),
         "test_size": len(xte),
     }
     save_checkpoint(model, record, out, start)

@@ -84,24 +84,7 @@ def activation_maximisation(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="shapes_cnn")
-    parser.add_argument("--dataset", default="shapes")
-    parser.add_argument("--n-images", type=int, default=4)
-    parser.add_argument(
-        "--methods", nargs="*", default=None, help="conf/method names (default: all)"
-    )
-    parser.add_argument("--layer", default=None, help="layer for the feature-map grid")
-    parser.add_argument("--classes", nargs="*", type=int, default=[0])
-    parser.add_argument("--steps", type=int, default=200, help="activation-maximisation steps")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "figures" / "visualise")
-    parser.add_argument(
-        "--override",
-        nargs="*",
-        default=[],
-        help="Hydra overrides; method.<key>=<value> goes to every method having <key>",
-    )
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
 
     import matplotlib
 
@@ -127,9 +110,51 @@ def main(argv: list[str] | None = None) -> None:
     names = args.methods or options("method")
     args.out.mkdir(parents=True, exist_ok=True)
 
+    maps = method_maps(args.model, args.dataset, names, common, per_method, model, batch)
+    draw_maps(plt, maps, batch, meta, args.n_images, args.out / "maps.png")
+    layer = args.layer or meta.cam_layer
+    draw_features(plt, model, batch, layer, meta, args.out / "features.png")
+    for cls in args.classes:
+        x = activation_maximisation(model, cls, tuple(meta.input_size), steps=args.steps)
+        plt.imsave(args.out / f"actmax_{cls}.png", to_rgb(x, meta.mean, meta.std).numpy())
+    log.info("wrote %s", args.out)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="shapes_cnn")
+    parser.add_argument("--dataset", default="shapes")
+    parser.add_argument("--n-images", type=int, default=4)
+    parser.add_argument(
+        "--methods", nargs="*", default=None, help="conf/method names (default: all)"
+    )
+    parser.add_argument("--layer", default=None, help="layer for the feature-map grid")
+    parser.add_argument("--classes", nargs="*", type=int, default=[0])
+    parser.add_argument("--steps", type=int, default=200, help="activation-maximisation steps")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "figures" / "visualise")
+    parser.add_argument(
+        "--override",
+        nargs="*",
+        default=[],
+        help="Hydra overrides; method.<key>=<value> goes to every method having <key>",
+    )
+    return parser
+
+
+def method_maps(
+    model_name: str,
+    dataset: str,
+    names: list[str],
+    common: list[str],
+    per_method: dict[str, str],
+    model: torch.nn.Module,
+    batch,
+) -> dict[str, torch.Tensor]:
+    """The maps of every method of ``names`` that applies to ``model`` (the others skipped with a
+    log line), ``method.<key>=<value>`` overrides given to those having ``<key>``."""
     maps = {}
     for name in names:
-        mcfg = compose_run(args.model, args.dataset, name, common).method
+        mcfg = compose_run(model_name, dataset, name, common).method
         for key, value in per_method.items():  # method.<key>=<value> where the method has <key>
             if key in mcfg:
                 mcfg[key] = type(mcfg[key])(value) if mcfg[key] is not None else value
@@ -140,13 +165,18 @@ def main(argv: list[str] | None = None) -> None:
             log.info("skip %s: %s", name, err)
             continue
         maps[name] = method(model, batch.images, batch.targets)
+    return maps
+
+
+def draw_maps(plt, maps: dict[str, torch.Tensor], batch, meta, n_images: int, path: Path) -> None:
+    """``maps.png``: each image, then each method's map over it."""
     fig, axes = plt.subplots(
-        args.n_images,
+        n_images,
         len(maps) + 1,
         squeeze=False,
-        figsize=(1.6 * (len(maps) + 1), 1.6 * args.n_images),
+        figsize=(1.6 * (len(maps) + 1), 1.6 * n_images),
     )
-    for i in range(args.n_images):
+    for i in range(n_images):
         rgb = to_rgb(batch.images[i], meta.mean, meta.std)
         axes[i, 0].imshow(rgb)
         axes[i, 0].set_title("image" if i == 0 else "", fontsize=7)
@@ -158,10 +188,12 @@ def main(argv: list[str] | None = None) -> None:
     for ax in axes.flat:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(args.out / "maps.png", dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
 
-    layer = args.layer or meta.cam_layer
+
+def draw_features(plt, model: torch.nn.Module, batch, layer: str, meta, path: Path) -> None:
+    """``features.png``: up to 64 feature maps of ``layer`` for the first image."""
     store = {}
     handle = get_layer(model, layer).register_forward_hook(
         lambda _m, _i, o: store.__setitem__("a", o)
@@ -182,13 +214,8 @@ def main(argv: list[str] | None = None) -> None:
                 ax.imshow(feats[idx].numpy(), cmap="viridis")
             ax.axis("off")
         fig.suptitle(f"{meta.name}: {layer}", fontsize=8)
-        fig.savefig(args.out / "features.png", dpi=120)
+        fig.savefig(path, dpi=120)
         plt.close(fig)
-
-    for cls in args.classes:
-        x = activation_maximisation(model, cls, tuple(meta.input_size), steps=args.steps)
-        plt.imsave(args.out / f"actmax_{cls}.png", to_rgb(x, meta.mean, meta.std).numpy())
-    log.info("wrote %s", args.out)
 
 
 if __name__ == "__main__":

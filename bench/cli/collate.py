@@ -8,7 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.core.errors import ConfigError
-from bench.results.collate import CollateError, collate, format_table, write_summary
+from bench.results.collate import (
+    CollateError,
+    Collation,
+    collate,
+    format_table,
+    write_summary,
+)
 
 
 def folders_exist(prog: str, folders: Sequence[str]) -> bool:
@@ -29,30 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     wrong. With
     ``--out DIR`` the paper tables of :func:`bench.results.papers.write_paper_tables` are written there
     too (unless ``--no-paper``)."""
-    p = argparse.ArgumentParser(description="Collate job folders into one summary table.")
-    p.add_argument("folders", nargs="+", help="sweep or job folders (searched recursively)")
-    p.add_argument(
-        "--out", default=None, help="where to write the summary (default: the first folder)"
-    )
-    p.add_argument(
-        "--metrics",
-        default=None,
-        help="comma-separated columns, in order, for the printed table (e.g. road_abc,mprt.spearman_abs)",
-    )
-    p.add_argument(
-        "--means", action="store_true", help="print means only, without the intervals"
-    )
-    p.add_argument(
-        "--allow-incomplete",
-        action="store_true",
-        help="exit 0 even when some jobs did not complete (they are still listed, and left out)",
-    )
-    p.add_argument(
-        "--no-paper",
-        action="store_true",
-        help="with --out, write only the summary, not the paper tables (bench.results.papers)",
-    )
-    args = p.parse_args(argv)
+    args = _parser().parse_args(argv)
     if not folders_exist("bench-collate", args.folders):
         return 2
     try:
@@ -70,22 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    if args.out and not args.no_paper:
-        from bench.results.papers import (
-            write_paper_tables,  # scipy and pandas' Styler: only when asked
-        )
-
-        try:
-            written = write_paper_tables(collation, None, Path(args.out))
-        except ConfigError as err:
-            print(f"bench-collate: {err}", file=sys.stderr)
-            return 2
-        if written:
-            print(
-                f"bench-collate: {len(written)} paper table file(s) written to {args.out} "
-                "(table.md, table_*.tex, ranks.md, paired.md, throughput.md, ...)",
-                file=sys.stderr,
-            )
+    if args.out and not args.no_paper and not _paper_tables(collation, args.out):
+        return 2
     if args.metrics or args.means:
         metrics = (
             [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
@@ -98,7 +67,59 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table)
     for line in collation.report():
         print(line, file=sys.stderr)
-    if collation.incomplete and not args.allow_incomplete:
+    return _status(collation, args.folders, args.allow_incomplete)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Collate job folders into one summary table.")
+    p.add_argument("folders", nargs="+", help="sweep or job folders (searched recursively)")
+    p.add_argument(
+        "--out", default=None, help="where to write the summary (default: the first folder)"
+    )
+    p.add_argument(
+        "--metrics",
+        default=None,
+        help="comma-separated columns, in order, for the printed table (e.g. road_abc,mprt.spearman_abs)",
+    )
+    p.add_argument("--means", action="store_true", help="print means only, without the intervals")
+    p.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="exit 0 even when some jobs did not complete (they are still listed, and left out)",
+    )
+    p.add_argument(
+        "--no-paper",
+        action="store_true",
+        help="with --out, write only the summary, not the paper tables (bench.results.papers)",
+    )
+    return p
+
+
+def _paper_tables(collation: Collation, out: str) -> bool:
+    """Write the paper tables into ``out`` (a line on stderr says how many files); False (the
+    error on stderr) when the rows cannot make them."""
+    from bench.results.papers import (
+        write_paper_tables,  # scipy and pandas' Styler: only when asked
+    )
+
+    try:
+        written = write_paper_tables(collation, None, Path(out))
+    except ConfigError as err:
+        print(f"bench-collate: {err}", file=sys.stderr)
+        return False
+    if written:
+        print(
+            f"bench-collate: {len(written)} paper table file(s) written to {out} "
+            "(table.md, table_*.tex, ranks.md, paired.md, throughput.md, ...)",
+            file=sys.stderr,
+        )
+    return True
+
+
+def _status(collation: Collation, folders: Sequence[str], allow_incomplete: bool) -> int:
+    """The exit status once the table is printed: 1 (the reason on stderr) when a job did not
+    complete (unless allowed) or no job left a row, else 0."""
+    if collation.incomplete and not allow_incomplete:
         print(
             f"bench-collate: {len(collation.incomplete)} job(s) did not complete (listed above); "
             "rerun them, or pass --allow-incomplete to accept the table without them.",
@@ -112,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             why = "every job under {} was skipped: its method cannot apply to its model"
         else:
             why = "no completed job under {} was found"
-        print(f"bench-collate: no rows: {why.format(', '.join(args.folders))}.", file=sys.stderr)
+        print(f"bench-collate: no rows: {why.format(', '.join(folders))}.", file=sys.stderr)
         return 1
     return 0
 

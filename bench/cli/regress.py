@@ -2,26 +2,76 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 
 from bench.core.errors import ConfigError
+from bench.core.paths import CONF_DIR
 from bench.engine.io import atomic_write_bytes
 from bench.results.regress import (
+    DEFAULT_TOLERANCE,
     FAILING,
     PROG,
     RegressError,
     Tolerances,
-    _parser,
     _provenance,
     cells_of,
     compare,
-    format_diff,
-    format_report,
     read_baseline,
     read_current,
     write_baseline,
 )
+from bench.results.regress_report import format_diff, format_report
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Compare a run with a committed baseline per (model, dataset, method, metric); "
+        "exit 0 (no regression), 1 (a regression) or 2 (bad input).",
+    )
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--baseline", metavar="FILE", help="the baseline to compare with")
+    mode.add_argument(
+        "--write-baseline",
+        metavar="FILE",
+        help="write the current run as the baseline (.json or .json.gz)",
+    )
+    p.add_argument(
+        "--current", nargs="+", required=True, metavar="DIR", help="job or sweep folders of the run"
+    )
+    p.add_argument(
+        "--tolerance",
+        metavar="FILE",
+        help=f"tolerance YAML (default: {DEFAULT_TOLERANCE.relative_to(CONF_DIR.parent)})",
+    )
+    p.add_argument(
+        "--abs",
+        type=float,
+        default=None,
+        help="absolute margin for every metric (overrides the file)",
+    )
+    p.add_argument(
+        "--rel",
+        type=float,
+        default=None,
+        help="relative margin for every metric (overrides the file)",
+    )
+    p.add_argument(
+        "--paired",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="require a significant paired test (overrides the file)",
+    )
+    p.add_argument("--alpha", type=float, default=None, help="the paired test's significance level")
+    p.add_argument("--report", metavar="FILE", help="also write the Markdown report here")
+    p.add_argument(
+        "--command",
+        default=None,
+        help="with --write-baseline: the command that made the run, kept in the file",
+    )
+    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -104,6 +105,18 @@ class COCODataset(FileDataset):
             self.class_names, class_indices, model_num_classes
         )
         flags = read_pair_flags(difficult_file, self.class_names) if difficult_file else None
+        self._add_pairs(data, ann_path, img_dir, contiguous, flags)
+
+    def _add_pairs(
+        self,
+        data: dict,
+        ann_path: Path,
+        img_dir: Path,
+        contiguous: dict[int, int],
+        flags: set[str] | None,
+    ) -> None:
+        """One record per (image, category present) of the instances ``data``, with the boxes of
+        that category (xyxy) and the difficult flag (the flag file's, else the paper's rule)."""
         by_image: dict[int, list[dict]] = {}
         for ann in data["annotations"]:
             if ann["category_id"] not in contiguous:

@@ -68,6 +68,97 @@ def _inside(root: Path, rel: str) -> bool:
     return path.resolve().is_relative_to(root.resolve())
 
 
+def _read_labels(csv_path: Path, labels: str) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """The labels CSV's header and rows, refused when missing, empty, without the ``image`` and
+    ``label`` columns or without rows."""
+    if not csv_path.is_file():
+        raise ConfigError(f"dataset.labels={labels} not found (looked at {csv_path}).")
+    header, rows = read_csv(csv_path)
+    if not header:
+        raise ConfigError(
+            f"{csv_path} is empty; accepted: a CSV with the header {HEADER} and one row per image."
+        )
+    for col in ("image", "label"):
+        if col not in header:
+            raise ConfigError(
+                f"{csv_path} has no '{col}' column; accepted header: "
+                "image,label[,id][,x0,y0,x1,y1][,mask]."
+            )
+    if not rows:
+        raise ConfigError(
+            f"{csv_path} has a header but no rows; accepted: one row per image ({HEADER})."
+        )
+    return header, rows
+
+
+def _class_names(
+    csv_path: Path,
+    rows: list[tuple[int, dict[str, str]]],
+    classes: Sequence[str] | None,
+    num_classes: int | None,
+) -> list[str]:
+    """The class names: ``classes``, else 0..n-1 for integer labels, else the sorted labels."""
+    for line, r in rows:
+        if not r["label"]:
+            names = f" ({', '.join(str(c) for c in list(classes)[:5])}...)" if classes else ""
+            raise ConfigError(
+                f"{csv_path}:{line}: the label is empty; accepted: a class name{names} or an "
+                "integer class index, on every row."
+            )
+    raw_labels = [r["label"] for _, r in rows]
+    if classes is not None:
+        return [str(c) for c in classes]
+    if all(lb.lstrip("-").isdigit() for lb in raw_labels):
+        n = num_classes or (max(int(lb) for lb in raw_labels) + 1 if raw_labels else 0)
+        return [str(i) for i in range(n)]
+    return sorted(set(raw_labels))
+
+
+def _file(root: Path, csv_path: Path, line: int, rel: str, what: str) -> Path:
+    """The file ``rel`` (the row's ``image`` or ``mask``) under ``root``, refused when empty,
+    outside the root or missing."""
+    if not rel:
+        raise ConfigError(
+            f"{csv_path}:{line}: the {what} is empty; accepted: a path relative to "
+            f"dataset.root={root}."
+        )
+    if not _inside(root, rel):
+        raise ConfigError(
+            f"{csv_path}:{line}: {what} {rel} is outside the dataset's folder; "
+            f"accepted: a path inside dataset.root={root}."
+        )
+    path = root / rel
+    if not path.is_file():
+        raise ConfigError(f"{csv_path}:{line}: {what} {rel} not found (looked at {path}).")
+    return path
+
+
+def _target(
+    csv_path: Path, line: int, lb: str, index: dict[str, int], class_names: list[str]
+) -> int:
+    """The class index of the label ``lb`` (a class name or an integer index)."""
+    if lb in index:
+        return index[lb]
+    if lb.lstrip("-").isdigit() and 0 <= int(lb) < len(class_names):
+        return int(lb)
+    raise ConfigError(
+        f"{csv_path}:{line}: label={lb} is not a class; accepted: 0..{len(class_names) - 1} or {', '.join(class_names[:5])}..."
+    )
+
+
+def _box(csv_path: Path, line: int, values: list[str | None]) -> list[float]:
+    """A row's box ``x0, y0, x1, y1``, refused when not numeric or empty."""
+    try:
+        box = [float(v) for v in values]
+    except ValueError as err:
+        raise ConfigError(f"{csv_path}:{line}: box {values} is not numeric.") from err
+    if not (box[2] > box[0] and box[3] > box[1]):
+        raise ConfigError(
+            f"{csv_path}:{line}: box {box} is empty; accepted: x0 < x1 and y0 < y1 (xyxy, exclusive end)."
+        )
+    return box
+
+
 class FolderDataset(FileDataset):
     """Any folder of images with a CSV of labels and optional boxes (a team's own data).
 
@@ -119,78 +210,25 @@ class FolderDataset(FileDataset):
             root, input_size, mean, std, resize, resize_size, name, split, pointing_tolerance
         )
         csv_path = Path(labels) if Path(labels).is_absolute() else self.root / labels
-        if not csv_path.is_file():
-            raise ConfigError(f"dataset.labels={labels} not found (looked at {csv_path}).")
-        header, rows = read_csv(csv_path)
-        if not header:
-            raise ConfigError(
-                f"{csv_path} is empty; accepted: a CSV with the header {HEADER} and one row per image."
-            )
-        for col in ("image", "label"):
-            if col not in header:
-                raise ConfigError(
-                    f"{csv_path} has no '{col}' column; accepted header: "
-                    "image,label[,id][,x0,y0,x1,y1][,mask]."
-                )
-        if not rows:
-            raise ConfigError(
-                f"{csv_path} has a header but no rows; accepted: one row per image ({HEADER})."
-            )
+        header, rows = _read_labels(csv_path, labels)
         box_cols = _box_columns(header)
         if isinstance(classes, str):
             classes = read_lines(
                 classes if Path(classes).is_absolute() else self.root / classes, "dataset.classes"
             )
-        for line, r in rows:
-            if not r["label"]:
-                names = f" ({', '.join(str(c) for c in list(classes)[:5])}...)" if classes else ""
-                raise ConfigError(
-                    f"{csv_path}:{line}: the label is empty; accepted: a class name{names} or an "
-                    "integer class index, on every row."
-                )
-        raw_labels = [r["label"] for _, r in rows]
-        if classes is not None:
-            self.class_names = [str(c) for c in classes]
-        elif all(lb.lstrip("-").isdigit() for lb in raw_labels):
-            n = num_classes or (max(int(lb) for lb in raw_labels) + 1 if raw_labels else 0)
-            self.class_names = [str(i) for i in range(n)]
-        else:
-            self.class_names = sorted(set(raw_labels))
+        self.class_names = _class_names(csv_path, rows, classes, num_classes)
         index = {c: i for i, c in enumerate(self.class_names)}
         self.num_classes = len(self.class_names)
         has_masks = "mask" in header
         self.fields = frozenset({"boxes"} if box_cols else set()) | (
             {"masks"} if has_masks else set()
         )
-
         groups: dict[tuple[str, int], dict] = {}
         first_line: dict[tuple[str, int], int] = {}
         labels_of: dict[str, set[int]] = {}
         for line, r in rows:
-            lb = r["label"]
-            if lb in index:
-                target = index[lb]
-            elif lb.lstrip("-").isdigit() and 0 <= int(lb) < self.num_classes:
-                target = int(lb)
-            else:
-                raise ConfigError(
-                    f"{csv_path}:{line}: label={lb} is not a class; accepted: 0..{self.num_classes - 1} or {', '.join(self.class_names[:5])}..."
-                )
-            if not r["image"]:
-                raise ConfigError(
-                    f"{csv_path}:{line}: the image is empty; accepted: a path relative to "
-                    f"dataset.root={self.root}."
-                )
-            if not _inside(self.root, r["image"]):
-                raise ConfigError(
-                    f"{csv_path}:{line}: image {r['image']} is outside the dataset's folder; "
-                    f"accepted: a path inside dataset.root={self.root}."
-                )
-            path = self.root / r["image"]
-            if not path.is_file():
-                raise ConfigError(
-                    f"{csv_path}:{line}: image {r['image']} not found (looked at {path})."
-                )
+            target = _target(csv_path, line, r["label"], index, self.class_names)
+            path = _file(self.root, csv_path, line, r["image"], "image")
             key = (r["image"], target)
             first_line.setdefault(key, line)
             rec = groups.setdefault(
@@ -205,29 +243,20 @@ class FolderDataset(FileDataset):
             )
             labels_of.setdefault(r["image"], set()).add(target)
             if box_cols and any(r.get(c) for c in box_cols):
-                try:
-                    box = [float(r[c]) for c in box_cols]
-                except ValueError as err:
-                    raise ConfigError(
-                        f"{csv_path}:{line}: box {[r.get(c) for c in box_cols]} is not numeric."
-                    ) from err
-                if not (box[2] > box[0] and box[3] > box[1]):
-                    raise ConfigError(
-                        f"{csv_path}:{line}: box {box} is empty; accepted: x0 < x1 and y0 < y1 (xyxy, exclusive end)."
-                    )
-                rec["boxes"].append(box)
+                rec["boxes"].append(_box(csv_path, line, [r.get(c) for c in box_cols]))
             if has_masks and r.get("mask"):
-                if not _inside(self.root, r["mask"]):
-                    raise ConfigError(
-                        f"{csv_path}:{line}: mask {r['mask']} is outside the dataset's folder; "
-                        f"accepted: a path inside dataset.root={self.root}."
-                    )
-                mask = self.root / r["mask"]
-                if not mask.is_file():
-                    raise ConfigError(
-                        f"{csv_path}:{line}: mask {r['mask']} not found (looked at {mask})."
-                    )
-                rec["masks"].append(mask)
+                rec["masks"].append(_file(self.root, csv_path, line, r["mask"], "mask"))
+        self._add_records(csv_path, groups, first_line, labels_of)
+
+    def _add_records(
+        self,
+        csv_path: Path,
+        groups: dict[tuple[str, int], dict],
+        first_line: dict[tuple[str, int], int],
+        labels_of: dict[str, set[int]],
+    ) -> None:
+        """One record per (image, label), its id suffixed with the class where an image has
+        several labels; two images with one id are refused."""
         owner: dict[str, tuple[str, int]] = {}
         for (image, target), rec in groups.items():
             if len(labels_of[image]) > 1:

@@ -27,7 +27,7 @@ import torch
 
 from bench.core.batch import Sample
 from bench.core.errors import ConfigError, check_int, check_number
-from bench.data.shapes import CLASSES, _background, _shape_mask
+from bench.data.shapes import CLASSES, _background, _scribble, _shape_mask
 from bench.data.synthetic import SPLITS, SyntheticDataset, mask_box, segment_mask
 
 DEFAULT_SIZES = {"train": 6000, "val": 1000, "test": 1000}  # images (each gives 2-4 pairs)
@@ -154,12 +154,7 @@ def render_scene(
     ]
     keepout = np.logical_or.reduce(boxes)
     for _ in range(rng.integers(distractors[0], distractors[1] + 1)):  # segments and scribbles
-        pts = [rng.uniform(0, size, size=2)]
-        for _ in range(rng.integers(1, 3)):
-            step = rng.uniform(12, 30) * scale
-            a = rng.uniform(0, 2 * np.pi)
-            pts.append(pts[-1] + step * np.array([np.cos(a), np.sin(a)]))
-        width = rng.uniform(1.5, 3.5) * scale
+        pts, width = _scribble(rng, size, scale)
         dmask = np.zeros((size, size), dtype=bool)
         for p0, p1 in zip(pts[:-1], pts[1:]):
             lo, hi = np.minimum(p0, p1), np.maximum(p0, p1)

@@ -60,6 +60,17 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return img
 
 
+def _scribble(rng: np.random.Generator, size: int, scale: float) -> tuple[list[np.ndarray], float]:
+    """A distractor: a polyline from a random point, one or two segments of 12-30 px (times
+    ``scale``) in random directions, and its width (1.5-3.5 px times ``scale``)."""
+    pts = [rng.uniform(0, size, size=2)]
+    for _ in range(rng.integers(1, 3)):
+        step = rng.uniform(12, 30) * scale
+        a = rng.uniform(0, 2 * np.pi)
+        pts.append(pts[-1] + step * np.array([np.cos(a), np.sin(a)]))
+    return pts, rng.uniform(1.5, 3.5) * scale
+
+
 def render(
     seed: int, split: str, index: int, size: int = 112
 ) -> tuple[np.ndarray, int, np.ndarray]:
@@ -84,12 +95,7 @@ def render(
     keepout = (np.abs(uu - cx) <= radius + 3) & (np.abs(vv - cy) <= radius + 3)
 
     for _ in range(rng.integers(2, 5)):  # distractors: segments and two-segment scribbles
-        pts = [rng.uniform(0, size, size=2)]
-        for _ in range(rng.integers(1, 3)):
-            step = rng.uniform(12, 30) * scale
-            a = rng.uniform(0, 2 * np.pi)
-            pts.append(pts[-1] + step * np.array([np.cos(a), np.sin(a)]))
-        width = rng.uniform(1.5, 3.5) * scale
+        pts, width = _scribble(rng, size, scale)
         dmask = np.zeros((size, size), dtype=bool)
         for p0, p1 in zip(pts[:-1], pts[1:]):
             dmask |= segment_mask(uu, vv, p0, p1, width)

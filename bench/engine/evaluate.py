@@ -19,8 +19,8 @@ accepted, before any attribution.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,12 +31,13 @@ from omegaconf.errors import InterpolationKeyError, MissingMandatoryValue, Omega
 from torch import Tensor, nn
 
 from bench.config.compose import compose
-from bench.config.overrides import options
 from bench.config.validate import EXPLAIN, check_node_keys, construct_node, user_error
 from bench.core.batch import Batch
 from bench.core.context import resolve_device
-from bench.core.errors import ConfigError, check_choice, check_int, choice_error
+from bench.core.errors import ConfigError, check_choice, check_int
 from bench.core.layers import get_layer, last_feature_map_layer, module_device
+from bench.engine.arguments import MAPS_NAME as MAPS_NAME
+from bench.engine.arguments import check_images, check_samples, check_scored, per_name
 from bench.engine.build import Cell, check_metric, make_cell
 from bench.engine.io import ROW_COLUMNS
 from bench.engine.score import score_batch
@@ -44,209 +45,7 @@ from bench.metrics.base import Metric
 
 __all__ = ["evaluate"]
 
-#: The ``method`` value of the rows of ``maps=`` given as one array (a dict names them itself).
-MAPS_NAME = "maps"
 _MISSING = "???"
-
-
-# -- argument checks -------------------------------------------------------------------------
-
-
-def _names(key: str, value: str | Sequence[str] | None, group: str) -> list[str]:
-    """``value`` as a list of option names of ``conf/<group>/``, each checked."""
-    if value is None:
-        return []
-    names = [value] if isinstance(value, str) else list(value)
-    accepted = options(group)
-    for name in names:
-        if not isinstance(name, str) or name not in accepted:
-            raise choice_error(group, name, accepted)
-    if len(set(names)) != len(names):
-        dup = next(n for n in names if names.count(n) > 1)
-        raise ConfigError(f"{key} names {group}={dup} twice; accepted: each {group} once.")
-    return names
-
-
-def _tensor(key: str, value: Any, what: str) -> Tensor:
-    if isinstance(value, Tensor):
-        return value.detach()
-    try:
-        return torch.as_tensor(np.asarray(value))
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise ConfigError(
-            f"{key} is a {type(value).__name__} that is not an array ({err}); accepted: {what}."
-        ) from None
-
-
-def _shape(t: Tensor) -> str:
-    return "[" + ", ".join(map(str, t.shape)) + "]"
-
-
-def _images(images: Any) -> Tensor:
-    what = "a float tensor or array [N, 3, H, W], normalised for the model"
-    t = _tensor("images", images, what)
-    if t.ndim != 4 or t.shape[1] != 3 or t.shape[0] == 0 or not t.is_floating_point():
-        raise ConfigError(f"images is {t.dtype} {_shape(t)}; accepted: {what}.")
-    return t.float()
-
-
-def _labels(labels: Any, n: int, num_classes: int) -> Tensor:
-    what = f"{n} class indices (one per image), integers in 0..{num_classes - 1}"
-    t = _tensor("labels", labels, what).reshape(-1) if not isinstance(labels, int) else None
-    if t is None or t.is_floating_point() or t.dtype == torch.bool:
-        raise ConfigError(f"labels={labels!r} is not valid; accepted: {what}.")
-    if len(t) != n:
-        raise ConfigError(f"labels has {len(t)} values but images has {n}; accepted: {what}.")
-    bad = (t < 0) | (t >= num_classes)
-    if bad.any():
-        i = int(bad.nonzero()[0, 0])
-        raise ConfigError(
-            f"labels[{i}]={int(t[i])} is not valid (the model returns {num_classes} logits); "
-            f"accepted: {what}."
-        )
-    return t.long()
-
-
-def _ids(ids: Sequence[str] | None, n: int) -> list[str]:
-    if ids is None:
-        return [str(i) for i in range(n)]
-    out = [str(i) for i in ids]
-    if len(out) != n:
-        raise ConfigError(f"ids has {len(out)} values but images has {n}; accepted: {n} strings.")
-    if len(set(out)) != n:
-        dup = next(i for i in out if out.count(i) > 1)
-        raise ConfigError(f"ids has {dup!r} twice; accepted: {n} distinct strings.")
-    return out
-
-
-def _orig_sizes(orig_sizes: Any, n: int, h: int, w: int) -> Tensor:
-    what = f"(H, W) for all images, or [N, 2] = [{n}, 2] integers >= 1 (default: ({h}, {w}))"
-    if orig_sizes is None:
-        return torch.tensor([[h, w]] * n, dtype=torch.long)
-    t = _tensor("orig_sizes", orig_sizes, what)
-    if t.shape == (2,):
-        t = t[None].expand(n, 2)
-    if (
-        t.shape != (n, 2)
-        or t.is_floating_point()
-        and not torch.equal(t, t.round())
-        or (t < 1).any()
-    ):
-        raise ConfigError(f"orig_sizes is {_shape(t)}; accepted: {what}.")
-    return t.long().contiguous()
-
-
-def _boxes(boxes: Any, n: int) -> list[Tensor] | None:
-    what = (
-        f"one [K_i, 4] xyxy array per image ({n} in all; K_i may be 0), or [N, 4] / [N, K, 4], "
-        "in the original image's pixel coordinates"
-    )
-    if boxes is None:
-        return None
-    if isinstance(boxes, (Tensor, np.ndarray)):
-        t = _tensor("boxes", boxes, what).float()
-        if t.ndim == 2 and t.shape == (n, 4):
-            return [b[None] for b in t]
-        if t.ndim == 3 and t.shape[0] == n and t.shape[2] == 4:
-            return list(t)
-        raise ConfigError(f"boxes is {_shape(t)}; accepted: {what}.")
-    items = list(boxes)
-    if len(items) != n:
-        raise ConfigError(f"boxes has {len(items)} entries but images has {n}; accepted: {what}.")
-    out = []
-    for i, b in enumerate(items):
-        t = _tensor(f"boxes[{i}]", b, what).float()
-        if t.shape == (4,):
-            t = t[None]
-        if t.numel() == 0:
-            t = t.reshape(0, 4)
-        if t.ndim != 2 or t.shape[1] != 4:
-            raise ConfigError(f"boxes[{i}] is {_shape(t)}; accepted: {what}.")
-        out.append(t)
-    return out
-
-
-def _masks(masks: Any, n: int, h: int, w: int) -> Tensor | None:
-    what = f"a bool tensor or array [N, H, W] = [{n}, {h}, {w}] (at the input's resolution)"
-    if masks is None:
-        return None
-    t = _tensor("masks", masks, what)
-    if t.shape != (n, h, w):
-        raise ConfigError(f"masks is {_shape(t)}; accepted: {what}.")
-    return t.bool()
-
-
-def _partners(
-    partners: Any, partner_masks: Any, targets: Tensor, n: int, h: int, w: int, num_classes: int
-) -> tuple[Tensor | None, Tensor | None]:
-    """``partners`` ``[N]`` and ``partner_masks`` ``[N, H, W]`` checked, both or neither."""
-    if partners is None and partner_masks is None:
-        return None, None
-    if partners is None or partner_masks is None:
-        given, absent = (
-            ("partners", "partner_masks")
-            if partners is not None
-            else (
-                "partner_masks",
-                "partners",
-            )
-        )
-        raise ConfigError(f"{given} was given without {absent}; accepted: both or neither.")
-    what = f"{n} class indices in [0, {num_classes}), each other than the image's label"
-    t = _tensor("partners", partners, what).reshape(-1)
-    if len(t) != n or t.is_floating_point() and not torch.equal(t, t.round()):
-        raise ConfigError(f"partners is {_shape(t)}; accepted: {what}.")
-    t = t.long()
-    bad = (t < 0) | (t >= num_classes) | (t == targets)
-    if bool(bad.any()):
-        i = int(bad.nonzero()[0])
-        raise ConfigError(
-            f"partners[{i}]={int(t[i])} is not valid (label {int(targets[i])}); accepted: {what}."
-        )
-    what_m = f"a bool tensor or array [N, H, W] = [{n}, {h}, {w}] (at the input's resolution)"
-    m = _tensor("partner_masks", partner_masks, what_m)
-    if m.shape != (n, h, w):
-        raise ConfigError(f"partner_masks is {_shape(m)}; accepted: {what_m}.")
-    return t, m.bool()
-
-
-def _maps(maps: Any, n: int, h: int, w: int) -> dict[str, Tensor]:
-    what = f"a float tensor or array [N, H, W] = [{n}, {h}, {w}], or a dict name -> such maps"
-    if maps is None:
-        return {}
-    items = maps.items() if isinstance(maps, Mapping) else [(MAPS_NAME, maps)]
-    out = {}
-    for name, m in items:
-        key = "maps" if not isinstance(maps, Mapping) else f"maps[{name!r}]"
-        if not isinstance(name, str) or not name:
-            raise ConfigError(f"{key} has no name; accepted: {what}.")
-        t = _tensor(key, m, what)
-        if t.shape != (n, h, w) or not (t.is_floating_point() or t.dtype == torch.bool):
-            raise ConfigError(f"{key} is {t.dtype} {_shape(t)}; accepted: {what}.")
-        out[name] = t.float()
-    if not out:
-        raise ConfigError(f"maps is empty; accepted: {what}.")
-    return out
-
-
-def _per_name(key: str, args: Mapping[str, Any] | None, names: list[str]) -> dict[str, dict]:
-    """``args`` as name -> overrides: either keyed by the names asked for (each value a dict), or,
-    with one name, the overrides of that one."""
-    if not args:
-        return {}
-    if not isinstance(args, Mapping):
-        raise ConfigError(f"{key}={args!r} is not valid; accepted: a dict.")
-    if all(k in names and isinstance(v, Mapping) for k, v in args.items()):
-        return {k: dict(v) for k, v in args.items()}
-    if len(names) == 1 and not any(k in names for k in args):
-        return {names[0]: dict(args)}
-    stray = next((k for k in args if k not in names), next(iter(args)))
-    close = difflib.get_close_matches(str(stray), names, n=1)
-    hint = f" Did you mean {close[0]}?" if close else ""
-    raise ConfigError(
-        f"{key}[{stray!r}] is not one of the names asked for ({', '.join(names) or 'none'}).{hint} "
-        f"Accepted: {{name: {{key: value}}}} for those names, or, with one name, {{key: value}}."
-    )
 
 
 # -- configs ---------------------------------------------------------------------------------
@@ -419,32 +218,52 @@ def evaluate(
     Raises:
         ConfigError: one line naming a bad argument and what is accepted, before any compute.
     """
-    x = _images(images)
+    x = check_images(images)
     n, _, h, w = x.shape
-    method_names = _names("methods", methods, "method")
-    metric_names = _names("metrics", metrics, "metric")
-    if not metric_names:
-        raise ConfigError("metrics is empty; accepted: one or more names of conf/metric/.")
-    own_maps = _maps(maps, n, h, w)
-    if not method_names and not own_maps:
-        raise ConfigError(
-            "nothing to score: methods is empty and maps is None; accepted: methods=[...] "
-            "(names of conf/method/) and/or maps=[N, H, W] (or a dict name -> maps)."
-        )
-    clash = sorted(set(own_maps) & set(method_names))
-    if clash:
-        raise ConfigError(
-            f"maps[{clash[0]!r}] has the name of a method asked for; accepted: other names."
-        )
+    method_names, metric_names, own_maps = check_scored(methods, metrics, maps, n, h, w)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     check_choice("explain", explain, EXPLAIN)
     check_int("seed", seed, minimum=0, maximum=2**63 - 1)
     dev = resolve_device(device)
+    num_classes = _num_classes(model, x)
+    meta = getattr(model, "bench_meta", None)
+    samples = check_samples(
+        x, num_classes, labels, ids, orig_sizes, boxes, masks, partners, partner_masks, difficult
+    )
+    values = _values(model, meta, method_names, metric_names, method_args, metric_args, seed,
+                      cam_layer, mean, std, num_classes, (h, w))  # fmt: skip
+    built_methods = {
+        name: _build(
+            f"method_args[{name}]", f"method={name}", values.raw_methods[name],
+            values.per_method.get(name, {}), values.values,
+        )
+        for name in method_names
+    }  # fmt: skip
+    built_metrics = _metrics(metric_names, values, samples.fields(), (h, w))
+    row_meta = {
+        "model": model_name or (meta.name if meta is not None else type(model).__name__),
+        "weights": weights if weights is not None else (meta.weights if meta is not None else ""),
+        "dataset": dataset,
+        "split": split,
+    }
+    jobs = [(name, method, None) for name, method in built_methods.items()]
+    jobs += [(name, _NoMethod(), own) for name, own in own_maps.items()]
+    rows = _run(model, dev, jobs, built_metrics, row_meta, samples.batches(batch_size),
+                chunk_size=chunk_size, precision=precision, seed=seed, explain=explain)  # fmt: skip
+    df = pd.DataFrame(rows, columns=ROW_COLUMNS)
+    df["target"] = df["target"].astype(int)
+    df["value"] = df["value"].astype(float)
+    return df
+
+
+def _num_classes(model: Any, x: Tensor) -> int:
+    """The number of logits ``model`` returns for the first image (its train/eval mode kept), or
+    a one-line error if it is not a classifier."""
+    n, _, h, w = x.shape
     if not isinstance(model, nn.Module):
         raise ConfigError(
             f"model is a {type(model).__name__}; accepted: a torch.nn.Module returning logits."
         )
-    meta = getattr(model, "bench_meta", None)
     was_training = model.training
     try:
         with torch.no_grad():
@@ -456,25 +275,45 @@ def evaluate(
             f"the model returns {getattr(probe, 'shape', type(probe).__name__)} for images "
             f"[1, 3, {h}, {w}]; accepted: a classifier returning logits [B, num_classes]."
         )
-    targets = _labels(labels, n, int(probe.shape[1]))
-    image_ids = _ids(ids, n)
-    sizes = _orig_sizes(orig_sizes, n, h, w)
-    box_list = _boxes(boxes, n)
-    mask_t = _masks(masks, n, h, w)
-    partner_t, partner_mask_t = _partners(partners, partner_masks, targets, n, h, w, probe.shape[1])
-    hard = torch.zeros(n, dtype=torch.bool) if difficult is None else None
-    if hard is None:
-        hard = _tensor("difficult", difficult, f"{n} bools").reshape(-1).bool()
-        if len(hard) != n:
-            raise ConfigError(f"difficult has {len(hard)} values but images has {n}.")
+    return int(probe.shape[1])
 
+
+@dataclass
+class _Configs:
+    """The unresolved method and metric configs, the overrides by name, and the values their
+    ``${...}`` interpolations read."""
+
+    raw_methods: dict[str, Any]
+    raw_metrics: dict[str, Any]
+    per_method: dict[str, dict]
+    per_metric: dict[str, dict]
+    values: dict[str, Any]
+
+
+def _values(
+    model: nn.Module,
+    meta: Any,
+    method_names: list[str],
+    metric_names: list[str],
+    method_args: Mapping[str, Any] | None,
+    metric_args: Mapping[str, Any] | None,
+    seed: int,
+    cam_layer: str | None,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    num_classes: int,
+    input_size: tuple[int, int],
+) -> _Configs:
+    """The configs of the methods and metrics asked for, and the model's and dataset's values
+    they may interpolate (the CAM layer is looked for only when a config reads it)."""
     method_nodes, metric_node = _choices(metric_names, method_names)
-    per_method = _per_name("method_args", method_args, method_names)
-    per_metric = _per_name("metric_args", metric_args, metric_names)
+    per_method = per_name("method_args", method_args, method_names)
+    per_metric = per_name("metric_args", metric_args, metric_names)
     raw_methods = {k: OmegaConf.to_container(v, resolve=False) for k, v in method_nodes.items()}
     raw_metrics = {k: OmegaConf.to_container(metric_node[k], resolve=False) for k in metric_names}
     refs = _refs(raw_methods) | _refs(raw_metrics) | _refs(per_method) | _refs(per_metric)
     wants_layer = any("model.cam_layer" in r for r in refs)
+    h, w = input_size
     values = {
         "seed": seed,
         "model": {
@@ -482,31 +321,25 @@ def evaluate(
             "mean": _normalisation("mean", mean, getattr(meta, "mean", None)),
             "std": _normalisation("std", std, getattr(meta, "std", None)),
             "input_size": [h, w],
-            "num_classes": int(probe.shape[1]),
+            "num_classes": num_classes,
         },
         "dataset": {"pointing_tolerance": None, "image_size": h},
     }
-    built_methods = {
-        name: _build(
-            f"method_args[{name}]",
-            f"method={name}",
-            raw_methods[name],
-            per_method.get(name, {}),
-            values,
-        )
-        for name in method_names
-    }
-    built_metrics: dict[str, Metric] = {}
-    fields = {"boxes"} if box_list is not None else set()
-    fields |= {"masks"} if mask_t is not None else set()
-    fields |= {"partners"} if partner_t is not None else set()
+    return _Configs(raw_methods, raw_metrics, per_method, per_metric, values)
+
+
+def _metrics(
+    metric_names: list[str], configs: _Configs, fields: set[str], input_size: tuple[int, int]
+) -> dict[str, Metric]:
+    """The metrics built, each checked for the fields it needs and the input size."""
+    built: dict[str, Metric] = {}
     for name in metric_names:
         metric = _build(
             f"metric_args[{name}]",
             f"metric={name}",
-            raw_metrics[name],
-            per_metric.get(name, {}),
-            values,
+            configs.raw_metrics[name],
+            configs.per_metric.get(name, {}),
+            configs.values,
         )
         missing = sorted(set(metric.requires) - fields)
         if missing:
@@ -514,35 +347,31 @@ def evaluate(
                 f"metric={name} needs {', '.join(missing)}; pass {missing[0]}=... (given: "
                 f"{', '.join(sorted(fields)) or 'labels only'})."
             )
-        built_metrics[name] = check_metric(name, metric, (h, w))
+        built[name] = check_metric(name, metric, input_size)
+    return built
 
-    row_meta = {
-        "model": model_name or (meta.name if meta is not None else type(model).__name__),
-        "weights": weights if weights is not None else (meta.weights if meta is not None else ""),
-        "dataset": dataset,
-        "split": split,
-    }
-    batches = [  # the batches a run's DataLoader makes (no shuffling, the last one short)
-        Batch(
-            images=x[sl],
-            targets=targets[sl],
-            ids=image_ids[sl],
-            orig_sizes=sizes[sl],
-            boxes=None if box_list is None else box_list[sl],
-            masks=None if mask_t is None else mask_t[sl],
-            difficult=hard[sl],
-            partners=None if partner_t is None else partner_t[sl],
-            partner_masks=None if partner_mask_t is None else partner_mask_t[sl],
-        )
-        for sl in (slice(s, s + batch_size) for s in range(0, n, batch_size))
-    ]
-    jobs = [(name, method, None) for name, method in built_methods.items()]
-    jobs += [(name, _NoMethod(), own) for name, own in own_maps.items()]
+
+def _run(
+    model: nn.Module,
+    dev: torch.device,
+    jobs: list[tuple[str, Any, Tensor | None]],
+    metrics: dict[str, Metric],
+    row_meta: dict[str, str],
+    batches: list[Batch],
+    *,
+    chunk_size: int | str,
+    precision: str,
+    seed: int,
+    explain: str,
+) -> list[dict[str, Any]]:
+    """The rows of every (method or maps, metric) cell, seeded as a run is; a user error inside
+    becomes one line, and the model's train/eval mode is restored."""
+    was_training = model.training
     rows: list[dict[str, Any]] = []
     try:
         model.to(dev).eval()
         cells = [
-            (make_cell(model, method, name, built_metrics, row_meta, device=dev,
+            (make_cell(model, method, name, metrics, row_meta, device=dev,
                        chunk_size=chunk_size, precision=precision, seed=seed), own)
             for name, method, own in jobs
         ]  # fmt: skip
@@ -557,10 +386,7 @@ def evaluate(
         raise ConfigError(str(user)) from err
     finally:
         model.train(was_training)
-    df = pd.DataFrame(rows, columns=ROW_COLUMNS)
-    df["target"] = df["target"].astype(int)
-    df["value"] = df["value"].astype(float)
-    return df
+    return rows
 
 
 class _NoMethod:

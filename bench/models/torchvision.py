@@ -93,8 +93,6 @@ def load_torchvision(
         kwargs: extra builder arguments (e.g. ``{dropout: 0.0}``).
         trust_checkpoint: allow a checkpoint that is a pickled model (unpickling runs code).
     """
-    from torchvision.models import get_model, get_model_weights
-
     if num_classes is not None:
         num_classes = check_int("model.num_classes", num_classes, minimum=1)
 
@@ -104,23 +102,8 @@ def load_torchvision(
             f"model.weights={weights} and model.checkpoint={checkpoint} are both set; accepted: one "
             "of them (set model.weights=null to load the checkpoint)."
         )
-    try:
-        ref = w or get_model_weights(arch).DEFAULT
-        meta = _metadata(ref)
-    except (ValueError, AttributeError, KeyError):
-        ref, meta = None, {}
-    input_size = image_size(input_size) or meta.get("input_size")
-    mean = tuple(mean) if mean is not None else meta.get("mean")
-    std = tuple(std) if std is not None else meta.get("std")
-    if input_size is None or mean is None or std is None:
-        raise ConfigError(
-            f"torchvision model {arch} has no weights metadata; set model.input_size, model.mean and model.std."
-        )
-    for key, given in (("input_size", input_size), ("mean", mean), ("std", std)):
-        if meta.get(key) is not None and w is not None and tuple(given) != tuple(meta[key]):
-            log.warning(
-                "model.%s=%s differs from the %s weights' %s", key, list(given), w, list(meta[key])
-            )
+    meta = _reference_metadata(arch, w)
+    input_size, mean, std = _preprocessing(arch, w, meta, input_size, mean, std)
     if (
         w is not None
         and num_classes is not None
@@ -137,51 +120,119 @@ def load_torchvision(
         "interpolation": meta.get("interpolation"),
     }
     if w is not None:
-        path = torchvision_weights_file(arch, w.name)
-        if not path.is_file() and not download:
-            raise ConfigError(
-                f"model.weights={w} for {arch} is not cached: looked for {path}. Provide it by copying "
-                f"{path.name} (from {w.url}) there, by pointing TORCH_HOME at a folder whose "
-                f"hub/checkpoints holds it, or by model.checkpoint=<file> model.weights=null; or allow "
-                "model.download=true on a machine with internet access."
-            )
-        previous = socket.getdefaulttimeout()
-        socket.setdefaulttimeout(60)
-        try:
-            with weights_only_loads():  # the hub cache may be shared: tensors only
-                model = get_model(arch, weights=w, **kwargs)
-        except Exception as err:  # noqa: BLE001 - any download failure becomes one clear line
-            raise ConfigError(
-                f"model.weights={w} for {arch}: could not load {path} ({type(err).__name__}: "
-                f"{str(err).splitlines()[0] if str(err) else ''}). Provide the file by copying "
-                f"{path.name} (from {w.url}) to {path.parent}, by TORCH_HOME=<folder holding "
-                "hub/checkpoints>, or by model.checkpoint=<file> model.weights=null."
-            ) from err
-        finally:
-            socket.setdefaulttimeout(previous)
+        model, path = _enum_weights(arch, w, download, kwargs)
         weights_name = w.name
         extra["weights_file"] = str(path)
     elif checkpoint:
-        model, record = load_weights(
-            checkpoint,
-            lambda: get_model(arch, weights=None, num_classes=num_classes or 1000, **kwargs),
-            f"{arch}(num_classes={num_classes or 1000})",
-            strip_prefix,
-            trust=check_bool("model.trust_checkpoint", trust_checkpoint),
+        model, record = _checkpoint(
+            arch, checkpoint, num_classes or 1000, strip_prefix, trust_checkpoint, kwargs
         )
         extra.update(record)
         weights_name = Path(checkpoint).name
     else:
-        model = get_model(
-            arch, weights=None, num_classes=num_classes or meta.get("num_classes") or 1000, **kwargs
-        )
+        model = _random(arch, num_classes or meta.get("num_classes") or 1000, kwargs)
         weights_name = "random"
-        head = getattr(getattr(model, "heads", None), "head", None)
-        if isinstance(head, nn.Linear):
-            # torchvision zero-initialises the ViT head: random weights would give constant
-            # outputs and zero gradients, useless for throughput and sanity work
-            head.reset_parameters()
     counted = count_classes(model, input_size, num_classes, f"the loaded {arch}")
     return attach_meta(
         model, name or arch, weights_name, cam_layer, input_size, mean, std, counted, extra
     )
+
+
+def _reference_metadata(arch: str, w) -> dict:
+    """The metadata of the weights ``w``, else of the architecture's DEFAULT weights (random
+    initialisation), else none."""
+    from torchvision.models import get_model_weights
+
+    try:
+        return _metadata(w or get_model_weights(arch).DEFAULT)
+    except (ValueError, AttributeError, KeyError):
+        return {}
+
+
+def _checkpoint(
+    arch: str,
+    checkpoint: str,
+    num_classes: int,
+    strip_prefix: str | None,
+    trust_checkpoint: bool,
+    kwargs: dict,
+) -> tuple[nn.Module, dict]:
+    """``arch`` with ``num_classes`` logits and the weights of a local checkpoint file, and the
+    record :func:`bench.core.checkpoints.load_weights` keeps of it."""
+    from torchvision.models import get_model
+
+    return load_weights(
+        checkpoint,
+        lambda: get_model(arch, weights=None, num_classes=num_classes, **kwargs),
+        f"{arch}(num_classes={num_classes})",
+        strip_prefix,
+        trust=check_bool("model.trust_checkpoint", trust_checkpoint),
+    )
+
+
+def _preprocessing(
+    arch: str,
+    w,
+    meta: dict,
+    input_size: Sequence[int] | None,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+) -> tuple:
+    """``input_size``, ``mean`` and ``std`` as given, else the weights' (a warning where given
+    ones differ from the weights'); an error where neither says."""
+    input_size = image_size(input_size) or meta.get("input_size")
+    mean = tuple(mean) if mean is not None else meta.get("mean")
+    std = tuple(std) if std is not None else meta.get("std")
+    if input_size is None or mean is None or std is None:
+        raise ConfigError(
+            f"torchvision model {arch} has no weights metadata; set model.input_size, model.mean and model.std."
+        )
+    for key, given in (("input_size", input_size), ("mean", mean), ("std", std)):
+        if meta.get(key) is not None and w is not None and tuple(given) != tuple(meta[key]):
+            log.warning(
+                "model.%s=%s differs from the %s weights' %s", key, list(given), w, list(meta[key])
+            )
+    return input_size, mean, std
+
+
+def _enum_weights(arch: str, w, download: bool, kwargs: dict) -> tuple[nn.Module, Path]:
+    """``arch`` with the enum weights ``w`` (from torch's hub cache, else downloaded when
+    ``download``), and the weights file; one clear line when they cannot be had."""
+    from torchvision.models import get_model
+
+    path = torchvision_weights_file(arch, w.name)
+    if not path.is_file() and not download:
+        raise ConfigError(
+            f"model.weights={w} for {arch} is not cached: looked for {path}. Provide it by copying "
+            f"{path.name} (from {w.url}) there, by pointing TORCH_HOME at a folder whose "
+            f"hub/checkpoints holds it, or by model.checkpoint=<file> model.weights=null; or allow "
+            "model.download=true on a machine with internet access."
+        )
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(60)
+    try:
+        with weights_only_loads():  # the hub cache may be shared: tensors only
+            model = get_model(arch, weights=w, **kwargs)
+    except Exception as err:  # noqa: BLE001 - any download failure becomes one clear line
+        raise ConfigError(
+            f"model.weights={w} for {arch}: could not load {path} ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}). Provide the file by copying "
+            f"{path.name} (from {w.url}) to {path.parent}, by TORCH_HOME=<folder holding "
+            "hub/checkpoints>, or by model.checkpoint=<file> model.weights=null."
+        ) from err
+    finally:
+        socket.setdefaulttimeout(previous)
+    return model, path
+
+
+def _random(arch: str, num_classes: int, kwargs: dict) -> nn.Module:
+    """``arch`` randomly initialised with ``num_classes`` logits."""
+    from torchvision.models import get_model
+
+    model = get_model(arch, weights=None, num_classes=num_classes, **kwargs)
+    head = getattr(getattr(model, "heads", None), "head", None)
+    if isinstance(head, nn.Linear):
+        # torchvision zero-initialises the ViT head: random weights would give constant
+        # outputs and zero gradients, useless for throughput and sanity work
+        head.reset_parameters()
+    return model

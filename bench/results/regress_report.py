@@ -1,0 +1,113 @@
+"""The Markdown of a regression check (:mod:`bench.results.regress`): the diff table of every
+cell and the report a CI job can post (verdict, failing cells, table, tolerance, provenance)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from bench.results.collate import ARROWS as ARROW
+from bench.results.regress import FAILING, Comparison, Tolerances, _fmt
+
+ICONS = {
+    "ok": "ok",
+    "regressed": "**REGRESSED**",
+    "missing": "**MISSING**",
+    "improved": "improved",
+    "changed": "changed",
+    "new": "new",
+}
+
+
+def format_diff(comparisons: list[Comparison]) -> str:
+    """The diff table (Markdown): one row per cell."""
+    header = [
+        "model",
+        "dataset",
+        "method",
+        "metric",
+        "baseline",
+        "current",
+        "Δ",
+        "allowed",
+        "n",
+        "p",
+        "status",
+        "notes",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for c in comparisons:
+        model, dataset, method, metric = c.key
+        delta = c.delta
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    model,
+                    dataset,
+                    method,
+                    f"{metric} {ARROW.get(c.direction, '')}".rstrip(),
+                    _fmt(c.base),
+                    _fmt(c.current),
+                    "—" if delta is None else f"{delta:+.4f}",
+                    "—" if c.allowed is None else f"±{c.allowed:.4f}",
+                    f"{c.n_base}/{c.n_current}",
+                    "—" if c.p is None else f"{c.p:.2g}",
+                    ICONS[c.status],
+                    "; ".join(c.notes),
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def format_report(
+    comparisons: list[Comparison],
+    baseline: dict[str, Any],
+    baseline_path: str,
+    current: Sequence[str],
+    tol: Tolerances,
+    notes: Sequence[str],
+    versions: dict[str, Any],
+) -> str:
+    """The Markdown report a CI job can post: verdict, the failing cells, the table, provenance."""
+    failing = [c for c in comparisons if c.status in FAILING]
+    counts = {s: sum(c.status == s for c in comparisons) for s in ICONS}
+    if failing:
+        names = ", ".join(f"`{c.key[2]}` / `{c.key[3]}`" for c in failing)
+        verdict = f"❌ **{len(failing)} regression(s)** of {len(comparisons)} cells: {names}."
+    else:
+        verdict = f"✅ **No regression** in {len(comparisons)} cells."
+    extra = ", ".join(f"{n} {s}" for s, n in counts.items() if n and s not in ("ok", *FAILING))
+    if extra:
+        verdict += f" ({extra}.)"
+    d = tol.default
+    tolerance = (
+        f"Tolerance ({tol.source}): worse by more than max({d.abs:g}, {d.rel:g} × |baseline|)"
+        + (f", paired {d.test}-test p < {d.alpha:g}" if d.paired else "")
+        + "".join(
+            f"; {m}: max({r.abs:g}, {r.rel:g} × |baseline|)"
+            + (f", paired p < {r.alpha:g}" if r.paired else "")
+            for m, r in tol.metrics.items()
+        )
+        + "."
+    )
+
+    def ver(v: dict) -> str:
+        keys = ("attribution-bench", "torch", "git")
+        return ", ".join(f"{k} {v[k]}" for k in keys if k in v) or "unknown"
+
+    parts = [
+        "## Attribution regression check",
+        verdict,
+        *(["\n".join(f"- {c.line()}" for c in failing)] if failing else []),
+        format_diff(comparisons),
+        tolerance,
+        f"Baseline `{baseline_path}` ({baseline.get('created', '?')}; {ver(baseline.get('versions') or {})})"
+        + (f", made by `{baseline['command']}`" if baseline.get("command") else "")
+        + f". Current: `{' '.join(map(str, current))}` ({ver(versions)}).",
+    ]
+    if notes:
+        parts.append("\n".join(f"- {n}" for n in notes))
+    return "\n\n".join(parts) + "\n"
