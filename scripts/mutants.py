@@ -635,8 +635,8 @@ MUTANTS: tuple[Mutant, ...] = (
     _m(
         "bootstrap_row_order",
         "bench/results/stats/intervals.py",
-        "v = np.sort(np.asarray(values, dtype=float))",
-        "v = np.asarray(values, dtype=float)",
+        "v = np.sort(raw)",
+        "v = raw",
         "the interval depends on the order of the rows (shards pooled in another order)",
         (PAPERS, STATS),
     ),

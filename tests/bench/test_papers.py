@@ -53,7 +53,8 @@ def test_bootstrap_interval_is_scipys_on_the_same_data_and_seed(method):
     ref = sps.bootstrap(  # of the values sorted: the interval does not depend on the rows' order
         (np.sort(v),), np.mean, n_resamples=2000, method=method, rng=np.random.default_rng(7)
     ).confidence_interval
-    assert stats.bootstrap_ci(v[::-1], n_resamples=2000, seed=7, method=method) == got
+    back = stats.bootstrap_ci(v[::-1], n_resamples=2000, seed=7, method=method)
+    assert (back["ci_low"], back["ci_high"]) == (got["ci_low"], got["ci_high"])
     assert got["n"] == 40 and got["mean"] == pytest.approx(v.mean())
     assert got["ci_low"] == pytest.approx(ref.low, rel=1e-12)
     assert got["ci_high"] == pytest.approx(ref.high, rel=1e-12)

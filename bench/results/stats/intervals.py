@@ -139,8 +139,9 @@ def bootstrap_ci(
     """
     if method not in ("BCa", "percentile"):
         raise ConfigError(f"method={method!r} is not valid; accepted: BCa, percentile.")
-    v = np.sort(np.asarray(values, dtype=float))  # the interval of the values, not of their order
-    v = v[~np.isnan(v)]
+    raw = np.asarray(values, dtype=float)
+    raw = raw[~np.isnan(raw)]
+    v = np.sort(raw)  # the interval of the values, not of their order
     out: dict[str, Any] = dict(
         n=len(v), mean=float("nan"), ci_low=float("nan"), ci_high=float("nan"), ci_method=""
     )
@@ -148,7 +149,7 @@ def bootstrap_ci(
     if len(v) == 0:
         out["note"] = "no finite value"
         return out
-    out["mean"] = float(v.mean())
+    out["mean"] = float(raw.mean())  # summed in the rows' order, as every mean of the tables
     if len(v) < 2:
         out["note"] = "one value: no interval"
         return out
