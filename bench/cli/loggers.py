@@ -22,7 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = 0
     for job in find_job_dirs(args.folders):
         try:
-            status = read_record(job).get("status")
+            status = read_record(job).status
             if status != "completed":
                 print(
                     f"bench.cli.loggers: {job} is {status}, not completed: skipped.",

@@ -296,11 +296,6 @@ class Record(_Part):
             out.pop("schema")
         return out
 
-    def get(self, key: str, default: Any = None) -> Any:
-        """``to_dict().get(key, default)``: for code written against the record as a dict (use the
-        attributes)."""
-        return self.to_dict().get(key, default)
-
     # --- what the readers ask of a record --------------------------------------------------------
 
     def metric_info(self, name: str) -> MetricInfo:

@@ -201,7 +201,7 @@ def _provenance(rows: pd.DataFrame) -> dict[str, Any]:
     versions: dict[str, Any] = {}
     if jobs:
         try:
-            versions = read_record(Path(jobs[0])).get("versions") or {}
+            versions = read_record(Path(jobs[0])).versions or {}
         except CollateError:
             versions = {}
     return {"jobs": len(jobs), "versions": versions}
