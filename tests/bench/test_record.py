@@ -138,7 +138,7 @@ def test_a_record_of_the_release_before_schema_still_reads_and_keeps_unknown_key
     assert record.metric_info("old_metric").to_dict() == OLD["metrics"]["old_metric"]
     assert record.metric_info("not_run").direction("x") == "higher"
     assert Record.of(old) == record and Record.of(record) is record
-    assert record.get("versions") == OLD["versions"]  # the JSON form, for dict-style callers
+    assert record.versions == OLD["versions"]
     assert collate_read_record(tmp_path) == record  # collation's reader is the same one
 
 
