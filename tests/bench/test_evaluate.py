@@ -58,7 +58,7 @@ def test_the_api_gives_the_scores_of_the_equivalent_run(tmp_path, shapes):
     )
     for col in ("model", "weights", "dataset", "split", "image_id", "target", "method", "metric"):
         assert cli[col].astype(str).tolist() == api[col].astype(str).tolist(), col
-    np.testing.assert_allclose(api["value"], cli["value"].astype(float), atol=1e-6, rtol=0)
+    np.testing.assert_array_equal(api["value"], cli["value"].astype(float))  # one builder, one loop
     assert api["flag"].tolist() == cli["flag"].tolist()
     assert api["value"].nunique() > 2  # real scores, not a constant
     # batches of 4 (a short last one) give the same rows as one batch of 6
