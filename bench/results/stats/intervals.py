@@ -3,6 +3,7 @@ clipped to the range the metric class declares."""
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import warnings
@@ -22,6 +23,7 @@ def metric_key(metric: str) -> str:
     return re.sub(r"\[.*\]", "", str(metric))
 
 
+@functools.cache
 def _metric_class(name: str) -> type | None:
     """The metric class of this package called ``name`` (a record's ``metrics.<m>.class``)."""
     import importlib
