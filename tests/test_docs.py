@@ -1,5 +1,5 @@
-"""The documents say what the code does: every protocol reference resolves, the README's example
-error is the real one, and the README names only configs that exist."""
+"""The documents say what the code does: every protocol reference resolves, the example error of
+docs/sweeps.md is the real one, and the README and docs/ name only configs that exist."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ SOURCES = [
     *sorted(ROOT.glob("conf/**/*.yaml")),
     ROOT / "README.md",
     ROOT / "CONTRIBUTING.md",
+    *[p for p in sorted(ROOT.glob("docs/*.md")) if p.name != "PROTOCOLS.md"],
 ]
+PAGES = [ROOT / "README.md", *sorted(ROOT.glob("docs/*.md"))]
 
 
 def cited_sections() -> dict[int, list[str]]:
@@ -55,17 +57,18 @@ def test_references_cite_the_repositorys_document():
     assert not bare, f"cite docs/PROTOCOLS.md, the repository's document: {bare}"
 
 
-def test_the_readmes_example_error_is_the_real_one():
-    readme = (ROOT / "README.md").read_text()
-    quoted = re.search(r"\$ bench method=gradcm\n(error: .*)\n", readme)
-    assert quoted, "the README shows what a misspelt method prints"
+def test_the_docs_example_error_is_the_real_one():
+    page = (ROOT / "docs" / "sweeps.md").read_text()
+    quoted = re.search(r"\$ bench method=gradcm\n(error: .*)\n", page)
+    assert quoted, "docs/sweeps.md shows what a misspelt method prints"
     with pytest.raises(ConfigError) as err:
         check_overrides(["method=gradcm"])
     assert quoted.group(1) == f"error: {err.value}"
 
 
-def test_the_readme_names_only_configs_that_exist():
-    readme = (ROOT / "README.md").read_text().replace("method=gradcm", "")  # the misspelt example
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_the_docs_name_only_configs_that_exist(page):
+    text = page.read_text().replace("method=gradcm", "")  # the misspelt example
     for group in ("model", "dataset", "method", "experiment"):
-        for name in re.findall(rf"\b{group}=([a-z_0-9]+)", readme):
-            assert name in options(group), f"README: {group}={name}"
+        for name in re.findall(rf"\b{group}=([a-z_0-9]+)", text):
+            assert name in options(group), f"{page.name}: {group}={name}"

@@ -14,12 +14,12 @@ from bench.config.schema import register
 
 
 def _example() -> str:
-    """The README's conf/local/default.yaml example, verbatim."""
-    readme = (ROOT / "README.md").read_text()
+    """docs/sweeps.md's conf/local/default.yaml example, verbatim."""
+    readme = (ROOT / "docs" / "sweeps.md").read_text()
     block = re.search(
         r"```yaml\n(# @package _global_\n# conf/local/default.yaml.*?)```", readme, re.S
     )
-    assert block, "the README's conf/local example"
+    assert block, "docs/sweeps.md's conf/local example"
     return block.group(1)
 
 

@@ -1,4 +1,4 @@
-"""The README's "Bring your own model and data" commands, run exactly as written on a folder
+"""The own-model page's commands (docs/own-model.md, "Run"), run exactly as written on a folder
 made here: a user's own module and checkpoint, a torchvision model with its own head, images with
 boxes and masks (one image a float array)."""
 
@@ -44,10 +44,10 @@ class Net(nn.Module):
 '''
 
 
-def readme_commands() -> list[str]:
-    """The ``bench`` commands of the README's own-data section, continuation lines joined."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Bring your own model and data", 1)[1].split("\n## ", 1)[0]
+def page_commands() -> list[str]:
+    """The ``bench`` commands of docs/own-model.md's "Run" section, continuation lines joined."""
+    text = (ROOT / "docs" / "own-model.md").read_text()
+    section = text.split("## 4. Run", 1)[1].split("\n## ", 1)[0]
     block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
     return [c.strip() for c in block.replace("\\\n", " ").splitlines() if c.startswith("bench ")]
 
@@ -84,19 +84,19 @@ def make_folder(data: Path, code: Path) -> None:
     )
 
 
-def test_the_readme_lists_both_commands():
-    commands = readme_commands()
+def test_the_page_lists_both_commands():
+    commands = page_commands()
     assert len(commands) == 2 and all("dataset=folder" in c for c in commands)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("index", [0, 1], ids=["own_module", "torchvision_own_head"])
-def test_readme_own_data_command_runs_as_written(index, tmp_path):
+def test_own_data_command_runs_as_written(index, tmp_path):
     data, code, work = tmp_path / "data", tmp_path / "code", tmp_path / "work"
     for d in (data, code, work):
         d.mkdir()
     make_folder(data, code)
-    command = readme_commands()[index]
+    command = page_commands()[index]
     argv = [sys.executable, "-m", "bench", *shlex.split(command)[1:]]
     env = {**os.environ, "DATA": str(data), "PYTHONPATH": f"{code}{os.pathsep}{ROOT}"}
     argv = [os.path.expandvars(a.replace("$DATA", str(data))) for a in argv]
