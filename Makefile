@@ -1,10 +1,10 @@
-# Two commands for a newcomer: `make bench` and `make test`.
+# Two commands for a newcomer: `make bench` and `make test` (and `make test-all` before a push).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: bench test lint train regress mutants clean-venv
+.PHONY: bench test test-slow test-all docs lint train regress mutants clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,11 +17,24 @@ $(STAMP): pyproject.toml | $(BIN)/python
 bench: $(STAMP)
 	$(BIN)/bench -m experiment=default
 
-## Run the whole test suite (the slow end-to-end checks included), on TEST_WORKERS processes
+## The unit and contract tests (minutes): what to run while you edit. TEST_WORKERS processes
 ## (test files spread over them; one torch thread each).
 TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PYTEST) -m "not slow"
+
+## The slow end-to-end checks alone: launchers, kill and resume, the wheel, the report in a
+## browser, the whole default benchmark, the scripts at their smallest settings.
+test-slow: $(STAMP)
+	$(PYTEST) -m slow
+
+## Everything (what CI runs, and what to run before a push).
+test-all: test test-slow
+
+## The documentation site, built strictly (a broken link or a page outside the nav fails).
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
 
 ## Lint and format check (CI runs both; `pre-commit install` runs them on every commit).
 lint: $(STAMP)
