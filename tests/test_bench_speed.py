@@ -36,6 +36,7 @@ def numbers(row: str) -> list[float]:
     return [float(v) for v in re.findall(r"(?<![\w.-])\d+\.\d+(?![\w.])", row)]
 
 
+@pytest.mark.slow
 def test_smallest_mode_writes_the_report(tmp_path):
     threads = torch.get_num_threads()
     out = tmp_path / "perf" / "cpu.md"
@@ -78,6 +79,7 @@ def test_smallest_mode_writes_the_report(tmp_path):
         assert all(v > 0 for v in numbers(r)), r
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", ["scripts/bench_speed.py", "scripts/bench_speed"])
 def test_the_documented_command_and_the_folder_run_the_package(entry):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's bench, whatever is installed

@@ -120,7 +120,14 @@ def _model_overrides(name: str) -> list[str]:
     return []
 
 
-@pytest.mark.parametrize("name", options("model"))
+#: Full-size architectures whose random initialisation alone takes seconds: make test-all.
+LARGE_MODELS = {"vgg16", "vit_b_16", "resnet50", "densenet121", "convnext_tiny"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in LARGE_MODELS else n for n in options("model")],
+)
 def test_every_model_file_instantiates(name):
     cfg = compose(f"model={name}", *_model_overrides(name))
     if cfg.model._target_.endswith("load_timm"):

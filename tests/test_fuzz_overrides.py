@@ -115,6 +115,7 @@ def key_of(override: str) -> str:
     return override.lstrip("+~").split("=", 1)[0]
 
 
+@pytest.mark.slow
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(overrides())
 def test_every_override_is_accepted_or_refused_in_one_line_naming_its_key(case):
@@ -153,6 +154,7 @@ def cheap_overrides(draw: st.DrawFn) -> list[str]:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
+@pytest.mark.slow
 @given(cheap_overrides())
 def test_accepted_overrides_run_a_tiny_job(tmp_path_factory, argv):
     check("random", argv)  # accepted: a refusal here fails the test

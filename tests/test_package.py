@@ -191,6 +191,7 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
         assert f"| shapes_cnn | shapes | {method} | 2 |" in collated.stdout, collated.stdout
 
 
+@pytest.mark.slow
 def test_a_users_methods_py_and_metrics_py_do_not_shadow_ours(tmp_path: Path) -> None:
     """In the checkout (an editable install): a user's ``methods.py`` and ``metrics.py`` beside
     their model module, in the working folder and on PYTHONPATH, are never imported by the tool

@@ -40,6 +40,7 @@ def test_freed_chunks_are_reused_instead_of_faulted_in_again():
     assert int(kept) < 2_000, kept
 
 
+@pytest.mark.slow
 def test_run_records_the_allocator_choice(tmp_path):
     out = run_bench(
         [

@@ -96,6 +96,7 @@ def test_metrics_split_into_jobs_compute_the_maps_once(tmp_path):
         "cache_dtype=float16",  # another storage precision
     ],
 )
+@pytest.mark.slow
 def test_changing_any_key_input_misses(tmp_path, change):
     cache = tmp_path / "cache"
     job(tmp_path / "a", cache)
@@ -103,6 +104,7 @@ def test_changing_any_key_input_misses(tmp_path, change):
     assert record["cache"]["misses"] == 6 and record["cache"]["hits"] == 0, change
 
 
+@pytest.mark.slow
 def test_batch_sizes_are_not_part_of_the_key(tmp_path):
     cache = tmp_path / "cache"
     job(tmp_path / "a", cache, "method=smoothgrad", "method.n_samples=4")
@@ -117,6 +119,7 @@ def test_batch_sizes_are_not_part_of_the_key(tmp_path):
     assert record["cache"]["hits"] == 6
 
 
+@pytest.mark.slow
 def test_a_corrupt_cache_file_is_detected_and_recomputed(tmp_path):
     cache = tmp_path / "cache"
     job(tmp_path / "a", cache)
@@ -133,6 +136,7 @@ def test_a_corrupt_cache_file_is_detected_and_recomputed(tmp_path):
     assert job(tmp_path / "c", cache)["cache"]["hits"] == 6  # rewritten
 
 
+@pytest.mark.slow
 def test_read_mode_never_writes_and_float16_scores_a_hit_like_a_miss(tmp_path):
     cache = tmp_path / "cache"
     record = job(tmp_path / "a", cache, "cache=read")
@@ -235,6 +239,7 @@ def _flip_in_member(path: Path, member: str) -> None:
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.slow
 def test_a_swapped_file_and_a_damaged_checksum_member_are_corrupt_and_recomputed(tmp_path):
     """Another image's valid file under this image's key, and a byte of the ``sha256`` member
     damaged (zlib's error, not a checksum mismatch): both counted corrupt, deleted, recomputed;
@@ -259,6 +264,7 @@ def test_a_swapped_file_and_a_damaged_checksum_member_are_corrupt_and_recomputed
 # --- resume -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_job_that_failed_part_way_resumes_from_its_last_complete_batch(tmp_path, monkeypatch):
     clean = tmp_path / "clean"
     job(clean, None, "save_maps=true")
@@ -362,6 +368,7 @@ def test_a_resumed_job_cuts_off_the_rows_of_the_batch_it_did_not_record(tmp_path
     pd.testing.assert_frame_equal(scores(clean), scores(folder))  # no row doubled or lost
 
 
+@pytest.mark.slow
 def test_a_changed_config_is_recomputed_never_mixed(tmp_path, monkeypatch):
     folder = tmp_path / "job"
     calls = {"n": 0}
@@ -389,6 +396,7 @@ def test_a_changed_config_is_recomputed_never_mixed(tmp_path, monkeypatch):
     assert len(collate([folder]).rows) == 8  # set-aside files are never collated
 
 
+@pytest.mark.slow
 def test_a_stale_lock_of_another_host_is_taken_over_a_fresh_one_is_not(tmp_path):
     folder = tmp_path / "job"
     folder.mkdir()
@@ -454,6 +462,7 @@ def test_a_killed_job_relaunched_finishes_without_recomputing_and_equals_a_clean
     assert (folder / LOCK).exists() is False and socket.gethostname() == record["host"]
 
 
+@pytest.mark.slow
 def test_a_change_of_the_code_that_computes_maps_misses(tmp_path, monkeypatch):
     import bench.engine.cache
 

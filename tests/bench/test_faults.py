@@ -204,6 +204,7 @@ def _wait_for_rows(proc: subprocess.Popen, partial: Path, rows: int = 2) -> None
     raise AssertionError("the job wrote no rows in 120 s")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=str)
 def test_a_killed_job_is_reported_with_the_rows_it_kept(sig, tmp_path, capsys):
     folder = tmp_path / "sweep" / "job"
@@ -229,6 +230,7 @@ def test_a_killed_job_is_reported_with_the_rows_it_kept(sig, tmp_path, capsys):
     assert code == 0 and f"{status} {folder}" in err
 
 
+@pytest.mark.slow
 def test_a_job_relaunched_into_a_killed_jobs_folder_takes_it_over(tmp_path):
     folder = tmp_path / "job"
     proc = _launch(folder)
@@ -258,6 +260,7 @@ def test_a_folder_in_use_is_refused_in_one_line_and_a_completed_one_is_kept(tmp_
     assert {n: (done / n).read_bytes() for n in before} == before and not (done / LOCK).exists()
 
 
+@pytest.mark.slow
 def test_two_runs_launched_in_the_same_second_do_not_share_a_folder(tmp_path):
     folder = tmp_path / "same_second"
     first = _launch(folder)
@@ -273,6 +276,7 @@ def test_two_runs_launched_in_the_same_second_do_not_share_a_folder(tmp_path):
 # --- counted twice ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_same_cell_collated_twice_is_counted_once(tmp_path, capsys):
     for sweep in ("a", "b"):
         job(tmp_path / sweep / "0_random", "dataset.limit=4")
@@ -295,6 +299,7 @@ def test_the_same_cell_collated_twice_is_counted_once(tmp_path, capsys):
     assert [i.status for i in result.incomplete] == ["killed"]
 
 
+@pytest.mark.slow
 def test_shards_pool_and_different_configurations_get_their_own_labels(tmp_path):
     whole = tmp_path / "whole"
     job(whole / "j")
@@ -543,6 +548,7 @@ def test_a_full_disk_fails_the_job_cleanly(where, tmp_path, monkeypatch):
     assert [i.status for i in collate([folder]).incomplete] == ["failed"]
 
 
+@pytest.mark.slow
 def test_a_full_tmpfs_fails_the_job_and_keeps_a_consistent_record(tmp_path):
     mount = tmp_path / "tmpfs"
     mount.mkdir()
@@ -611,6 +617,7 @@ def test_a_completed_job_with_no_rows_is_reported_not_a_crash(tmp_path, capsys):
     assert code == 0 and "random" in out and f"EMPTY {folder}" in err
 
 
+@pytest.mark.slow
 def test_a_sweep_with_empty_shards_collates_the_others_and_says_so(tmp_path):
     from tests.conftest import run_bench
 
@@ -642,6 +649,7 @@ def test_a_sweep_whose_collation_fails_exits_nonzero_and_says_why(tmp_path, monk
     assert line.startswith(f"error: the sweep's collation in {folder} failed: KeyError: 0")
 
 
+@pytest.mark.slow
 def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path):
     from tests.conftest import run_bench
 
@@ -665,6 +673,7 @@ def _read_only_mount(tmp_path: Path) -> Path:
     return mount
 
 
+@pytest.mark.slow
 def test_a_read_only_output_folder_is_one_line_for_bench_and_bench_collate(tmp_path, capsys):
     from tests.conftest import run_bench
 
@@ -692,6 +701,7 @@ def test_a_read_only_output_folder_is_one_line_for_bench_and_bench_collate(tmp_p
         subprocess.run(["umount", str(mount)], check=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["fail", "skip"])
 def test_a_pt_image_that_is_not_plain_tensors_is_named_in_one_line(tmp_path, mode):
     from tests.conftest import run_bench

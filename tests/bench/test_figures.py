@@ -190,6 +190,7 @@ def test_throughput_per_image_from_the_records(sweep):
     assert len(fig.axes) == 1 and len(fig.axes[0].patches) == 3 * len(df[df["method"] == "random"])
 
 
+@pytest.mark.slow
 def test_cli(sweep, tmp_path, capsys):
     out = tmp_path / "cli"
     assert figures_main([str(sweep), "--out", str(out), "--format", "png", "--images", "2"]) == 0

@@ -28,7 +28,10 @@ from tests.conftest import run_bench
 
 # The plugins' ConfigStore nodes share their names with our submitit_slurm.yaml and ray.yaml: Hydra
 # 1.3's deprecation warning about it is silenced (test_our_launcher_configs_compose_quietly).
-pytestmark = pytest.mark.filterwarnings(f"ignore:{SCHEMA_MATCHING}:UserWarning")
+pytestmark = [
+    pytest.mark.slow,  # every test here starts sweeps under a launcher: make test-all
+    pytest.mark.filterwarnings(f"ignore:{SCHEMA_MATCHING}:UserWarning"),
+]
 
 #: 2 methods x 2 shards = 4 jobs, each scoring 2 metrics on 4 images.
 SWEEP = [

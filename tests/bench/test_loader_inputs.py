@@ -4,6 +4,7 @@ method's own SLIC, and the main process no longer runs SLIC when there are worke
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 import torch
 
 import bench.methods.superpixel as superpixel
@@ -33,6 +34,7 @@ def _scores(tmp_path, name: str, *overrides: str) -> pd.Series:
     return df.set_index(["image_id", "metric"])["value"].sort_index()
 
 
+@pytest.mark.slow
 def test_workers_make_the_superpixels_and_nothing_changes(tmp_path, monkeypatch):
     calls = []
     original = superpixel.superpixels

@@ -68,6 +68,7 @@ def test_single_job_writes_rows_record_and_curves(tmp_path):
         assert row[metric].split(" [")[0] == f"{mean:.3f}", metric
 
 
+@pytest.mark.slow
 def test_bad_overrides_end_with_one_line_errors(tmp_path):
     res = run_bench(["method=nosuch", f"hydra.run.dir={tmp_path}/a"])
     assert res.returncode == 2
@@ -87,6 +88,7 @@ def test_bad_overrides_end_with_one_line_errors(tmp_path):
     assert res.returncode == 2 and "explain=maybe" in res.stderr and "label" in res.stderr
 
 
+@pytest.mark.slow
 def test_sweep_collates_and_reports_failed_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     res = run_bench(

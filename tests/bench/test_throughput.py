@@ -107,8 +107,9 @@ def test_chunk_size_auto_is_recorded_and_fits_its_cap(reference):
         ("batch_size=3",),
         ("batch_size=4", "max_memory=0.002"),  # auto within 2 MiB: a chunk of one or two
         ("channels_last=true",),
-        ("num_workers=1",),
-        ("compile=aot_eager",),  # dynamo capture + AOT autograd; inductor: see the README
+        pytest.param(("num_workers=1",), marks=pytest.mark.slow),  # starts a worker process
+        # dynamo capture + AOT autograd (inductor: docs/speed.md); seconds of compilation
+        pytest.param(("compile=aot_eager",), marks=pytest.mark.slow),
     ],
     ids=lambda o: "+".join(o),
 )

@@ -139,6 +139,7 @@ def _sweep_check(res, sweep: Path, unfit: tuple[str, ...], fit: int) -> None:
     assert all(r["config"]["unfit"] == "skip" for r in records)  # set by the glob
 
 
+@pytest.mark.slow
 def test_a_glob_sweep_over_methods_skips_those_that_cannot_apply(tmp_path):
     sweep = tmp_path / "sweep"
     res = run_bench(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -86,12 +88,18 @@ def make_images(name: str, n: int = 3, seed: int = 1, side: int | None = None) -
 
 
 def method_config(method: str, model: str, fast: bool = True, overrides: list[str] | None = None):
-    """The ``method`` node composed by Hydra from ``conf/`` for ``model``'s CAM layer."""
+    """The ``method`` node composed by Hydra from ``conf/`` for ``model``'s CAM layer (a fresh copy
+    of a node composed once per process: Hydra's composition is most of a cheap method's test)."""
+    return copy.deepcopy(_method_node(method, model, fast, tuple(overrides or ())))
+
+
+@cache
+def _method_node(method: str, model: str, fast: bool, overrides: tuple[str, ...]):
     layer = MODELS[model][2] if model in MODELS else None
     with initialize_config_dir(config_dir=str(Path(CONF).resolve()), version_base=None):
         cfg = compose(
             config_name="config",
-            overrides=[f"method={method}", f"model.cam_layer={layer}", *(overrides or [])],
+            overrides=[f"method={method}", f"model.cam_layer={layer}", *overrides],
         )
     OmegaConf.resolve(cfg)
     node = cfg.method
