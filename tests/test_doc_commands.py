@@ -11,9 +11,7 @@ import re
 import shlex
 import subprocess
 import sys
-import tomllib
 from functools import cache
-from pathlib import Path
 
 import pytest
 
@@ -68,17 +66,27 @@ def _strip_comment(line: str) -> str:
 
 
 @cache
+def entry_points() -> dict[str, str]:
+    """``[project.scripts]`` of pyproject.toml: console script -> ``module:function``."""
+    text = (ROOT / "pyproject.toml").read_text()
+    section = text.split("[project.scripts]", 1)[1].split("\n[", 1)[0]
+    return dict(re.findall(r'^([\w-]+)\s*=\s*"([^"]+)"', section, re.M))
+
+
 def scripts() -> set[str]:
-    return set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"])
+    return set(entry_points())
 
 
 @cache
 def options_of(tool: str) -> str:
     """The ``--help`` text of one of our console scripts."""
-    module = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"][tool]
-    module = module.split(":")[0]
+    module = entry_points()[tool].split(":")[0]
     done = subprocess.run(
-        [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main(['--help']))"],
+        [
+            sys.executable,
+            "-c",
+            f"import sys; from {module} import main; sys.exit(main(['--help']))",
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,
