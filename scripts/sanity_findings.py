@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     have_shuffled = resolve_path(args.shuffled).is_file()
     data = metric("data_randomisation") if have_shuffled else None
-    names = checks["cascading"].layer_names(model)
+    names = checks["cascading"].curve_labels(model)
     sims = list(checks["cascading"].similarities)
     res: dict = {"layers": names, "similarities": sims, "methods": {}}
     for mname, method in meths.items():
