@@ -36,6 +36,7 @@ from bench.core.errors import ConfigError, check_bool, check_choice, check_numbe
 from bench.core.paths import CONF_DIR
 from bench.engine.io import MAP_FLAGS, atomic_write_bytes
 from bench.engine.provenance import machine
+from bench.metrics.base import Stability
 from bench.results.collate import GROUP, CollateError, collate, read_record, summarise
 
 PROG = "bench-regress"
@@ -152,6 +153,21 @@ class Tolerances:
             default = _rule("", given, default)
             metrics = {m: _rule("", given, r) for m, r in metrics.items()}
         return cls(default, metrics, source)
+
+
+#: How many images of a cell may move at once between two CPUs (docs/stability.md: one of the
+#: committed baseline's 288 per-image values moved between the machines it was checked on).
+MOVING_IMAGES = 2
+
+
+def cross_machine_margin(stability: Stability | str, step_fraction: float, n: int) -> float:
+    """How far a cell's mean over ``n`` images may move on another CPU: :data:`MOVING_IMAGES`
+    images, each by the largest move of its score's :class:`~bench.metrics.base.Stability`: a 0/1
+    score flips (1); a curve AUC whose near-tied pixels straddle a step boundary changes one point,
+    whose weight in the area is the step's share of the pixels (``step_fraction``); a continuous
+    score moves by about the rounding (1e-5 allowed)."""
+    largest = {Stability.BINARY: 1.0, Stability.RANKING: step_fraction, Stability.ROUNDING: 1e-5}
+    return MOVING_IMAGES * largest[Stability(stability)] / max(n, 1)
 
 
 def _shown(path: Path) -> str:

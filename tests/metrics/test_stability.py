@@ -12,7 +12,6 @@ import re
 
 import pytest
 import torch
-import yaml
 from hydra.utils import get_class
 
 from bench import ROOT
@@ -28,7 +27,7 @@ from bench.metrics.localisation import (
     RelevanceMassAccuracy,
     RelevanceRankAccuracy,
 )
-from bench.results.regress import Tolerances, read_baseline
+from bench.results.regress import Tolerances, cross_machine_margin, read_baseline
 from tests.metrics import _faith_helpers as fh
 from tests.metrics import _loc_helpers as lh
 
@@ -132,26 +131,11 @@ def test_maps_of_seeds_alone_are_bit_stable():
     )
 
 
-#: How many images of a regression cell may move across machines at once (the cross-machine
-#: check of issue 29 saw 1 of 96 per-image values move: gradcam deletion, image 17).
-MOVING_IMAGES = 2
-
-
-def largest_move(stability: Stability, step_fraction: float) -> float:
-    """How far one image's score may move across machines: a 0/1 score flips (1); a curve AUC
-    whose near-tied pixels straddle a step boundary changes one point of the curve, whose
-    trapezoid weight is the step's share of the pixels (``step_fraction``, at most 1 per point);
-    a rounding score by about the rounding."""
-    return {
-        Stability.BINARY: 1.0,
-        Stability.RANKING: step_fraction,
-        Stability.ROUNDING: 1e-5,
-    }[stability]
-
-
 def test_the_regression_tolerances_allow_what_may_move_across_machines():
     """conf/regress/default.yaml: each cell of the committed baseline may move by
-    MOVING_IMAGES x largest_move / n without failing the check on another CPU."""
+    ``cross_machine_margin`` (2 images, each by its score's largest step) without failing."""
+    assert cross_machine_margin("binary", 0.5, 32) == 2 / 32  # two images flip
+    assert cross_machine_margin("ranking", 0.5, 32) == 2 * 0.5 / 32  # two curves move a step
     baseline = read_baseline(ROOT / "results" / "reference" / "regress" / "baseline.json")
     tol = Tolerances.load(None)
     steps = dict(re.findall(r"metric\.(\w+)\.step=(\d+)", baseline["command"]))
@@ -161,6 +145,6 @@ def test_the_regression_tolerances_allow_what_may_move_across_machines():
         name = cell["metric"]
         fraction = int(steps.get(name, 224)) / pixels
         cls = metric_class(name)
-        need = MOVING_IMAGES * largest_move(cls.stability_of(), fraction) / cell["n"]
+        need = cross_machine_margin(cls.stability_of(), fraction, cell["n"])
         allowed = tol.rule(name).allowed(cell["mean"])
         assert allowed >= need, f"{cell['method']} {name}: allows {allowed:.4f} < {need:.4f}"
