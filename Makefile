@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: bench test test-slow test-all docs lint train regress mutants clean-venv
+.PHONY: bench test test-slow test-all docs docs-numbers lint train regress mutants clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,12 @@ regress: $(STAMP)
 ## of `make test` or CI. `$(BIN)/python scripts/mutants.py --only ID,...` runs some of them.
 mutants: $(STAMP)
 	$(BIN)/python scripts/mutants.py --out results/reference/mutants.md
+
+## Rewrite every table, figure and finding the README and docs/ quote from results/ (the blocks
+## between <!-- generated: NAME --> and <!-- end: NAME -->) from the committed files;
+## tests/test_docs_blocks.py fails when a block differs (`--check` compares only).
+docs-numbers: $(STAMP)
+	$(BIN)/python scripts/docs_blocks.py
 
 ## Retrain the embedded benchmark's model (the committed checkpoint is used otherwise).
 train: $(STAMP)

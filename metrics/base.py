@@ -60,6 +60,15 @@ class Direction(str, Enum):
         return cls.HIGHER if higher_is_better else cls.LOWER
 
 
+class Stability(str, Enum):
+    """How a score moves when its inputs (the map, the model's outputs) move by float rounding,
+    as they do between two CPUs whose kernels sum in another order (docs/stability.md)."""
+
+    ROUNDING = "rounding"  # continuous in its inputs: moves by about the rounding (~1e-6)
+    RANKING = "ranking"  # orders pixels or bins values: an image with near-ties may jump a step
+    BINARY = "binary"  # 0/1 per image from a maximum or a threshold: an image near a tie flips
+
+
 #: The possible values of a score: ``(low, high)``, ``None`` on an open side.
 Range = tuple[float | None, float | None]
 
@@ -121,6 +130,8 @@ class Metric:
     returns, and ``__call__`` refuses a score key that has none. ``score_range`` is the interval
     the metric's scores can take (``None``: unbounded), ``key_ranges`` that of a key that differs;
     :meth:`range_of` answers for a key under given settings (intervals are clipped to it).
+    ``stability`` (a :class:`Stability`) says how the score moves under float rounding of its
+    inputs, ``key_stability`` that of a key that differs (:meth:`stability_of`).
     """
 
     higher_is_better: ClassVar[bool] = True
@@ -131,11 +142,15 @@ class Metric:
     suffixes: ClassVar[Mapping[str, Direction | None]] = {}
     score_range: ClassVar[Range | None] = None
     key_ranges: ClassVar[Mapping[str, Range | None]] = {}
+    stability: ClassVar[Stability]
+    key_stability: ClassVar[Mapping[str, Stability]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if getattr(cls, "category", None) is not None:
             cls.category = Category(cls.category)
+        if getattr(cls, "stability", None) is not None:
+            cls.stability = Stability(cls.stability)
         if not isinstance(cls.higher_is_better, bool):
             raise TypeError(f"{cls.__name__}.higher_is_better must be a bool")
         if cls.aggregate not in AGGREGATES:
@@ -153,6 +168,11 @@ class Metric:
         instance's :meth:`settings`, or a job record's): ``(low, high)`` with ``None`` on an open
         side, or ``None`` when unbounded. Subclasses whose range depends on a setting override it."""
         return cls.key_ranges.get(key, cls.score_range) if key else cls.score_range
+
+    @classmethod
+    def stability_of(cls, key: str = "") -> Stability:
+        """How score ``key`` (``""`` = the metric's own) moves under float rounding of its inputs."""
+        return Stability(cls.key_stability.get(key, cls.stability))
 
     def ranges(self) -> dict[str, Range | None]:
         """:meth:`range_of` every score key this instance returns."""

@@ -14,7 +14,7 @@ from torch import Tensor
 from bench.core.batch import Batch
 from bench.core.context import Context
 from bench.core.errors import ConfigError, check_bool, check_choice, check_number
-from bench.metrics.base import Category, Metric, MetricOutput
+from bench.metrics.base import Category, Metric, MetricOutput, Stability
 from bench.metrics.localisation import POOLINGS, first_argmax, nonnegative
 
 
@@ -69,6 +69,8 @@ class ClassSensitivity(Metric):
     higher_is_better = True
     score_range = (0.0, 1.0)  # shares and hit rates, every key
     category = Category.LOCALISATION
+    stability = Stability.ROUNDING  # shares of the map's mass
+    key_stability = {"pointing": Stability.BINARY}  # the maximum's pixel
     citation = (
         "Selvaraju et al. Grad-CAM: Visual Explanations from Deep Networks via Gradient-based "
         "Localization. ICCV 2017 (class-discriminative localisation); Zhang et al. Top-down "

@@ -14,12 +14,13 @@ from torch import Tensor
 from bench.core.batch import Batch
 from bench.core.context import Context
 from bench.core.errors import check_choice
-from bench.metrics.base import Category, Metric, MetricOutput
+from bench.metrics.base import Category, Metric, MetricOutput, Stability
 from bench.metrics.localisation import POOLINGS, nonnegative
 
 
 class _MapStatistic(Metric):
     category = Category.COMPLEXITY
+    stability = Stability.ROUNDING  # symmetric in the values: a swap of near-ties changes nothing
 
     def __init__(self, pooling: str = "abs") -> None:
         self.pooling = check_choice("pooling", pooling, POOLINGS)

@@ -16,7 +16,7 @@ from bench.core.batch import Batch
 from bench.core.context import Context
 from bench.core.errors import ConfigError, check_choice, check_int, check_number
 from bench.core.ranking import TIES, descending_order, pearson, rank_pixels, ranks_of
-from bench.metrics.base import Category, Metric, MetricOutput, OrderCurves, Range
+from bench.metrics.base import Category, Metric, MetricOutput, OrderCurves, Range, Stability
 
 TARGETS = ("prediction", "label")
 SCORES = ("probability", "logit")
@@ -112,6 +112,7 @@ class _PixelCurve(_Probabilities):
 
     category = Category.FAITHFULNESS
     score_range = (0.0, 1.0)  # an area under a probability curve
+    stability = Stability.RANKING  # the pixel order: near-tied pixels may swap
     citation = "Petsiuk, Das, Saenko. RISE: Randomized Input Sampling for Explanation of Black-box Models. BMVC 2018."
     substrates = ("zero", "blur")
     default_substrate = "zero"
@@ -223,6 +224,7 @@ class _GomezCurve(Metric):
     """
 
     category = Category.FAITHFULNESS
+    stability = Stability.RANKING  # the pixel order: near-tied pixels may swap
     citation = (
         "Gomez, Fréour, Mouchère. Metrics for Saliency Map Evaluation of Deep Learning Explanation "
         "Methods. ICPRAI 2022."
@@ -366,6 +368,7 @@ class _PixelFlipping(_Probabilities):
 
     category = Category.FAITHFULNESS
     score_range = (0.0, 1.0)  # an area under a probability curve
+    stability = Stability.RANKING  # the pixel order: near-tied pixels may swap
     citation = (
         "Bach et al. On Pixel-Wise Explanations for Non-Linear Classifier Decisions by Layer-Wise "
         "Relevance Propagation. PLOS ONE 2015; Samek et al. Evaluating the Visualization of What a "

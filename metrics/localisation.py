@@ -18,7 +18,7 @@ from bench.core.context import Context
 from bench.core.errors import check_bool, check_choice, check_number
 from bench.core.imaging import gaussian_smooth
 from bench.core.ranking import TIES, rank_pixels
-from bench.metrics.base import Category, Metric, MetricOutput
+from bench.metrics.base import Category, Metric, MetricOutput, Stability
 
 REGIONS = ("boxes", "masks")
 
@@ -152,6 +152,7 @@ class PointingGame(Metric):
     higher_is_better = True
     score_range = (0.0, 1.0)
     category = Category.LOCALISATION
+    stability = Stability.BINARY  # the maximum's pixel: near-tied maxima may swap
     citation = "Zhang et al. Top-down Neural Attention by Excitation Backprop. ECCV 2016 (TorchRay protocol)."
     requires = frozenset({"boxes"})
     aggregate = "class_mean"
@@ -224,6 +225,7 @@ class RelevanceMassAccuracy(Metric):
     higher_is_better = True
     score_range = (0.0, 1.0)  # a share of the map's mass (rank: of the top pixels)
     category = Category.LOCALISATION
+    stability = Stability.ROUNDING  # a share of the map's mass
     citation = (
         "Arras, Osman, Samek. CLEVR-XAI: A benchmark dataset for the ground truth evaluation of "
         "neural network explanations. Information Fusion 81, 2022."
@@ -291,6 +293,8 @@ class RelevanceRankAccuracy(RelevanceMassAccuracy):
         pooling: ``abs`` | ``positive`` | ``none`` (see :data:`POOLINGS`).
         ties: ``stable`` | ``random``.
     """
+
+    stability = Stability.RANKING  # the top pixels: near-ties at the cut may swap
 
     def __init__(self, region: str = "masks", pooling: str = "abs", ties: str = "stable") -> None:
         super().__init__(region=region, pooling=pooling)

@@ -34,7 +34,7 @@ from bench.core.context import Context
 from bench.core.errors import ConfigError, check_choice, check_int, check_number
 from bench.core.layers import get_layer
 from bench.core.rng import content_keys, hash_uniform, keyed_normal
-from bench.metrics.base import Category, Direction, Metric, MetricOutput
+from bench.metrics.base import Category, Direction, Metric, MetricOutput, Stability
 from bench.metrics.similarity import TARGETS, MapComparison
 
 ORDERS = ("cascading", "independent")
@@ -302,6 +302,7 @@ class EfficientMPRT(Metric):
     higher_is_better = True
     score_range = (-1.0, None)  # (H_rand - H_orig) / H_orig with entropies >= 0
     category = Category.SANITY
+    stability = Stability.RANKING  # the entropy's histogram bins
     citation = HEDSTROM
     suffixes = {"entropy_original": Direction.NONE, "entropy_randomised": Direction.NONE}
     key_ranges = {"entropy_original": (0.0, None), "entropy_randomised": (0.0, None)}

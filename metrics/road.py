@@ -13,7 +13,7 @@ from bench.core.context import Context
 from bench.core.errors import ConfigError, check_choice, check_int, check_number
 from bench.core.ranking import descending_order, ranks_of
 from bench.core.rng import counter_normal, counter_normal_at, id_keys
-from bench.metrics.base import Category, Metric, MetricOutput, OrderCurves
+from bench.metrics.base import Category, Metric, MetricOutput, OrderCurves, Stability
 from bench.metrics.faithfulness import TARGETS, explained_targets
 
 #: Weights of the 8 neighbours in ROAD's linear imputation: 1/6 edge, 1/12 diagonal (sum 1).
@@ -476,6 +476,7 @@ class _Road(Metric):
     """
 
     category = Category.FAITHFULNESS
+    stability = Stability.RANKING  # the pixel order (and the solver's tolerance)
     citation = (
         "Rong, Leemann, Borisov, Kasneci, Kasneci. A Consistent and Efficient Evaluation Strategy "
         "for Attribution Methods. ICML 2022."

@@ -10,7 +10,7 @@ from bench.core.batch import Batch
 from bench.core.context import Context
 from bench.core.errors import check_bool, check_choice, check_int, check_number
 from bench.core.rng import content_keys, keyed_normal, keyed_uniform, sample_rows
-from bench.metrics.base import Category, Metric, MetricOutput
+from bench.metrics.base import Category, Metric, MetricOutput, Stability
 from bench.metrics.faithfulness import SCORES, TARGETS, explained_targets
 
 YEH = (
@@ -44,6 +44,7 @@ class Infidelity(Metric):
     higher_is_better = False
     score_range = (0.0, None)  # a mean squared error
     category = Category.FAITHFULNESS
+    stability = Stability.ROUNDING  # a mean squared error
     citation = YEH
 
     def __init__(
@@ -105,6 +106,7 @@ class MaxSensitivity(Metric):
     higher_is_better = False
     score_range = (0.0, None)  # a norm ratio
     category = Category.ROBUSTNESS
+    stability = Stability.ROUNDING  # a maximum of norms
     citation = YEH
 
     def __init__(

@@ -22,7 +22,7 @@ from bench.core.batch import Batch
 from bench.core.context import Context
 from bench.core.errors import ConfigError, check_bool, check_choice, check_int, check_number
 from bench.core.ranking import pearson, spearman
-from bench.metrics.base import Category, Direction, Metric
+from bench.metrics.base import Category, Direction, Metric, Stability
 
 SIMILARITIES = ("spearman_abs", "spearman_signed", "ssim", "hog")
 TARGETS = ("label", "original_prediction", "current_prediction")
@@ -152,6 +152,7 @@ class MapComparison(Metric):
     """
 
     category = Category.SANITY
+    stability = Stability.RANKING  # ranks of the map's values, HOG's orientation bins
     higher_is_better = False
     score_range = (-1.0, 1.0)  # rank correlations, SSIM and HOG correlation
     #: Comparison keys whose default differs for a subclass (Quantus' settings, say).

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bench import ROOT
 from bench.engine.io import atomic_write_text
+from bench.engine.provenance import machine
 
 PROBE = r"""
 import json, resource, sys, time, torch
@@ -93,15 +94,18 @@ def main() -> None:
                     **json.loads(out.stdout.strip().splitlines()[-1]),
                 }
             )
+    where = machine()
+    load = "/".join(map(str, where["load_average"] or ["unknown"]))
     lines = [
         "# Allocator: glibc as shipped vs `keep_freed_memory`",
         "",
         f"`python scripts/bench_allocator.py --method {args.method} --metric {args.metric} "
         f"--images {args.images} --threads {args.threads}`",
         "",
-        f"{platform.processor() or platform.machine()}, {platform.platform()}, torch {torch.__version__}, "
-        f"{args.threads} thread(s); the shapes CNN at 112 px; {args.images} images, the method's and "
-        "the metric's default configs; each case in a fresh process after one warm-up call.",
+        f"{where['cpu']} ({where['cores']} cores), {platform.platform()}, torch {torch.__version__}, "
+        f"{args.threads} thread(s), load average {load} at the end; the shapes CNN at 112 px; "
+        f"{args.images} images, the method's and the metric's default configs; each case in a "
+        "fresh process after one warm-up call.",
         "",
         "| allocator | phase | wall s | user CPU s | system CPU s | minor page faults |",
         "|---|---|---|---|---|---|",

@@ -3,6 +3,7 @@ count how each ends: a one-line error, a multi-line Hydra block, a traceback, or
 
     python scripts/cli_faults.py --out results/reference/cli_faults.md
     python scripts/cli_faults.py --root /path/to/another/checkout --out before.md
+    python scripts/cli_faults.py --generated 0 --only metric=4      # one case (a smoke test)
 
 ``--root`` runs another checkout's code (``PYTHONPATH=<root> python -m bench``) on the same
 cases, so two commits are compared case by case. The cases are fixed: the payloads and faults of
@@ -422,8 +423,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--generated", type=int, default=160, help="generated bad overrides")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=int, default=300)
+    parser.add_argument(
+        "--only", default="", help="comma-separated case names to run (default: every case)"
+    )
     args = parser.parse_args(argv)
     cases = payloads() + faults() + generated(count=args.generated)
+    if args.only:
+        wanted = set(args.only.split(","))
+        unknown = wanted - {c.name for c in cases}
+        if unknown:
+            parser.error(f"--only {','.join(sorted(unknown))}: no such case")
+        cases = [c for c in cases if c.name in wanted]
     root = args.root.resolve()
     with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
         results = list(pool.map(lambda c: run_case(c, root, args.timeout), cases))

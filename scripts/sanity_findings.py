@@ -28,6 +28,7 @@ from bench.core.batch import collate
 from bench.core.context import Context
 from bench.core.paths import resolve_path
 from bench.data.shapes import ShapesDataset
+from bench.engine.provenance import machine
 from bench.engine.training_script import command_line
 from bench.methods import cam, gradient
 from bench.methods.base import Method
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     have_shuffled = resolve_path(args.shuffled).is_file()
     data = metric("data_randomisation") if have_shuffled else None
-    names = checks["cascading"].layer_names(model)
+    names = checks["cascading"].curve_labels(model)
     sims = list(checks["cascading"].similarities)
     res: dict = {"layers": names, "similarities": sims, "methods": {}}
     for mname, method in meths.items():
@@ -159,6 +160,8 @@ def header(
 ) -> list[str]:
     """The findings file's title, provenance, settings and methods."""
     command = command_line("sanity_findings.py", argv)
+    where = machine()
+    load = "/".join(map(str, where["load_average"] or ["unknown"]))
     git = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
         capture_output=True,
@@ -169,7 +172,8 @@ def header(
         "# Sanity checks on the embedded benchmark's CNN: findings",
         "",
         f"Made by `{command}` (git {git}, torch {torch.__version__}, Python "
-        f"{platform.python_version()}, {torch.get_num_threads()} threads, {seconds} s). "
+        f"{platform.python_version()}, {torch.get_num_threads()} threads, {seconds} s; "
+        f"{where['cpu']}, {where['cores']} cores, load average {load} at the end). "
         f"Model `{args.checkpoint}` (accuracy {accuracy:.3f} on these images); the first "
         f"{n} images of the shapes test split (112 px); seed {args.seed}.",
         "",

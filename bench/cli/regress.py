@@ -109,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in notes:
         print(line, file=sys.stderr)
     if args.report:
+        prov = _provenance(rows)
         report = format_report(
             comparisons,
             baseline,
@@ -116,7 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.current,
             tol,
             notes,
-            _provenance(rows)["versions"],
+            prov["versions"],
+            prov["machine"],
         )
         try:
             atomic_write_bytes(args.report, report.encode())

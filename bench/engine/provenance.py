@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import subprocess
 from typing import Any
@@ -11,6 +12,7 @@ import torch
 
 from bench import ROOT, __version__
 from bench.core.paths import IN_CHECKOUT
+from bench.core.profiling import cpu_model
 
 PACKAGES = (
     "torch",
@@ -54,12 +56,29 @@ def versions() -> dict[str, str]:
     return out
 
 
+def machine() -> dict[str, Any]:
+    """This machine as a result's provenance names it: CPU model, cores, platform and the load
+    average (1/5/15 min) now; what may move between two machines is in docs/stability.md."""
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # not available on this platform
+        load = None
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "load_average": load,
+    }
+
+
 def device_info(device: torch.device) -> dict[str, Any]:
     info: dict[str, Any] = {
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
         "processor": platform.processor(),
+        "cpu": cpu_model(),
+        "load_average": machine()["load_average"],
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)

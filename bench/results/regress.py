@@ -35,6 +35,8 @@ import yaml
 from bench.core.errors import ConfigError, check_bool, check_choice, check_number, first_line
 from bench.core.paths import CONF_DIR
 from bench.engine.io import MAP_FLAGS, atomic_write_bytes
+from bench.engine.provenance import machine
+from bench.metrics.base import Stability
 from bench.results.collate import GROUP, CollateError, collate, read_record, summarise
 
 PROG = "bench-regress"
@@ -153,6 +155,21 @@ class Tolerances:
         return cls(default, metrics, source)
 
 
+#: How many images of a cell may move at once between two CPUs (docs/stability.md: one of the
+#: committed baseline's 288 per-image values moved between the machines it was checked on).
+MOVING_IMAGES = 2
+
+
+def cross_machine_margin(stability: Stability | str, step_fraction: float, n: int) -> float:
+    """How far a cell's mean over ``n`` images may move on another CPU: :data:`MOVING_IMAGES`
+    images, each by the largest move of its score's :class:`~bench.metrics.base.Stability`: a 0/1
+    score flips (1); a curve AUC whose near-tied pixels straddle a step boundary changes one point,
+    whose weight in the area is the step's share of the pixels (``step_fraction``); a continuous
+    score moves by about the rounding (1e-5 allowed)."""
+    largest = {Stability.BINARY: 1.0, Stability.RANKING: step_fraction, Stability.ROUNDING: 1e-5}
+    return MOVING_IMAGES * largest[Stability(stability)] / max(n, 1)
+
+
 def _shown(path: Path) -> str:
     """``path`` relative to the checkout when it lies inside it (as a report shows it)."""
     try:
@@ -196,15 +213,21 @@ def cells_of(rows: pd.DataFrame) -> dict[tuple[str, ...], dict[str, Any]]:
 
 
 def _provenance(rows: pd.DataFrame) -> dict[str, Any]:
-    """Package versions and git commit of the run's first job, and how many jobs there were."""
+    """Package versions and git commit of the run's first job, how many jobs there were, and
+    the machine: the job record's CPU, platform and load average at its start where the record
+    has them (records before this release lack the CPU: this process's machine is named then)."""
     jobs = sorted(set(rows["job"])) if "job" in rows else []
     versions: dict[str, Any] = {}
+    device: dict[str, Any] = {}
     if jobs:
         try:
-            versions = read_record(Path(jobs[0])).versions or {}
+            record = read_record(Path(jobs[0]))
+            versions, device = record.versions or {}, record.device or {}
         except CollateError:
-            versions = {}
-    return {"jobs": len(jobs), "versions": versions}
+            pass
+    here = machine()
+    found = {k: device.get(k) for k in ("cpu", "platform", "load_average") if device.get(k)}
+    return {"jobs": len(jobs), "versions": versions, "machine": {**here, **found}}
 
 
 def read_current(dirs: Sequence[str | Path]) -> tuple[pd.DataFrame, list[str], int]:
@@ -231,7 +254,9 @@ def read_current(dirs: Sequence[str | Path]) -> tuple[pd.DataFrame, list[str], i
 
 
 def write_baseline(path: str | Path, rows: pd.DataFrame, command: str | None = None) -> dict:
-    """Write the baseline of ``rows`` (collated) to ``path`` (gzip when it ends in ``.gz``)."""
+    """Write the baseline of ``rows`` (collated) to ``path`` (gzip when it ends in ``.gz``), with
+    the run's provenance: command, versions and commit, and the ``machine`` it ran on (a baseline
+    written before this release has no ``machine``: it reads as unrecorded)."""
     cells = cells_of(rows)
     doc = {
         "format": FORMAT,

@@ -70,8 +70,10 @@ def format_report(
     tol: Tolerances,
     notes: Sequence[str],
     versions: dict[str, Any],
+    machine: dict[str, Any] | None = None,
 ) -> str:
-    """The Markdown report a CI job can post: verdict, the failing cells, the table, provenance."""
+    """The Markdown report a CI job can post: verdict, the failing cells, the table, provenance
+    (versions, and the machines of the baseline and of the current run, ``machine``)."""
     failing = [c for c in comparisons if c.status in FAILING]
     counts = {s: sum(c.status == s for c in comparisons) for s in ICONS}
     if failing:
@@ -108,6 +110,25 @@ def format_report(
         + (f", made by `{baseline['command']}`" if baseline.get("command") else "")
         + f". Current: `{' '.join(map(str, current))}` ({ver(versions)}).",
     ]
+    parts.append(machines(baseline.get("machine"), machine))
     if notes:
         parts.append("\n".join(f"- {n}" for n in notes))
     return "\n\n".join(parts) + "\n"
+
+
+def _machine(m: dict[str, Any] | None) -> str:
+    if not m or not m.get("cpu"):
+        return "an unrecorded machine"
+    return f"{m['cpu']} ({m.get('platform', 'platform unrecorded')})"
+
+
+def machines(base: dict[str, Any] | None, current: dict[str, Any] | None) -> str:
+    """Where the baseline and the current run were made, and what that means for the scores."""
+    line = f"Baseline made on {_machine(base)}; current run on {_machine(current)}."
+    same = bool(base and current and base.get("cpu") == current.get("cpu"))
+    if not same:
+        line += (
+            " On another CPU, scores that rank pixels or take a maximum may move for an image "
+            "whose map has near-ties (docs/stability.md); the tolerances allow for it."
+        )
+    return line

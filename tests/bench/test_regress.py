@@ -14,6 +14,7 @@ import bench.engine.run
 from bench import ROOT
 from bench.api import compose
 from bench.cli.regress import main
+from bench.core.profiling import cpu_model
 from bench.methods.baselines import Random
 from bench.methods.cam import GradCAM
 from bench.results.regress import Tolerances, paired_p, read_baseline
@@ -216,6 +217,26 @@ def test_the_paired_wilcoxon_splits_zero_differences_as_the_code_states():
     assert paired_p(worse, better, "higher", "wilcoxon") > 0.9  # the current run rose: not worse
     same = np.full(5, 0.5)
     assert paired_p(same, same, "higher", "wilcoxon") == 1.0  # every difference zero
+
+
+def test_a_baseline_records_its_machine_and_an_older_one_reads_as_unrecorded(runs, tmp_path):
+    """Issue 29: the baseline names the CPU its run was made on (the job record's), and the
+    report names both machines; a baseline written before has no machine and still reads."""
+    root, baseline = runs
+    doc = read_baseline(baseline)
+    assert doc["machine"]["cpu"] == cpu_model() and doc["machine"]["cores"] >= 1
+    report = tmp_path / "report.md"
+    args = ["--baseline", str(baseline), "--current", str(root / "again"), "--report", str(report)]
+    assert main(args) == 0
+    assert f"Baseline made on {cpu_model()}" in report.read_text()
+    assert "docs/stability.md" not in report.read_text()  # the same CPU: nothing to explain
+    old = {k: v for k, v in json.loads(baseline.read_text()).items() if k != "machine"}
+    older = tmp_path / "older.json"
+    older.write_text(json.dumps(old))
+    args[1], args[-1] = str(older), str(tmp_path / "older.md")
+    assert main(args) == 0
+    text = (tmp_path / "older.md").read_text()
+    assert "Baseline made on an unrecorded machine" in text and "docs/stability.md" in text
 
 
 def test_a_gzip_baseline_round_trips(runs, tmp_path):
