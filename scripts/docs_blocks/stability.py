@@ -80,7 +80,7 @@ def baseline_machine(src: Sources) -> Rendered:
     return Rendered(
         f"The baseline was made on {where} (git {base['versions'].get('git', '?')}, "
         f"{base['created'][:10]}); on another CPU a few images' scores may move "
-        "([docs/stability.md](docs/stability.md): which scores, and the tolerances that follow)."
+        "([what may move across machines](stability.md): which scores, and the tolerances that follow)."
     )
 
 
