@@ -147,6 +147,15 @@ def pairwise_tests(df: pd.DataFrame, min_pairs: int = 2, alpha: float = ALPHA) -
     return pd.DataFrame(out, columns=cols)
 
 
+def complete_blocks(g: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+    """The methods of one (model, dataset, metric)'s rows ``g``, sorted, and their scores
+    ``[n, k]`` on the images every method scored (complete blocks; flagged and NaN rows left
+    out), one row per image in ``PAIR_KEYS`` order."""
+    methods = sorted(g["method"].unique())
+    wide = usable(g).pivot_table(index=PAIR_KEYS, columns="method", values="value", aggfunc="first")
+    return methods, wide.reindex(columns=methods).dropna().to_numpy(dtype=float)
+
+
 def friedman_tests(df: pd.DataFrame) -> pd.DataFrame:
     """Friedman's test (Friedman 1937; ``scipy.stats.friedmanchisquare``) over all methods of
     each (model, dataset, metric), on the images every method scored (complete blocks).
@@ -166,18 +175,14 @@ def friedman_tests(df: pd.DataFrame) -> pd.DataFrame:
     out = []
     for (model, dataset, metric), g in df.groupby(["model", "dataset", "metric"], sort=True):
         direction = _direction(g)
-        rows = usable(g)
-        methods = sorted(g["method"].unique())
-        wide = rows.pivot_table(index=PAIR_KEYS, columns="method", values="value", aggfunc="first")
-        wide = wide.reindex(columns=methods).dropna()
-        k, n = len(methods), len(wide)
+        methods, x = complete_blocks(g)
+        k, n = len(methods), len(x)
         r: dict[str, Any] = dict(
             model=model, dataset=dataset, metric=metric, direction=direction, k=k, n_blocks=n,
             statistic=float("nan"), p=float("nan"), kendall_w=float("nan"), mean_ranks="",
             note="",
         )  # fmt: skip
         if n:
-            x = wide.to_numpy(dtype=float)
             signed = -x if direction == "higher" else x
             avg = stats.rankdata(signed, axis=1).mean(axis=0)
             r["mean_ranks"] = "; ".join(f"{m}={v:.2f}" for m, v in zip(methods, avg))
