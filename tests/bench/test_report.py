@@ -36,8 +36,8 @@ from bench.results.report import gather, render_study, write_report
 
 METRICS = "metric=[deletion,insertion,pointing_game,model_randomisation_cascading]"
 COMMON = (
-    "dataset.limit=12",
-    "batch_size=6",
+    "dataset.limit=8",
+    "batch_size=4",
     METRICS,
     "metric.deletion.step=1792",
     "metric.insertion.step=1792",
@@ -256,7 +256,7 @@ def test_sections_in_order_and_each_empty_one_says_why(sweep, tmp_path):
 def test_what_was_run_and_the_protocol_links(page):
     text = page[1]
     run_ = text[text.index('id="run"') : text.index('id="tables"')]
-    for word in ("shapes_cnn", "gradcam", "deletion", "Commit", "Device", "torch", "12"):
+    for word in ("shapes_cnn", "gradcam", "deletion", "Commit", "Device", "torch", "shapes: 8"):
         assert word in run_, word
     for target in re.findall(r'href="#(protocol-[\w-]+)"', text):
         assert f'id="{target}"' in text, target

@@ -99,15 +99,17 @@ def cd_diagram(methods: Sequence[str], ranks: Sequence[float], cd: float, title:
     groups = cliques(r, cd)
     first = -0.35 - 0.3 * len(groups) - 0.15
     bottom = first - 0.4 * max(half, k - half)
-    fig = _figure(figsize=(6.4, 0.7 + 0.42 * (1.7 - bottom)))
+    fig = _figure(figsize=(max(5.5, 2.2 + 0.3 * k), 0.7 + 0.42 * (1.7 - bottom)))
     ax = fig.add_subplot()
     ax.set_xlim(0.5, k + 0.5)
     ax.set_ylim(bottom, 1.7)
     ax.axis("off")
     ax.hlines(0, 1, k, color="k", lw=1)
+    every = 1 if k <= 15 else 5
     for t in range(1, k + 1):
-        ax.vlines(t, 0, 0.18, color="k", lw=1)
-        ax.text(t, 0.28, str(t), ha="center", va="bottom", fontsize=8)
+        ax.vlines(t, 0, 0.18 if t % every == 0 or t in (1, k) else 0.1, color="k", lw=1)
+        if t % every == 0 or t in (1, k):
+            ax.text(t, 0.28, str(t), ha="center", va="bottom", fontsize=8)
     ax.hlines(1.3, 1, 1 + cd, color="k", lw=1.5)
     ax.vlines([1, 1 + cd], 1.22, 1.38, color="k", lw=1)
     ax.text(1 + cd / 2, 1.42, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=8)

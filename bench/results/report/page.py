@@ -50,9 +50,10 @@ figure{margin:8px 0 16px}figure svg{height:auto;max-width:100%}
 figcaption{font-size:.85em;color:var(--muted);max-width:90ch}
 details{margin:4px 0 10px}summary{cursor:pointer;font-weight:600}
 table.heat td{text-align:center;min-width:2.1em;padding:2px 4px}
-table.heat th{font-weight:500;white-space:nowrap}table.heat td.rowhead{text-align:left;white-space:nowrap}
+table.heat th{font-weight:500;white-space:nowrap}
+table.heat thead th+th{writing-mode:vertical-rl;transform:rotate(180deg);text-align:left;padding:4px 2px}table.heat td.rowhead{text-align:left;white-space:nowrap}
 .pair{display:flex;flex-wrap:wrap;gap:4px 24px;align-items:flex-start}
-.pair figure{margin:0;flex:1 1 420px;min-width:0;max-width:660px}
+.pair figure{margin:0;flex:1 1 420px;min-width:0}
 .w3{background:#08519c;color:#fff}.w2{background:#4292c6;color:#fff}.w1{background:#9ecae1}
 .l3{background:#a63603;color:#fff}.l2{background:#e6550d;color:#fff}.l1{background:#fdae6b}
 .status-regressed,.status-missing{background:#fde7e9;color:var(--bad);font-weight:700}

@@ -18,8 +18,10 @@ from bench.results.report.data import Study
 from bench.results.report.page import Section, esc, figure
 from bench.results.summary import ARROWS
 
-#: Maps and images larger than this (pixels, either side) are shrunk to fit it in the page.
+#: Maps and images larger than this (pixels, either side) are shrunk to fit it in the page;
+#: a grid of more than ``MANY`` methods uses ``SMALL_SIDE`` (a catalogue sweep stays a few MB).
 MAX_SIDE = 128
+MANY, SMALL_SIDE = 8, 80
 
 
 def curves_section(study: Study) -> Section:
@@ -126,6 +128,7 @@ def grid_html(study: Study, group: tuple[str, str], grid: dict[str, Any]) -> str
     rows = study.rows[(study.rows["model"] == model) & (study.rows["dataset"] == dataset)]
     methods = sorted(rows["method"].unique())
     ids, images = grid["ids"], grid["images"]
+    side = MAX_SIDE if len(methods) <= MANY else SMALL_SIDE
     try:
         preds = predictions(grid["records"][0], images)
     except Exception as err:  # noqa: BLE001 - the model not available here: no prediction
@@ -146,7 +149,7 @@ def grid_html(study: Study, group: tuple[str, str], grid: dict[str, Any]) -> str
             _image_cell(i, images.get(i), targets.iloc[0] if len(targets) else None, preds.get(i))
         ]
         for m in methods:
-            cells.append(_map_cell(grid, styles, rows, m, i))
+            cells.append(_map_cell(grid, styles, rows, m, i, side))
         body.append("<tr>" + "".join(cells) + "</tr>")
     none = [m for m in methods if m not in grid["methods"]]
     note = (
@@ -163,7 +166,7 @@ def grid_html(study: Study, group: tuple[str, str], grid: dict[str, Any]) -> str
     )
 
 
-def _map_cell(grid, styles, rows: pd.DataFrame, method: str, i: str) -> str:
+def _map_cell(grid, styles, rows: pd.DataFrame, method: str, i: str, side: int) -> str:
     m = grid["methods"].get(method, {}).get(i)
     scores = _scores(rows, method, i)
     if m is None:
@@ -174,7 +177,7 @@ def _map_cell(grid, styles, rows: pd.DataFrame, method: str, i: str) -> str:
         )
         return f'<td><span class="missing">{why}</span><br>{scores}</td>'
     signed = styles[method]["signed"]
-    uri = png_uri(shrink(map_rgb(m, signed)))
+    uri = png_uri(shrink(map_rgb(m, signed), side))
     return (
         f'<td><img src="{uri}" alt="{esc(method)} map of {esc(i)}" data-method="{esc(method)}" '
         f'data-image="{esc(i)}" data-signed="{int(signed)}">{scores}</td>'
