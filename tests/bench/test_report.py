@@ -353,8 +353,9 @@ def _column(d, table, i: int) -> list[str]:
 @pytest.mark.slow
 def test_the_report_opens_offline_in_headless_chromium(page, tmp_path):
     """From a file:// URL with the network off: no console error, every image loaded, a click on
-    a header sorts the rows, no request but file: and data:; screenshots at a laptop's and a
-    phone's width kept (in BENCH_SCREENSHOTS, else the test's folder)."""
+    a header sorts the rows, no request but file: and data:, no sideways scrolling on a phone;
+    screenshots at a laptop's and a phone's width kept (in BENCH_SCREENSHOTS, else the test's
+    folder)."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
@@ -392,6 +393,8 @@ def test_the_report_opens_offline_in_headless_chromium(page, tmp_path):
             "width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True})  # fmt: skip
         d.refresh()
         d.save_screenshot(str(shots / "report_phone.png"))
+        # nothing wider than the phone but inside a scrolling box (wide tables, figures)
+        assert d.execute_script("return document.documentElement.scrollWidth") <= 390
         errors = [e for e in d.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
         assert errors == []
         sent = [json.loads(e["message"])["message"] for e in d.get_log("performance")]

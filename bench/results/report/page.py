@@ -44,7 +44,8 @@ td.tied{background:#f1f8f3;text-decoration:underline dotted}td.tied:after{conten
 .banner.ok{border-color:var(--ok);background:#f0fff4}
 .missing{color:var(--muted);font-style:italic}
 .warn{color:var(--warn)}.bad{color:var(--bad);font-weight:600}
-dl.run{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:8px 0}
+dl.run{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:2px 14px;margin:8px 0}
+pre{white-space:pre-wrap;overflow-wrap:anywhere;margin:0}
 dl.run dt{font-weight:600}dl.run dd{margin:0;overflow-wrap:anywhere}
 figure{margin:8px 0 16px}figure svg{height:auto;max-width:100%}
 figcaption{font-size:.85em;color:var(--muted);max-width:90ch}
@@ -65,7 +66,7 @@ table.heat thead th+th{writing-mode:vertical-rl;transform:rotate(180deg);text-al
 margin-right:8px}.legend div{margin:2px 0}
 .protocol{border-left:3px solid var(--line);padding-left:10px;font-size:.9em}
 @media (max-width:600px){body{font-size:14px}.grid img{width:72px}.cbar{width:110px}
-.pair figure svg{min-width:480px}dl.run{grid-template-columns:1fr}
+.pair figure svg{min-width:480px}dl.run{grid-template-columns:minmax(0,1fr)}
 dl.run dt{margin-top:6px}}
 """
 
