@@ -346,7 +346,10 @@ def saliency_figure(group: tuple[str, str], grid: dict[str, Any]):
             spine.set_visible(False)
     for signed, handle in sorted(bars.items()):
         label = "signed map / 99th pct of |map|" if signed else "map: min (0) to 99th pct (1)"
-        fig.colorbar(handle, ax=axes, shrink=0.6, label=label).ax.tick_params(labelsize=6)
+        bar = fig.colorbar(handle, ax=axes, shrink=0.6, aspect=30)
+        bar.set_label(label, fontsize=7)
+        bar.solids.set_alpha(1.0)  # the colour map itself, not as blended over the images
+        bar.ax.tick_params(labelsize=6)
     model, dataset = group
     note = "" if images else " (images not available here: maps alone)"
     ids_note = f"; rows: image ids {prefix}…" if prefix else ""
