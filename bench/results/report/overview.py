@@ -102,8 +102,13 @@ def warnings_of(study: Study) -> list[str]:
     cells = study.cells
     if not cells.empty:
         few = cells[(cells["n"] > 0) & (cells["n"] < stats.MIN_IMAGES)]
-        for r in few.itertuples(index=False):
-            out.append(f"{r.model} / {r.dataset} / {r.method} / {r.metric}: {r.note}")
+        for (model, dataset), g in few.groupby(["model", "dataset"]):
+            n = ", ".join(map(str, sorted(set(g["n"]))))
+            out.append(
+                f"{model} / {dataset}: {len(g)} cell(s) of {g['method'].nunique()} method(s) rest "
+                f"on fewer than {stats.MIN_IMAGES} images (n = {n}): their intervals and tests are "
+                "unreliable"
+            )
         nothing = cells[cells["n"] == 0]
         for r in nothing.itertuples(index=False):
             out.append(f"{r.model} / {r.dataset} / {r.method} / {r.metric}: no finite score")
