@@ -408,3 +408,17 @@ def test_the_report_opens_offline_in_headless_chromium(page, tmp_path):
         d.quit()
     for name in ("report_laptop.png", "report_phone.png"):
         assert (shots / name).read_bytes().startswith(b"\x89PNG")
+
+
+def test_names_from_the_jobs_are_escaped(sweep):
+    """A label is data: a method or metric named like markup is shown, never run or loaded."""
+    study = gather([sweep], n_images=2)
+    evil = '<img src=x onerror="alert(1)">'
+    for frame in (study.rows, study.cells, study.pairs, study.avg_ranks, study.throughput):
+        if "method" in frame:
+            frame["method"] = frame["method"].replace("random", evil)
+    for side in ("method_a", "method_b", "better"):
+        study.pairs[side] = study.pairs[side].replace("random", evil)
+    text = render_study(study)
+    assert evil not in text and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in text
+    assert external_urls(text) == []
