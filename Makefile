@@ -45,7 +45,7 @@ lint: $(STAMP)
 regress: $(STAMP)
 	rm -rf results/regress/current
 	$(BIN)/bench -m method=gradient,gradcam,random dataset.limit=32 'metric=[deletion,insertion,pointing_game]' metric.deletion.step=1792 metric.insertion.step=1792 cache=off hydra.sweep.dir=results/regress/current
-	$(BIN)/bench-regress --baseline results/reference/regress/baseline.json --current results/regress/current --report results/regress/report.md
+	$(BIN)/bench-regress --baseline results/reference/regress/baseline.json --current results/regress/current --report results/regress/report.md --html results/regress/report.html
 
 ## Mutation score (issue 28): a fixed list of plausible bugs in methods, metrics and statistics
 ## (scripts/mutants.py), each applied alone to a copy of the tree and run against the tests that

@@ -1,5 +1,6 @@
 """Build-time only: copy the resources the package reads (the Hydra configs in ``conf/``, less
-the per-machine ``conf/local/``, and the committed checkpoints ``results/reference/models/*.pt``)
+the per-machine ``conf/local/``, the committed checkpoints ``results/reference/models/*.pt`` and
+``docs/PROTOCOLS.md``, which the report quotes)
 into ``bench/_data`` of the wheel. All metadata is in pyproject.toml; an editable install
 (``pip install -e .``) copies nothing and keeps reading the checkout (bench/core/paths.py)."""
 
@@ -16,6 +17,7 @@ HERE = Path(__file__).resolve().parent
 RESOURCES = (
     ("conf", "*", ("local",)),
     ("results/reference/models", "*.pt", ()),
+    ("docs", "PROTOCOLS.md", ()),  # the report shows each metric's protocol from it
 )
 TARGET = Path("bench", "_data")
 

@@ -18,6 +18,7 @@ from bench.config.validate import check_sweep, keep_snapshot
 from bench.core.errors import ConfigError
 from bench.engine.io import RECORD
 from bench.results.collate import CollateError, collate, find_job_dirs, write_summary
+from bench.results.report import REPORT, write_report
 
 log = logging.getLogger("bench")
 
@@ -49,7 +50,8 @@ class CollateOnMultirunEnd(Callback):
     complete (each is named on stderr), if no job left a row, or if the collation itself fails
     (one line saying why: Hydra would turn an exception here into a warning and exit 0); 2 if a
     job's files do not match its record. A job skipped because its method cannot apply to its
-    model (``unfit=skip``) is listed (NOT APPLICABLE) and does not fail the sweep."""
+    model (``unfit=skip``) is listed (NOT APPLICABLE) and does not fail the sweep. Besides the
+    summary it writes the figures and ``report.html`` (:mod:`bench.results.report`)."""
 
     def on_multirun_end(self, config, **kwargs) -> None:
         root = Path(config.hydra.sweep.dir)
@@ -86,6 +88,12 @@ class CollateOnMultirunEnd(Callback):
                 write_figures([root], root / "figures", formats=("png",))
             except Exception as err:
                 log.error("figures of %s failed: %s", root, err)
+        try:  # the report (incomplete jobs included): never fail the sweep
+            written = write_report([root], root / REPORT)
+        except Exception as err:
+            log.error("the report of %s failed: %s", root, err)
+        else:
+            print(f"Report: {written.path} (open it in a browser)")
         if not summary.empty:
             print(f"Written: {root}/summary.md, summary.csv, summary.png, scores_all.csv, figures/")
         for line in collation.report():

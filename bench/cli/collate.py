@@ -15,6 +15,7 @@ from bench.results.collate import (
     format_table,
     write_summary,
 )
+from bench.results.report import REPORT, write_report
 
 
 def folders_exist(prog: str, folders: Sequence[str]) -> bool:
@@ -55,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if args.out and not args.no_paper and not _paper_tables(collation, args.out):
         return 2
+    if args.out and not args.no_report and not _report(args.folders, args.out):
+        return 2
     if args.metrics or args.means:
         metrics = (
             [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
@@ -92,7 +95,24 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --out, write only the summary, not the paper tables (bench.results.papers)",
     )
+    p.add_argument(
+        "--no-report",
+        action="store_true",
+        help="with --out, do not write report.html (bench.results.report)",
+    )
     return p
+
+
+def _report(folders: Sequence[str], out: str) -> bool:
+    """Write ``<out>/report.html`` (a line on stderr says where); False (the error on stderr)
+    when it cannot be written."""
+    try:
+        done = write_report(folders, Path(out) / REPORT)
+    except (ConfigError, OSError) as err:
+        print(f"bench-collate: the report was not written ({err}).", file=sys.stderr)
+        return False
+    print(f"bench-collate: report written to {done.path}", file=sys.stderr)
+    return True
 
 
 def _paper_tables(collation: Collation, out: str) -> bool:

@@ -23,6 +23,7 @@ from bench.results.regress import (
     write_baseline,
 )
 from bench.results.regress_report import format_diff, format_report
+from bench.results.report.regress import regression_page
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=None, help="the paired test's significance level")
     p.add_argument("--report", metavar="FILE", help="also write the Markdown report here")
     p.add_argument(
+        "--html",
+        metavar="FILE",
+        help="also write the check as a self-contained HTML page here (to attach to a CI run)",
+    )
+    p.add_argument(
         "--command",
         default=None,
         help="with --write-baseline: the command that made the run, kept in the file",
@@ -108,23 +114,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_diff(comparisons))
     for line in notes:
         print(line, file=sys.stderr)
-    if args.report:
-        prov = _provenance(rows)
-        report = format_report(
-            comparisons,
-            baseline,
-            args.baseline,
-            args.current,
-            tol,
-            notes,
-            prov["versions"],
-            prov["machine"],
-        )
+    what = (comparisons, baseline, args.baseline, args.current, tol, notes)
+    prov = _provenance(rows)
+    for option, path, render in (
+        ("--report", args.report, format_report),
+        ("--html", args.html, regression_page),
+    ):
+        if not path:
+            continue
         try:
-            atomic_write_bytes(args.report, report.encode())
+            atomic_write_bytes(path, render(*what, prov["versions"], prov["machine"]).encode())
         except OSError as err:
             print(
-                f"{PROG}: --report {args.report} cannot be written ({err.strerror or err}).",
+                f"{PROG}: {option} {path} cannot be written ({err.strerror or err}).",
                 file=sys.stderr,
             )
             return 2

@@ -87,6 +87,9 @@ __all__ = [
     "figures",
     "job_images",
     "load_jobs",
+    "MAP_CMAPS",
+    "map_rgb",
+    "map_scaled",
     "method_styles",
     "rank_agreement",
     "rank_agreement_figure",
@@ -124,8 +127,9 @@ def _safe_target(node: dict[str, Any], what: str) -> None:
 
 
 def job_images(record: Record, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``id -> {"rgb": [H, W, 3] in [0, 1], "target": int, "tensor": [3, H, W], "class": str}`` of
-    the items ``ids`` of the job's dataset, composed from its record's config (no subset)."""
+    """``id -> {"rgb": [H, W, 3] in [0, 1], "target": int, "tensor": [3, H, W], "class": str,
+    "names": [the dataset's class names]}`` of the items ``ids`` of the job's dataset, composed
+    from its record's config (no subset)."""
     from hydra.utils import instantiate
 
     from bench.data.subset import SUBSET_KEYS, select
@@ -149,6 +153,7 @@ def job_images(record: Record, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
             "target": target,
             "tensor": s.image,
             "class": names[target] if 0 <= target < len(names) else str(target),
+            "names": names,
         }
     return out
 
@@ -208,16 +213,22 @@ def cached_maps(job: Job, n: int) -> dict[str, np.ndarray]:
     return out
 
 
+#: The colour map of every attribution map drawn (grids, report, TensorBoard): viridis
+#: (perceptually uniform) for maps of one sign, from the map's minimum to its 99th percentile;
+#: a diverging blue-white-red centred on 0 for signed maps, to +-the 99th percentile of |map|.
+MAP_CMAPS = {False: "viridis", True: "RdBu_r"}
+
+
 def _overlay_style(maps: Sequence[np.ndarray]) -> dict[str, Any]:
     """Colour map and limits for one method's maps: signed maps (a tenth of their mass below 0)
     on a diverging scale around 0, the others from their minimum to their 99th percentile."""
     flat = np.concatenate([np.asarray(m, dtype=float).ravel() for m in maps])
     flat = flat[np.isfinite(flat)]
     if flat.size == 0:
-        return {"cmap": "jet", "signed": False}
+        return {"cmap": MAP_CMAPS[False], "signed": False}
     neg = -flat[flat < 0].sum()
-    signed = neg > 0.1 * np.abs(flat).sum()
-    return {"cmap": "bwr" if signed else "jet", "signed": bool(signed)}
+    signed = bool(neg > 0.1 * np.abs(flat).sum())
+    return {"cmap": MAP_CMAPS[signed], "signed": signed}
 
 
 def _limits(m: np.ndarray, signed: bool) -> tuple[float, float]:
@@ -230,6 +241,21 @@ def _limits(m: np.ndarray, signed: bool) -> tuple[float, float]:
         return -hi, hi
     lo, hi = float(finite.min()), float(np.percentile(finite, 99))
     return lo, hi if hi > lo else lo + 1.0
+
+
+def map_scaled(m: np.ndarray, signed: bool) -> np.ndarray:
+    """A map ``[H, W]`` as it is coloured: ``(m - lo) / (hi - lo)`` clipped to [0, 1] with the
+    limits above (signed: 0.5 is 0); non-finite values count as 0."""
+    lo, hi = _limits(m, signed)
+    return np.clip((np.nan_to_num(np.asarray(m, dtype=float)) - lo) / (hi - lo), 0.0, 1.0)
+
+
+def map_rgb(m: np.ndarray, signed: bool) -> np.ndarray:
+    """A map coloured with :data:`MAP_CMAPS`: ``[H, W, 3]`` uint8."""
+    from matplotlib import colormaps
+
+    rgb = colormaps[MAP_CMAPS[signed]](map_scaled(m, signed))[..., :3]
+    return (rgb * 255 + 0.5).astype(np.uint8)
 
 
 def saliency_grids(
@@ -282,8 +308,9 @@ def saliency_figure(group: tuple[str, str], grid: dict[str, Any]):
     cols = len(methods) + 1
     cell = 1.55
     prefix = _id_prefix(ids)
-    fig = _figure(figsize=(cell * cols + 0.4, cell * len(ids) + 0.6))
+    fig = _figure(figsize=(cell * cols + 1.2, cell * len(ids) + 0.6))
     axes = fig.subplots(len(ids), cols, squeeze=False)
+    bars: dict[bool, Any] = {}
     for r, i in enumerate(ids):
         image = images.get(i)
         ax = axes[r, 0]
@@ -299,12 +326,12 @@ def saliency_figure(group: tuple[str, str], grid: dict[str, Any]):
                 ax.imshow(image["rgb"])
             if m is not None:
                 m = np.asarray(m, dtype=float)
-                lo, hi = _limits(m, styles[method]["signed"])
-                ax.imshow(
-                    m,
+                signed = styles[method]["signed"]
+                bars[signed] = ax.imshow(
+                    map_scaled(m, signed) * (2 if signed else 1) - (1 if signed else 0),
                     cmap=styles[method]["cmap"],
-                    vmin=lo,
-                    vmax=hi,
+                    vmin=-1 if signed else 0,
+                    vmax=1,
                     alpha=0.5 if image is not None else 1.0,
                 )
             else:
@@ -317,6 +344,12 @@ def saliency_figure(group: tuple[str, str], grid: dict[str, Any]):
         ax.set_yticks([])
         for spine in ax.spines.values():
             spine.set_visible(False)
+    for signed, handle in sorted(bars.items()):
+        label = "signed map / 99th pct of |map|" if signed else "map: min (0) to 99th pct (1)"
+        bar = fig.colorbar(handle, ax=axes, shrink=0.6, aspect=30)
+        bar.set_label(label, fontsize=7)
+        bar.solids.set_alpha(1.0)  # the colour map itself, not as blended over the images
+        bar.ax.tick_params(labelsize=6)
     model, dataset = group
     note = "" if images else " (images not available here: maps alone)"
     ids_note = f"; rows: image ids {prefix}…" if prefix else ""

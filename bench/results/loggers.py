@@ -125,13 +125,9 @@ def _png_array(fig, dpi: int = 100) -> np.ndarray:
 
 def overlay(rgb: np.ndarray | None, m: np.ndarray, style: dict[str, Any]) -> np.ndarray:
     """A map coloured (as in the saliency grid) and blended half and half over its image."""
-    from matplotlib import colormaps
+    from bench.results.figures import map_rgb
 
-    from bench.results.figures import _limits
-
-    lo, hi = _limits(m, style["signed"])
-    scaled = np.clip((np.nan_to_num(np.asarray(m, dtype=float)) - lo) / (hi - lo), 0.0, 1.0)
-    heat = colormaps[style["cmap"]](scaled)[..., :3]
+    heat = map_rgb(m, style["signed"]) / 255.0
     out = heat if rgb is None else 0.5 * rgb + 0.5 * heat
     return (np.clip(out, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
 

@@ -84,22 +84,8 @@ def format_report(
     extra = ", ".join(f"{n} {s}" for s, n in counts.items() if n and s not in ("ok", *FAILING))
     if extra:
         verdict += f" ({extra}.)"
-    d = tol.default
-    tolerance = (
-        f"Tolerance ({tol.source}): worse by more than max({d.abs:g}, {d.rel:g} × |baseline|)"
-        + (f", paired {d.test}-test p < {d.alpha:g}" if d.paired else "")
-        + "".join(
-            f"; {m}: max({r.abs:g}, {r.rel:g} × |baseline|)"
-            + (f", paired p < {r.alpha:g}" if r.paired else "")
-            for m, r in tol.metrics.items()
-        )
-        + "."
-    )
-
-    def ver(v: dict) -> str:
-        keys = ("attribution-bench", "torch", "git")
-        return ", ".join(f"{k} {v[k]}" for k in keys if k in v) or "unknown"
-
+    tolerance = tolerance_text(tol)
+    ver = versions_text
     parts = [
         "## Attribution regression check",
         verdict,
@@ -132,3 +118,24 @@ def machines(base: dict[str, Any] | None, current: dict[str, Any] | None) -> str
             "whose map has near-ties (docs/stability.md); the tolerances allow for it."
         )
     return line
+
+
+def tolerance_text(tol: Tolerances) -> str:
+    """One sentence: the default margin and every metric's own (plain text, no Markdown)."""
+    d = tol.default
+    return (
+        f"Tolerance ({tol.source}): worse by more than max({d.abs:g}, {d.rel:g} × |baseline|)"
+        + (f", paired {d.test}-test p < {d.alpha:g}" if d.paired else "")
+        + "".join(
+            f"; {m}: max({r.abs:g}, {r.rel:g} × |baseline|)"
+            + (f", paired p < {r.alpha:g}" if r.paired else "")
+            for m, r in tol.metrics.items()
+        )
+        + "."
+    )
+
+
+def versions_text(v: dict) -> str:
+    """``attribution-bench 0.1.0, torch 2.x, git abc123`` of a record's or baseline's versions."""
+    keys = ("attribution-bench", "torch", "git")
+    return ", ".join(f"{k} {v[k]}" for k in keys if k in v) or "unknown"

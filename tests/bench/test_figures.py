@@ -29,6 +29,15 @@ JOBS = (("random", True), ("gradient", True), ("gradcam", False))
 NAMES = {"curves", "sanity", "rank_agreement", "throughput", "saliency_shapes_cnn_shapes"}
 
 
+def colour_bars(fig) -> list:
+    return [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+
+
+def panels(fig) -> list:
+    """A figure's panels, its colour bars left out."""
+    return [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+
+
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("figs")
@@ -60,10 +69,12 @@ def test_saliency_grid_has_a_panel_per_image_and_method(sweep):
     figs = F.figures([sweep], n_images=2)
     fig = figs["saliency_shapes_cnn_shapes"]
     # rows = 2 images, columns = the image + the two methods that saved maps
-    assert len(fig.axes) == 2 * 3
-    assert [ax.get_title() for ax in fig.axes[:3]] == ["image", "gradient", "random"]
-    assert all(len(ax.images) >= 1 for ax in fig.axes)  # every panel shows the image
-    assert all(len(ax.images) == 2 for ax in fig.axes[1:3])  # ... and its map over it
+    axes = panels(fig)
+    assert len(axes) == 2 * 3
+    assert [ax.get_title() for ax in axes[:3]] == ["image", "gradient", "random"]
+    assert all(len(ax.images) >= 1 for ax in axes)  # every panel shows the image
+    assert all(len(ax.images) == 2 for ax in axes[1:3])  # ... and its map over it
+    assert len(colour_bars(fig)) >= 1  # the maps' scale
 
 
 def test_saliency_grid_reads_maps_back_from_the_attribution_cache(sweep):
@@ -88,7 +99,7 @@ def test_saliency_grid_reads_maps_back_from_the_attribution_cache(sweep):
     fresh = method(model, x, t).detach().numpy()
     np.testing.assert_allclose(np.stack([grid["methods"]["gradcam"][i] for i in ids]), fresh)
     fig = F.saliency_figure(("shapes_cnn", "shapes"), grid)
-    assert len(fig.axes) == 3 * 4
+    assert len(panels(fig)) == 3 * 4
 
 
 def test_maps_are_drawn_alone_when_the_dataset_cannot_be_composed(sweep, monkeypatch):
@@ -97,7 +108,7 @@ def test_maps_are_drawn_alone_when_the_dataset_cannot_be_composed(sweep, monkeyp
 
     monkeypatch.setattr(F, "job_images", unavailable)
     fig = F.figures([sweep], n_images=2)["saliency_shapes_cnn_shapes"]
-    assert len(fig.axes) == 2 * 3
+    assert len(panels(fig)) == 2 * 3
     assert "images not available" in fig.get_suptitle()
 
 

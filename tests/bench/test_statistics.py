@@ -169,3 +169,71 @@ def test_curve_bands_are_the_bootstrap_of_the_tables():
     np.testing.assert_allclose(lo[1:], ref.low, rtol=1e-12)
     np.testing.assert_allclose(hi[1:], ref.high, rtol=1e-12)
     assert stats.curve_band(curves[:1]) is None
+
+
+# --- what the report draws from the tests (bench/results/stats/posthoc.py) -------------------------
+
+
+def _long(values: dict[str, list[float]], direction: str = "higher") -> pd.DataFrame:
+    """Rows of one (model, dataset, metric): ``values[method]`` one score per image."""
+    return pd.DataFrame(
+        [
+            dict(
+                model="m",
+                dataset="d",
+                method=method,
+                metric="x",
+                image_id=f"i{i}",
+                target=0,
+                value=v,
+                flag="",
+                direction=direction,
+            )  # fmt: skip
+            for method, vs in values.items()
+            for i, v in enumerate(vs)
+        ]
+    )
+
+
+def test_critical_difference_is_demsars_table_over_the_square_root():
+    # Demsar (2006), Table 5(a): q_0.05 for k = 2..5 is 1.960, 2.343, 2.569, 2.728
+    for k, q in ((2, 1.960), (3, 2.343), (4, 2.569), (5, 2.728)):
+        n = 30
+        assert stats.critical_difference(k, n) == pytest.approx(
+            q * np.sqrt(k * (k + 1) / (6 * n)), abs=2e-3
+        )
+    assert np.isnan(stats.critical_difference(1, 10)) and np.isnan(stats.critical_difference(3, 0))
+
+
+def test_average_ranks_are_friedmans_mean_ranks_and_direction_aware():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=20)
+    values = {"a": base + 2.0, "b": base + 1.0, "c": base + rng.normal(scale=0.1, size=20)}
+    df = _long(values)
+    avg = stats.average_ranks(df).set_index("method")
+    assert avg.loc["a", "avg_rank"] == 1.0 and avg.loc["b", "avg_rank"] == 2.0
+    assert (avg["n_blocks"] == 20).all() and (avg["k"] == 3).all()
+    text = stats.friedman_tests(df)["mean_ranks"].iloc[0]
+    assert text == "; ".join(f"{m}={avg.loc[m, 'avg_rank']:.2f}" for m in "abc")
+    low = stats.average_ranks(_long(values, "lower")).set_index("method")["avg_rank"]
+    assert low["a"] == 3.0 and low["b"] == 2.0  # lower is better: the order turns over
+    assert stats.average_ranks(_long(values, "none")).empty  # descriptive: no rank
+
+
+def test_tied_best_marks_only_methods_the_paired_test_cannot_tell_from_the_best():
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=30)
+    df = _long({"best": base + 1.0, "close": base + 1.0 + rng.normal(scale=0.01, size=30),
+                "far": base - 1.0})  # fmt: skip
+    cells = stats.cell_table(df, n_resamples=199)
+    pairs = stats.pairwise_tests(df)
+    tied = stats.tied_best(cells, pairs)
+    by = dict(zip(cells["method"], zip(cells["best"], tied)))
+    winner = "best" if by["best"][0] else "close"
+    other = "close" if winner == "best" else "best"
+    assert by[winner] == (True, False) and by[other] == (False, True)
+    assert by["far"] == (False, False)
+    # a pair never tested (too few images) ties nothing
+    small = _long({"a": [1.0], "b": [0.0]})
+    c2 = stats.cell_table(small, n_resamples=99)
+    assert not stats.tied_best(c2, stats.pairwise_tests(small)).any()

@@ -18,12 +18,15 @@ DataFrame; nothing here reads or writes files.
   rank-biserial correlation, Friedman's test (Friedman 1937) with Kendall's W, Holm's step-down
   correction (Holm 1979); a ``better`` method only where the corrected p is below
   :data:`ALPHA`.
+* :func:`tied_best`, :func:`average_ranks`, :func:`critical_difference` — the cells that tie the
+  best of their column by those tests, and average ranks over images with Nemenyi's critical
+  difference (Demšar 2006) for the report's critical-difference diagram.
 
 Cells on fewer than :data:`MIN_IMAGES` images and rank agreements over fewer than
 :data:`MIN_METHODS` methods carry a warning in their ``note``.
 
 The submodules: :mod:`.rows` (the columns and thresholds), :mod:`.intervals`, :mod:`.cells`,
-:mod:`.ranks` and :mod:`.paired`; every name is imported here, so ``stats.cell_table`` and
+:mod:`.ranks`, :mod:`.paired` and :mod:`.posthoc`; every name is imported here, so ``stats.cell_table`` and
 ``from bench.results.stats import ...`` read as before.
 """
 
@@ -47,12 +50,14 @@ from bench.results.stats.intervals import (
 )
 from bench.results.stats.paired import (
     better_of,
+    complete_blocks,
     friedman_tests,
     holm,
     paired_test,
     paired_values,
     pairwise_tests,
 )
+from bench.results.stats.posthoc import average_ranks, critical_difference, tied_best
 from bench.results.stats.ranks import (
     few_methods,
     mean_ranks,
@@ -76,6 +81,7 @@ __all__ = [
     "NEEDED",
     "PAIR_KEYS",
     "Range",
+    "average_ranks",
     "better_of",
     "bootstrap_batch",
     "bootstrap_ci",
@@ -83,6 +89,8 @@ __all__ = [
     "check_rows",
     "class_cells",
     "class_means",
+    "complete_blocks",
+    "critical_difference",
     "curve_band",
     "few_images",
     "few_methods",
@@ -98,5 +106,6 @@ __all__ = [
     "rank_agreement",
     "rank_methods",
     "score_ranges",
+    "tied_best",
     "usable",
 ]

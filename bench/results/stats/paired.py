@@ -33,19 +33,24 @@ def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
     return out
 
 
+def _side(rows: pd.DataFrame, method: str, metric: str) -> pd.DataFrame:
+    """``PAIR_KEYS`` and ``value`` of one method's usable rows of one metric (one per image)."""
+    side = rows[rows["method"] == method][[*PAIR_KEYS, "value"]]
+    if side.duplicated(PAIR_KEYS).any():
+        raise ConfigError(
+            f"method={method} metric={metric} has several rows for one image; accepted: one "
+            "row per (model, dataset, image_id, target) and method (collate() gives that)."
+        )
+    return side
+
+
 def paired_values(df: pd.DataFrame, method_a: str, method_b: str, metric: str) -> pd.DataFrame:
     """The scores of ``method_a`` and ``method_b`` on ``metric`` for the same images (joined on
     ``PAIR_KEYS``; flagged and NaN rows left out). Returns ``PAIR_KEYS`` plus ``a`` and ``b``."""
     check_rows(df)
     rows = usable(df[df["metric"] == metric])
-    a = rows[rows["method"] == method_a][[*PAIR_KEYS, "value"]].rename(columns={"value": "a"})
-    b = rows[rows["method"] == method_b][[*PAIR_KEYS, "value"]].rename(columns={"value": "b"})
-    for side, name in ((a, method_a), (b, method_b)):
-        if side.duplicated(PAIR_KEYS).any():
-            raise ConfigError(
-                f"method={name} metric={metric} has several rows for one image; accepted: one "
-                "row per (model, dataset, image_id, target) and method (collate() gives that)."
-            )
+    a = _side(rows, method_a, metric).rename(columns={"value": "a"})
+    b = _side(rows, method_b, metric).rename(columns={"value": "b"})
     return a.merge(b, on=PAIR_KEYS, how="inner")
 
 
@@ -62,12 +67,19 @@ def paired_test(
     positive when a scores higher), ``statistic``, ``p`` and ``note``. With fewer than
     ``min_pairs`` non-zero differences (none at all, or every difference zero) ``p`` and the
     statistic are NaN and ``note`` says why; this never raises for small or tied data."""
-    from scipy import stats
-
     if method_a == method_b:
         raise ConfigError(f"method_a={method_a} equals method_b; accepted: two different methods.")
     pairs = paired_values(df, method_a, method_b, metric)
-    d = (pairs["a"] - pairs["b"]).to_numpy(dtype=float)
+    return _test(pairs["a"], pairs["b"], metric, method_a, method_b, min_pairs)
+
+
+def _test(
+    a: pd.Series, b: pd.Series, metric: str, method_a: str, method_b: str, min_pairs: int
+) -> dict[str, Any]:
+    """:func:`paired_test` of the paired scores ``a`` and ``b`` (one per image, in order)."""
+    from scipy import stats
+
+    d = (a - b).to_numpy(dtype=float)
     nz = d[d != 0]
     out: dict[str, Any] = dict(
         metric=metric,
@@ -75,8 +87,8 @@ def paired_test(
         method_b=method_b,
         n_pairs=len(d),
         n_nonzero=len(nz),
-        mean_a=float(pairs["a"].mean()) if len(d) else float("nan"),
-        mean_b=float(pairs["b"].mean()) if len(d) else float("nan"),
+        mean_a=float(a.mean()) if len(d) else float("nan"),
+        mean_b=float(b.mean()) if len(d) else float("nan"),
         median_diff=float(np.median(d)) if len(d) else float("nan"),
         mean_diff=float(d.mean()) if len(d) else float("nan"),
         rank_biserial=float("nan"),
@@ -134,8 +146,16 @@ def pairwise_tests(df: pd.DataFrame, min_pairs: int = 2, alpha: float = ALPHA) -
     for (model, dataset, metric), g in df.groupby(["model", "dataset", "metric"], sort=True):
         direction = _direction(g)
         family = []
-        for a, b in itertools.combinations(sorted(g["method"].unique()), 2):
-            r = paired_test(g, a, b, metric, min_pairs)
+        rows = usable(g)
+        methods = sorted(g["method"].unique())
+        # each method's scores by image, once; a pair is the left method's images that the
+        # right one scored too, in the left one's order (paired_values' inner join)
+        sides = {m: _side(rows, m, metric).set_index(PAIR_KEYS)["value"] for m in methods}
+        for a, b in itertools.combinations(methods, 2):
+            left = sides[a][sides[a].index.isin(sides[b].index)]
+            right = sides[b].reindex(left.index)
+            r = _test(left.reset_index(drop=True), right.reset_index(drop=True), metric, a, b,
+                      min_pairs)  # fmt: skip
             r.update(model=model, dataset=dataset, direction=direction)
             if 0 < r["n_pairs"] < MIN_IMAGES:
                 r["note"] = "; ".join(filter(None, [few_images(r["n_pairs"]), r["note"]]))
@@ -145,6 +165,15 @@ def pairwise_tests(df: pd.DataFrame, min_pairs: int = 2, alpha: float = ALPHA) -
             r["better"] = better_of(r, direction, alpha)
         out += family
     return pd.DataFrame(out, columns=cols)
+
+
+def complete_blocks(g: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+    """The methods of one (model, dataset, metric)'s rows ``g``, sorted, and their scores
+    ``[n, k]`` on the images every method scored (complete blocks; flagged and NaN rows left
+    out), one row per image in ``PAIR_KEYS`` order."""
+    methods = sorted(g["method"].unique())
+    wide = usable(g).pivot_table(index=PAIR_KEYS, columns="method", values="value", aggfunc="first")
+    return methods, wide.reindex(columns=methods).dropna().to_numpy(dtype=float)
 
 
 def friedman_tests(df: pd.DataFrame) -> pd.DataFrame:
@@ -166,18 +195,14 @@ def friedman_tests(df: pd.DataFrame) -> pd.DataFrame:
     out = []
     for (model, dataset, metric), g in df.groupby(["model", "dataset", "metric"], sort=True):
         direction = _direction(g)
-        rows = usable(g)
-        methods = sorted(g["method"].unique())
-        wide = rows.pivot_table(index=PAIR_KEYS, columns="method", values="value", aggfunc="first")
-        wide = wide.reindex(columns=methods).dropna()
-        k, n = len(methods), len(wide)
+        methods, x = complete_blocks(g)
+        k, n = len(methods), len(x)
         r: dict[str, Any] = dict(
             model=model, dataset=dataset, metric=metric, direction=direction, k=k, n_blocks=n,
             statistic=float("nan"), p=float("nan"), kendall_w=float("nan"), mean_ranks="",
             note="",
         )  # fmt: skip
         if n:
-            x = wide.to_numpy(dtype=float)
             signed = -x if direction == "higher" else x
             avg = stats.rankdata(signed, axis=1).mean(axis=0)
             r["mean_ranks"] = "; ".join(f"{m}={v:.2f}" for m, v in zip(methods, avg))
