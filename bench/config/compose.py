@@ -23,6 +23,6 @@ def compose(*overrides: str, resolve: bool = True, hydra: bool = False) -> DictC
     with guarded(), initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = _compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
     if resolve:
-        fill_model_preprocessing(cfg)  # a model that states its own (timm, Hugging Face)
+        fill_model_preprocessing(cfg, strict=False)  # a model's own (timm, Hugging Face)
         OmegaConf.resolve(cfg)
     return cfg
