@@ -40,7 +40,10 @@ SEPARATE = (("q_proj", "k_proj", "v_proj", "o_proj"), ("query", "key", "value", 
 
 
 def is_windowed(m: nn.Module) -> bool:
-    """Whether ``m`` is windowed attention (Swin's: a window size, a relative position bias)."""
+    """Whether ``m`` is windowed attention (Swin's: projections, and a window size or a relative
+    position bias)."""
+    if not isinstance(getattr(m, "qkv", None), nn.Linear) and _projections(m) is None:
+        return False
     names = [n for n, _ in m.named_parameters(recurse=False)] + [n for n, _ in m.named_children()]
     return hasattr(m, "window_size") or any(n.startswith("relative_position") for n in names)
 
