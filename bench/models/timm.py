@@ -152,6 +152,20 @@ def _create(timm, arch: str, pretrained: bool, kwargs: dict) -> nn.Module:
         ) from err
 
 
+def _check_weights(weights: str | None, checkpoint: str | None) -> None:
+    """``model.weights`` is one of :data:`WEIGHTS`, and not set beside a checkpoint."""
+    if weights not in WEIGHTS:
+        raise ConfigError(
+            f"model.weights={weights} is not valid; accepted: null (random initialisation, "
+            "offline) or pretrained (timm's cache)."
+        )
+    if weights is not None and checkpoint:
+        raise ConfigError(
+            f"model.weights={weights} and model.checkpoint={checkpoint} are both set; accepted: "
+            "one of them (set model.weights=null to load the checkpoint)."
+        )
+
+
 def _check_size(model: nn.Module, arch: str, size: tuple[int, int]) -> None:
     """A model built for one input size (a ViT's patch embedding) refuses another in one line."""
     embed = getattr(model, "patch_embed", None)
@@ -207,16 +221,7 @@ def load_timm(
     """
     timm = import_timm()
     _checked_arch(timm, arch)
-    if weights not in WEIGHTS:
-        raise ConfigError(
-            f"model.weights={weights} is not valid; accepted: null (random initialisation, "
-            "offline) or pretrained (timm's cache)."
-        )
-    if weights is not None and checkpoint:
-        raise ConfigError(
-            f"model.weights={weights} and model.checkpoint={checkpoint} are both set; accepted: "
-            "one of them (set model.weights=null to load the checkpoint)."
-        )
+    _check_weights(weights, checkpoint)
     kw = timm_kwargs(kwargs)
     if num_classes is not None:
         kw["num_classes"] = check_int("model.num_classes", num_classes, minimum=1)
