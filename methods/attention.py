@@ -31,7 +31,8 @@ from torch import Tensor, nn
 from bench.core.errors import ConfigError, check_choice, check_number
 from bench.core.layers import FeatureLayout, module_device, token_grid
 from bench.methods.base import Method, need
-from bench.methods.cam import GradCAM, layout_of, probe_stated
+from bench.methods.cam import GradCAM
+from bench.methods.layers import layout_of, probe_stated
 
 HEAD_FUSIONS = ("mean", "max", "min")
 #: The projections of a self-attention module with separate query, key and value, as

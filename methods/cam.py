@@ -18,8 +18,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.core.errors import ConfigError, check_choice
-from bench.core.layers import FeatureLayout, get_layer, probe_outputs
+from bench.core.layers import FeatureLayout, get_layer
 from bench.methods.base import Method, check_batch_size, chunked_pairs, need
+from bench.methods.layers import (
+    NO_LAYER,
+    head_input,
+    layout_of,
+    probe_grid,
+    probe_stated,
+    stated_layer,
+)
 
 #: Where the ReLU of the weighted sum goes: on the layer-resolution map (pytorch-grad-cam, the
 #: papers), on the map upsampled to the input (captum's LayerGradCam users), or nowhere.
@@ -31,74 +39,6 @@ def relu_rule(relu: str | bool) -> str:
     if isinstance(relu, bool):
         return "before_upsample" if relu else "none"
     return check_choice("relu", relu, RELU_RULES)
-
-
-def stated_layer(method: BaseCAM, model: nn.Module) -> str | None:
-    """The method's layer name in ``model``, ``auto`` resolved from the loader's metadata; None
-    when the model states no layer (``cam_layer: null``)."""
-    layer = method.layer
-    if layer == "auto":
-        layer = getattr(getattr(model, "bench_meta", None), "cam_layer", None)
-        if not layer:
-            raise ConfigError(
-                f"{method.name}: layer=auto needs a model loaded by a bench.models loader (which "
-                "finds the layer); name the layer instead (method.layer=<module name>)."
-            )
-    return layer or None
-
-
-def layout_of(model: nn.Module) -> FeatureLayout | None:
-    """The layout the model's loader states (``bench_meta.layout``), or None."""
-    return getattr(getattr(model, "bench_meta", None), "layout", None)
-
-
-def probe_layer(model: nn.Module, name: str) -> object | None:
-    """What layer ``name`` outputs for one zero image at the loader's input size (None when the
-    model carries no metadata to probe it with)."""
-    size = getattr(getattr(model, "bench_meta", None), "input_size", None)
-    if size is None:
-        return None
-    outputs = probe_outputs(model, size, [name])
-    return outputs[-1][1] if outputs else None
-
-
-NO_LAYER = "it states no cam_layer; set method.layer=<module name> (or model.cam_layer=auto)."
-
-
-def probe_stated(
-    method: Method, model: nn.Module, ndim: int, what: str, accepted: str
-) -> tuple[str | None, str | None, object]:
-    """``(error, layer name, output)`` of the method's stated layer, probed with one zero image
-    at the model's input size when its loader states it (output None otherwise): the error is
-    :data:`NO_LAYER` when no layer is stated, or names an output that is not ``ndim``-D
-    (``what``, and what is ``accepted``)."""
-    name = stated_layer(method, model)
-    if name is None:
-        return NO_LAYER, None, None
-    layer = get_layer(model, name)
-    out = probe_layer(model, name)
-    if out is not None and not (isinstance(out, Tensor) and out.ndim == ndim):
-        shape = list(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        error = f"layer={name} ({type(layer).__name__}) outputs {shape}, not {what}; accepted: {accepted}"
-        return error, name, out
-    return None, name, out
-
-
-def probe_grid(method: BaseCAM, model: nn.Module, layout: FeatureLayout) -> str | None:
-    """Why the method's stated layer cannot be read as feature maps under ``layout`` (probed
-    with one zero image at the model's input size), or None when it can."""
-    name = stated_layer(method, model)
-    if name is None:
-        return NO_LAYER
-    layer = get_layer(model, name)
-    out = probe_layer(model, name)
-    if out is None:
-        return None
-    try:
-        method.to_grid(out, layout, model.bench_meta.input_size)
-    except ConfigError as err:
-        return f"layer={name} ({type(layer).__name__}): {err}"
-    return None
 
 
 @need("feature_maps", "a layer (the method's layer) whose output is feature maps [B, K, h, w]")
@@ -146,12 +86,22 @@ def _linear_head(method: CAM, model: nn.Module) -> str | None:
     if isinstance(head, str):
         return head
     name = stated_layer(method, model)
-    out = probe_layer(model, name) if name is not None else None
-    k = out.shape[1] if isinstance(out, Tensor) else None
-    if k is not None and k != head.in_features:
+    probe = head_input(model, name, head) if name is not None else None
+    if probe is None:
+        return None
+    maps, features = probe
+    if maps.shape[1] != head.in_features:
         return (
-            f"layer={name} has {k} channels but the linear head takes "
+            f"layer={name} has {maps.shape[1]} channels but the linear head takes "
             f"{head.in_features} features; CAM needs layer -> GAP -> linear."
+        )
+    gap = maps.mean((2, 3))
+    diff = float((features - gap).abs().max())
+    if features.shape != gap.shape or diff > 1e-4 * float(gap.abs().max().clamp_min(1)):
+        return (
+            f"the linear head's input is not the global average of layer={name} (max |difference| "
+            f"{diff:.3g}: a module sits between them, e.g. a norm); CAM needs layer -> GAP -> "
+            "linear (use gradcam instead)."
         )
     return None
 

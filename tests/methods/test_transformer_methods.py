@@ -68,6 +68,11 @@ def test_the_named_methods_on_each_timm_family(families, family, name):
             assert got.startswith("refused: its attention is windowed (WindowAttention)"), got
     if name == "vit_gradcam" and not transformer:
         assert got.startswith("refused: layer="), got
+    if name == "cam":  # ConvNeXt's head normalises the pooled features: not layer -> GAP -> linear
+        expected = {"timm_convnext": "the linear head's input is not the global average of layer"}
+        assert got.startswith(
+            f"refused: {expected.get(family, 'it has no global average pooling')}"
+        )
 
 
 @pytest.mark.slow
