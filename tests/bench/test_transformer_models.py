@@ -173,3 +173,18 @@ def test_a_job_on_a_transformer_end_to_end(tmp_path, family):
     model = json.loads((tmp_path / "job" / "record.json").read_text())["model"]
     assert model["input_size"] == [96, 96] and model["layout"]["prefix_tokens"] in (2, 0)
     assert record["config"]["model"]["mean"] == model["mean"]
+
+
+def test_a_swin_job_of_an_attention_method_is_skipped_in_a_sweep(tmp_path):
+    """unfit=skip (what a glob sweep over methods sets): the record says why, in one line."""
+    args = [*family_overrides("timm_swin", 8), "model.kwargs.img_size=96", "dataset.limit=1",
+            "batch_size=1", "metric=[sparseness]"]  # fmt: skip
+    record = run(
+        compose(*args, "method=attention_rollout", "unfit=skip", resolve=False), tmp_path / "a"
+    )
+    assert record["status"] == "skipped" and record["need"] == "attention"
+    assert record["reason"].startswith(
+        "method AttentionRollout cannot apply to model swin_tiny_patch4_window7_224 "
+        "(SwinTransformer) (needs attention): its attention is windowed (WindowAttention)"
+    )
+    assert run(compose(*args, "method=gradcam", resolve=False), tmp_path / "b")["rows"] == 1
