@@ -12,7 +12,7 @@ from PIL import Image
 from torch import nn
 
 from bench.api import compose
-from bench.core.batch import collate
+from bench.core.batch import Sample, collate
 from bench.core.context import Context
 from bench.core.errors import ConfigError
 from bench.data.folder import FolderDataset
@@ -119,8 +119,6 @@ def test_the_metrics_and_methods_read_the_declared_probabilities(head):
 
 
 def _sample(image, target):
-    from bench.core.batch import Sample
-
     return Sample(image=image, target=target, id=str(target))
 
 

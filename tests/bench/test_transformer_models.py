@@ -92,15 +92,15 @@ def test_timm_errors_are_one_line():
 
 def _save_hf_vit(folder: Path, mean: float = 0.4) -> HFClassifier:
     """A tiny random HF ViT and its image processor (mean/std of its own) saved to ``folder``."""
-    from transformers import ViTImageProcessor
-
     model = load_hf(config="vit", overrides=HF_VIT, num_classes=4)
     with torch.no_grad():  # weights unlike a fresh random init
         for p in model.parameters():
             p.add_(0.02 * torch.randn_like(p))
     model.hf.save_pretrained(folder)
     size = {"height": 32, "width": 32}
-    ViTImageProcessor(size=size, image_mean=[mean] * 3, image_std=[0.2] * 3).save_pretrained(folder)
+    transformers.ViTImageProcessor(
+        size=size, image_mean=[mean] * 3, image_std=[0.2] * 3
+    ).save_pretrained(folder)
     return model
 
 

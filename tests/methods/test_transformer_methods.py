@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from bench.core.errors import ConfigError, Unfit
 from bench.methods.attention import attention_modules, attention_weights
 from bench.methods.base import Method
-from bench.models import meta_of
+from bench.models import load_timm, meta_of
 from tests._transformers import HF_CORE, TIMM_CORE, load_family
 from tests.methods.conftest import METHODS, make_method
 
@@ -219,9 +219,7 @@ def test_swin_channels_last_maps_are_permuted_not_misread(families):
     assert torch.allclose(method_for("gradcam", model)(model, x, t), expected, atol=1e-6)
 
 
-def test_a_non_square_vit_grid_follows_the_input(families):
-    from bench.models.timm import load_timm
-
+def test_a_non_square_vit_grid_follows_the_input():
     model = load_timm(
         "vit_tiny_patch16_224",
         num_classes=3,
