@@ -134,7 +134,7 @@ WITNESSES = {
     "feature_maps": Witness(
         lambda: Convs(head="flatten_module"),
         lambda: Convs(head="flatten_module"),
-        ("flatten", "c2"),  # [B, 6] after pooling; [B, 6, 8, 8]
+        ("flatten", "a2"),  # [B, 6] after pooling; [B, 6, 8, 8] (what the pooling averages: CAM)
     ),
     # the fit layer is a2 (what the pooling averages): c2 is before a ReLU, not layer -> GAP -> linear
     "linear_head": Witness(lambda: Convs(head="flat"), Convs, ("c2", "a2")),
