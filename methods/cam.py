@@ -2,21 +2,32 @@
 
 Shape after pytorch-grad-cam's ``BaseCAM``, but batched and kept on the device. Every variant reads
 its layer from the model config (``layer: ${model.cam_layer}``), so one method file serves every
-model; every variant needs ``feature_maps`` (its check refuses a layer without them: a ViT's token
-layers, use ``vit_gradcam``), CAM also a ``linear_head``.
+model; every variant needs ``feature_maps`` (its check refuses a layer without them), CAM also a
+``linear_head``. A model whose loader states its layout (:class:`bench.core.layers.FeatureLayout`:
+timm and Hugging Face models) has its layer's output read through it: channels-last maps (Swin)
+are permuted and transformer tokens become the patch grid, so no user writes reshape code (as
+pytorch-grad-cam's ``reshape_transform``); without a layout a token layer is for ``vit_gradcam``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.core.errors import ConfigError, check_choice
-from bench.core.layers import get_layer, probe_outputs
+from bench.core.layers import FeatureLayout, get_layer
 from bench.methods.base import Method, check_batch_size, chunked_pairs, need
+from bench.methods.layers import (
+    NO_LAYER,
+    head_input,
+    layout_of,
+    probe_grid,
+    probe_stated,
+    stated_layer,
+)
 
 #: Where the ReLU of the weighted sum goes: on the layer-resolution map (pytorch-grad-cam, the
 #: papers), on the map upsampled to the input (captum's LayerGradCam users), or nowhere.
@@ -30,56 +41,14 @@ def relu_rule(relu: str | bool) -> str:
     return check_choice("relu", relu, RELU_RULES)
 
 
-def stated_layer(method: BaseCAM, model: nn.Module) -> str | None:
-    """The method's layer name in ``model``, ``auto`` resolved from the loader's metadata; None
-    when the model states no layer (``cam_layer: null``)."""
-    layer = method.layer
-    if layer == "auto":
-        layer = getattr(getattr(model, "bench_meta", None), "cam_layer", None)
-        if not layer:
-            raise ConfigError(
-                f"{method.name}: layer=auto needs a model loaded by a bench.models loader (which "
-                "finds the layer); name the layer instead (method.layer=<module name>)."
-            )
-    return layer or None
-
-
-def probe_layer(model: nn.Module, name: str) -> object | None:
-    """What layer ``name`` outputs for one zero image at the loader's input size (None when the
-    model carries no metadata to probe it with)."""
-    size = getattr(getattr(model, "bench_meta", None), "input_size", None)
-    if size is None:
-        return None
-    outputs = probe_outputs(model, size, [name])
-    return outputs[-1][1] if outputs else None
-
-
-NO_LAYER = "it states no cam_layer; set method.layer=<module name> (or model.cam_layer=auto)."
-
-
-def probe_stated(
-    method: Method, model: nn.Module, ndim: int, what: str, accepted: str
-) -> tuple[str | None, str | None, object]:
-    """``(error, layer name, output)`` of the method's stated layer, probed with one zero image
-    at the model's input size when its loader states it (output None otherwise): the error is
-    :data:`NO_LAYER` when no layer is stated, or names an output that is not ``ndim``-D
-    (``what``, and what is ``accepted``)."""
-    name = stated_layer(method, model)
-    if name is None:
-        return NO_LAYER, None, None
-    layer = get_layer(model, name)
-    out = probe_layer(model, name)
-    if out is not None and not (isinstance(out, Tensor) and out.ndim == ndim):
-        shape = list(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        error = f"layer={name} ({type(layer).__name__}) outputs {shape}, not {what}; accepted: {accepted}"
-        return error, name, out
-    return None, name, out
-
-
 @need("feature_maps", "a layer (the method's layer) whose output is feature maps [B, K, h, w]")
 def _feature_maps(method: BaseCAM, model: nn.Module) -> str | None:
-    """A layer whose output is feature maps ``[B, K, h, w]``, whatever its type (probed with one
-    zero image at the model's input size when its loader states it)."""
+    """A layer whose output is feature maps ``[B, K, h, w]``, whatever its type, or that the
+    model's stated layout reads as such (channels-last maps, tokens); probed with one zero image
+    at the model's input size when its loader states it."""
+    layout = layout_of(model)
+    if layout is not None:
+        return probe_grid(method, model, layout)
     return probe_stated(
         method,
         model,
@@ -117,12 +86,22 @@ def _linear_head(method: CAM, model: nn.Module) -> str | None:
     if isinstance(head, str):
         return head
     name = stated_layer(method, model)
-    out = probe_layer(model, name) if name is not None else None
-    k = out.shape[1] if isinstance(out, Tensor) else None
-    if k is not None and k != head.in_features:
+    probe = head_input(model, name, head) if name is not None else None
+    if probe is None:
+        return None
+    maps, features = probe
+    if maps.shape[1] != head.in_features:
         return (
-            f"layer={name} has {k} channels but the linear head takes "
+            f"layer={name} has {maps.shape[1]} channels but the linear head takes "
             f"{head.in_features} features; CAM needs layer -> GAP -> linear."
+        )
+    gap = maps.mean((2, 3))
+    diff = float((features - gap).abs().max())
+    if features.shape != gap.shape or diff > 1e-4 * float(gap.abs().max().clamp_min(1)):
+        return (
+            f"the linear head's input is not the global average of layer={name} (max |difference| "
+            f"{diff:.3g}: a module sits between them, e.g. a norm); CAM needs layer -> GAP -> "
+            "linear (use gradcam instead)."
         )
     return None
 
@@ -163,8 +142,11 @@ class BaseCAM(Method):
         """Per-channel weights ``[B, K]`` (or per-position ``[B, K, h, w]``)."""
         raise NotImplementedError
 
-    def to_grid(self, out: Tensor) -> Tensor:
-        """The layer's output as feature maps ``[B, K, h, w]`` (identity for conv layers)."""
+    def to_grid(self, out: Tensor, layout: FeatureLayout | None, size: Sequence[int]) -> Tensor:
+        """The layer's output as feature maps ``[B, K, h, w]`` for an input of ``size`` ``(H, W)``:
+        read through the model's ``layout`` when its loader states one, else as is (conv layers)."""
+        if layout is not None:
+            return layout.to_maps(out, size)
         if out.ndim != 4:
             raise ConfigError(
                 f"{self.name} needs a layer with [B, K, h, w] output; layer={self.layer} "
@@ -183,18 +165,19 @@ class BaseCAM(Method):
         def hook(_module: nn.Module, _inp: tuple, out: Tensor) -> None:
             store["acts"] = out
 
+        layout, size = layout_of(model), images.shape[-2:]
         handle = layer.register_forward_hook(hook)
         try:
             with torch.set_grad_enabled(self.needs_gradients):
                 x = images.detach().requires_grad_(self.needs_gradients)
                 logits = model(x)
                 acts = store["acts"]
-                grid = self.to_grid(acts)
+                grid = self.to_grid(acts, layout, size)
                 grads = None
                 if self.needs_gradients:
                     score = logits.gather(1, targets[:, None]).sum()
                     (grads,) = torch.autograd.grad(score, acts)
-                    grads = self.to_grid(grads)
+                    grads = self.to_grid(grads, layout, size)
         finally:
             handle.remove()
         return grid.detach(), grads
@@ -378,14 +361,19 @@ class AblationCAM(_ChannelScoreCAM):
         self, acts: Tensor, grads: Tensor | None, model: nn.Module, images: Tensor, targets: Tensor
     ) -> Tensor:
         layer = get_layer(model, self.layer_name(model))
+        layout = layout_of(model) or FeatureLayout()
         current: dict[str, Tensor] = {}
-        with torch.no_grad():
-            base = model(images).gather(1, targets[:, None])[:, 0].float()
+        handle = layer.register_forward_hook(lambda _m, _i, out: current.setdefault("raw", out))
+        try:
+            with torch.no_grad():
+                base = model(images).gather(1, targets[:, None])[:, 0].float()
+        finally:
+            handle.remove()
+        raw = current.pop("raw")  # the layer's output in its own layout (tokens, channels last)
 
         def ablated(img: Tensor, ch: Tensor) -> Tensor:
-            out = acts[img].clone()
-            out[torch.arange(len(img), device=img.device), ch] = 0
-            current["out"] = out  # what the hook hands the rest of the network
+            # what the hook hands the rest of the network: channel ch of image img set to 0
+            current["out"] = layout.zero_channels(raw[img], ch)
             return images[img]
 
         handle = layer.register_forward_hook(lambda _m, _i, _o: current["out"])

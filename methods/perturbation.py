@@ -14,13 +14,16 @@ import torch.nn.functional as F
 from captum.attr import Occlusion as _CaptumOcclusion
 from torch import Tensor, nn
 
+from bench.core.context import class_probabilities, probabilities_of
 from bench.core.errors import check_int, check_number
 from bench.methods.base import Method, batch_limit, check_batch_size, chunked_pairs
 
 
 def probabilities(model: nn.Module, x: Tensor) -> Tensor:
-    """The model's softmax probabilities ``[N, classes]`` (float32) of the inputs ``x``."""
-    return model(x).float().softmax(-1)
+    """The model's class probabilities ``[N, classes]`` (float32) of the inputs ``x``: the softmax,
+    or a sigmoid per class for a model whose config declares a multi-label head
+    (``model.probabilities=sigmoid``)."""
+    return class_probabilities(model(x), probabilities_of(model))
 
 
 def perturbations_per_eval(knob: int | str | None, images: Tensor, perturbations: int) -> int:

@@ -132,6 +132,9 @@ class Metric:
     :meth:`range_of` answers for a key under given settings (intervals are clipped to it).
     ``stability`` (a :class:`Stability`) says how the score moves under float rounding of its
     inputs, ``key_stability`` that of a key that differs (:meth:`stability_of`).
+    ``heads`` are the models' probabilities (``model.probabilities``: ``softmax`` over the
+    classes, ``sigmoid`` per class for a multi-label head) its protocol is defined for; a model
+    with another is refused when the cell is built (:meth:`unfit_head`).
     """
 
     higher_is_better: ClassVar[bool] = True
@@ -144,6 +147,7 @@ class Metric:
     key_ranges: ClassVar[Mapping[str, Range | None]] = {}
     stability: ClassVar[Stability]
     key_stability: ClassVar[Mapping[str, Stability]] = {}
+    heads: ClassVar[frozenset[str]] = frozenset({"softmax", "sigmoid"})
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -178,6 +182,17 @@ class Metric:
         """:meth:`range_of` every score key this instance returns."""
         settings = self.settings()
         return {k: type(self).range_of(k, settings) for k in self.directions()}
+
+    def unfit_head(self, probabilities: str) -> str | None:
+        """Why this metric's protocol does not apply to a model whose probabilities are
+        ``probabilities`` (``softmax`` | ``sigmoid``), or None when it does."""
+        if probabilities in self.heads:
+            return None
+        return (
+            f"its protocol reads a model with {' or '.join(sorted(self.heads))} probabilities "
+            f"and the model declares model.probabilities={probabilities}; accepted: "
+            f"model.probabilities={'|'.join(sorted(self.heads))}, or another metric."
+        )
 
     def check_image(self, height: int, width: int) -> None:
         """Refuse (ConfigError ``<key>=<value> ...; accepted: ...``) a setting that makes the

@@ -13,7 +13,7 @@ from scipy.ndimage import gaussian_filter
 from torch import Tensor
 
 from bench.core.batch import Batch
-from bench.core.context import Context
+from bench.core.context import Context, class_probabilities
 from bench.core.errors import ConfigError, check_choice, check_int, check_number
 from bench.core.ranking import TIES, descending_order, pearson, rank_pixels, ranks_of
 from bench.metrics.base import Category, Metric, MetricOutput, OrderCurves, Range, Stability
@@ -53,9 +53,12 @@ def explained_targets(ctx: Context, batch: Batch, rule: str) -> Tensor:
     return ctx.predictions(batch.images) if rule == "prediction" else batch.targets
 
 
-def target_scores(logits: Tensor, targets: Tensor, score: str) -> Tensor:
-    """Softmax probability or logit ``[N]`` of ``targets`` ``[N]`` from ``logits`` ``[N, C]``."""
-    out = logits.softmax(1) if score == "probability" else logits
+def target_scores(
+    logits: Tensor, targets: Tensor, score: str, probabilities: str = "softmax"
+) -> Tensor:
+    """Probability (the model's ``probabilities``: softmax, or a sigmoid per class for a
+    multi-label head) or logit ``[N]`` of ``targets`` ``[N]`` from ``logits`` ``[N, C]``."""
+    out = class_probabilities(logits, probabilities) if score == "probability" else logits
     return out.gather(1, targets[:, None]).squeeze(1)
 
 
@@ -91,7 +94,7 @@ def perturbation_curves(
 
     def reduce(sl: slice, logits: Tensor) -> Tensor:
         bi = torch.arange(sl.start, sl.stop, device=start.device) // per_image
-        return target_scores(logits, targets[bi], score)
+        return target_scores(logits, targets[bi], score, ctx.probabilities)
 
     return ctx.map_forward(b * per_image, make, reduce).view(b, r_len, t_len)
 

@@ -483,6 +483,8 @@ class _Road(Metric):
     )
     orders: tuple[str, ...] = ()
     suffixes = {"probability": None}
+    # accuracy of the top-1 prediction and the target's softmax: a one-label-per-image protocol
+    heads = frozenset({"softmax"})
 
     def __init__(
         self,

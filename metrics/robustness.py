@@ -69,7 +69,7 @@ class Infidelity(Metric):
 
         def forward(inputs: Tensor) -> Tensor:
             logits = ctx.forward(inputs)
-            return logits.softmax(1) if self.score == "probability" else logits
+            return ctx.probs(logits) if self.score == "probability" else logits
 
         def perturb(inputs: Tensor) -> tuple[Tensor, Tensor]:
             nonlocal done

@@ -117,6 +117,12 @@ def _model_overrides(name: str) -> list[str]:
         ]
     if node["_target_"].endswith("load_timm"):
         return ["model.arch=resnet18"]
+    if node["_target_"].endswith("load_hf"):  # a tiny ViT built from its config class
+        return [
+            "model.config=vit",
+            "model.overrides={image_size: 32, patch_size: 8, hidden_size: 16, "
+            "num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 32}",
+        ]
     return []
 
 
@@ -132,6 +138,8 @@ def test_every_model_file_instantiates(name):
     cfg = compose(f"model={name}", *_model_overrides(name))
     if cfg.model._target_.endswith("load_timm"):
         pytest.importorskip("timm", reason="model=timm needs the optional timm package")
+    if cfg.model._target_.endswith("load_hf"):
+        pytest.importorskip("transformers", reason="model=hf needs the optional transformers")
     model = instantiate(cfg.model)
     meta = meta_of(model)
     assert not model.training and meta.num_classes >= 2

@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from bench.config.launchers import quiet_schema_matching
 from bench.config.schema import register
 from bench.config.trust import guarded
+from bench.config.validate import fill_model_preprocessing
 from bench.core.paths import CONF_DIR
 
 
@@ -22,5 +23,6 @@ def compose(*overrides: str, resolve: bool = True, hydra: bool = False) -> DictC
     with guarded(), initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = _compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
     if resolve:
+        fill_model_preprocessing(cfg, strict=False)  # a model's own (timm, Hugging Face)
         OmegaConf.resolve(cfg)
     return cfg

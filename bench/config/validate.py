@@ -12,6 +12,7 @@ multi-line composition errors into one line that names the key.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import inspect
 import os
@@ -48,6 +49,7 @@ from bench.core.errors import (
     first_line,
 )
 from bench.data.subset import ON_BAD_SAMPLE, SUBSET_KEYS
+from bench.models import PREPROCESSING
 from bench.models.meta import image_size
 
 EXPLAIN = ("label", "prediction")
@@ -247,9 +249,46 @@ def validate(cfg: DictConfig, construct: bool = True) -> None:
     if "input_size" in raw and not str(raw["input_size"]).startswith("${"):
         image_size(raw["input_size"])
     if construct:
+        if needs_preprocessing(cfg):
+            cfg = copy.deepcopy(cfg)
+            fill_model_preprocessing(cfg)
         construct_node("method", cfg.method)
-        for name, node in metrics.items():
+        for name, node in cfg.metric.items():
             construct_node(f"metric.{name}", node)
+
+
+def needs_preprocessing(cfg: DictConfig) -> bool:
+    """Whether ``cfg.model`` leaves its ``input_size``, ``mean`` or ``std`` to the model (null)."""
+    node = cfg.model
+    return any(k in node and node[k] is None for k in ("input_size", "mean", "std"))
+
+
+def fill_model_preprocessing(cfg: DictConfig, strict: bool = True) -> None:
+    """Set the null ``model.input_size``, ``mean``, ``std`` and ``resize_size`` of ``cfg`` to what
+    the model's loader tells without building it (:data:`bench.models.PREPROCESSING`: timm's
+    ``pretrained_cfg``, a Hugging Face image processor), so that everything reading them before
+    the model exists (``${model.input_size[0]}``, ROAD's ``${model.mean}``, the job's hash) sees
+    the model's own values; the loader then finds the same. Not ``strict`` (composing a config
+    to look at it), a model node that is incomplete or wrong is left as it is: the checks and
+    the loader say what is wrong."""
+    if not needs_preprocessing(cfg):
+        return
+    node = cfg.model
+    tell = PREPROCESSING.get(get_object(str(node._target_)))
+    if tell is None:
+        return
+    if missing_keys(node):  # check_complete names them
+        return
+    args = OmegaConf.to_container(node, resolve=True)
+    try:
+        told = tell(**{k: args[k] for k in inspect.signature(tell).parameters if k in args})
+    except ConfigError:
+        if strict:
+            raise
+        return
+    for key in ("input_size", "mean", "std", "resize_size"):
+        if key in node and node[key] is None and key in told:
+            node[key] = told[key]
 
 
 def construct_node(key: str, node: DictConfig) -> Any:

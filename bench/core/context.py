@@ -19,6 +19,26 @@ log = logging.getLogger("bench")
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
+#: What turns a model's logits ``[N, C]`` into class probabilities, as its config declares
+#: (``model.probabilities``): ``softmax`` over the classes (one label per image) or a ``sigmoid``
+#: per class (multi-label heads).
+PROBABILITIES = {
+    "softmax": lambda logits: logits.softmax(-1),
+    "sigmoid": lambda logits: logits.sigmoid(),
+}
+
+
+def probabilities_of(model: nn.Module) -> str:
+    """The model's declared probabilities (``bench_meta.probabilities``; ``softmax`` for a model
+    without metadata)."""
+    return getattr(getattr(model, "bench_meta", None), "probabilities", "softmax")
+
+
+def class_probabilities(logits: Tensor, kind: str = "softmax") -> Tensor:
+    """Class probabilities ``[N, C]`` (float32) of ``logits`` ``[N, C]`` under ``kind``, one of
+    :data:`PROBABILITIES`."""
+    return PROBABILITIES[kind](logits.float())
+
 
 def resolve_device(name: str) -> torch.device:
     """Turn ``cpu | cuda | cuda:N | mps`` into a device this machine has, or raise a ConfigError
@@ -246,6 +266,8 @@ class Context:
             (``True`` = the inductor backend, or a backend's name).
         max_memory: the memory ``chunk_size=auto`` may plan for (bytes; None = half of the GPU's
             free memory, a quarter of the CPU's available memory).
+        probabilities: what turns the model's logits into class probabilities, one of
+            :data:`PROBABILITIES`; None = what the model declares (:func:`probabilities_of`).
         forward_images: images sent through :meth:`forward` so far (the cost counter).
         counter: counts every pass through the model (hooks); the compiled forward bypasses the
             hooks, so :meth:`forward` counts its images there itself.
@@ -260,6 +282,7 @@ class Context:
     channels_last: bool = False
     compile: bool | str = False
     max_memory: int | None = None
+    probabilities: str | None = None
     forward_images: int = 0
     retries: list[dict] = field(default_factory=list)
     counter: PassCounter | None = None
@@ -269,6 +292,9 @@ class Context:
 
     def __post_init__(self) -> None:
         check_choice("precision", self.precision, PRECISIONS)
+        self.probabilities = check_choice(
+            "model.probabilities", self.probabilities or probabilities_of(self.model), PROBABILITIES
+        )
         self.chunk_size = check_chunk_size(self.chunk_size)
         self.compile = check_compile(self.compile)
         if self.watch is None:
@@ -395,6 +421,10 @@ class Context:
         self.chunk_size = max(1, size // 2)
         note_out_of_memory("metric forward (chunk_size)", size, self.chunk_size, err, self.device)
         self.retries.append(OUT_OF_MEMORY[-1])
+
+    def probs(self, logits: Tensor) -> Tensor:
+        """Class probabilities ``[N, C]`` of ``logits`` under the model's :attr:`probabilities`."""
+        return class_probabilities(logits, self.probabilities)
 
     @torch.no_grad()
     def predictions(self, images: Tensor) -> Tensor:

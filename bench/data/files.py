@@ -322,7 +322,8 @@ class FileDataset(ImageDataset):
 
     The constructor checks and sets what every file dataset shares; subclasses call it first,
     then fill ``self.records`` (one dict per sample with ``path``, ``target``, ``id``, ``boxes``
-    (array ``[K, 4]`` or None) and optionally ``difficult``).
+    (array ``[K, 4]`` or None) and optionally ``difficult``, ``masks`` (mask files), and where
+    ``partners`` is a field ``partner`` and ``partner_masks``).
 
     Args:
         root: the dataset's folder (``dataset.root``; relative paths are from the project root).
@@ -411,15 +412,14 @@ class FileDataset(ImageDataset):
         rec = self.records[index]
         img = open_image(rec["path"])
         image, frame = self.preprocess(img)
-        boxes = mask = None
+        boxes = mask = partner_mask = None
         if "boxes" in self.fields:
             boxes = frame.boxes(rec["boxes"] if rec.get("boxes") is not None else np.zeros((0, 4)))
+        hw = (img.height, img.width) if isinstance(img, Image.Image) else img.shape[:2]
         if "masks" in self.fields:
-            hw = (img.height, img.width) if isinstance(img, Image.Image) else img.shape[:2]
-            region = np.zeros(hw, dtype=bool)  # no mask given for the pair: an empty region
-            for path in rec.get("masks", []):
-                region |= open_mask(path, hw)
-            mask = self.preprocess.mask(region, frame)
+            mask = self.region(rec.get("masks", []), hw, frame)
+        if "partners" in self.fields:
+            partner_mask = self.region(rec.get("partner_masks", []), hw, frame)
         return Sample(
             image=image,
             target=int(rec["target"]),
@@ -428,4 +428,14 @@ class FileDataset(ImageDataset):
             orig_size=frame.size,
             mask=mask,
             difficult=bool(rec.get("difficult", False)),
+            partner=int(rec["partner"]) if "partners" in self.fields else None,
+            partner_mask=partner_mask,
         )
+
+    def region(self, masks: Sequence[Path], hw: Sequence[int], frame: Frame) -> torch.Tensor:
+        """The union of the mask files ``masks`` of an ``hw`` image as bool ``[H, W]`` at the
+        input's size (no mask: an empty region)."""
+        region = np.zeros(tuple(hw), dtype=bool)
+        for path in masks:
+            region |= open_mask(path, tuple(hw))
+        return self.preprocess.mask(region, frame)

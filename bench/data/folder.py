@@ -27,6 +27,13 @@ def _box_columns(header: list[str]) -> list[str] | None:
 
 
 HEADER = "image,label[,id][,x0,y0,x1,y1][,mask]"
+#: Separates the labels of a multi-label row (``3;7``) and their masks (``a_3.png;a_7.png``).
+SEP = ";"
+
+
+def split_cell(value: str) -> list[str]:
+    """The ``;``-separated parts of a CSV cell, stripped (one part for a plain value)."""
+    return [part.strip() for part in value.split(SEP)]
 
 
 def read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
@@ -99,13 +106,14 @@ def _class_names(
 ) -> list[str]:
     """The class names: ``classes``, else 0..n-1 for integer labels, else the sorted labels."""
     for line, r in rows:
-        if not r["label"]:
+        if not all(split_cell(r["label"])):
             names = f" ({', '.join(str(c) for c in list(classes)[:5])}...)" if classes else ""
             raise ConfigError(
-                f"{csv_path}:{line}: the label is empty; accepted: a class name{names} or an "
-                "integer class index, on every row."
+                f"{csv_path}:{line}: label={r['label']!r} has an empty label; accepted: a class "
+                f"name{names} or an integer class index, or several separated by ';' (3;7), on "
+                "every row."
             )
-    raw_labels = [r["label"] for _, r in rows]
+    raw_labels = [lb for _, r in rows for lb in split_cell(r["label"])]
     if classes is not None:
         return [str(c) for c in classes]
     if all(lb.lstrip("-").isdigit() for lb in raw_labels):
@@ -159,6 +167,23 @@ def _box(csv_path: Path, line: int, values: list[str | None]) -> list[float]:
     return box
 
 
+def add_partners(groups: dict[tuple[str, int], dict]) -> None:
+    """Give each (image, label) record a partner for class sensitivity: the next label of the
+    same image in class order, cyclically (as the scenes benchmark), with that label's masks. A
+    record of an image with one label is its own partner with no mask: its pair has no second
+    object, and class sensitivity scores it NaN, flagged ``degenerate``."""
+    present: dict[str, list[int]] = {}
+    for image, target in groups:
+        present.setdefault(image, []).append(target)
+    for (image, target), rec in groups.items():
+        labels = sorted(present[image])
+        if len(labels) < 2:
+            rec["partner"], rec["partner_masks"] = target, []
+            continue
+        partner = labels[(labels.index(target) + 1) % len(labels)]
+        rec["partner"], rec["partner_masks"] = partner, groups[image, partner]["masks"]
+
+
 class FolderDataset(FileDataset):
     """Any folder of images with a CSV of labels and optional boxes (a team's own data).
 
@@ -172,6 +197,14 @@ class FolderDataset(FileDataset):
     the same image and label merge their boxes and masks (a pair without any mask has an empty
     region, which the localisation metrics flag); an image listed with several labels gives one
     sample per label, with ``:<class>`` appended to its id.
+
+    Multi-label images: a row's ``label`` may name several labels separated by ``;`` (``3;7``),
+    with one mask per label in the same order (``mask`` = ``a_3.png;a_7.png``) or none; boxes
+    (and more masks) of each label go on rows of their own. Where masks are given and an image
+    has several labels, every sample also carries a partner (the image's next label, with its
+    mask) for ``metric=class_sensitivity``; a single-label image's sample has no second object
+    and scores NaN there (flagged). A model with a sigmoid per class is declared by its config
+    (``model.probabilities=sigmoid``).
 
     Args:
         root: the images' folder.
@@ -227,26 +260,54 @@ class FolderDataset(FileDataset):
         first_line: dict[tuple[str, int], int] = {}
         labels_of: dict[str, set[int]] = {}
         for line, r in rows:
-            target = _target(csv_path, line, r["label"], index, self.class_names)
             path = _file(self.root, csv_path, line, r["image"], "image")
-            key = (r["image"], target)
-            first_line.setdefault(key, line)
-            rec = groups.setdefault(
-                key,
-                {
-                    "path": path,
-                    "target": target,
-                    "boxes": [],
-                    "masks": [],
-                    "id": r.get("id") or str(Path(r["image"]).with_suffix("")),
-                },
-            )
-            labels_of.setdefault(r["image"], set()).add(target)
-            if box_cols and any(r.get(c) for c in box_cols):
-                rec["boxes"].append(_box(csv_path, line, [r.get(c) for c in box_cols]))
-            if has_masks and r.get("mask"):
-                rec["masks"].append(_file(self.root, csv_path, line, r["mask"], "mask"))
+            for target, boxes, mask in self._row_labels(csv_path, line, r, index, box_cols):
+                key = (r["image"], target)
+                first_line.setdefault(key, line)
+                rec = groups.setdefault(
+                    key,
+                    {
+                        "path": path,
+                        "target": target,
+                        "boxes": [],
+                        "masks": [],
+                        "id": r.get("id") or str(Path(r["image"]).with_suffix("")),
+                    },
+                )
+                labels_of.setdefault(r["image"], set()).add(target)
+                rec["boxes"] += boxes
+                if has_masks and mask:
+                    rec["masks"].append(_file(self.root, csv_path, line, mask, "mask"))
         self._add_records(csv_path, groups, first_line, labels_of)
+        if has_masks and any(len(t) > 1 for t in labels_of.values()):
+            self.fields |= {"partners"}
+            add_partners(groups)
+
+    def _row_labels(
+        self,
+        csv_path: Path,
+        line: int,
+        r: dict[str, str],
+        index: dict[str, int],
+        box_cols: list[str] | None,
+    ) -> list[tuple[int, list[list[float]], str]]:
+        """``(class index, boxes, mask path or '')`` of each label of a row: one label, or
+        several separated by ';' with as many masks (``a_3.png;a_7.png``) or none, and no box."""
+        labels = split_cell(r["label"])
+        targets = [_target(csv_path, line, lb, index, self.class_names) for lb in labels]
+        has_box = bool(box_cols) and any(r.get(c) for c in box_cols)
+        boxes = [_box(csv_path, line, [r.get(c) for c in box_cols])] if has_box else []
+        masks = split_cell(r.get("mask") or "")
+        if len(targets) == 1:
+            return [(targets[0], boxes, r.get("mask") or "")]
+        if has_box or (any(masks) and len(masks) != len(targets)):
+            raise ConfigError(
+                f"{csv_path}:{line}: label={r['label']} names {len(targets)} labels with "
+                f"{'a box' if has_box else f'{len(masks)} mask(s)'}; accepted: one mask per label "
+                "in the same order (mask=a_3.png;a_7.png) or none, and the boxes of each label on "
+                "rows of their own (one label per row)."
+            )
+        return [(t, [], m if any(masks) else "") for t, m in zip(targets, masks * len(targets))]
 
     def _add_records(
         self,

@@ -78,6 +78,11 @@ def make_cell(
     if hasattr(method, "check"):
         method.check(model)
     ctx = Context(model=model, method=method, **context)
+    for name, metric in metrics.items():
+        why = metric.unfit_head(ctx.probabilities)
+        if why is not None:
+            raise ConfigError(f"metric={name} ({type(metric).__name__}) cannot score model "
+                              f"{row_meta.get('model', type(model).__name__)}: {why}")  # fmt: skip
     return Cell(model, method, method_name, metrics, ctx, {**row_meta, "method": method_name})
 
 
@@ -100,13 +105,23 @@ def method_label(cfg: DictConfig) -> str:
 
 def resolve_model_node(cfg: DictConfig, meta: ModelMeta) -> None:
     """Write what the model's loader found back into ``cfg.model``: ``cam_layer: auto`` becomes the
-    layer it chose and ``num_classes: null`` the logits it counted, so every ``${model.*}``
-    interpolation (the CAM methods' ``layer``, the datasets' class counts) sees the same values."""
+    layer it chose, ``num_classes: null`` the logits it counted and a null ``input_size``, ``mean``,
+    ``std``, ``resize_size`` the model's own (timm, Hugging Face), so every ``${model.*}``
+    interpolation (the CAM methods' ``layer``, the datasets' class counts and preprocessing) sees
+    the same values."""
     node = cfg.model
     if node.get("cam_layer") == "auto":
         node.cam_layer = meta.cam_layer
-    if "num_classes" in node and node.num_classes is None:
-        node.num_classes = meta.num_classes
+    found = {
+        "num_classes": meta.num_classes,
+        "input_size": list(meta.input_size),
+        "mean": list(meta.mean),
+        "std": list(meta.std),
+        "resize_size": meta.extra.get("resize_size"),
+    }
+    for key, value in found.items():
+        if key in node and node[key] is None:
+            node[key] = value
 
 
 def dataset_info(base: ImageDataset, dataset: Dataset, subset: dict) -> DatasetInfo:

@@ -23,7 +23,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from bench.config.validate import check_logger, user_error, validate
+from bench.config.validate import check_logger, fill_model_preprocessing, user_error, validate
 from bench.core.context import OUT_OF_MEMORY, resolve_device
 from bench.core.errors import Unfit
 from bench.engine.allocator import allocator_state, keep_freed_memory
@@ -336,6 +336,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """
     started = time.time()
     validate(cfg, construct=False)  # build() constructs the method and metrics, in order
+    fill_model_preprocessing(cfg)  # a model's own input size and normalisation (timm, HF)
     check_logger(**logger_options(cfg))  # a missing package or a bad option: before any compute
     out_dir = Path(out_dir)
     chash = config_hash(cfg)

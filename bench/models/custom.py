@@ -76,6 +76,7 @@ def load_module(
     cam_layer: str | None = "auto",
     name: str = "custom",
     trust_checkpoint: bool = False,
+    probabilities: str = "softmax",
 ) -> nn.Module:
     """A user's own ``nn.Module`` by import path, with weights from a local checkpoint (or random).
 
@@ -91,6 +92,7 @@ def load_module(
         cam_layer: module name for CAM methods, ``auto`` or null.
         name: the ``model`` column of result rows.
         trust_checkpoint: allow a checkpoint that is a pickled model (unpickling runs code).
+        probabilities: ``softmax`` (one label per image) or ``sigmoid`` (a multi-label head).
     """
     input_size = image_size(input_size)
     if num_classes is not None:
@@ -109,4 +111,15 @@ def load_module(
         model = build_module(module, args)
     counted = count_classes(model, input_size, num_classes, module)
     weights = Path(checkpoint).name if checkpoint else "random"
-    return attach_meta(model, name, weights, cam_layer, input_size, mean, std, counted, extra)
+    return attach_meta(
+        model,
+        name,
+        weights,
+        cam_layer,
+        input_size,
+        mean,
+        std,
+        counted,
+        extra,
+        probabilities=probabilities,
+    )

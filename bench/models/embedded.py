@@ -53,8 +53,10 @@ def load_shapes_cnn(
     input_size: Sequence[int] = (112, 112),
     mean: Sequence[float] = (0.5, 0.5, 0.5),
     std: Sequence[float] = (0.25, 0.25, 0.25),
+    probabilities: str = "softmax",
 ) -> nn.Module:
-    """The embedded benchmark's trained CNN from its committed checkpoint, in eval mode."""
+    """The embedded benchmark's trained CNN from its committed checkpoint, in eval mode
+    (``probabilities``: ``softmax``, or ``sigmoid`` for the scenes benchmark's multi-label head)."""
     num_classes = check_int("model.num_classes", num_classes, minimum=1)
     width = check_int("model.width", width, minimum=1)
     model, record = load_weights(
@@ -73,4 +75,5 @@ def load_shapes_cnn(
         std,
         num_classes,
         record,
+        probabilities=probabilities,
     )

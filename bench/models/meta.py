@@ -8,8 +8,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from bench.core.errors import ConfigError
-from bench.core.layers import get_layer, last_feature_map_layer
+from bench.core.context import PROBABILITIES
+from bench.core.errors import ConfigError, check_choice
+from bench.core.layers import FeatureLayout, get_layer, last_feature_map_layer
 
 
 @dataclass
@@ -25,6 +26,13 @@ class ModelMeta:
         std: per-channel normalisation std.
         num_classes: number of output logits.
         extra: anything else worth recording (checkpoint path, training record).
+        layout: how its layers lay out features (channels first or last, the tokens before the
+            patch grid of a transformer), stated by loaders that know it (timm, Hugging Face);
+            None: feature maps ``[B, C, h, w]``, and a token layer is read by ``vit_gradcam``
+            alone (a class token, then a square grid).
+        probabilities: what turns its logits into class probabilities: ``softmax`` (one label
+            per image) or ``sigmoid`` (a multi-label head), as its config declares; the metrics
+            and methods that read probabilities use it.
     """
 
     name: str
@@ -35,6 +43,8 @@ class ModelMeta:
     std: tuple[float, ...]
     num_classes: int
     extra: dict = field(default_factory=dict)
+    layout: FeatureLayout | None = None
+    probabilities: str = "softmax"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -139,10 +149,14 @@ def attach_meta(
     std: Sequence[float],
     num_classes: int,
     extra: dict,
+    *,
+    layout: FeatureLayout | None = None,
+    probabilities: str = "softmax",
 ) -> nn.Module:
     """Put the model in eval mode and attach its :class:`ModelMeta` (CAM layer and normalisation checked).
 
     ``cam_layer``: a name from ``model.named_modules()``, ``auto`` (:func:`auto_cam_layer`) or None.
+    ``probabilities``: ``softmax`` or ``sigmoid`` (``model.probabilities``).
     """
     model.eval()
     if cam_layer == "auto":
@@ -158,5 +172,7 @@ def attach_meta(
         std=_normalisation("model.std", std, positive=True),
         num_classes=num_classes,
         extra=extra,
+        layout=layout,
+        probabilities=check_choice("model.probabilities", probabilities, PROBABILITIES),
     )
     return model

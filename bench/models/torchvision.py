@@ -72,6 +72,7 @@ def load_torchvision(
     download: bool = True,
     kwargs: dict | None = None,
     trust_checkpoint: bool = False,
+    probabilities: str = "softmax",
 ) -> nn.Module:
     """Any torchvision classification model by name, with its weights and metadata, in eval mode.
 
@@ -92,6 +93,7 @@ def load_torchvision(
         download: try to download missing enum weights (never in tests).
         kwargs: extra builder arguments (e.g. ``{dropout: 0.0}``).
         trust_checkpoint: allow a checkpoint that is a pickled model (unpickling runs code).
+        probabilities: ``softmax``, or ``sigmoid`` for a fine-tuned multi-label head.
     """
     if num_classes is not None:
         num_classes = check_int("model.num_classes", num_classes, minimum=1)
@@ -134,7 +136,16 @@ def load_torchvision(
         weights_name = "random"
     counted = count_classes(model, input_size, num_classes, f"the loaded {arch}")
     return attach_meta(
-        model, name or arch, weights_name, cam_layer, input_size, mean, std, counted, extra
+        model,
+        name or arch,
+        weights_name,
+        cam_layer,
+        input_size,
+        mean,
+        std,
+        counted,
+        extra,
+        probabilities=probabilities,
     )
 
 

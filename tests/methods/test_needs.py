@@ -134,9 +134,10 @@ WITNESSES = {
     "feature_maps": Witness(
         lambda: Convs(head="flatten_module"),
         lambda: Convs(head="flatten_module"),
-        ("flatten", "c2"),  # [B, 6] after pooling; [B, 6, 8, 8]
+        ("flatten", "a2"),  # [B, 6] after pooling; [B, 6, 8, 8] (what the pooling averages: CAM)
     ),
-    "linear_head": Witness(lambda: Convs(head="flat"), Convs, ("c2", "c2")),
+    # the fit layer is a2 (what the pooling averages): c2 is before a ReLU, not layer -> GAP -> linear
+    "linear_head": Witness(lambda: Convs(head="flat"), Convs, ("c2", "a2")),
     "attention": Witness(Tokens, lambda: make_model("vit")),
     "tokens": Witness(Tokens, Tokens, ("embed", "norm")),  # [B, 16, 4, 4]; [B, 17, 16]
     "deeplift_rules": Witness(lambda: Convs(act=FunctionalReLU), Convs, twin=True),
