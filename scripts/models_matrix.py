@@ -64,10 +64,9 @@ def outcome(name: str, model: torch.nn.Module) -> tuple[str, str]:
     return ("works", "") if ok else ("FAILED", f"shape {list(maps.shape)} or non-finite")
 
 
-def matrix() -> list[str]:
+def matrix(families: list[str]) -> list[str]:
     methods = options("method")
     rows, reasons = [], {}
-    families = list(FAMILIES)
     for family in families:
         model = load_family(family)
         cells = []
@@ -139,7 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "results" / "reference" / "models.md"))
+    parser.add_argument(
+        "--families", default=",".join(REAL), help=f"comma-separated, of {', '.join(REAL)}"
+    )
     args = parser.parse_args(argv)
+    families = [f for f in args.families.split(",") if f]
+    unknown = [f for f in families if f not in REAL or f not in FAMILIES]
+    if unknown:
+        parser.error(f"--families {','.join(unknown)}: accepted: {', '.join(REAL)}")
     torch.set_num_threads(args.threads)
     import timm
     import transformers
@@ -158,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         "otherwise the need it lacks (a glob sweep over methods skips it in one line, NOT "
         "APPLICABLE).",
         "",
-        *matrix(),
+        *matrix(families),
         "",
         "## Grad-CAM and rollout, ms per image (median [min-max])",
         "",
@@ -173,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         "attention_rollout |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for family in REAL:
+    for family in families:
         lines += timing(family, args.images, args.repeat)
     Path(args.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")

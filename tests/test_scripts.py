@@ -199,3 +199,12 @@ def test_visualise_runs(tmp_path):
         *("--out", str(tmp_path)),
     )
     assert {"maps.png", "features.png", "actmax_0.png"} <= {p.name for p in tmp_path.iterdir()}
+
+
+@pytest.mark.slow
+def test_models_matrix_runs(tmp_path):
+    pytest.importorskip("timm", reason="the timm extra (make test installs it)")
+    out = tmp_path / "models.md"
+    run("models_matrix.py", "--families", "timm_vit", "--images", "1", "--repeat", "1",
+        "--threads", "1", "--out", str(out))  # fmt: skip
+    written(out, "timm_vit", "gradcam")
