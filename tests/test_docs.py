@@ -4,6 +4,8 @@ docs/sweeps.md is the real one, and the README and docs/ name only configs that 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -72,3 +74,18 @@ def test_the_docs_name_only_configs_that_exist(page):
     for group in ("model", "dataset", "method", "experiment"):
         for name in re.findall(rf"\b{group}=([a-z_0-9]+)", text):
             assert name in options(group), f"{page.name}: {group}={name}"
+
+
+@pytest.mark.slow
+def test_the_python_examples_output_is_what_it_prints():
+    """docs/results.md's "From Python" example, run as written: it prints the block after it."""
+    page = (ROOT / "docs" / "results.md").read_text()
+    section = page.split("## From Python", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    shown = re.search(r"prints \(.*?\n\n```\n(.*?)```", section, re.S).group(1)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    printed = [line.rstrip() for line in done.stdout.strip().splitlines()]
+    assert printed == [line.rstrip() for line in shown.strip().splitlines()]

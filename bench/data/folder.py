@@ -108,8 +108,9 @@ def _class_names(
     for line, r in rows:
         if not all(split_cell(r["label"])):
             names = f" ({', '.join(str(c) for c in list(classes)[:5])}...)" if classes else ""
+            given = f" (label={r['label']!r})" if r["label"] else ""
             raise ConfigError(
-                f"{csv_path}:{line}: label={r['label']!r} has an empty label; accepted: a class "
+                f"{csv_path}:{line}: the label is empty{given}; accepted: a class "
                 f"name{names} or an integer class index, or several separated by ';' (3;7), on "
                 "every row."
             )

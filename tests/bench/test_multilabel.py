@@ -84,7 +84,7 @@ def test_one_sample_per_image_and_label_with_its_own_masks(tmp_path):
     [
         ("image,label,x0,y0,x1,y1\nim0.jpg,1;2,0,0,5,5\n", r"label=1;2 names 2 labels with a box; accepted: one mask per label"),
         ("image,label,mask\nim0.jpg,1;2,im0_1.png\n", r"label=1;2 names 2 labels with 1 mask\(s\)"),
-        ("image,label\nim0.jpg,1;\n", r"label='1;' has an empty label; accepted: .* several separated by ';'"),
+        ("image,label\nim0.jpg,1;\n", r"the label is empty \(label='1;'\); accepted: .* several separated by ';'"),
         ("image,label\nim0.jpg,1;9\n", r"label=9 is not a class; accepted: 0..3"),
     ],
 )  # fmt: skip

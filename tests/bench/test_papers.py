@@ -367,7 +367,8 @@ def test_cli_out_writes_every_file_and_no_paper_skips_them(sweep, tmp_path, caps
     assert collate_main([str(sweep), "--out", str(out)]) == 0
     captured = capsys.readouterr()
     assert "| shapes_cnn | shapes |" in captured.out and "paper table file(s)" in captured.err
-    assert {p.name for p in out.iterdir()} == PAPER_FILES | SUMMARY_FILES
+    # the study's report comes with the tables (issue 24)
+    assert {p.name for p in out.iterdir()} == PAPER_FILES | SUMMARY_FILES | {"report.html"}
     for name in PAPER_FILES:
         assert (out / name).stat().st_size > 0, name
     table = pd.read_csv(out / "table.csv")
@@ -383,7 +384,7 @@ def test_cli_out_writes_every_file_and_no_paper_skips_them(sweep, tmp_path, caps
     assert len(paired) == 2 and (paired["n_pairs"] == 6).all()
 
     bare = tmp_path / "bare"
-    assert collate_main([str(sweep), "--out", str(bare), "--no-paper"]) == 0
+    assert collate_main([str(sweep), "--out", str(bare), "--no-paper", "--no-report"]) == 0
     assert {p.name for p in bare.iterdir()} == SUMMARY_FILES
 
 
