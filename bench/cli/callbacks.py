@@ -18,6 +18,7 @@ from bench.config.validate import check_sweep, keep_snapshot
 from bench.core.errors import ConfigError
 from bench.engine.io import RECORD
 from bench.results.collate import CollateError, collate, find_job_dirs, write_summary
+from bench.results.figure_base import jobs_of
 from bench.results.report import REPORT, write_report
 
 log = logging.getLogger("bench")
@@ -81,15 +82,16 @@ class CollateOnMultirunEnd(Callback):
             raise SystemExit(1)
         summary, table = write_summary(root, collation)
         print(f"\nSummary of {root} (mean [95% bootstrap interval]):\n\n{table}\n")
+        loaded = (jobs_of(collation), collation)  # one collation for the figures and the report
         if not summary.empty:
             from bench.results.figures import write_figures
 
             try:  # the figures (PNG; bench-figures also writes PDF): never fail the sweep
-                write_figures([root], root / "figures", formats=("png",))
+                write_figures([root], root / "figures", formats=("png",), loaded=loaded)
             except Exception as err:
                 log.error("figures of %s failed: %s", root, err)
         try:  # the report (incomplete jobs included): never fail the sweep
-            written = write_report([root], root / REPORT)
+            written = write_report([root], root / REPORT, loaded=loaded)
         except Exception as err:
             log.error("the report of %s failed: %s", root, err)
         else:

@@ -15,6 +15,7 @@ from bench.results.collate import (
     format_table,
     write_summary,
 )
+from bench.results.figure_base import jobs_of
 from bench.results.report import REPORT, write_report
 
 
@@ -56,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if args.out and not args.no_paper and not _paper_tables(collation, args.out):
         return 2
-    if args.out and not args.no_report and not _report(args.folders, args.out):
+    if args.out and not args.no_report and not _report(args.folders, args.out, collation):
         return 2
     if args.metrics or args.means:
         metrics = (
@@ -103,11 +104,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _report(folders: Sequence[str], out: str) -> bool:
-    """Write ``<out>/report.html`` (a line on stderr says where); False (the error on stderr)
-    when it cannot be written."""
+def _report(folders: Sequence[str], out: str, collation: Collation) -> bool:
+    """Write ``<out>/report.html`` from ``collation`` (a line on stderr says where); False (the
+    error on stderr) when it cannot be written."""
     try:
-        done = write_report(folders, Path(out) / REPORT)
+        done = write_report(folders, Path(out) / REPORT, loaded=(jobs_of(collation), collation))
     except (ConfigError, OSError) as err:
         print(f"bench-collate: the report was not written ({err}).", file=sys.stderr)
         return False

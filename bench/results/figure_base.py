@@ -70,13 +70,22 @@ def _variant_label(metric: str, row_metrics: Iterable[str]) -> str:
     return metric
 
 
-def load_jobs(roots: Sequence[str | Path]) -> tuple[list[Job], Collation]:
+#: Completed jobs and the collation they come from (what :func:`load_jobs` returns).
+Loaded = tuple[list["Job"], Collation]
+
+
+def load_jobs(roots: Sequence[str | Path]) -> Loaded:
     """The completed jobs under ``roots`` (see :func:`bench.results.collate.collate`) and the collation."""
     collation = collate(roots)
-    jobs = []
+    return jobs_of(collation), collation
+
+
+def jobs_of(collation: Collation) -> list[Job]:
+    """The completed jobs of a collation, each with its record and labels."""
+    jobs: list[Job] = []
     rows = collation.rows
     if rows.empty:
-        return jobs, collation
+        return jobs
     for job, g in rows.groupby("job", sort=True):
         record = read_record(Path(job))
         names = list(record.metrics or {})
@@ -93,7 +102,7 @@ def load_jobs(roots: Sequence[str | Path]) -> tuple[list[Job], Collation]:
                 excluded=set(g.loc[flagged, "image_id"].astype(str)),
             )
         )
-    return jobs, collation
+    return jobs
 
 
 def _figure(**kwargs: Any):

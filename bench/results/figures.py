@@ -38,6 +38,7 @@ from bench.engine.record import Record
 from bench.results.figure_base import (
     FORMATS,
     Job,
+    Loaded,
     _figure,
     _grid,
     _legend,
@@ -386,11 +387,13 @@ def figures(
     n_images: int = 6,
     band: str = "iqr",
     from_cache: bool = False,
+    loaded: Loaded | None = None,
 ) -> dict[str, Any]:
-    """Every figure the jobs under ``roots`` allow: name -> matplotlib Figure."""
+    """Every figure the jobs under ``roots`` allow: name -> matplotlib Figure (``loaded``: the
+    jobs and collation of ``roots`` when the caller has them already)."""
     if band not in BANDS:
         raise ValueError(f"band={band!r} is not valid; accepted: {', '.join(BANDS)}.")
-    jobs, collation = load_jobs(roots)
+    jobs, collation = loaded if loaded is not None else load_jobs(roots)
     for line in collation.report():
         log.warning("%s", line)
     out: dict[str, Any] = {}
@@ -426,11 +429,12 @@ def write_figures(
     band: str = "iqr",
     from_cache: bool = False,
     formats: Sequence[str] = FORMATS,
+    loaded: Loaded | None = None,
 ) -> list[Path]:
     """Write every figure the completed jobs under ``roots`` allow into ``out_dir`` as PNG and PDF
     (see the module's docstring for the list); returns the files written."""
     out_dir = Path(out_dir)
     written: list[Path] = []
-    for name, fig in figures(roots, n_images, band, from_cache).items():
+    for name, fig in figures(roots, n_images, band, from_cache, loaded).items():
         written += save(fig, out_dir / name, formats)
     return written

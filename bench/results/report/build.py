@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.engine.io import atomic_write_text
+from bench.results.figure_base import Loaded
 from bench.results.report.data import N_IMAGES, Study, gather
 from bench.results.report.overview import problems_section, run_section
 from bench.results.report.page import Section, document, esc
@@ -80,11 +81,13 @@ def write_report(
     n_images: int = N_IMAGES,
     from_cache: bool = True,
     title: str | None = None,
+    loaded: Loaded | None = None,
 ) -> Written:
     """Write the report of the jobs under ``roots`` to ``out`` (default:
-    ``<first root>/report.html``), atomically."""
+    ``<first root>/report.html``), atomically (``loaded``: the jobs and collation of ``roots``
+    when the caller has them already)."""
     start = time.perf_counter()
-    study = gather(roots, n_images, from_cache)
+    study = gather(roots, n_images, from_cache, loaded)
     text = render_study(study, title)
     path = Path(out) if out is not None else Path(roots[0]) / REPORT
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from bench.engine.io import MAP_FLAGS
 from bench.engine.record import Record
 from bench.results import stats
 from bench.results.collate import Collation
-from bench.results.figure_base import Job, load_jobs
+from bench.results.figure_base import Job, Loaded, load_jobs
 from bench.results.figure_curves import CurveSet, curve_sets
 from bench.results.figures import saliency_grids
 from bench.results.papers import throughput
@@ -61,13 +61,19 @@ class Study:
         return self.collation.rows
 
 
-def gather(roots: Sequence[str | Path], n_images: int = N_IMAGES, from_cache: bool = True) -> Study:
+def gather(
+    roots: Sequence[str | Path],
+    n_images: int = N_IMAGES,
+    from_cache: bool = True,
+    loaded: Loaded | None = None,
+) -> Study:
     """The :class:`Study` of the jobs under ``roots`` (collated by
     :func:`bench.results.collate.collate`: a :class:`~bench.results.collate.CollateError` for a
     folder that cannot be trusted). The cells are :func:`bench.results.stats.cell_table` with the
-    paper tables' grouping, score ranges and bootstrap settings, so they equal ``table.csv``."""
+    paper tables' grouping, score ranges and bootstrap settings, so they equal ``table.csv``.
+    ``loaded``: the jobs and collation of ``roots`` when the caller has them already."""
     roots = [Path(r) for r in roots]
-    jobs, collation = load_jobs(roots)
+    jobs, collation = loaded if loaded is not None else load_jobs(roots)
     rows = collation.rows
     records = {str(j.path): j.record for j in jobs}
     notes: list[str] = []
