@@ -35,11 +35,36 @@ def first_line(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
-def choice_error(key: str, value: object, accepted: Iterable[object]) -> ConfigError:
-    """The ConfigError for ``key=value`` that lists the accepted values and close matches."""
+#: Past this many accepted values an error names where to list them instead of listing them all.
+MAX_LISTED = 60
+
+
+def _close(value: str, names: list[str]) -> list[str]:
+    """Up to 3 names close to ``value``: first those whose start nearly equals it (``deit_tinny``
+    -> ``deit_tiny_patch16_224``: a typo in the family part of a long model name), then
+    difflib's close matches."""
+    starts = sorted(
+        (-difflib.SequenceMatcher(None, value, n[: len(value)]).ratio(), n) for n in names
+    )
+    close = [n for s, n in starts[:3] if -s >= 0.9]
+    close += [n for n in difflib.get_close_matches(value, names, n=3) if n not in close]
+    return close[:3]
+
+
+def choice_error(
+    key: str, value: object, accepted: Iterable[object], listed_by: str | None = None
+) -> ConfigError:
+    """The ConfigError for ``key=value`` that lists the accepted values (or, past
+    :data:`MAX_LISTED` of them, says how many and where ``listed_by`` lists them) and close
+    matches."""
     names = sorted(str(a) for a in accepted)
-    close = difflib.get_close_matches(str(value), names, n=3)
+    close = _close(str(value), names)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
+    if len(names) > MAX_LISTED:
+        where = f", listed by {listed_by}" if listed_by else ""
+        return ConfigError(
+            f"{key}={value!s} is not valid; accepted: one of {len(names)} names{where}.{hint}"
+        )
     return ConfigError(f"{key}={value!s} is not valid; accepted: {', '.join(names)}.{hint}")
 
 

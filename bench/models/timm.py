@@ -49,7 +49,7 @@ def import_timm():
 
 def _checked_arch(timm, arch: str) -> str:
     if not isinstance(arch, str) or not timm.is_model(arch):
-        raise choice_error("model.arch", arch, timm.list_models())
+        raise choice_error("model.arch", arch, timm.list_models(), "timm.list_models()")
     return arch
 
 

@@ -26,7 +26,7 @@ def _tv_weights(arch: str, weights: str | None):
 
     models = list_models(module=torchvision.models)
     if arch not in models:
-        raise choice_error("model.arch", arch, models)
+        raise choice_error("model.arch", arch, models, "torchvision.models.list_models()")
     if weights is None:
         return None
     enum = get_model_weights(arch)

@@ -215,3 +215,16 @@ def test_digits_cnn_checkpoint_loads():
         "results/reference/models/digits_cnn.pt", name="digits_cnn", num_classes=10
     )
     assert meta_of(model).num_classes == 10 and model(torch.zeros(1, 3, 112, 112)).shape == (1, 10)
+
+
+def test_a_misspelt_timm_architecture_is_one_short_line():
+    """Over a thousand timm names are not listed in the error: it says how many and where, and
+    suggests by the start of the name (a typo in the family part of a long name)."""
+    pytest.importorskip("timm")
+    from bench.models.timm import load_timm
+
+    with pytest.raises(ConfigError) as err:
+        load_timm("deit_tinny", weights=None)
+    text = str(err.value)
+    assert "\n" not in text and len(text) < 300, text
+    assert "listed by timm.list_models()" in text and "deit_tiny_patch16_224" in text, text
