@@ -167,7 +167,12 @@ def _read_array(path: Path) -> np.ndarray:
                 + "); pickled objects are never loaded (unpickling could run code)"
             ) from err
         except Exception as err:  # noqa: BLE001 - random bytes, a zip of junk
-            raise ValueError(f"not a torch file of tensors ({_one_line(err)[:200]})") from err
+            # random bytes fail in the unpickler in many ways (an UnpicklingError above, or a
+            # UnicodeDecodeError, EOFError, ... here): the same refusal, whichever it is
+            raise ValueError(
+                "not a torch file of plain tensors: the weights-only loader refused it ("
+                f"{_one_line(err)[:200]})"
+            ) from err
         if not isinstance(obj, torch.Tensor):
             raise ValueError(f"a torch file holding a {type(obj).__name__}, not a tensor")
         return obj.numpy()
