@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.cli.folders import folder_parser, parse_folder_args
 from bench.core.errors import ConfigError
 from bench.results.collate import (
     CollateError,
@@ -19,17 +20,6 @@ from bench.results.figure_base import jobs_of
 from bench.results.report import REPORT, write_report
 
 
-def folders_exist(prog: str, folders: Sequence[str]) -> bool:
-    """Whether every folder argument of a command exists; else one line on stderr naming it."""
-    missing = [f for f in folders if not Path(f).is_dir()]
-    if missing:
-        print(
-            f"{prog}: {missing[0]} is not a folder; accepted: sweep or job folders.",
-            file=sys.stderr,
-        )
-    return not missing
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``bench-collate``: exit 0 with the table; 1 when a job is incomplete (unless
     ``--allow-incomplete``; a job skipped because its method cannot apply to its model is listed,
@@ -37,8 +27,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     wrong. With
     ``--out DIR`` the paper tables of :func:`bench.results.papers.write_paper_tables` are written there
     too (unless ``--no-paper``)."""
-    args = _parser().parse_args(argv)
-    if not folders_exist("bench-collate", args.folders):
+    args = parse_folder_args(_parser(), argv)
+    if args is None:
         return 2
     try:
         collation = collate(args.folders)
@@ -75,14 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Collate job folders into one summary table.")
-    p.add_argument("folders", nargs="+", help="sweep or job folders (searched recursively)")
-    p.add_argument(
-        "--out", default=None, help="where to write the summary (default: the first folder)"
-    )
+    p = folder_parser("bench-collate", "Collate job folders into one summary table.")
+    p.add_argument("--out", help="where to write the summary (default: the first folder)")
     p.add_argument(
         "--metrics",
-        default=None,
         help="comma-separated columns, in order, for the printed table (e.g. road_abc,mprt.spearman_abs)",
     )
     p.add_argument("--means", action="store_true", help="print means only, without the intervals")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.cli.collate import folders_exist
+from bench.cli.folders import folder_parser, parse_folder_args
 from bench.core.errors import first_line
 from bench.results.collate import CollateError
 from bench.results.figures import BANDS, write_figures
@@ -17,11 +16,8 @@ from bench.results.figures import BANDS, write_figures
 def main(argv: Sequence[str] | None = None) -> int:
     """``bench-figures DIR... --out DIR``: exit 0 with the files written (one a line); 2 when a
     folder cannot be trusted or an argument is wrong; 1 when no completed job was found."""
-    p = argparse.ArgumentParser(
-        prog="bench-figures", description="Figures (PNG and PDF) from job and sweep folders."
-    )
-    p.add_argument("folders", nargs="+", help="sweep or job folders (searched recursively)")
-    p.add_argument("--out", default=None, help="where to write (default: <first folder>/figures)")
+    p = folder_parser("bench-figures", "Figures (PNG and PDF) from job and sweep folders.")
+    p.add_argument("--out", help="where to write (default: <first folder>/figures)")
     p.add_argument("--images", type=int, default=6, help="rows of the saliency grid (default 6)")
     p.add_argument(
         "--band", choices=BANDS, default="iqr", help="band around mean curves (default iqr)"
@@ -33,11 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(loads each job's model and data)",
     )
     p.add_argument("--format", default="png,pdf", help="comma-separated formats (default png,pdf)")
-    args = p.parse_args(argv)
-    if not folders_exist("bench-figures", args.folders):
-        return 2
-    if args.images < 1:
-        print(f"bench-figures: --images={args.images}; accepted: >= 1.", file=sys.stderr)
+    args = parse_folder_args(p, argv, images_minimum=1)
+    if args is None:
         return 2
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     if not formats:

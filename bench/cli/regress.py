@@ -11,13 +11,13 @@ from bench.core.paths import CONF_DIR
 from bench.engine.io import atomic_write_bytes
 from bench.results.regress import (
     DEFAULT_TOLERANCE,
-    FAILING,
     PROG,
     RegressError,
+    RegressionCheck,
     Tolerances,
-    _provenance,
     cells_of,
     compare,
+    provenance,
     read_baseline,
     read_current,
     write_baseline,
@@ -48,16 +48,10 @@ def _parser() -> argparse.ArgumentParser:
         help=f"tolerance YAML (default: {DEFAULT_TOLERANCE.relative_to(CONF_DIR.parent)})",
     )
     p.add_argument(
-        "--abs",
-        type=float,
-        default=None,
-        help="absolute margin for every metric (overrides the file)",
+        "--abs", type=float, help="absolute margin for every metric (overrides the file)"
     )
     p.add_argument(
-        "--rel",
-        type=float,
-        default=None,
-        help="relative margin for every metric (overrides the file)",
+        "--rel", type=float, help="relative margin for every metric (overrides the file)"
     )
     p.add_argument(
         "--paired",
@@ -65,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="require a significant paired test (overrides the file)",
     )
-    p.add_argument("--alpha", type=float, default=None, help="the paired test's significance level")
+    p.add_argument("--alpha", type=float, help="the paired test's significance level")
     p.add_argument("--report", metavar="FILE", help="also write the Markdown report here")
     p.add_argument(
         "--html",
@@ -73,9 +67,7 @@ def _parser() -> argparse.ArgumentParser:
         help="also write the check as a self-contained HTML page here (to attach to a CI run)",
     )
     p.add_argument(
-        "--command",
-        default=None,
-        help="with --write-baseline: the command that made the run, kept in the file",
+        "--command", help="with --write-baseline: the command that made the run, kept in the file"
     )
     return p
 
@@ -114,8 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_diff(comparisons))
     for line in notes:
         print(line, file=sys.stderr)
-    what = (comparisons, baseline, args.baseline, args.current, tol, notes)
-    prov = _provenance(rows)
+    prov = provenance(rows)
+    check = RegressionCheck(comparisons, baseline, args.baseline, args.current, tol, notes,
+                            prov["versions"], prov["machine"])  # fmt: skip
     for option, path, render in (
         ("--report", args.report, format_report),
         ("--html", args.html, regression_page),
@@ -123,14 +116,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not path:
             continue
         try:
-            atomic_write_bytes(path, render(*what, prov["versions"], prov["machine"]).encode())
+            atomic_write_bytes(path, render(check).encode())
         except OSError as err:
             print(
                 f"{PROG}: {option} {path} cannot be written ({err.strerror or err}).",
                 file=sys.stderr,
             )
             return 2
-    failing = [c for c in comparisons if c.status in FAILING]
+    failing = check.failing
     for c in failing:
         print(c.line(), file=sys.stderr)
     if failing:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Sequence
 
-from bench.cli.collate import folders_exist
+from bench.cli.folders import folder_parser, parse_folder_args
 from bench.results.collate import CollateError
 from bench.results.report import REPORT, write_report
 
@@ -16,27 +15,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``bench-report DIR... [--out report.html]``: exit 0 with the file written (its path and
     size on stdout); 1 when no completed job was found (the page, saying so, is still written);
     2 when a folder cannot be trusted or an argument is wrong."""
-    p = argparse.ArgumentParser(
-        prog="bench-report",
-        description="One self-contained HTML report (tables, tests, curves, maps) of job and "
-        "sweep folders: open it from a file, a CI artifact or an e-mail.",
+    p = folder_parser(
+        "bench-report",
+        "One self-contained HTML report (tables, tests, curves, maps) of job and sweep folders: "
+        "open it from a file, a CI artifact or an e-mail.",
     )
-    p.add_argument("folders", nargs="+", help="sweep or job folders (searched recursively)")
-    p.add_argument(
-        "--out", default=None, help=f"the file to write (default: <first folder>/{REPORT})"
-    )
+    p.add_argument("--out", help=f"the file to write (default: <first folder>/{REPORT})")
     p.add_argument("--images", type=int, default=4, help="rows of the saliency grid (default 4)")
-    p.add_argument("--title", default=None, help="the page's title")
+    p.add_argument("--title", help="the page's title")
     p.add_argument(
         "--no-cache-maps",
         action="store_true",
         help="do not read maps back from the attribution cache for jobs that saved none",
     )
-    args = p.parse_args(argv)
-    if not folders_exist("bench-report", args.folders):
-        return 2
-    if args.images < 0:
-        print(f"bench-report: --images={args.images}; accepted: >= 0.", file=sys.stderr)
+    args = parse_folder_args(p, argv, images_minimum=0)
+    if args is None:
         return 2
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)

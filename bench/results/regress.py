@@ -212,7 +212,7 @@ def cells_of(rows: pd.DataFrame) -> dict[tuple[str, ...], dict[str, Any]]:
     return out
 
 
-def _provenance(rows: pd.DataFrame) -> dict[str, Any]:
+def provenance(rows: pd.DataFrame) -> dict[str, Any]:
     """Package versions and git commit of the run's first job, how many jobs there were, and
     the machine: the job record's CPU, platform and load average at its start where the record
     has them (records before this release lack the CPU: this process's machine is named then)."""
@@ -263,7 +263,7 @@ def write_baseline(path: str | Path, rows: pd.DataFrame, command: str | None = N
         "version": VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": command,
-        **_provenance(rows),
+        **provenance(rows),
         "cells": list(cells.values()),
     }
     data = (json.dumps(doc, indent=1, allow_nan=False) + "\n").encode()
@@ -359,16 +359,49 @@ class Comparison:
         if self.status == "missing":
             return f"MISSING {where}: in the baseline, not in the current run."
         if self.current is None:
-            return f"REGRESSED {where}: no finite score now (baseline mean {_fmt(self.base)})."
+            return f"REGRESSED {where}: no finite score now (baseline mean {fmt(self.base)})."
         test = f", paired p={self.p:.2g} over {self.paired_n} images" if self.p is not None else ""
         return (
-            f"REGRESSED {where}: mean {_fmt(self.base)} -> {_fmt(self.current)} "
+            f"REGRESSED {where}: mean {fmt(self.base)} -> {fmt(self.current)} "
             f"({'lower' if self.direction == 'higher' else 'higher'} is worse here: worse by "
-            f"{_fmt(self.worse)} > allowed {_fmt(self.allowed)}{test})."
+            f"{fmt(self.worse)} > allowed {fmt(self.allowed)}{test})."
         )
 
 
-def _fmt(x: float | None, digits: int = 4) -> str:
+@dataclass(frozen=True)
+class RegressionCheck:
+    """One check of a run against a baseline: what both renderers (the Markdown report,
+    :mod:`bench.results.regress_report`, and the HTML page, :mod:`bench.results.report.regress`)
+    show.
+
+    Attributes:
+        comparisons: one per cell (:func:`compare`).
+        baseline: the baseline document (:func:`read_baseline`).
+        baseline_path: where the baseline was read from, as given.
+        current: the job or sweep folders of the current run, as given.
+        tol: the tolerances the cells were judged by.
+        notes: lines about the current run (:func:`read_current`).
+        versions: the current run's package versions (:func:`provenance`).
+        machine: the current run's machine (:func:`provenance`).
+    """
+
+    comparisons: list[Comparison]
+    baseline: dict[str, Any]
+    baseline_path: str
+    current: Sequence[str]
+    tol: Tolerances
+    notes: Sequence[str] = ()
+    versions: dict[str, Any] = field(default_factory=dict)
+    machine: dict[str, Any] | None = None
+
+    @property
+    def failing(self) -> list[Comparison]:
+        """The cells that fail the check (regressed or missing)."""
+        return [c for c in self.comparisons if c.status in FAILING]
+
+
+def fmt(x: float | None, digits: int = 4) -> str:
+    """``x`` to ``digits`` decimals; a dash for a missing or non-finite value."""
     return "—" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
 
 

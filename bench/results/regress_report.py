@@ -3,11 +3,10 @@ cell and the report a CI job can post (verdict, failing cells, table, tolerance,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from bench.results.collate import ARROWS as ARROW
-from bench.results.regress import FAILING, Comparison, Tolerances, _fmt
+from bench.results.regress import FAILING, Comparison, RegressionCheck, Tolerances, fmt
 
 ICONS = {
     "ok": "ok",
@@ -47,8 +46,8 @@ def format_diff(comparisons: list[Comparison]) -> str:
                     dataset,
                     method,
                     f"{metric} {ARROW.get(c.direction, '')}".rstrip(),
-                    _fmt(c.base),
-                    _fmt(c.current),
+                    fmt(c.base),
+                    fmt(c.current),
                     "—" if delta is None else f"{delta:+.4f}",
                     "—" if c.allowed is None else f"±{c.allowed:.4f}",
                     f"{c.n_base}/{c.n_current}",
@@ -62,19 +61,10 @@ def format_diff(comparisons: list[Comparison]) -> str:
     return "\n".join(lines)
 
 
-def format_report(
-    comparisons: list[Comparison],
-    baseline: dict[str, Any],
-    baseline_path: str,
-    current: Sequence[str],
-    tol: Tolerances,
-    notes: Sequence[str],
-    versions: dict[str, Any],
-    machine: dict[str, Any] | None = None,
-) -> str:
+def format_report(check: RegressionCheck) -> str:
     """The Markdown report a CI job can post: verdict, the failing cells, the table, provenance
-    (versions, and the machines of the baseline and of the current run, ``machine``)."""
-    failing = [c for c in comparisons if c.status in FAILING]
+    (versions, and the machines of the baseline and of the current run)."""
+    comparisons, baseline, failing = check.comparisons, check.baseline, check.failing
     counts = {s: sum(c.status == s for c in comparisons) for s in ICONS}
     if failing:
         names = ", ".join(f"`{c.key[2]}` / `{c.key[3]}`" for c in failing)
@@ -84,7 +74,7 @@ def format_report(
     extra = ", ".join(f"{n} {s}" for s, n in counts.items() if n and s not in ("ok", *FAILING))
     if extra:
         verdict += f" ({extra}.)"
-    tolerance = tolerance_text(tol)
+    tolerance = tolerance_text(check.tol)
     ver = versions_text
     parts = [
         "## Attribution regression check",
@@ -92,13 +82,13 @@ def format_report(
         *(["\n".join(f"- {c.line()}" for c in failing)] if failing else []),
         format_diff(comparisons),
         tolerance,
-        f"Baseline `{baseline_path}` ({baseline.get('created', '?')}; {ver(baseline.get('versions') or {})})"
+        f"Baseline `{check.baseline_path}` ({baseline.get('created', '?')}; {ver(baseline.get('versions') or {})})"
         + (f", made by `{baseline['command']}`" if baseline.get("command") else "")
-        + f". Current: `{' '.join(map(str, current))}` ({ver(versions)}).",
+        + f". Current: `{' '.join(map(str, check.current))}` ({ver(check.versions)}).",
     ]
-    parts.append(machines(baseline.get("machine"), machine))
-    if notes:
-        parts.append("\n".join(f"- {n}" for n in notes))
+    parts.append(machines(baseline.get("machine"), check.machine))
+    if check.notes:
+        parts.append("\n".join(f"- {n}" for n in check.notes))
     return "\n\n".join(parts) + "\n"
 
 

@@ -5,10 +5,8 @@ cell both means, the difference, the tolerance, the paired test and the verdict.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import Any
 
-from bench.results.regress import FAILING, Comparison, Tolerances
+from bench.results.regress import Comparison, RegressionCheck
 from bench.results.regress_report import machines, tolerance_text, versions_text
 from bench.results.report.page import Cell, Section, document, esc, number_cell, table
 from bench.results.summary import ARROWS
@@ -45,19 +43,9 @@ def _row(c: Comparison) -> list[str | Cell]:
     ]  # fmt: skip
 
 
-def regression_page(
-    comparisons: list[Comparison],
-    baseline: dict[str, Any],
-    baseline_path: str,
-    current: Sequence[str],
-    tol: Tolerances,
-    notes: Sequence[str],
-    versions: dict[str, Any],
-    machine: dict[str, Any] | None = None,
-) -> str:
-    """The page of one check (the arguments of
-    :func:`bench.results.regress_report.format_report`)."""
-    failing = [c for c in comparisons if c.status in FAILING]
+def regression_page(check: RegressionCheck) -> str:
+    """The page of one check."""
+    comparisons, baseline, failing = check.comparisons, check.baseline, check.failing
     if failing:
         names = ", ".join(f"{c.key[2]} / {c.key[3]}" for c in failing)
         banner = (
@@ -85,17 +73,19 @@ def regression_page(
         f", made by <code>{esc(baseline['command'])}</code>" if baseline.get("command") else ""
     )
     how.body = (
-        f"<p>{esc(tolerance_text(tol))}</p>"
-        f"<p>Baseline <code>{esc(baseline_path)}</code> ({esc(baseline.get('created', '?'))}; "
+        f"<p>{esc(tolerance_text(check.tol))}</p>"
+        f"<p>Baseline <code>{esc(check.baseline_path)}</code> ({esc(baseline.get('created', '?'))}; "
         f"{esc(versions_text(baseline.get('versions') or {}))}){command}. Current: "
-        f"<code>{esc(' '.join(map(str, current)))}</code> ({esc(versions_text(versions))}).</p>"
-        f"<p>{esc(machines(baseline.get('machine'), machine))}</p>"
+        f"<code>{esc(' '.join(map(str, check.current)))}</code> ({esc(versions_text(check.versions))}).</p>"
+        f"<p>{esc(machines(baseline.get('machine'), check.machine))}</p>"
     )
     sections = [detail, cells, how]
-    if notes:
+    if check.notes:
         extra = Section("notes", "Notes on the current run")
-        extra.body = "<ul>" + "".join(f'<li class="warn">{esc(n)}</li>' for n in notes) + "</ul>"
+        extra.body = (
+            "<ul>" + "".join(f'<li class="warn">{esc(n)}</li>' for n in check.notes) + "</ul>"
+        )
         sections.append(extra)
     made = time.strftime("%Y-%m-%d %H:%M:%S %z")
-    subtitle = f"baseline {esc(baseline_path)} vs {esc(' '.join(map(str, current)))} · made {made}"
+    subtitle = f"baseline {esc(check.baseline_path)} vs {esc(' '.join(map(str, check.current)))} · made {made}"
     return document("Attribution regression check", subtitle, sections, banner)
