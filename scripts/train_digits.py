@@ -16,11 +16,12 @@ import sys
 import time
 
 from bench.data.digits import DigitsDataset
-from bench.engine.training import accuracy, fit, render_split, save_checkpoint
+from bench.engine.training import accuracy, render_split, save_checkpoint
 from bench.engine.training_script import (
     accuracies,
     add_fit_options,
     command_line,
+    fit_parsed,
     start_training,
     training_parser,
 )
@@ -32,9 +33,7 @@ log = logging.getLogger("train_digits")
 def main(argv: list[str] | None = None) -> int:
     p = training_parser(__doc__, epochs=15)
     p.add_argument("--renders", type=int, default=3, help="canvases per training digit")
-    add_fit_options(p, batch_size=32, seed_help="training seed (init, order)")
-    p.add_argument("--data-seed", type=int, default=0, help="rendering seed of the dataset")
-    p.add_argument("--threads", type=int, default=None)
+    add_fit_options(p, 32, "training seed (init, order)", "rendering seed of the dataset")
     args = p.parse_args(argv)
     out, gen = start_training(args, "digits_cnn")
 
@@ -46,18 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     xva, yva = render_split(val)
     xte, yte = render_split(test)
     model = ShapesCNN(num_classes=train.num_classes, width=args.width)
+
+    def val_accuracy(_: int) -> str:
+        return f"val {accuracy(model, xva, yva, val):.4f}"
+
     # no flips: a mirrored digit is another glyph
-    fit(
-        model,
-        xtr,
-        ytr,
-        train,
-        args.epochs,
-        args.batch_size,
-        args.lr,
-        gen,
-        after_epoch=lambda _: f"val {accuracy(model, xva, yva, val):.4f}",
-    )
+    fit_parsed(args, gen, model, xtr, ytr, train, after_epoch=val_accuracy)
 
     record = {
         "command": command_line("train_digits.py", argv),

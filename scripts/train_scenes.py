@@ -28,10 +28,11 @@ from tqdm import tqdm
 from bench import ROOT
 from bench.core.checkpoints import read_checkpoint, split_checkpoint
 from bench.data.scenes import CLASSES, ScenesDataset
-from bench.engine.training import fit, normalise, save_checkpoint
+from bench.engine.training import normalise, save_checkpoint
 from bench.engine.training_script import (
     add_fit_options,
     command_line,
+    fit_parsed,
     start_training,
     training_parser,
 )
@@ -131,15 +132,15 @@ def main(argv: list[str] | None = None) -> int:
     p = training_parser(__doc__, epochs=3)
     p.add_argument("--train-size", type=int, default=6000, help="training images")
     p.add_argument("--eval-size", type=int, default=1000, help="held-out images")
-    add_fit_options(p, batch_size=64, seed_help="training seed (init, order, flips)")
-    p.add_argument("--data-seed", type=int, default=0, help="generator seed of the training set")
+    add_fit_options(
+        p, 64, "training seed (init, order, flips)", "generator seed of the training set"
+    )
     p.add_argument("--eval-seed", type=int, default=1, help="generator seed of the held-out set")
     p.add_argument(
         "--init",
         default="results/reference/models/shapes_cnn.pt",
         help="start from this checkpoint's features (the shapes CNN knows the 8 shapes); '' = random",
     )
-    p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
     out, gen = start_training(args, "scenes_cnn")
 
@@ -152,18 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.init:  # the committed shapes CNN's weights, head included (same 8 classes)
         state = read_checkpoint(ROOT / args.init, "--init")
         model.load_state_dict(split_checkpoint(state, args.init, "--init")[0])
-    fit(  # AdamW + one-cycle schedule on binary cross-entropy, random horizontal flips
-        model,
-        xtr,
-        ytr,
-        train,
-        args.epochs,
-        args.batch_size,
-        args.lr,
-        gen,
-        augment=flips(gen),
-        loss_fn=F.binary_cross_entropy_with_logits,
-    )
+    # AdamW + one-cycle schedule on binary cross-entropy, random horizontal flips
+    fit_parsed(args, gen, model, xtr, ytr, train, augment=flips(gen),
+               loss_fn=F.binary_cross_entropy_with_logits)  # fmt: skip
 
     n_fit = min(len(xtr), 2000)
     record = {

@@ -16,11 +16,12 @@ import time
 import torch
 
 from bench.data.shapes import ShapesDataset
-from bench.engine.training import fit, render_split, save_checkpoint
+from bench.engine.training import render_split, save_checkpoint
 from bench.engine.training_script import (
     accuracies,
     add_fit_options,
     command_line,
+    fit_parsed,
     start_training,
     training_parser,
 )
@@ -32,14 +33,14 @@ log = logging.getLogger("train_shapes")
 def main(argv: list[str] | None = None) -> int:
     p = training_parser(__doc__, epochs=None)
     p.add_argument("--train-size", type=int, default=12000)
-    add_fit_options(p, batch_size=64, seed_help="training seed (init, order, label permutation)")
-    p.add_argument("--data-seed", type=int, default=0, help="dataset generator seed")
+    add_fit_options(
+        p, 64, "training seed (init, order, label permutation)", "dataset generator seed"
+    )
     p.add_argument(
         "--shuffle-labels", action="store_true", help="train on permuted labels (Adebayo et al.)"
     )
-    p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
-    epochs = args.epochs or (30 if args.shuffle_labels else 8)
+    epochs = args.epochs = args.epochs or (30 if args.shuffle_labels else 8)
     default_name = "shapes_cnn_shuffled" if args.shuffle_labels else "shapes_cnn"
     out, gen = start_training(args, default_name)
 
@@ -55,17 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     def flip(xb: torch.Tensor) -> torch.Tensor:  # a mirrored shape keeps its class
         return torch.where(torch.rand(len(xb), 1, 1, 1, generator=gen) < 0.5, xb.flip(3), xb)
 
-    fit(
-        model,
-        xtr,
-        ytr,
-        train,
-        epochs,
-        args.batch_size,
-        args.lr,
-        gen,
-        augment=None if args.shuffle_labels else flip,
-    )
+    fit_parsed(args, gen, model, xtr, ytr, train, augment=None if args.shuffle_labels else flip)
 
     record = {
         "command": command_line("train_shapes.py", argv),

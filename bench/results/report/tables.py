@@ -211,14 +211,13 @@ def _throughput_rows(g: pd.DataFrame) -> tuple[list[str | Cell], list[list[str |
 def throughput_section(study: Study) -> Section:
     """Seconds per image per method and phase (``throughput.csv``) and the throughput figure."""
     sec = Section("throughput", "Throughput")
-    thr = study.throughput
-    if thr.empty:
+    if study.throughput.empty:
         sec.missing = "No timings: no completed job recorded them."
         return sec
     parts = ['<p class="small">Seconds per image by phase (jobs of a cell summed; a map read '
              "from the attribution cache costs no attribution time), as in <code>throughput.csv"
              "</code>.</p>"]  # fmt: skip
-    for (model, dataset), g in thr.groupby(["model", "dataset"], sort=True):
+    for (model, dataset), g in study.throughput.groupby(["model", "dataset"], sort=True):
         parts.append(f"<h3>{esc(model)} / {esc(dataset)}</h3>")
         parts.append(table(*_throughput_rows(g)))
     fig = throughput_figure(study.jobs)
