@@ -295,15 +295,7 @@ class ScenesDataset(SyntheticDataset):
         self.check_index(index)
         image, cls, partner = self.pairs[index]
         img, classes, masks = self.scene(image)
-        mask = masks[classes.index(cls)]
-        x = torch.from_numpy(img).permute(2, 0, 1).float().div_(255)
-        return Sample(
-            image=(x - self.mean) / self.std,
-            target=cls,
-            id=self.id_of(index),
-            boxes=torch.from_numpy(mask_box(mask))[None],
-            orig_size=(self.image_size, self.image_size),
-            mask=torch.from_numpy(mask),
-            partner=partner,
-            partner_mask=torch.from_numpy(masks[classes.index(partner)]),
+        partner_mask = torch.from_numpy(masks[classes.index(partner)])
+        return self.sample(
+            index, img, cls, masks[classes.index(cls)], partner=partner, partner_mask=partner_mask
         )

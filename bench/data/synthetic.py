@@ -87,7 +87,12 @@ class SyntheticDataset(ImageDataset):
             raise IndexError(index)
 
     def __getitem__(self, index: int) -> Sample:
-        img, label, mask = self.raw(index)
+        return self.sample(index, *self.raw(index))
+
+    def sample(self, index: int, img: np.ndarray, label: int, mask: np.ndarray, **more) -> Sample:
+        """Item ``index``: the rendered ``img`` (uint8 ``[H, W, 3]``) normalised, explained as
+        ``label``, whose region is ``mask`` (and its box); ``more`` are further fields of
+        :class:`bench.core.batch.Sample` (a partner class and its mask)."""
         image = torch.from_numpy(img).permute(2, 0, 1).float().div_(255)
         return Sample(
             image=(image - self.mean) / self.std,
@@ -96,4 +101,5 @@ class SyntheticDataset(ImageDataset):
             boxes=torch.from_numpy(mask_box(mask))[None],
             orig_size=(self.image_size, self.image_size),
             mask=torch.from_numpy(mask),
+            **more,
         )
