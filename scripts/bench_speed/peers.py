@@ -68,11 +68,13 @@ class Work:
     device: torch.device
     maps: torch.Tensor = field(init=False)
     preds: torch.Tensor = field(init=False)
+    numpy: dict[str, np.ndarray] = field(init=False)  # the images and targets, for Quantus
 
     def __post_init__(self) -> None:
         self.maps = tie_free(self.setup.maps)
         with torch.no_grad():
             self.preds = self.setup.model(self.images).argmax(1)
+        self.numpy = {"x_batch": _np(self.images), "y_batch": self.targets.cpu().numpy()}
 
     @property
     def model(self) -> torch.nn.Module:
@@ -108,6 +110,13 @@ class Work:
         """The peer's call for a reference loop of one image: ``fn(i)`` for each image, stacked."""
         return lambda: np.stack([fn(i) for i in range(len(self.images))])
 
+    def quantus(self, metric: Any, a_batch: np.ndarray | None, **more: Any) -> Any:
+        """Quantus's ``metric`` called on the model, its images (numpy, channels first) and their
+        targets, with the maps ``a_batch`` and ``more`` of the call's keywords."""
+        return metric(
+            model=self.model, **self.numpy, a_batch=a_batch, device=str(self.device), **more
+        )
+
     def method(self, name: str) -> tuple[Any, str]:
         """Our method ``name`` as configured (shrunk in quick mode), and its settings' note."""
         node = method_config(self.setup, name, self.knobs, self.args.quick)
@@ -133,7 +142,6 @@ def pixel_flipping(w: Work) -> Peer:
 
     metric = w.metric("pixel_flipping_morf")
     a = np.repeat(_np(w.maps)[:, None], 3, 1)
-    x, t = _np(w.images), w.targets.cpu().numpy()
 
     def theirs() -> np.ndarray:
         check = asserts.assert_features_in_step  # it checks H*W, the loop steps over C*H*W
@@ -146,10 +154,7 @@ def pixel_flipping(w: Work) -> Peer:
                 abs=False,
                 disable_warnings=True,
             )
-            out = q(
-                model=w.model, x_batch=x, y_batch=t, a_batch=a, device=str(w.device), softmax=True
-            )
-            return np.array(out)
+            return np.array(w.quantus(q, a, softmax=True))
         finally:
             asserts.assert_features_in_step = check
 
@@ -280,7 +285,6 @@ def mprt(w: Work) -> Peer:
     import quantus
 
     metric, method, device = w.metric("mprt"), w.setup.method, w.device
-    x, t = _np(w.images), w.targets.cpu().numpy()
 
     def explain(model, inputs, targets, **kwargs):
         xi = torch.as_tensor(np.asarray(inputs), dtype=torch.float32, device=device)
@@ -288,15 +292,7 @@ def mprt(w: Work) -> Peer:
 
     def theirs() -> np.ndarray:
         q = quantus.MPRT(layer_order="top_down", seed=42, disable_warnings=True)
-        out = q(
-            model=w.model,
-            x_batch=x,
-            y_batch=t,
-            a_batch=None,
-            explain_func=explain,
-            channel_first=True,
-            device=str(device),
-        )
+        out = w.quantus(q, None, explain_func=explain, channel_first=True)
         return np.array([out[k] for k in out if k != "original"]).T
 
     p.ours = lambda: metric(w.ctx(seed=42), w.setup.batch, w.setup.maps).curves["spearman_abs"]
