@@ -298,7 +298,23 @@ def check_samples(
     difficult: Any,
 ) -> Samples:
     """The per-image arguments of ``evaluate`` checked against the images ``x`` ``[N, 3, H, W]``
-    and the model's ``num_classes``, in the order their errors are raised."""
+    and the model's ``num_classes``, in the order their errors are raised.
+
+    Args:
+        labels: ``N`` class indices: the classes explained (``explain="label"``) and scored.
+        ids: ``N`` distinct strings for the ``image_id`` column (default ``"0"`` .. ``"N-1"``).
+        orig_sizes: ``(H, W)`` or ``[N, 2]`` sizes of the original images the boxes refer to
+            (default: the input size, i.e. boxes in input pixels).
+        boxes: for localisation metrics: per image a ``[K_i, 4]`` xyxy box array of the target
+            class in the **original image's pixel coordinates** (0-based, exclusive end;
+            :class:`bench.core.batch.Sample`), or ``[N, 4]`` / ``[N, K, 4]``.
+        masks: bool ``[N, H, W]`` class regions at the input resolution (``region: masks``).
+        partners, partner_masks: for ``class_sensitivity``: per image a second class present
+            (``N`` class indices, each other than the image's label) and its region (bool
+            ``[N, H, W]``); ``masks`` is then the labelled class's region (the scenes benchmark's
+            pairs, :class:`bench.core.batch.Sample`).
+        difficult: bool ``[N]``: the pairs ``pointing_game.difficult`` repeats the score on.
+    """
     n, _, h, w = x.shape
     targets = check_labels(labels, n, num_classes)
     image_ids = check_ids(ids, n)

@@ -175,11 +175,10 @@ def evaluate(
     dataset: str = "user",
     split: str = "",
 ) -> pd.DataFrame:
-    """Score ``methods`` (and/or precomputed ``maps``) on ``images`` with ``metrics``.
-
-    Returns a DataFrame of the rows a run writes (:data:`bench.engine.io.ROW_COLUMNS`: ``model, weights,
-    dataset, split, image_id, target, method, metric, value, flag``), one per (image, method,
-    metric score), in the order a run writes them (batch by batch, method by method).
+    """Score ``methods`` (and/or precomputed ``maps``) on ``images`` with ``metrics``: the rows a
+    run writes (:data:`bench.engine.io.ROW_COLUMNS`), one per (image, method, metric score), in a
+    run's order (batch by batch, method by method), as a DataFrame. A bad argument raises a
+    ``ConfigError`` (one line naming it and what is accepted) before any compute.
 
     Args:
         model: a classifier returning logits ``[B, C]``; put in eval mode and moved to ``device``
@@ -192,31 +191,19 @@ def evaluate(
             ``name -> [N, H, W]`` (rows named by the keys); scored like a method's maps.
         methods: names of ``conf/method/`` (``"gradcam"``, ``["gradient", "rise"]``).
         metrics: names of ``conf/metric/``.
-        boxes: for localisation metrics: per image a ``[K_i, 4]`` xyxy box array of the target
-            class in the **original image's pixel coordinates** (0-based, exclusive end;
-            :class:`bench.core.batch.Sample`), or ``[N, 4]`` / ``[N, K, 4]``.
-        masks: bool ``[N, H, W]`` class regions at the input resolution (``region: masks``).
-        partners, partner_masks: for ``class_sensitivity``: per image a second class present
-            (``N`` class indices, each other than the image's label) and its region (bool
-            ``[N, H, W]``); ``masks`` is then the labelled class's region (the scenes benchmark's
-            pairs, :class:`bench.core.batch.Sample`).
-        ids: ``N`` distinct strings for the ``image_id`` column (default ``"0"`` .. ``"N-1"``).
-        orig_sizes: ``(H, W)`` or ``[N, 2]`` sizes of the original images the boxes refer to
-            (default: the input size, i.e. boxes in input pixels).
-        difficult: bool ``[N]``: the pairs ``pointing_game.difficult`` repeats the score on.
+        boxes, masks, partners, partner_masks, ids, orig_sizes, difficult: what the images hold,
+            for the metrics that need it (boxes or masks: localisation; partners and their masks:
+            ``class_sensitivity``), and the ``image_id`` column: as
+            :func:`bench.engine.arguments.check_samples` takes them.
         mean, std: the per-channel normalisation of ``images`` (metrics that impute in pixel
             space, the ROAD family, need it); default: the model's ``bench_meta``.
-        cam_layer: the layer CAM methods use; default: the model's ``bench_meta.cam_layer``, else
-            ``cam_layer: auto``'s choice (the last module with a spatial output).
+        cam_layer: the CAM methods' layer; default: the model's ``bench_meta.cam_layer``, else
+            the last module with a spatial output (``cam_layer: auto``).
         device, batch_size, chunk_size, precision, explain, seed: as the run's top-level keys
             (``conf/config.yaml``).
         method_args, metric_args: config keys to override, ``{name: {key: value}}`` (or, with
             one method / metric, ``{key: value}``), e.g. ``{"integrated_gradients": {"n_steps": 8}}``.
-        model_name, weights, dataset, split: the row labels (default: the model's
-            ``bench_meta`` name and weights, else its class name and ``""``; ``user``; ``""``).
-
-    Raises:
-        ConfigError: one line naming a bad argument and what is accepted, before any compute.
+        model_name, weights, dataset, split: the rows' labels (default: see :func:`_row_labels`).
     """
     x = check_images(images)
     n, _, h, w = x.shape
@@ -226,34 +213,31 @@ def evaluate(
     check_int("seed", seed, minimum=0, maximum=2**63 - 1)
     dev = resolve_device(device)
     num_classes = _num_classes(model, x)
-    meta = getattr(model, "bench_meta", None)
     samples = check_samples(
         x, num_classes, labels, ids, orig_sizes, boxes, masks, partners, partner_masks, difficult
     )
-    values = _values(model, meta, method_names, metric_names, method_args, metric_args, seed,
+    values = _values(model, method_names, metric_names, method_args, metric_args, seed,
                       cam_layer, mean, std, num_classes, (h, w))  # fmt: skip
-    built_methods = {
-        name: _build(
-            f"method_args[{name}]", f"method={name}", values.raw_methods[name],
-            values.per_method.get(name, {}), values.values,
-        )
-        for name in method_names
-    }  # fmt: skip
     built_metrics = _metrics(metric_names, values, samples.fields(), (h, w))
-    row_meta = {
+    row_meta = _row_labels(model, model_name, weights, dataset, split)
+    rows = _run(model, dev, _jobs(method_names, values, own_maps), built_metrics, row_meta,
+                samples.batches(batch_size), chunk_size=chunk_size, precision=precision, seed=seed,
+                explain=explain)  # fmt: skip
+    return pd.DataFrame(rows, columns=ROW_COLUMNS).astype({"target": int, "value": float})
+
+
+def _row_labels(
+    model: nn.Module, model_name: str | None, weights: str | None, dataset: str, split: str
+) -> dict[str, str]:
+    """The ``model, weights, dataset, split`` columns: those given, else the model's
+    ``bench_meta`` name and weights, else its class name and ``""``."""
+    meta = getattr(model, "bench_meta", None)
+    return {
         "model": model_name or (meta.name if meta is not None else type(model).__name__),
         "weights": weights if weights is not None else (meta.weights if meta is not None else ""),
         "dataset": dataset,
         "split": split,
     }
-    jobs = [(name, method, None) for name, method in built_methods.items()]
-    jobs += [(name, _NoMethod(), own) for name, own in own_maps.items()]
-    rows = _run(model, dev, jobs, built_metrics, row_meta, samples.batches(batch_size),
-                chunk_size=chunk_size, precision=precision, seed=seed, explain=explain)  # fmt: skip
-    df = pd.DataFrame(rows, columns=ROW_COLUMNS)
-    df["target"] = df["target"].astype(int)
-    df["value"] = df["value"].astype(float)
-    return df
 
 
 def _num_classes(model: Any, x: Tensor) -> int:
@@ -292,7 +276,6 @@ class _Configs:
 
 def _values(
     model: nn.Module,
-    meta: Any,
     method_names: list[str],
     metric_names: list[str],
     method_args: Mapping[str, Any] | None,
@@ -306,6 +289,7 @@ def _values(
 ) -> _Configs:
     """The configs of the methods and metrics asked for, and the model's and dataset's values
     they may interpolate (the CAM layer is looked for only when a config reads it)."""
+    meta = getattr(model, "bench_meta", None)
     method_nodes, metric_node = _choices(metric_names, method_names)
     per_method = per_name("method_args", method_args, method_names)
     per_metric = per_name("metric_args", metric_args, metric_names)
@@ -326,6 +310,19 @@ def _values(
         "dataset": {"pointing_tolerance": None, "image_size": h},
     }
     return _Configs(raw_methods, raw_metrics, per_method, per_metric, values)
+
+
+def _jobs(
+    method_names: list[str], configs: _Configs, own_maps: Mapping[str, Tensor]
+) -> list[tuple[str, Any, Tensor | None]]:
+    """``(name, method, maps)`` per method asked for (built, no maps) and per set of the
+    caller's own maps (scored as given)."""
+    jobs: list[tuple[str, Any, Tensor | None]] = []
+    for name in method_names:
+        raw, given = configs.raw_methods[name], configs.per_method.get(name, {})
+        method = _build(f"method_args[{name}]", f"method={name}", raw, given, configs.values)
+        jobs.append((name, method, None))
+    return jobs + [(name, _NoMethod(), own) for name, own in own_maps.items()]
 
 
 def _metrics(
