@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,21 +32,16 @@ class COCODataset(FileDataset):
 
     Args:
         root: the folder holding ``<split><year>/`` and ``annotations/``.
-        input_size: the model's input ``(H, W)``.
-        mean: the model's normalisation mean.
-        std: the model's normalisation std.
         year: 2014 or 2017.
-        split: ``val`` (or ``train``).
         annotations: the instances JSON (default ``<root>/annotations/instances_<split><year>.json``).
         images: the images' folder (default ``<root>/<split><year>``).
         class_indices: the model's index of each category (list in category-id order or mapping
             by name); null = 0..79 in category-id order.
         model_num_classes: the model's class count, checked against the mapping.
         difficult_file: flag file of difficult pairs; null = the paper's rule.
-        resize: ``stretch`` (default) or ``center_crop``.
-        resize_size: shorter side before a centre crop.
-        pointing_tolerance: pointing-game tolerance in original pixels (15).
-        name: the ``dataset`` column (default ``coco<yy>``).
+        **common: the keys of :class:`~bench.data.files.FileDataset` (``input_size``, ``mean``
+            and ``std`` may follow ``root`` positionally), with COCO's defaults ``split=val`` (or
+            ``train``) and ``name=coco<yy>`` (also for a null or empty ``name``).
     """
 
     fields = frozenset({"boxes"})
@@ -53,32 +49,18 @@ class COCODataset(FileDataset):
     def __init__(
         self,
         root: str,
-        input_size: Sequence[int],
-        mean: Sequence[float],
-        std: Sequence[float],
+        *args: Any,
         year: int = 2014,
-        split: str = "val",
         annotations: str | None = None,
         images: str | None = None,
         class_indices: Sequence[int] | Mapping[str, int] | None = None,
         model_num_classes: int | None = None,
         difficult_file: str | None = None,
-        resize: str = "stretch",
-        resize_size: int | None = None,
-        pointing_tolerance: float = 15.0,
-        name: str | None = None,
+        **common: Any,
     ) -> None:
-        super().__init__(
-            root,
-            input_size,
-            mean,
-            std,
-            resize,
-            resize_size,
-            name or f"coco{int(year) % 100:02d}",
-            split,
-            pointing_tolerance,
-        )
+        common["name"] = common.get("name") or f"coco{int(year) % 100:02d}"
+        super().__init__(root, *args, **({"split": "val"} | common))
+        split = self.split
         base = self.root
         ann_path = (
             resolve_path(annotations)

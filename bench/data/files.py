@@ -325,21 +325,25 @@ def open_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
 class FileDataset(ImageDataset):
     """Base of the file-backed datasets: an index of records, the shared preprocessing, stable ids.
 
-    The constructor checks and sets what every file dataset shares; subclasses call it first,
-    then fill ``self.records`` (one dict per sample with ``path``, ``target``, ``id``, ``boxes``
-    (array ``[K, 4]`` or None) and optionally ``difficult``, ``masks`` (mask files), and where
-    ``partners`` is a field ``partner`` and ``partner_masks``).
+    The constructor declares, checks and sets the keys every file dataset shares. A subclass
+    declares only its own keys, takes ``root`` and then the model's ``input_size``, ``mean`` and
+    ``std`` positionally or by keyword, forwards them and the shared keys (``**common``) to this
+    constructor with its own defaults, then fills ``self.records`` (one dict per sample with
+    ``path``, ``target``, ``id``, ``boxes`` (array ``[K, 4]`` or None) and optionally
+    ``difficult``, ``masks`` (mask files), and where ``partners`` is a field ``partner`` and
+    ``partner_masks``).
 
     Args:
         root: the dataset's folder (``dataset.root``; relative paths are from the project root).
         input_size: the model's input ``(H, W)``.
         mean: the model's normalisation mean.
         std: the model's normalisation std.
-        resize: ``stretch`` or ``center_crop`` (see the module docstring).
-        resize_size: shorter side before a centre crop.
         name: the ``dataset`` column of result rows.
-        split: the ``split`` column.
-        pointing_tolerance: pointing-game tolerance in original pixels.
+        split: the ``split`` column (default empty).
+        resize: ``stretch`` (default) or ``center_crop`` (see the module docstring).
+        resize_size: shorter side before a centre crop (default ``input * 256 / 224``).
+        pointing_tolerance: pointing-game tolerance in original pixels (default 15); null = the
+            protocol's 15 px per 224 px of each image's longer side.
     """
 
     records: list[dict]
@@ -351,11 +355,12 @@ class FileDataset(ImageDataset):
         input_size: Sequence[int],
         mean: Sequence[float],
         std: Sequence[float],
-        resize: str,
-        resize_size: int | None,
+        *,
         name: str,
-        split: str,
-        pointing_tolerance: float | None,
+        split: str = "",
+        resize: str = "stretch",
+        resize_size: int | None = None,
+        pointing_tolerance: float | None = 15.0,
     ) -> None:
         self.root = existing_dir(root, "dataset.root")
         self.name = name

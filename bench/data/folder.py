@@ -8,6 +8,7 @@ import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -214,35 +215,22 @@ class FolderDataset(FileDataset):
             default: integer labels as given, or the sorted names found in the CSV.
         num_classes: the model's class count when ``classes`` is not given (the config passes the
             model's; null = the largest integer label + 1).
-        input_size: the model's input ``(H, W)``.
-        mean: the model's normalisation mean.
-        std: the model's normalisation std.
-        resize: ``stretch`` (default) or ``center_crop``.
-        resize_size: shorter side before a centre crop.
-        name: the ``dataset`` column of result rows.
-        split: the ``split`` column.
-        pointing_tolerance: pointing-game tolerance in original pixels; null (default) = the
-            protocol's 15 px per 224 px of each image's longer side.
+        **common: the keys of :class:`~bench.data.files.FileDataset` (``input_size``, ``mean``
+            and ``std`` may follow ``root`` positionally), with this loader's defaults
+            ``name=folder``, ``split`` empty and ``pointing_tolerance`` null (the protocol's 15 px
+            per 224 px of each image's longer side).
     """
 
     def __init__(
         self,
         root: str,
-        input_size: Sequence[int],
-        mean: Sequence[float],
-        std: Sequence[float],
+        *args: Any,
         labels: str = "labels.csv",
         classes: str | Sequence[str] | None = None,
         num_classes: int | None = None,
-        resize: str = "stretch",
-        resize_size: int | None = None,
-        name: str = "folder",
-        split: str = "",
-        pointing_tolerance: float | None = None,
+        **common: Any,
     ) -> None:
-        super().__init__(
-            root, input_size, mean, std, resize, resize_size, name, split, pointing_tolerance
-        )
+        super().__init__(root, *args, **({"name": "folder", "pointing_tolerance": None} | common))
         csv_path = Path(labels) if Path(labels).is_absolute() else self.root / labels
         header, rows = _read_labels(csv_path, labels)
         box_cols = _box_columns(header)

@@ -16,7 +16,7 @@ crop window, see :mod:`bench.data.folder`), so accuracy matches the weights' pub
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,42 +39,31 @@ class ImageNetDataset(FileDataset):
 
     Args:
         root: the val folder of ``<wnid>/`` subfolders (or its parent holding ``<split>/``).
-        input_size: the model's input ``(H, W)``.
-        mean: the model's normalisation mean.
-        std: the model's normalisation std.
-        split: ``val``.
         boxes: folder of the per-image ILSVRC XML files; null = no boxes (no localisation metrics).
         class_index: wnids in the model's index order (file); null = sorted subfolder names.
         one_based: the XML boxes are 1-based inclusive (VOC style) rather than 0-based inclusive.
-        resize: ``center_crop`` (default) or ``stretch``.
-        resize_size: shorter side before the centre crop (the model's, e.g. 256 or 232).
-        pointing_tolerance: pointing-game tolerance in original pixels (15).
-        name: the ``dataset`` column of result rows.
+        **common: the keys of :class:`~bench.data.files.FileDataset` (``input_size``, ``mean``
+            and ``std`` may follow ``root`` positionally), with ImageNet's defaults ``split=val``,
+            ``name=imagenet`` and ``resize=center_crop`` (``resize_size``: the model's shorter
+            side before the centre crop, e.g. 256 or 232).
     """
 
     def __init__(
         self,
         root: str,
-        input_size: Sequence[int],
-        mean: Sequence[float],
-        std: Sequence[float],
-        split: str = "val",
+        *args: Any,
         boxes: str | None = None,
         class_index: str | None = None,
         one_based: bool = False,
-        resize: str = "center_crop",
-        resize_size: int | None = None,
-        pointing_tolerance: float = 15.0,
-        name: str = "imagenet",
+        **common: Any,
     ) -> None:
-        super().__init__(
-            root, input_size, mean, std, resize, resize_size, name, split, pointing_tolerance
-        )
+        defaults = {"split": "val", "name": "imagenet", "resize": "center_crop"}
+        super().__init__(root, *args, **(defaults | common))
         base = self.root
-        if (base / split).is_dir() and not any(
+        if (base / self.split).is_dir() and not any(
             p.suffix.lower() in IMAGE_SUFFIXES for p in base.glob("*/*")
         ):
-            base = self.root = base / split
+            base = self.root = base / self.split
         folders = sorted(p.name for p in base.iterdir() if p.is_dir())
         if not folders:
             raise ConfigError(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -86,19 +87,15 @@ class VOCDataset(FileDataset):
 
     Args:
         root: ``VOCdevkit/VOC2007`` (or ``VOCdevkit``).
-        input_size: the model's input ``(H, W)``.
-        mean: the model's normalisation mean.
-        std: the model's normalisation std.
-        split: the ``ImageSets/Main/<split>.txt`` list (all annotations when the file is absent).
         year: the VOC edition (for the folder name).
         class_indices: the model's class index of each VOC class (list in VOC order or mapping
             by name); null = identity, for a model fine-tuned on the 20 VOC classes.
         model_num_classes: the model's class count, checked against the mapping.
         difficult_file: TorchRay-style flag file of difficult pairs; null = the paper's rule.
-        resize: ``stretch`` (default) or ``center_crop``.
-        resize_size: shorter side before a centre crop.
-        pointing_tolerance: pointing-game tolerance in original pixels (15).
-        name: the ``dataset`` column of result rows.
+        **common: the keys of :class:`~bench.data.files.FileDataset` (``input_size``, ``mean``
+            and ``std`` may follow ``root`` positionally), with VOC's defaults ``split=test`` (the
+            ``ImageSets/Main/<split>.txt`` list; all annotations when the file is absent) and
+            ``name=voc07``.
     """
 
     fields = frozenset({"boxes"})
@@ -106,29 +103,21 @@ class VOCDataset(FileDataset):
     def __init__(
         self,
         root: str,
-        input_size: Sequence[int],
-        mean: Sequence[float],
-        std: Sequence[float],
-        split: str = "test",
+        *args: Any,
         year: str = "2007",
         class_indices: Sequence[int] | Mapping[str, int] | None = None,
         model_num_classes: int | None = None,
         difficult_file: str | None = None,
-        resize: str = "stretch",
-        resize_size: int | None = None,
-        pointing_tolerance: float = 15.0,
-        name: str = "voc07",
+        **common: Any,
     ) -> None:
-        super().__init__(
-            root, input_size, mean, std, resize, resize_size, name, split, pointing_tolerance
-        )
+        super().__init__(root, *args, **({"split": "test", "name": "voc07"} | common))
         self.root = _voc_root(self.root, str(year))
         self.class_names = list(VOC_CLASSES)
         self.class_indices, self.num_classes = class_mapping(
             self.class_names, class_indices, model_num_classes
         )
         flags = read_pair_flags(difficult_file, self.class_names) if difficult_file else None
-        list_file = self.root / "ImageSets" / "Main" / f"{split}.txt"
+        list_file = self.root / "ImageSets" / "Main" / f"{self.split}.txt"
         if list_file.is_file():
             image_ids = read_lines(list_file, "dataset.split")
         else:

@@ -166,3 +166,37 @@ def test_folder_labels_only_and_errors(tmp_path):
     (root / "bad2.csv").write_text("image,label,x0,y0,x1,y1\nimgs/a.jpg,1,5,5,2,9\n")
     with pytest.raises(ConfigError, match="empty"):
         FolderDataset(str(root), SIZE, MEAN, STD, labels="bad2.csv")
+
+
+def test_shared_keys_defaults_and_calls(tmp_path):
+    """The shared keys are FileDataset's (forwarded with ``**common``), each loader its defaults;
+    root, input_size, mean and std positionally or by keyword, the config's accepted keys intact."""
+    from bench.config.validate import _parameters
+
+    shared = {"root", "input_size", "mean", "std", "resize", "resize_size", "name", "split"}
+    pairs = {"year", "class_indices", "model_num_classes", "difficult_file"}
+    own = {
+        VOCDataset: pairs,
+        COCODataset: pairs | {"annotations", "images"},
+        ImageNetDataset: {"boxes", "class_index", "one_based"},
+        FolderDataset: {"labels", "classes", "num_classes"},
+    }
+    for cls, keys in own.items():
+        assert _parameters(cls) == (shared | keys | {"pointing_tolerance"}, False), cls
+    voc, coco = write_voc(tmp_path / "voc"), write_coco(tmp_path / "coco", year=2017)
+    val, _ = write_imagenet(tmp_path / "in")
+    folder = write_folder(tmp_path / "f")
+    cases = {
+        ("voc07", "test", 15.0, "stretch"): VOCDataset(str(voc), SIZE, MEAN, STD),
+        ("coco17", "val", 15.0, "stretch"): COCODataset(str(coco), SIZE, MEAN, STD, year=2017),
+        ("imagenet", "val", 15.0, "center_crop"): ImageNetDataset(
+            root=str(val), input_size=SIZE, mean=MEAN, std=STD
+        ),
+        ("folder", "", None, "stretch"): FolderDataset(str(folder), SIZE, MEAN, STD),
+    }
+    for expected, ds in cases.items():
+        got = (ds.name, ds.split, ds.pointing_tolerance, ds.preprocess.resize)
+        assert got == expected and ds.preprocess.size == (32, 48)
+    assert COCODataset(str(coco), SIZE, MEAN, STD, year=2017, name=None).name == "coco17"
+    with pytest.raises(ConfigError, match="dataset.resize=foo"):
+        FolderDataset(str(folder), SIZE, MEAN, STD, resize="foo")
