@@ -16,26 +16,19 @@ import sys
 import time
 
 from bench.data.digits import DigitsDataset
+from bench.engine import training_script as script
 from bench.engine.training import accuracy, render_split, save_checkpoint
-from bench.engine.training_script import (
-    accuracies,
-    add_fit_options,
-    command_line,
-    fit_parsed,
-    start_training,
-    training_parser,
-)
 from bench.models import ShapesCNN
 
 log = logging.getLogger("train_digits")
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = training_parser(__doc__, epochs=15)
+    seeds = ("training seed (init, order)", "rendering seed of the dataset")
+    p = script.training_parser(__doc__, 15, 32, *seeds)
     p.add_argument("--renders", type=int, default=3, help="canvases per training digit")
-    add_fit_options(p, 32, "training seed (init, order)", "rendering seed of the dataset")
     args = p.parse_args(argv)
-    out, gen = start_training(args, "digits_cnn")
+    out, gen = script.start_training(args, "digits_cnn")
 
     train = DigitsDataset("train", renders=args.renders, seed=args.data_seed)
     val = DigitsDataset("val", seed=args.data_seed)
@@ -50,10 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         return f"val {accuracy(model, xva, yva, val):.4f}"
 
     # no flips: a mirrored digit is another glyph
-    fit_parsed(args, gen, model, xtr, ytr, train, after_epoch=val_accuracy)
+    script.fit_parsed(args, gen, model, xtr, ytr, train, after_epoch=val_accuracy)
 
     record = {
-        "command": command_line("train_digits.py", argv),
+        "command": script.command_line("train_digits.py", argv),
         "model": "ShapesCNN",
         "num_classes": train.num_classes,
         "width": args.width,
@@ -62,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         "train_size": len(xtr),
         "seed": args.seed,
         "data_seed": args.data_seed,
-        **accuracies(model, train=(xtr, ytr, train), val=(xva, yva, val), test=(xte, yte, test)),
+        **script.accuracies(
+            model, train=(xtr, ytr, train), val=(xva, yva, val), test=(xte, yte, test)
+        ),
         "test_size": len(xte),
     }
     save_checkpoint(model, record, out, start)

@@ -28,14 +28,8 @@ from tqdm import tqdm
 from bench import ROOT
 from bench.core.checkpoints import read_checkpoint, split_checkpoint
 from bench.data.scenes import CLASSES, ScenesDataset
+from bench.engine import training_script as script
 from bench.engine.training import normalise, save_checkpoint
-from bench.engine.training_script import (
-    add_fit_options,
-    command_line,
-    fit_parsed,
-    start_training,
-    training_parser,
-)
 from bench.models import ShapesCNN
 
 log = logging.getLogger("train_scenes")
@@ -129,12 +123,10 @@ def markdown(record: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = training_parser(__doc__, epochs=3)
+    seeds = ("training seed (init, order, flips)", "generator seed of the training set")
+    p = script.training_parser(__doc__, 3, 64, *seeds)
     p.add_argument("--train-size", type=int, default=6000, help="training images")
     p.add_argument("--eval-size", type=int, default=1000, help="held-out images")
-    add_fit_options(
-        p, 64, "training seed (init, order, flips)", "generator seed of the training set"
-    )
     p.add_argument("--eval-seed", type=int, default=1, help="generator seed of the held-out set")
     p.add_argument(
         "--init",
@@ -142,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         help="start from this checkpoint's features (the shapes CNN knows the 8 shapes); '' = random",
     )
     args = p.parse_args(argv)
-    out, gen = start_training(args, "scenes_cnn")
+    out, gen = script.start_training(args, "scenes_cnn")
 
     train = ScenesDataset("train", size=args.train_size, seed=args.data_seed)
     held = ScenesDataset("test", size=args.eval_size, seed=args.eval_seed)
@@ -154,12 +146,12 @@ def main(argv: list[str] | None = None) -> int:
         state = read_checkpoint(ROOT / args.init, "--init")
         model.load_state_dict(split_checkpoint(state, args.init, "--init")[0])
     # AdamW + one-cycle schedule on binary cross-entropy, random horizontal flips
-    fit_parsed(args, gen, model, xtr, ytr, train, augment=flips(gen),
+    script.fit_parsed(args, gen, model, xtr, ytr, train, augment=flips(gen),
                loss_fn=F.binary_cross_entropy_with_logits)  # fmt: skip
 
     n_fit = min(len(xtr), 2000)
     record = {
-        "command": command_line("train_scenes.py", argv),
+        "command": script.command_line("train_scenes.py", argv),
         "model": "ShapesCNN",
         "objective": "multi-label (sigmoid per class, binary cross-entropy)",
         "width": args.width,

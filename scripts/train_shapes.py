@@ -16,33 +16,24 @@ import time
 import torch
 
 from bench.data.shapes import ShapesDataset
+from bench.engine import training_script as script
 from bench.engine.training import render_split, save_checkpoint
-from bench.engine.training_script import (
-    accuracies,
-    add_fit_options,
-    command_line,
-    fit_parsed,
-    start_training,
-    training_parser,
-)
 from bench.models import ShapesCNN
 
 log = logging.getLogger("train_shapes")
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = training_parser(__doc__, epochs=None)
+    seeds = ("training seed (init, order, label permutation)", "dataset generator seed")
+    p = script.training_parser(__doc__, None, 64, *seeds)
     p.add_argument("--train-size", type=int, default=12000)
-    add_fit_options(
-        p, 64, "training seed (init, order, label permutation)", "dataset generator seed"
-    )
     p.add_argument(
         "--shuffle-labels", action="store_true", help="train on permuted labels (Adebayo et al.)"
     )
     args = p.parse_args(argv)
     epochs = args.epochs = args.epochs or (30 if args.shuffle_labels else 8)
     default_name = "shapes_cnn_shuffled" if args.shuffle_labels else "shapes_cnn"
-    out, gen = start_training(args, default_name)
+    out, gen = script.start_training(args, default_name)
 
     train = ShapesDataset("train", size=args.train_size, seed=args.data_seed)
     test = ShapesDataset("test", seed=args.data_seed)
@@ -56,10 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     def flip(xb: torch.Tensor) -> torch.Tensor:  # a mirrored shape keeps its class
         return torch.where(torch.rand(len(xb), 1, 1, 1, generator=gen) < 0.5, xb.flip(3), xb)
 
-    fit_parsed(args, gen, model, xtr, ytr, train, augment=None if args.shuffle_labels else flip)
+    script.fit_parsed(
+        args, gen, model, xtr, ytr, train, augment=None if args.shuffle_labels else flip
+    )
 
     record = {
-        "command": command_line("train_shapes.py", argv),
+        "command": script.command_line("train_shapes.py", argv),
         "model": "ShapesCNN",
         "width": args.width,
         "epochs": epochs,
@@ -67,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "data_seed": args.data_seed,
         "shuffle_labels": args.shuffle_labels,
-        **accuracies(model, train=(xtr, ytr, train), test=(xte, yte, test)),
+        **script.accuracies(model, train=(xtr, ytr, train), test=(xte, yte, test)),
         "test_size": len(xte),
     }
     save_checkpoint(model, record, out, start)

@@ -71,22 +71,16 @@ def _parser() -> argparse.ArgumentParser:
         "--metrics",
         help="comma-separated columns, in order, for the printed table (e.g. road_abc,mprt.spearman_abs)",
     )
-    p.add_argument("--means", action="store_true", help="print means only, without the intervals")
-    p.add_argument(
-        "--allow-incomplete",
-        action="store_true",
-        help="exit 0 even when some jobs did not complete (they are still listed, and left out)",
-    )
-    p.add_argument(
-        "--no-paper",
-        action="store_true",
-        help="with --out, write only the summary, not the paper tables (bench.results.papers)",
-    )
-    p.add_argument(
-        "--no-report",
-        action="store_true",
-        help="with --out, do not write report.html (bench.results.report)",
-    )
+    switches = {
+        "--means": "print means only, without the intervals",
+        "--allow-incomplete": "exit 0 even when some jobs did not complete (they are still "
+        "listed, and left out)",
+        "--no-paper": "with --out, write only the summary, not the paper tables "
+        "(bench.results.papers)",
+        "--no-report": "with --out, do not write report.html (bench.results.report)",
+    }
+    for flag, help_ in switches.items():
+        p.add_argument(flag, action="store_true", help=help_)
     return p
 
 

@@ -42,29 +42,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--current", nargs="+", required=True, metavar="DIR", help="job or sweep folders of the run"
     )
-    p.add_argument(
-        "--tolerance",
-        metavar="FILE",
-        help=f"tolerance YAML (default: {DEFAULT_TOLERANCE.relative_to(CONF_DIR.parent)})",
-    )
-    p.add_argument(
-        "--abs", type=float, help="absolute margin for every metric (overrides the file)"
-    )
-    p.add_argument(
-        "--rel", type=float, help="relative margin for every metric (overrides the file)"
-    )
+    files = {
+        "--tolerance": f"tolerance YAML (default: {DEFAULT_TOLERANCE.relative_to(CONF_DIR.parent)})",
+        "--report": "also write the Markdown report here",
+        "--html": "also write the check as a self-contained HTML page here (to attach to a CI run)",
+    }
+    for flag, help_ in files.items():
+        p.add_argument(flag, metavar="FILE", help=help_)
+    overrides = {
+        "--abs": "absolute margin for every metric (overrides the file)",
+        "--rel": "relative margin for every metric (overrides the file)",
+        "--alpha": "the paired test's significance level",
+    }
+    for flag, help_ in overrides.items():
+        p.add_argument(flag, type=float, help=help_)
     p.add_argument(
         "--paired",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="require a significant paired test (overrides the file)",
-    )
-    p.add_argument("--alpha", type=float, help="the paired test's significance level")
-    p.add_argument("--report", metavar="FILE", help="also write the Markdown report here")
-    p.add_argument(
-        "--html",
-        metavar="FILE",
-        help="also write the check as a self-contained HTML page here (to attach to a CI run)",
     )
     p.add_argument(
         "--command", help="with --write-baseline: the command that made the run, kept in the file"

@@ -33,10 +33,12 @@ def command_line(script: str, argv: list[str] | None) -> str:
     return f"python scripts/{script} " + " ".join(sys.argv[1:] if argv is None else argv)
 
 
-def training_parser(doc: str, epochs: int | None) -> argparse.ArgumentParser:
-    """A training script's parser (its docstring as the description) with ``--out``,
-    ``--epochs`` (default ``epochs``) and ``--threads`` (read by :func:`start_training`), the
-    options every one starts with."""
+def training_parser(
+    doc: str, epochs: int | None, batch_size: int, seed_help: str, data_seed_help: str
+) -> argparse.ArgumentParser:
+    """A training script's parser (its docstring as the description) with the options every one
+    has: ``--out``, ``--epochs`` (default ``epochs``), ``--threads`` (read by
+    :func:`start_training`) and :func:`add_fit_options`'s."""
     p = argparse.ArgumentParser(
         description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -45,6 +47,7 @@ def training_parser(doc: str, epochs: int | None) -> argparse.ArgumentParser:
     p.add_argument(
         "--threads", type=int, default=None, help="torch's CPU threads (default: its own)"
     )
+    add_fit_options(p, batch_size, seed_help, data_seed_help)
     return p
 
 

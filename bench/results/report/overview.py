@@ -130,10 +130,9 @@ def problems_section(study: Study) -> Section:
     flagged = flagged_rows(study.rows)
     warns = warnings_of(study)
     if not (lines or len(flagged) or warns):
-        if study.jobs:
-            sec.body = "<p>Every job completed; no image was flagged or skipped; no warning.</p>"
-        else:
-            sec.missing = "No job was found: nothing to report."
+        if not study.jobs:
+            return sec.without("No job was found: nothing to report.")
+        sec.body = "<p>Every job completed; no image was flagged or skipped; no warning.</p>"
         return sec
     parts = []
     if lines:

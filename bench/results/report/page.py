@@ -178,6 +178,11 @@ class Section:
     body: str = ""
     missing: str = ""
 
+    def without(self, why: str) -> Section:
+        """This section with no body: it says ``why`` instead."""
+        self.missing = why
+        return self
+
     def render(self) -> str:
         inner = self.body if not self.missing else f'<p class="missing">{esc(self.missing)}</p>'
         return f'<section id="{esc(self.id)}"><h2>{esc(self.title)}</h2>{inner}</section>'

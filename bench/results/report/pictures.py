@@ -27,8 +27,9 @@ MANY, SMALL_SIDE = 8, 80
 def curves_section(study: Study) -> Section:
     sec = Section("curves", "Curves")
     if not study.curves:
-        sec.missing = "No curve: no metric here records one (deletion, insertion, MoRF/LeRF, ROAD, sanity checks do)."
-        return sec
+        return sec.without(
+            "No curve: no metric here records one (deletion, insertion, MoRF/LeRF, ROAD, sanity checks do)."
+        )
     parts = []
     for name, draw, what in (
         ("curves", curves_figure, "Perturbation curves (deletion/insertion, MoRF/LeRF, ROAD, ...)"),

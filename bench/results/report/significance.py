@@ -95,8 +95,7 @@ def significance_section(study: Study) -> Section:
     sec = Section("significance", "Significance per metric")
     pairs = study.pairs
     if pairs.empty:
-        sec.missing = "No paired test: every (model, dataset, metric) has a single method."
-        return sec
+        return sec.without("No paired test: every (model, dataset, metric) has a single method.")
     parts = [
         '<p class="small">Paired Wilcoxon signed-rank tests over the images both methods '
         "scored, Holm-corrected within each metric (as <code>paired.csv</code>): "
@@ -117,10 +116,9 @@ def agreement_section(study: Study) -> Section:
     sec = Section("agreement", "Rank agreement between metrics")
     agree = study.agreement
     if agree.empty or agree["metric_a"].nunique() < 2:
-        sec.missing = (
+        return sec.without(
             "No rank agreement: it needs two metrics with a direction that rank the methods."
         )
-        return sec
     parts = ['<p class="small">Kendall\'s τ-b between the rankings two metrics give the methods '
              "(direction-aware: +1 = they agree on the order), as in <code>rank_agreement.csv"
              "</code>; grey: undefined (fewer than 2 common methods or a constant ranking).</p>"]  # fmt: skip

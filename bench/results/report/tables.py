@@ -72,8 +72,7 @@ def tables_section(study: Study, protocols: dict[str, Protocol]) -> Section:
     sec = Section("tables", "Results: method × metric")
     cells = study.cells
     if cells.empty:
-        sec.missing = "No table: no completed job left a score."
-        return sec
+        return sec.without("No table: no completed job left a score.")
     parts = [
         '<p class="small">Mean over images [95% BCa bootstrap interval, 9999 resamples, seed 0], '
         "as in <code>table.csv</code>; n: images scored; excluded: rows flagged or NaN, counted "
@@ -116,8 +115,7 @@ def class_section(study: Study) -> Section:
     sec = Section("per-class", "Per-class results")
     per, means = study.per_class, study.class_means
     if per.empty:
-        sec.missing = "No metric here averages per class (e.g. the pointing game does)."
-        return sec
+        return sec.without("No metric here averages per class (e.g. the pointing game does).")
     parts = []
     for (model, dataset, metric), g in per.groupby(["model", "dataset", "metric"], sort=True):
         p = means[
@@ -212,8 +210,7 @@ def throughput_section(study: Study) -> Section:
     """Seconds per image per method and phase (``throughput.csv``) and the throughput figure."""
     sec = Section("throughput", "Throughput")
     if study.throughput.empty:
-        sec.missing = "No timings: no completed job recorded them."
-        return sec
+        return sec.without("No timings: no completed job recorded them.")
     parts = ['<p class="small">Seconds per image by phase (jobs of a cell summed; a map read '
              "from the attribution cache costs no attribution time), as in <code>throughput.csv"
              "</code>.</p>"]  # fmt: skip
