@@ -18,6 +18,7 @@ import inspect
 import os
 import re
 import shutil
+import typing
 from collections.abc import Iterable
 from dataclasses import fields
 from pathlib import Path
@@ -168,9 +169,29 @@ def check_run_keys(cfg: DictConfig) -> None:
         raise ConfigError(f"tag={cfg.tag!r} is not valid; accepted: a string.")
 
 
+def _unpacked_keys(fn: Any, annotation: Any) -> set[str] | None:
+    """The keys of the TypedDict of a ``**kwargs: Unpack[TypedDict]`` annotation (PEP 692) of
+    ``fn``, a string one (``from __future__ import annotations``) resolved in ``fn``'s module;
+    None for any other annotation, or one that does not resolve."""
+    if isinstance(annotation, str):
+        if "Unpack[" not in annotation:
+            return None
+        scope = getattr(inspect.unwrap(fn), "__globals__", None)
+        try:
+            annotation = eval(annotation, dict(scope or {}))  # noqa: S307 - the code's own annotation
+        except Exception:  # noqa: BLE001 - unresolvable: any keyword, as before
+            return None
+    if getattr(typing.get_origin(annotation), "_name", None) != "Unpack":
+        return None
+    (typed,) = typing.get_args(annotation) or (None,)
+    keys = getattr(typed, "__required_keys__", None), getattr(typed, "__optional_keys__", None)
+    return None if None in keys else set(keys[0]) | set(keys[1])
+
+
 def _parameters(target: Any) -> tuple[set[str], bool]:
-    """The keyword arguments ``target`` accepts (following ``**kwargs`` passed to base classes),
-    and whether it takes any keyword at all (a bare ``**kwargs`` signature)."""
+    """The keyword arguments ``target`` accepts (following ``**kwargs`` passed to base classes,
+    and reading the keys of ``**kwargs: Unpack[TypedDict]``), and whether it takes any keyword at
+    all (a bare ``**kwargs`` signature)."""
     names: set[str] = set()
     chain = (
         [target]
@@ -178,9 +199,14 @@ def _parameters(target: Any) -> tuple[set[str], bool]:
         else [c for c in target.__mro__ if "__init__" in vars(c) and c is not object]
     )
     for fn in chain:
-        params = inspect.signature(fn.__init__ if inspect.isclass(fn) else fn).parameters.values()
+        fn = fn.__init__ if inspect.isclass(fn) else fn
+        params = inspect.signature(fn).parameters.values()
         names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
+        var = next((p for p in params if p.kind is p.VAR_KEYWORD), None)
+        unpacked = None if var is None else _unpacked_keys(fn, var.annotation)
+        if unpacked is not None:
+            names |= unpacked
+        if var is None or unpacked is not None:
             return names - {"self"}, False
     return names - {"self"}, True
 

@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from torch import nn
+from typing_extensions import Unpack
 
-from bench.core.checkpoints import load_weights
-from bench.core.errors import ConfigError, check_bool, check_int
+from bench.core.errors import ConfigError
 from bench.core.origin import STDLIB, check_model_object
-from bench.models.meta import attach_meta, count_classes, image_size
+from bench.models.meta import CheckpointKeys, HeadKeys, count_classes, image_size, model_keys
 
 
 def import_object(path: str) -> object:
@@ -64,19 +64,20 @@ def build_module(module: str, args: dict | None) -> nn.Module:
     return model
 
 
+class ModuleKeys(HeadKeys, CheckpointKeys, total=False):
+    """The shared keys of a user's own module: :class:`~bench.models.meta.HeadKeys` and
+    :class:`~bench.models.meta.CheckpointKeys` (its ``input_size``, ``mean`` and ``std`` have no
+    default: :func:`load_module` takes them itself)."""
+
+
 def load_module(
     module: str,
     input_size: Sequence[int],
     mean: Sequence[float],
     std: Sequence[float],
-    checkpoint: str | None = None,
-    strip_prefix: str | None = None,
+    *,
     args: dict | None = None,
-    num_classes: int | None = None,
-    cam_layer: str | None = "auto",
-    name: str = "custom",
-    trust_checkpoint: bool = False,
-    probabilities: str = "softmax",
+    **shared: Unpack[ModuleKeys],
 ) -> nn.Module:
     """A user's own ``nn.Module`` by import path, with weights from a local checkpoint (or random).
 
@@ -85,41 +86,20 @@ def load_module(
         input_size: ``(H, W)`` the model expects.
         mean: normalisation mean the model was trained with (no default: nothing implicit).
         std: normalisation std.
-        checkpoint: a pickled model, a state dict, or a dict holding one; null = random weights.
-        strip_prefix: removed from the checkpoint's keys.
         args: keyword arguments of the constructor.
-        num_classes: expected number of logits (checked by one forward pass); null = as found.
-        cam_layer: module name for CAM methods, ``auto`` or null.
-        name: the ``model`` column of result rows.
-        trust_checkpoint: allow a checkpoint that is a pickled model (unpickling runs code).
-        probabilities: ``softmax`` (one label per image) or ``sigmoid`` (a multi-label head).
+        **shared: :class:`ModuleKeys`; ``name`` defaults to ``custom``; no ``checkpoint`` =
+            random weights.
     """
-    input_size = image_size(input_size)
-    if num_classes is not None:
-        num_classes = check_int("model.num_classes", num_classes, minimum=1)
+    keys = model_keys(load_module, shared, ModuleKeys, name="custom")
+    keys["input_size"] = image_size(input_size)
+    keys["num_classes"] = keys.checked_classes()
     extra: dict = {"module": module}
-    if checkpoint:
-        model, record = load_weights(
-            checkpoint,
-            lambda: build_module(module, args),
-            module,
-            strip_prefix,
-            trust=check_bool("model.trust_checkpoint", trust_checkpoint),
-        )
+    if keys["checkpoint"]:
+        model, record = keys.load_checkpoint(lambda: build_module(module, args), module)
         extra.update(record)
     else:
         model = build_module(module, args)
-    counted = count_classes(model, input_size, num_classes, module)
-    weights = Path(checkpoint).name if checkpoint else "random"
-    return attach_meta(
-        model,
-        name,
-        weights,
-        cam_layer,
-        input_size,
-        mean,
-        std,
-        counted,
-        extra,
-        probabilities=probabilities,
-    )
+    keys["num_classes"] = count_classes(model, keys["input_size"], keys["num_classes"], module)
+    keys.update(mean=mean, std=std)
+    weights = Path(keys["checkpoint"]).name if keys["checkpoint"] else "random"
+    return keys.attach(model, weights, extra)

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import Unpack
 
 from bench.core.errors import ConfigError, check_int, choice_error, first_line
 from bench.core.layers import FeatureLayout, probe_outputs, token_grid
 from bench.core.paths import existing_dir
-from bench.models.meta import attach_meta, count_classes, image_size
+from bench.models.meta import ModelKeys, count_classes, image_size, model_keys
 
 #: The seed of a randomly initialised model (the same weights in every process).
 INIT_SEED = 0
@@ -230,14 +231,7 @@ def load_hf(
     path: str | None = None,
     config: str | None = None,
     overrides: Mapping | None = None,
-    num_classes: int | None = None,
-    cam_layer: str | None = "auto",
-    input_size: Sequence[int] | None = None,
-    resize_size: int | None = None,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    name: str | None = None,
-    probabilities: str | None = None,
+    **shared: Unpack[ModelKeys],
 ) -> nn.Module:
     """A Hugging Face image classifier (``pip install transformers``), in eval mode, with its metadata.
 
@@ -248,23 +242,21 @@ def load_hf(
             built from its config class's defaults and ``overrides``, with random weights (hub
             names cannot be resolved offline).
         overrides: keys of the config class (``{image_size: 32, hidden_size: 64}``).
-        num_classes: the head's logits (a built config's ``num_labels``; checked for a folder).
-        cam_layer: a module name (``hf.<...>``), ``auto`` (:func:`hf_cam_layer`) or null.
-        input_size: ``(H, W)``; null = the image processor's (a built config: its ``image_size``).
-        resize_size: shorter side before a centre crop; null = the processor's.
-        mean: normalisation mean; null = the image processor's.
-        std: normalisation std; null = the image processor's.
-        name: the ``model`` column of result rows (default: the folder's name or the type).
-        probabilities: ``softmax`` or ``sigmoid``; null = the config's ``problem_type``
-            (``multi_label_classification``: sigmoid).
+        **shared: :class:`~bench.models.meta.ModelKeys`; ``num_classes`` is a built config's
+            ``num_labels`` (checked for a folder); null ``input_size``, ``resize_size``, ``mean``
+            and ``std`` are the image processor's (a built config: its ``image_size``);
+            ``cam_layer: auto`` is :func:`hf_cam_layer` (module names ``hf.<...>``); ``name``
+            defaults to the folder's name or the type; null ``probabilities`` (the default) is
+            the config's ``problem_type`` (``multi_label_classification``: sigmoid).
     """
+    keys = model_keys(load_hf, shared, probabilities=None)
     import_transformers()
-    pre = hf_preprocessing(path, config, overrides, input_size, mean, std)
-    model = HFClassifier(_build(path, config, overrides, num_classes)).eval()
-    size = image_size(pre["input_size"])
+    pre = hf_preprocessing(path, config, overrides, keys["input_size"], keys["mean"], keys["std"])
+    model = HFClassifier(_build(path, config, overrides, keys["num_classes"])).eval()
+    size = keys["input_size"] = image_size(pre["input_size"])
     try:
         counted = count_classes(
-            model, size, num_classes if path else None, "the Hugging Face model"
+            model, size, keys["num_classes"] if path else None, "the Hugging Face model"
         )
     except ConfigError:
         raise
@@ -275,20 +267,15 @@ def load_hf(
         ) from err
     auto, layout = hf_cam_layer(model, size)
     hf_cfg = model.hf.config
-    resize = (
-        pre["resize_size"]
-        if resize_size is None
-        else check_int("model.resize_size", resize_size, minimum=1)
-    )
     extra = {"source": str(Path(path).resolve()) if path else f"config:{config}",
              "model_type": hf_cfg.model_type, "class": type(model.hf).__name__,
-             "resize_size": resize, "init_seed": None if path else INIT_SEED}  # fmt: skip
-    if probabilities is None:
-        probabilities = (
-            "sigmoid" if getattr(hf_cfg, "problem_type", None) == MULTI_LABEL else "softmax"
-        )
-    return attach_meta(
-        model, name or (Path(path).name if path else config), Path(path).name if path else "random",
-        auto if cam_layer == "auto" else cam_layer, size, pre["mean"], pre["std"], counted, extra,
-        layout=layout, probabilities=probabilities,
-    )  # fmt: skip
+             "resize_size": keys.resize_size(pre["resize_size"]),
+             "init_seed": None if path else INIT_SEED}  # fmt: skip
+    if keys["probabilities"] is None:
+        multi = getattr(hf_cfg, "problem_type", None) == MULTI_LABEL
+        keys["probabilities"] = "sigmoid" if multi else "softmax"
+    if keys["cam_layer"] == "auto":
+        keys["cam_layer"] = auto
+    keys["name"] = keys["name"] or (Path(path).name if path else config)
+    keys.update(num_classes=counted, mean=pre["mean"], std=pre["std"])
+    return keys.attach(model, Path(path).name if path else "random", extra, layout)

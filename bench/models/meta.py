@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
+from typing_extensions import TypedDict
 
+from bench.core.checkpoints import load_weights
 from bench.core.context import PROBABILITIES
-from bench.core.errors import ConfigError, check_choice
+from bench.core.errors import ConfigError, check_bool, check_choice, check_int
 from bench.core.layers import FeatureLayout, get_layer, last_feature_map_layer
 
 
@@ -48,6 +51,124 @@ class ModelMeta:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class HeadKeys(TypedDict, total=False):
+    """The keys every model config shares about its head and its rows, stated here once: a
+    loader takes them as ``**shared: Unpack[HeadKeys]`` (or a TypedDict extending it), and
+    :func:`model_keys` gives them with the loader's defaults (:data:`DEFAULTS` otherwise).
+
+    Keys:
+        num_classes: logits of the head, checked by one forward pass; null = the model's own.
+        cam_layer: a module name (``model.named_modules()``) for CAM methods, ``auto`` (the
+            loader's choice: the last spatial map, a ViT's last block) or null (CAM refused).
+        name: the ``model`` column of result rows; null = the loader's (the architecture).
+        probabilities: ``softmax`` (one label per image) or ``sigmoid`` (a multi-label head).
+    """
+
+    num_classes: int | None
+    cam_layer: str | None
+    name: str | None
+    probabilities: str | None
+
+
+class ModelKeys(HeadKeys, total=False):
+    """:class:`HeadKeys` and the preprocessing the model states where they are null (its
+    weights' transforms, its ``pretrained_cfg``, its image processor).
+
+    Keys:
+        input_size: ``(H, W)`` (or one side) the model expects.
+        resize_size: the shorter side before the centre crop (the ImageNet protocol).
+        mean: the normalisation mean, one per RGB channel.
+        std: the normalisation std, likewise.
+    """
+
+    input_size: Sequence[int] | None
+    resize_size: int | None
+    mean: Sequence[float] | None
+    std: Sequence[float] | None
+
+
+class CheckpointKeys(TypedDict, total=False):
+    """The keys of a model config whose weights may come from a local checkpoint file, stated
+    here once (:meth:`LoaderKeys.load_checkpoint` reads them).
+
+    Keys:
+        checkpoint: a local file: a state dict, a dict holding one, or (with
+            ``trust_checkpoint``) a pickled model; null = no checkpoint.
+        strip_prefix: removed from the checkpoint's keys (``module.`` for DataParallel saves).
+        trust_checkpoint: allow a checkpoint that is a pickled model (unpickling runs code).
+    """
+
+    checkpoint: str | None
+    strip_prefix: str | None
+    trust_checkpoint: bool
+
+
+class CheckpointModelKeys(ModelKeys, CheckpointKeys, total=False):
+    """:class:`ModelKeys` and :class:`CheckpointKeys` (torchvision and timm models)."""
+
+
+#: The defaults of the shared keys; a loader states its own where they differ.
+DEFAULTS: dict[str, Any] = {
+    "num_classes": None,
+    "cam_layer": "auto",
+    "name": None,
+    "probabilities": "softmax",
+    "input_size": None,
+    "resize_size": None,
+    "mean": None,
+    "std": None,
+    "checkpoint": None,
+    "strip_prefix": None,
+    "trust_checkpoint": False,
+}
+
+
+class LoaderKeys(dict):
+    """The shared keys of one loader call by name (:func:`model_keys`), with what every loader
+    does with them; the loader replaces each by what it resolved before :meth:`attach`."""
+
+    def checked_classes(self) -> int | None:
+        """``num_classes`` as given: an integer >= 1, or None."""
+        given = self["num_classes"]
+        return None if given is None else check_int("model.num_classes", given, minimum=1)
+
+    def resize_size(self, own: int | None) -> int | None:
+        """``resize_size`` where given (an integer >= 1), else the model's own ``own``."""
+        given = self["resize_size"]
+        return own if given is None else check_int("model.resize_size", given, minimum=1)
+
+    def load_checkpoint(self, build: Callable[[], nn.Module], what: str) -> tuple[nn.Module, dict]:
+        """The model of the file ``checkpoint`` (:class:`CheckpointKeys`: a state dict loaded
+        into ``build()``, described as ``what`` in errors) and the checkpoint's record
+        (:func:`bench.core.checkpoints.load_weights`)."""
+        trust = check_bool("model.trust_checkpoint", self["trust_checkpoint"])
+        return load_weights(self["checkpoint"], build, what, self["strip_prefix"], trust=trust)
+
+    def attach(
+        self, model: nn.Module, weights: str, extra: dict, layout: FeatureLayout | None = None
+    ) -> nn.Module:
+        """:func:`attach_meta` with the keys as the loader resolved them: ``name``,
+        ``cam_layer``, ``input_size``, ``mean``, ``std``, ``num_classes`` (the logits counted)
+        and ``probabilities``."""
+        return attach_meta(
+            model, self["name"], weights, self["cam_layer"], self["input_size"], self["mean"],
+            self["std"], self["num_classes"], extra, layout=layout,
+            probabilities=self["probabilities"],
+        )  # fmt: skip
+
+
+def model_keys(
+    loader: Callable, shared: Mapping[str, Any], declared: type = ModelKeys, **defaults: Any
+) -> LoaderKeys:
+    """The ``**shared`` keys of ``loader`` (the TypedDict ``declared``) over its ``defaults``
+    over :data:`DEFAULTS`; a key ``declared`` lacks is a TypeError, as for any function."""
+    accepted = declared.__required_keys__ | declared.__optional_keys__
+    for key in shared:
+        if key not in accepted:
+            raise TypeError(f"{loader.__name__}() got an unexpected keyword argument {key!r}")
+    return LoaderKeys({**{k: DEFAULTS[k] for k in accepted}, **defaults, **shared})
 
 
 def meta_of(model: nn.Module) -> ModelMeta:

@@ -11,11 +11,18 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import Unpack
 
-from bench.core.checkpoints import load_weights, weights_only_loads
-from bench.core.errors import ConfigError, check_bool, check_int, choice_error
+from bench.core.checkpoints import weights_only_loads
+from bench.core.errors import ConfigError, choice_error
 from bench.core.layers import FeatureLayout, probe_outputs
-from bench.models.meta import attach_meta, auto_cam_layer, count_classes, image_size
+from bench.models.meta import (
+    CheckpointModelKeys,
+    auto_cam_layer,
+    count_classes,
+    image_size,
+    model_keys,
+)
 
 #: ``model.weights``: null (random initialisation, seeded) or ``pretrained`` (timm's own cache).
 WEIGHTS = (None, "pretrained")
@@ -184,18 +191,9 @@ def _check_size(model: nn.Module, arch: str, size: tuple[int, int]) -> None:
 def load_timm(
     arch: str,
     weights: str | None = None,
-    checkpoint: str | None = None,
-    strip_prefix: str | None = None,
-    num_classes: int | None = None,
-    cam_layer: str | None = "auto",
-    input_size: Sequence[int] | None = None,
-    resize_size: int | None = None,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    name: str | None = None,
+    *,
     kwargs: Mapping | None = None,
-    probabilities: str = "softmax",
-    trust_checkpoint: bool = False,
+    **shared: Unpack[CheckpointModelKeys],
 ) -> nn.Module:
     """A timm model by name (``pip install timm``), in eval mode, with its metadata.
 
@@ -204,53 +202,39 @@ def load_timm(
             ``resnet50.a1_in1k`` picks its weights and their preprocessing).
         weights: null (random initialisation, seeded: offline) or ``pretrained`` (timm's own
             cache, the Hugging Face hub: needs the files there or internet access).
-        checkpoint: a local file (a state dict, a dict holding one, or with
-            ``trust_checkpoint`` a pickled model) loaded after creation; with weights null.
-        strip_prefix: removed from the checkpoint's keys.
-        num_classes: logits of the head (default: the architecture's).
-        cam_layer: a module name, ``auto`` (:func:`timm_cam_layer`) or null.
-        input_size: ``(H, W)``; null = the model's own (``img_size``, else its ``pretrained_cfg``).
-        resize_size: shorter side before a centre crop; null = ``input_size`` over the
-            ``pretrained_cfg``'s ``crop_pct`` (timm's evaluation transform).
-        mean: normalisation mean; null = the model's ``pretrained_cfg``.
-        std: normalisation std; null = likewise.
-        name: the ``model`` column of result rows (default: ``arch``).
         kwargs: more ``timm.create_model`` keywords (``{img_size: 32, depth: 2}``).
-        probabilities: ``softmax``, or ``sigmoid`` for a multi-label head.
-        trust_checkpoint: allow a checkpoint that is a pickled model (unpickling runs code).
+        **shared: :class:`~bench.models.meta.CheckpointModelKeys` (a ``checkpoint`` is loaded
+            after creation, with weights null); null ``input_size`` is the model's own
+            (``img_size``, else its ``pretrained_cfg``), null ``mean`` and ``std`` its
+            ``pretrained_cfg``'s, null ``resize_size`` the input over its ``crop_pct`` (timm's
+            evaluation transform); ``cam_layer: auto`` is :func:`timm_cam_layer`; ``name``
+            defaults to ``arch``, ``num_classes`` to the architecture's.
     """
+    keys = model_keys(load_timm, shared, CheckpointModelKeys)
     timm = import_timm()
     _checked_arch(timm, arch)
-    _check_weights(weights, checkpoint)
+    _check_weights(weights, keys["checkpoint"])
     kw = timm_kwargs(kwargs)
+    num_classes = keys.checked_classes()
     if num_classes is not None:
-        kw["num_classes"] = check_int("model.num_classes", num_classes, minimum=1)
-    pre = timm_preprocessing(arch, kwargs, input_size, mean, std)
+        kw["num_classes"] = num_classes
+    pre = timm_preprocessing(arch, kwargs, keys["input_size"], keys["mean"], keys["std"])
     model = _create(timm, arch, weights == "pretrained", kw)
-    resize = (
-        pre["resize_size"]
-        if resize_size is None
-        else check_int("model.resize_size", resize_size, minimum=1)
-    )
-    extra: dict = {"arch": arch, "kwargs": timm_kwargs(kwargs), "resize_size": resize,
+    extra: dict = {"arch": arch, "kwargs": timm_kwargs(kwargs),
+                   "resize_size": keys.resize_size(pre["resize_size"]),
                    "interpolation": pre["interpolation"], "init_seed": INIT_SEED}  # fmt: skip
     weights_name = weights or "random"
-    if checkpoint:
+    if keys["checkpoint"]:
         created = model
-        model, record = load_weights(
-            checkpoint, lambda: created, arch, strip_prefix,
-            trust=check_bool("model.trust_checkpoint", trust_checkpoint),
-        )  # fmt: skip
+        model, record = keys.load_checkpoint(lambda: created, arch)
         extra.update(record)
-        weights_name = Path(checkpoint).name
-    size = image_size(pre["input_size"])
+        weights_name = Path(keys["checkpoint"]).name
+    size = keys["input_size"] = image_size(pre["input_size"])
     _check_size(model, arch, size)
     model.eval()
-    counted = count_classes(model, size, num_classes, arch)
+    keys["num_classes"] = count_classes(model, size, keys["num_classes"], arch)
     layout = timm_layout(model)
-    if cam_layer == "auto":
-        cam_layer = timm_cam_layer(model, layout, size)
-    return attach_meta(
-        model, name or arch, weights_name, cam_layer, size, pre["mean"], pre["std"], counted,
-        extra, layout=layout, probabilities=probabilities,
-    )  # fmt: skip
+    if keys["cam_layer"] == "auto":
+        keys["cam_layer"] = timm_cam_layer(model, layout, size)
+    keys.update(name=keys["name"] or arch, mean=pre["mean"], std=pre["std"])
+    return keys.attach(model, weights_name, extra, layout)

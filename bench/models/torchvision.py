@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
 from torch import nn
+from typing_extensions import Unpack
 
-from bench.core.checkpoints import load_weights, weights_only_loads
-from bench.core.errors import ConfigError, check_bool, check_int, choice_error
-from bench.models.meta import attach_meta, count_classes, image_size
+from bench.core.checkpoints import weights_only_loads
+from bench.core.errors import ConfigError, choice_error
+from bench.models.meta import CheckpointModelKeys, LoaderKeys, count_classes, image_size, model_keys
 
 log = logging.getLogger("bench.models")
 
@@ -60,19 +60,10 @@ def _metadata(w) -> dict:
 def load_torchvision(
     arch: str,
     weights: str | None = "DEFAULT",
-    checkpoint: str | None = None,
-    strip_prefix: str | None = None,
-    num_classes: int | None = None,
-    cam_layer: str | None = "auto",
-    input_size: Sequence[int] | None = None,
-    resize_size: int | None = None,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    name: str | None = None,
+    *,
     download: bool = True,
     kwargs: dict | None = None,
-    trust_checkpoint: bool = False,
-    probabilities: str = "softmax",
+    **shared: Unpack[CheckpointModelKeys],
 ) -> nn.Module:
     """Any torchvision classification model by name, with its weights and metadata, in eval mode.
 
@@ -81,23 +72,16 @@ def load_torchvision(
         weights: a member of the architecture's weights enum (``DEFAULT``, ``IMAGENET1K_V2``, ...),
             used when cached in ``torch.hub.get_dir()/checkpoints`` or downloadable; ``null`` for
             random initialisation (throughput and sanity work) or when ``checkpoint`` is given.
-        checkpoint: a local file: a pickled model, a state dict, or a dict holding one.
-        strip_prefix: removed from the checkpoint's keys (``module.`` for DataParallel saves).
-        num_classes: logits of the head (default: the weights' category count, else 1000).
-        cam_layer: module name for CAM methods, ``auto`` (last spatial map) or null.
-        input_size: ``(H, W)``; default from the weights' transforms (the DEFAULT weights' when random).
-        resize_size: shorter-side resize before the centre crop (ImageNet protocol); default likewise.
-        mean: normalisation mean; default likewise.
-        std: normalisation std; default likewise.
-        name: the ``model`` column of result rows (default: ``arch``).
         download: try to download missing enum weights (never in tests).
         kwargs: extra builder arguments (e.g. ``{dropout: 0.0}``).
-        trust_checkpoint: allow a checkpoint that is a pickled model (unpickling runs code).
-        probabilities: ``softmax``, or ``sigmoid`` for a fine-tuned multi-label head.
+        **shared: :class:`~bench.models.meta.CheckpointModelKeys`; null ``input_size``,
+            ``resize_size``, ``mean`` and ``std`` are the weights' transforms' (the DEFAULT
+            weights' when random), ``num_classes`` their category count (else 1000), ``name``
+            the ``arch``.
     """
-    if num_classes is not None:
-        num_classes = check_int("model.num_classes", num_classes, minimum=1)
-
+    keys = model_keys(load_torchvision, shared, CheckpointModelKeys)
+    num_classes = keys["num_classes"] = keys.checked_classes()
+    checkpoint = keys["checkpoint"]
     w = _tv_weights(arch, weights)
     if w is not None and checkpoint:
         raise ConfigError(
@@ -105,7 +89,7 @@ def load_torchvision(
             "of them (set model.weights=null to load the checkpoint)."
         )
     meta = _reference_metadata(arch, w)
-    input_size, mean, std = _preprocessing(arch, w, meta, input_size, mean, std)
+    keys["input_size"], keys["mean"], keys["std"] = _preprocessing(arch, w, meta, keys)
     if (
         w is not None
         and num_classes is not None
@@ -118,7 +102,7 @@ def load_torchvision(
     kwargs = dict(kwargs or {})
     extra: dict = {
         "arch": arch,
-        "resize_size": resize_size or meta.get("resize_size"),
+        "resize_size": keys["resize_size"] or meta.get("resize_size"),
         "interpolation": meta.get("interpolation"),
     }
     if w is not None:
@@ -126,27 +110,17 @@ def load_torchvision(
         weights_name = w.name
         extra["weights_file"] = str(path)
     elif checkpoint:
-        model, record = _checkpoint(
-            arch, checkpoint, num_classes or 1000, strip_prefix, trust_checkpoint, kwargs
-        )
+        model, record = _checkpoint(arch, keys, num_classes or 1000, kwargs)
         extra.update(record)
         weights_name = Path(checkpoint).name
     else:
         model = _random(arch, num_classes or meta.get("num_classes") or 1000, kwargs)
         weights_name = "random"
-    counted = count_classes(model, input_size, num_classes, f"the loaded {arch}")
-    return attach_meta(
-        model,
-        name or arch,
-        weights_name,
-        cam_layer,
-        input_size,
-        mean,
-        std,
-        counted,
-        extra,
-        probabilities=probabilities,
+    keys["name"] = keys["name"] or arch
+    keys["num_classes"] = count_classes(
+        model, keys["input_size"], num_classes, f"the loaded {arch}"
     )
+    return keys.attach(model, weights_name, extra)
 
 
 def _reference_metadata(arch: str, w) -> dict:
@@ -160,40 +134,23 @@ def _reference_metadata(arch: str, w) -> dict:
         return {}
 
 
-def _checkpoint(
-    arch: str,
-    checkpoint: str,
-    num_classes: int,
-    strip_prefix: str | None,
-    trust_checkpoint: bool,
-    kwargs: dict,
-) -> tuple[nn.Module, dict]:
-    """``arch`` with ``num_classes`` logits and the weights of a local checkpoint file, and the
-    record :func:`bench.core.checkpoints.load_weights` keeps of it."""
+def _checkpoint(arch: str, keys: LoaderKeys, num_classes: int, kwargs: dict) -> tuple:
+    """``arch`` with ``num_classes`` logits and the weights of the local checkpoint file of
+    ``keys``, and the record :func:`bench.core.checkpoints.load_weights` keeps of it."""
     from torchvision.models import get_model
 
-    return load_weights(
-        checkpoint,
+    return keys.load_checkpoint(
         lambda: get_model(arch, weights=None, num_classes=num_classes, **kwargs),
         f"{arch}(num_classes={num_classes})",
-        strip_prefix,
-        trust=check_bool("model.trust_checkpoint", trust_checkpoint),
     )
 
 
-def _preprocessing(
-    arch: str,
-    w,
-    meta: dict,
-    input_size: Sequence[int] | None,
-    mean: Sequence[float] | None,
-    std: Sequence[float] | None,
-) -> tuple:
-    """``input_size``, ``mean`` and ``std`` as given, else the weights' (a warning where given
-    ones differ from the weights'); an error where neither says."""
-    input_size = image_size(input_size) or meta.get("input_size")
-    mean = tuple(mean) if mean is not None else meta.get("mean")
-    std = tuple(std) if std is not None else meta.get("std")
+def _preprocessing(arch: str, w, meta: dict, keys: LoaderKeys) -> tuple:
+    """``input_size``, ``mean`` and ``std`` of ``keys`` as given, else the weights' (a warning
+    where given ones differ from the weights'); an error where neither says."""
+    input_size = image_size(keys["input_size"]) or meta.get("input_size")
+    mean = tuple(keys["mean"]) if keys["mean"] is not None else meta.get("mean")
+    std = tuple(keys["std"]) if keys["std"] is not None else meta.get("std")
     if input_size is None or mean is None or std is None:
         raise ConfigError(
             f"torchvision model {arch} has no weights metadata; set model.input_size, model.mean and model.std."
