@@ -282,7 +282,14 @@ class LayerCAM(BaseCAM):
 
 class _ChannelScoreCAM(BaseCAM):
     """Shared knob of the CAMs that score one forward pass per (image, channel): no gradients,
-    the ``B x K`` passes go through the model in chunks of ``batch_size`` (``for_pairs``)."""
+    the ``B x K`` passes go through the model in chunks of ``batch_size`` (``for_pairs``).
+
+    Args:
+        layer: the model config's ``cam_layer``.
+        batch_size: most of the ``B x K`` passes (over all images of the batch) per forward pass;
+            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`bench.methods.base.batch_limit`).
+        relu: as :class:`BaseCAM`'s.
+    """
 
     needs_gradients = False
 
@@ -322,12 +329,8 @@ class ScoreCAM(_ChannelScoreCAM):
 
     Each feature map is upsampled bilinearly to the input, min-max scaled to [0, 1] and multiplied
     with the image; the target logits of all ``B x K`` masked images (run in chunks of
-    ``batch_size``) are softmaxed over the channels, as in pytorch-grad-cam.
-
-    Args:
-        layer: the model config's ``cam_layer``.
-        batch_size: most masked images per forward pass (over all images of the batch);
-            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`bench.methods.base.batch_limit`).
+    ``batch_size``) are softmaxed over the channels, as in pytorch-grad-cam. Settings: those of
+    :class:`_ChannelScoreCAM` (``batch_size`` bounds the masked images per forward pass).
     """
 
     def weights(
@@ -349,12 +352,8 @@ class AblationCAM(_ChannelScoreCAM):
 
     ``w_k = (y_c - y_c^k) / y_c`` with ``y_c^k`` the target logit when channel ``k`` of the layer's
     output is set to 0. All ``B x K`` ablations run in chunks of ``batch_size`` (a forward hook
-    substitutes the ablated activations).
-
-    Args:
-        layer: the model config's ``cam_layer``.
-        batch_size: most ablated copies per forward pass (over all images of the batch);
-            ``auto`` (default): 64 on a CPU, 1024 on a GPU (:func:`bench.methods.base.batch_limit`).
+    substitutes the ablated activations). Settings: those of :class:`_ChannelScoreCAM`
+    (``batch_size`` bounds the ablated copies per forward pass).
     """
 
     def weights(

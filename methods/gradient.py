@@ -180,22 +180,24 @@ _LINEAR_LEAVES = (
 )
 
 
-@need("deeplift_rules", "only leaf modules captum's DeepLIFT has a rule for (linear, ReLU-like)")
-def _deeplift_rules(method: Method, model: nn.Module) -> str | None:
+def _leaves_without_rule(
+    model: nn.Module, ruled: tuple[type, ...], rules: str, accepted: str
+) -> str | None:
+    """Why captum's ``rules`` (DeepLIFT, LRP) cannot apply to ``model``: the types of its leaf
+    modules that are not ``ruled`` (``accepted`` says which are, in words); None when none."""
     leaves = [m for m in model.modules() if not list(m.children())]
-    other = sorted(
-        {
-            type(m).__name__
-            for m in leaves
-            if not isinstance(m, _DEEPLIFT_NONLINEAR + _LINEAR_LEAVES)
-        }
-    )
+    other = sorted({type(m).__name__ for m in leaves if not isinstance(m, ruled)})
     if not other:
         return None
     return (
-        f"captum's DeepLIFT has no rule for {', '.join(other)}; accepted "
-        "leaf modules: convolutions, linear, batch norm, pooling, ReLU-like."
+        f"captum's {rules} has no rule for {', '.join(other)}; accepted leaf modules: {accepted}."
     )
+
+
+@need("deeplift_rules", "only leaf modules captum's DeepLIFT has a rule for (linear, ReLU-like)")
+def _deeplift_rules(method: Method, model: nn.Module) -> str | None:
+    accepted = "convolutions, linear, batch norm, pooling, ReLU-like"
+    return _leaves_without_rule(model, _DEEPLIFT_NONLINEAR + _LINEAR_LEAVES, "DeepLIFT", accepted)
 
 
 @need("single_use_nonlinearities", "each nonlinear module called once per forward pass")
@@ -253,14 +255,8 @@ _SHAPE_OPS = {"flatten", "view", "reshape", "squeeze", "unsqueeze", "contiguous"
 
 @need("lrp_rules", "only leaf modules captum's LRP has a rule for (conv, linear, pooling, ReLU)")
 def _lrp_rules(method: Method, model: nn.Module) -> str | None:
-    leaves = [m for m in model.modules() if not list(m.children())]
-    other = sorted({type(m).__name__ for m in leaves if not isinstance(m, _LRP_LEAVES)})
-    if not other:
-        return None
-    return (
-        f"captum's LRP has no rule for {', '.join(other)}; accepted leaf "
-        "modules: Conv2d, Linear, BatchNorm2d, pooling, ReLU, Dropout, Tanh."
-    )
+    accepted = "Conv2d, Linear, BatchNorm2d, pooling, ReLU, Dropout, Tanh"
+    return _leaves_without_rule(model, _LRP_LEAVES, "LRP", accepted)
 
 
 @need("modules_only", "a forward pass that computes only in modules (no skip connections)")

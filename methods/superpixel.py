@@ -2,9 +2,13 @@
 
 Feature ablation (captum), LIME and kernel SHAP three ways each: by captum (``CaptumLime``,
 ``CaptumKernelShap``), by the ``lime`` / ``shap`` packages (``Lime``, ``KernelShap``) and batched in
-torch (``BatchedLime``, ``BatchedKernelShap``). :class:`Superpixel` holds what they share: SLIC's
-settings, the samples per image, the seed and the batch knob, checked once, and the superpixels
-themselves (computed per image with scikit-image on the CPU, or by the data loader's workers).
+torch (``BatchedLime``, ``BatchedKernelShap``). :class:`Superpixel` holds what they all share:
+SLIC's settings, declared with their defaults and checked once, the check of the batch knob, and
+the superpixels themselves (computed per image with scikit-image on the CPU, or by the data
+loader's workers); :class:`SampledSuperpixel` adds the samples per image and the seed of the
+methods that draw coalitions (LIME, kernel SHAP). :class:`CaptumSuperpixel` and
+:class:`PackageSuperpixel` declare the knob of each family (captum's ``internal_batch_size``, the
+packages' ``batch_size``); a method declares only its own keys and passes the rest on.
 
 Feature ablation runs every ablated copy of every image of the batch through the model in chunks
 bounded by ``internal_batch_size``. The captum and package versions of LIME and kernel SHAP fit one
@@ -21,6 +25,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -78,44 +83,41 @@ def _segments_of(images: Tensor, **slic: float) -> dict[str, Tensor]:
 
 
 class Superpixel(Method):
-    """Base class of the superpixel methods: their shared settings, checked once, and the superpixels.
+    """Base class of the superpixel methods: the settings they all share, with their defaults,
+    declared and checked once here, and the superpixels.
 
-    A subclass keeps its own constructor signature (its config keys) and passes these on; it adds
-    only what differs (its fill, kernel, blur).
+    A subclass declares only its own keys (its fill, kernel, blur) and passes the rest on as
+    ``**superpixel``: its config keys are its own and those of its bases (what
+    ``bench.config.validate`` and the YAMLs see). The batch knob comes first, positional only:
+    its config key (:attr:`knob`) is declared by the family (:class:`CaptumSuperpixel`,
+    :class:`PackageSuperpixel`).
 
     Args:
+        batch: the batch knob's value (positional only), kept under the subclass's :attr:`knob`:
+            most perturbed images per forward pass; ``auto``: 64 on a CPU, 1024 on a GPU
+            (:func:`bench.methods.base.batch_limit`); null: no bound.
         n_segments: SLIC's target number of superpixels.
         compactness: SLIC's compactness.
         slic_sigma: SLIC's Gaussian pre-smoothing (pixels; 0 = none, see :func:`superpixels`).
-        batch: the batch knob's value, kept under the subclass's :attr:`knob`: most perturbed images
-            per forward pass; ``auto``: 64 on a CPU, 1024 on a GPU
-            (:func:`bench.methods.base.batch_limit`); null: no bound.
-        n_samples: perturbed samples (coalitions) per image; None for a method that draws none.
-        seed: the run seed; None for a method that draws nothing.
     """
 
     #: The config key of the batch knob: captum's ``internal_batch_size`` or the packages'
     #: ``batch_size``.
-    knob = "batch_size"
+    knob: ClassVar[str]
 
     def __init__(
         self,
-        n_segments: int,
-        compactness: float,
-        slic_sigma: float,
         batch: int | str | None,
-        n_samples: int | None = None,
-        seed: int | None = None,
+        /,
+        n_segments: int = 50,
+        compactness: float = 10.0,
+        slic_sigma: float = 0.0,
     ) -> None:
         super().__init__(reduction="sum")
-        if n_samples is not None:
-            self.n_samples = check_int("n_samples", n_samples, minimum=1)
         self.n_segments = check_int("n_segments", n_segments, minimum=1)
         self.compactness = check_number("compactness", compactness, above=0)
         self.slic_sigma = check_number("slic_sigma", slic_sigma, minimum=0)
         setattr(self, self.knob, check_batch_size(self.knob, batch))
-        if seed is not None:
-            self.seed = check_int("seed", seed)
 
     def segments(self, images: Tensor) -> Tensor:
         """SLIC superpixels ``[B, H, W]`` of ``images``: the loader's (computed in its workers)
@@ -134,31 +136,54 @@ class Superpixel(Method):
         )
 
 
+class SampledSuperpixel(Superpixel):
+    """A superpixel method that draws perturbed samples (coalitions): LIME and kernel SHAP.
+
+    Args:
+        batch: :class:`Superpixel`'s (positional only).
+        n_samples: perturbed samples (coalitions) per image.
+        seed: the run seed.
+        **superpixel: :class:`Superpixel`'s keys.
+    """
+
+    def __init__(
+        self, batch: int | str | None, /, n_samples: int = 1000, seed: int = 0, **superpixel: Any
+    ) -> None:
+        self.n_samples = check_int("n_samples", n_samples, minimum=1)  # checked first, then SLIC's
+        super().__init__(batch, **superpixel)
+        self.seed = check_int("seed", seed)
+
+
 # ------------------------------------------------------------------------------------ by captum
 
 
-class FeatureAblation(Superpixel):
-    """Superpixel ablation: the probability drop when a SLIC superpixel is set to ``fill``, by captum.
+class CaptumSuperpixel(Superpixel):
+    """The captum family: absent superpixels take ``fill``; captum's ``internal_batch_size`` knob.
 
     Args:
-        n_segments, compactness, slic_sigma: SLIC's (:class:`Superpixel`).
         fill: fill value in normalised space (0 = the dataset mean colour).
-        internal_batch_size: most ablated images (over all images of the batch) per forward pass
-            (:class:`Superpixel`'s batch knob).
+        internal_batch_size: most perturbed images per forward pass (:class:`Superpixel`'s batch
+            knob).
+        **superpixel: the keys of the other bases (:class:`Superpixel`, :class:`SampledSuperpixel`).
     """
 
     knob = "internal_batch_size"
 
     def __init__(
-        self,
-        n_segments: int = 50,
-        compactness: float = 10.0,
-        slic_sigma: float = 0.0,
-        fill: float = 0.0,
-        internal_batch_size: int | str | None = "auto",
+        self, fill: float = 0.0, internal_batch_size: int | str | None = "auto", **superpixel: Any
     ) -> None:
-        super().__init__(n_segments, compactness, slic_sigma, internal_batch_size)
+        super().__init__(internal_batch_size, **superpixel)
         self.fill = check_number("fill", fill)
+
+
+class FeatureAblation(CaptumSuperpixel):
+    """Superpixel ablation: the probability drop when a SLIC superpixel is set to ``fill``, by captum.
+
+    Args:
+        fill, internal_batch_size: :class:`CaptumSuperpixel`'s; the knob bounds the ablated images
+            over all images of the batch per forward pass.
+        n_segments, compactness, slic_sigma: SLIC's (:class:`Superpixel`).
+    """
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         seg = self.segments(images)
@@ -173,7 +198,7 @@ class FeatureAblation(Superpixel):
         return a[:, 0]
 
 
-class CaptumLime(Superpixel):
+class CaptumLime(CaptumSuperpixel, SampledSuperpixel):
     """LIME (Ribeiro et al., KDD 2016) over SLIC superpixels, by captum's ``Lime``.
 
     Captum's defaults: Lasso surrogate (alpha 0.01), exponential kernel on the cosine distance.
@@ -182,30 +207,14 @@ class CaptumLime(Superpixel):
     samples from the global RNG; its state is restored afterwards), so batching does not change maps.
 
     Args:
-        n_samples, n_segments, compactness, slic_sigma, seed: :class:`Superpixel`'s.
-        fill: fill value in normalised space (0 = the dataset mean colour).
-        internal_batch_size: most perturbed samples per forward pass (captum's perturbations_per_eval;
-            :class:`Superpixel`'s batch knob).
+        fill, internal_batch_size: :class:`CaptumSuperpixel`'s; the knob bounds one image's
+            perturbed samples per forward pass (captum's perturbations_per_eval).
+        n_samples, seed: :class:`SampledSuperpixel`'s.
+        n_segments, compactness, slic_sigma: SLIC's (:class:`Superpixel`).
     """
 
-    knob = "internal_batch_size"
     _explainer = _CaptumLime
     _exact_single_player = False
-
-    def __init__(
-        self,
-        n_samples: int = 1000,
-        n_segments: int = 50,
-        compactness: float = 10.0,
-        slic_sigma: float = 0.0,
-        fill: float = 0.0,
-        internal_batch_size: int | str | None = "auto",
-        seed: int = 0,
-    ) -> None:
-        super().__init__(
-            n_segments, compactness, slic_sigma, internal_batch_size, n_samples=n_samples, seed=seed
-        )
-        self.fill = check_number("fill", fill)
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         seg = self.segments(images)
@@ -268,7 +277,22 @@ def lime_progress_off(module) -> Iterator[None]:
         module.tqdm = original
 
 
-class Lime(Superpixel):
+class PackageSuperpixel(SampledSuperpixel):
+    """The ``lime`` / ``shap`` package family (and its batched versions): one image at a time in
+    numpy, forward passes bounded by the packages' ``batch_size`` knob.
+
+    Args:
+        batch_size: most perturbed samples per forward pass (:class:`Superpixel`'s batch knob).
+        **sampled: :class:`SampledSuperpixel`'s and :class:`Superpixel`'s keys.
+    """
+
+    knob = "batch_size"
+
+    def __init__(self, batch_size: int | str | None = "auto", **sampled: Any) -> None:
+        super().__init__(batch_size, **sampled)
+
+
+class Lime(PackageSuperpixel):
     """LIME (Ribeiro et al., KDD 2016) by the ``lime`` package's ``LimeImageExplainer``.
 
     Its defaults: ridge surrogate, exponential kernel (width 0.25) on the cosine distance of the
@@ -279,26 +303,15 @@ class Lime(Superpixel):
 
     Args:
         n_samples: perturbed samples per image (lime's num_samples; its default 1000).
-        n_segments, compactness, slic_sigma, seed: :class:`Superpixel`'s.
+        seed: :class:`SampledSuperpixel`'s.
+        n_segments, compactness, slic_sigma: SLIC's (:class:`Superpixel`).
         kernel_width: lime's kernel width.
         hide_color: fill value in normalised space.
-        batch_size: most perturbed samples per forward pass (:class:`Superpixel`'s batch knob).
+        batch_size: most perturbed samples per forward pass (:class:`PackageSuperpixel`'s knob).
     """
 
-    def __init__(
-        self,
-        n_samples: int = 1000,
-        n_segments: int = 50,
-        compactness: float = 10.0,
-        slic_sigma: float = 0.0,
-        kernel_width: float = 0.25,
-        hide_color: float = 0.0,
-        batch_size: int | str | None = "auto",
-        seed: int = 0,
-    ) -> None:
-        super().__init__(
-            n_segments, compactness, slic_sigma, batch_size, n_samples=n_samples, seed=seed
-        )
+    def __init__(self, kernel_width: float = 0.25, hide_color: float = 0.0, **package: Any) -> None:
+        super().__init__(**package)
         self.kernel_width = check_number("kernel_width", kernel_width, above=0)
         self.hide_color = check_number("hide_color", hide_color)
 
@@ -348,7 +361,7 @@ def _underdetermined(explainer) -> bool:
     return bool(surrogate.kernel_shap_underdetermined(masks, weights)[0])
 
 
-class KernelShap(Superpixel):
+class KernelShap(PackageSuperpixel):
     """Kernel SHAP (Lundberg & Lee, NeurIPS 2017) by the ``shap`` package's ``KernelExplainer``.
 
     Players are SLIC superpixels; an absent superpixel takes the pixels of a reference image made by
@@ -361,29 +374,18 @@ class KernelShap(Superpixel):
 
     Args:
         n_samples: coalitions per image (shap's nsamples).
-        n_segments, compactness, slic_sigma, seed: :class:`Superpixel`'s.
+        seed: :class:`SampledSuperpixel`'s.
+        n_segments, compactness, slic_sigma: SLIC's (:class:`Superpixel`).
         fill: ``blur``, ``inpaint_telea`` or ``inpaint_ns`` (:attr:`fills`).
         blur_size: side of the box blur (``blur`` only).
-        batch_size: most coalition images per forward pass (:class:`Superpixel`'s batch knob).
+        batch_size: most coalition images per forward pass (:class:`PackageSuperpixel`'s knob).
     """
 
     #: The accepted ``fill`` values.
     fills = FILLS
 
-    def __init__(
-        self,
-        n_samples: int = 1000,
-        n_segments: int = 50,
-        compactness: float = 10.0,
-        slic_sigma: float = 0.0,
-        fill: str = "blur",
-        blur_size: int = 16,
-        batch_size: int | str | None = "auto",
-        seed: int = 0,
-    ) -> None:
-        super().__init__(
-            n_segments, compactness, slic_sigma, batch_size, n_samples=n_samples, seed=seed
-        )
+    def __init__(self, fill: str = "blur", blur_size: int = 16, **package: Any) -> None:
+        super().__init__(**package)
         self.fill = check_choice("fill", fill, self.fills)
         self.blur_size = check_int("blur_size", blur_size, minimum=1)
 
@@ -462,7 +464,7 @@ class KernelShap(Superpixel):
 # ------------------------------------------------------------------------------ batched in torch
 
 
-class BatchedSurrogate(Superpixel):
+class BatchedSurrogate(PackageSuperpixel):
     """LIME or kernel SHAP for the whole batch at once: coalitions ``[B, R, M]`` drawn from
     counter-based random numbers keyed by ``(seed, image content)`` (so an image's samples never
     depend on its batch, the chunk size or the device), the target's softmax probability of every

@@ -118,6 +118,17 @@ class OrderCurves:
         return torch.stack([self._store[o] for o in orders], 1)
 
 
+class OrderGap:
+    """The gap variant of a MoRF / LeRF family (``pixel_flipping_abc``, ``road_abc``), a mixin
+    before the family's engine: both orders are computed (``orders``: MoRF, then LeRF), the score
+    is LeRF's minus MoRF's, two values in [0, 1], so it lies in [-1, 1] (where the family's range
+    rule bounds them), and higher is better: a faithful map keeps the two curves apart."""
+
+    higher_is_better: ClassVar[bool] = True
+    score_range: ClassVar[Range | None] = (-1.0, 1.0)  # LeRF minus MoRF of two values in [0, 1]
+    orders: ClassVar[tuple[str, ...]] = ("morf", "lerf")
+
+
 class Metric:
     """Base class of every metric; subclasses implement :meth:`compute`.
 

@@ -16,7 +16,15 @@ from bench.core.batch import Batch
 from bench.core.context import Context, class_probabilities
 from bench.core.errors import ConfigError, check_choice, check_int, check_number
 from bench.core.ranking import TIES, descending_order, pearson, rank_pixels, ranks_of
-from bench.metrics.base import Category, Metric, MetricOutput, OrderCurves, Range, Stability
+from bench.metrics.base import (
+    Category,
+    Metric,
+    MetricOutput,
+    OrderCurves,
+    OrderGap,
+    Range,
+    Stability,
+)
 
 TARGETS = ("prediction", "label")
 SCORES = ("probability", "logit")
@@ -110,15 +118,31 @@ class _Probabilities(Metric):
         return super().range_of(key, settings)
 
 
-class _PixelCurve(_Probabilities):
-    """Shared engine of deletion and insertion: ``step`` pixels move from ``start`` to ``finish``."""
+class _SubstrateCurve(Metric):
+    """What the curves between an image and a substrate (RISE's deletion and insertion, Gomez et
+    al.'s) share: pixels move in the map's order between the image and a substrate (one of
+    ``substrates``; the class's ``default_substrate`` when the key is null), and the class
+    explained (``target``) is scored as a probability or a logit (``score``)."""
 
     category = Category.FAITHFULNESS
-    score_range = (0.0, 1.0)  # an area under a probability curve
     stability = Stability.RANKING  # the pixel order: near-tied pixels may swap
-    citation = "Petsiuk, Das, Saenko. RISE: Randomized Input Sampling for Explanation of Black-box Models. BMVC 2018."
     substrates = ("zero", "blur")
     default_substrate = "zero"
+
+    def check_scoring(self, substrate: str | None, target: str, score: str) -> None:
+        """Check and keep the ``substrate``, ``target`` and ``score`` keys."""
+        self.substrate = check_choice(
+            "substrate", substrate or self.default_substrate, self.substrates
+        )
+        self.target = check_choice("target", target, TARGETS)
+        self.score = check_choice("score", score, SCORES)
+
+
+class _PixelCurve(_SubstrateCurve, _Probabilities):
+    """Shared engine of deletion and insertion: ``step`` pixels move from ``start`` to ``finish``."""
+
+    score_range = (0.0, 1.0)  # an area under a probability curve
+    citation = "Petsiuk, Das, Saenko. RISE: Randomized Input Sampling for Explanation of Black-box Models. BMVC 2018."
 
     def __init__(
         self,
@@ -131,11 +155,7 @@ class _PixelCurve(_Probabilities):
         blur_sigma: float = 5.0,
     ) -> None:
         self.step = check_int("step", step, minimum=1)
-        self.substrate = check_choice(
-            "substrate", substrate or self.default_substrate, self.substrates
-        )
-        self.target = check_choice("target", target, TARGETS)
-        self.score = check_choice("score", score, SCORES)
+        self.check_scoring(substrate, target, score)
         self.ties = check_choice("ties", ties, TIES)
         self.blur_size = check_int("blur_size", blur_size, minimum=1)
         if self.blur_size % 2 == 0:
@@ -209,7 +229,7 @@ class Insertion(_PixelCurve):
         return self.substrate_of(images), images
 
 
-class _GomezCurve(Metric):
+class _GomezCurve(_SubstrateCurve):
     """Shared engine of DAUC / IAUC / DC / IC (Gomez et al.; package ``saliency-maps-metrics``).
 
     The map is ranked on its native grid (``map_size``; ``None`` = the input's resolution), the
@@ -226,14 +246,10 @@ class _GomezCurve(Metric):
     package scores the raw model output, i.e. whatever the model ends with).
     """
 
-    category = Category.FAITHFULNESS
-    stability = Stability.RANKING  # the pixel order: near-tied pixels may swap
     citation = (
         "Gomez, Fréour, Mouchère. Metrics for Saliency Map Evaluation of Deep Learning Explanation "
         "Methods. ICPRAI 2022."
     )
-    substrates = ("zero", "blur")
-    default_substrate = "zero"
     insertion = False
 
     def __init__(
@@ -245,11 +261,7 @@ class _GomezCurve(Metric):
         score: str = "probability",
     ) -> None:
         self.max_steps = check_int("max_steps", max_steps, minimum=1)
-        self.substrate = check_choice(
-            "substrate", substrate or self.default_substrate, self.substrates
-        )
-        self.target = check_choice("target", target, TARGETS)
-        self.score = check_choice("score", score, SCORES)
+        self.check_scoring(substrate, target, score)
         if map_size is not None:
             sides = [map_size] * 2 if isinstance(map_size, int) else list(map_size)
             if len(sides) != 2:
@@ -478,12 +490,8 @@ class LeRF(_OneOrderFlipping):
     orders = ("lerf",)
 
 
-class PixelFlippingABC(_PixelFlipping):
+class PixelFlippingABC(OrderGap, _PixelFlipping):
     """Area between the LeRF and MoRF pixel-flipping curves, AUC(LeRF) - AUC(MoRF); higher is better."""
-
-    higher_is_better = True
-    score_range = (-1.0, 1.0)  # a difference of two areas in [0, 1]
-    orders = ("morf", "lerf")
 
     def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:
         curves = self.curves(ctx, batch, maps)

@@ -13,7 +13,7 @@ from bench.core.context import Context
 from bench.core.errors import ConfigError, check_choice, check_int, check_number
 from bench.core.ranking import descending_order, ranks_of
 from bench.core.rng import counter_normal, counter_normal_at, id_keys
-from bench.metrics.base import Category, Metric, MetricOutput, OrderCurves, Stability
+from bench.metrics.base import Category, Metric, MetricOutput, OrderCurves, OrderGap, Stability
 from bench.metrics.faithfulness import TARGETS, explained_targets
 
 #: Weights of the 8 neighbours in ROAD's linear imputation: 1/6 edge, 1/12 diagonal (sum 1).
@@ -658,12 +658,8 @@ class RoadLeRF(_RoadSingle):
     orders = ("lerf",)
 
 
-class RoadABC(_Road):
+class RoadABC(OrderGap, _Road):
     """ROAD's gap between the curves: mean over fractions of LeRF minus MoRF accuracy; higher is better."""
-
-    higher_is_better = True
-    score_range = (-1.0, 1.0)  # LeRF minus MoRF of means in [0, 1]
-    orders = ("morf", "lerf")
 
     def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:
         correct, prob = self.curves(ctx, batch, maps)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from captum.metrics import infidelity, sensitivity_max
 from torch import Tensor
@@ -29,7 +31,36 @@ def _per_batch(ctx: Context, batch_size: int, n_samples: int) -> int:
     return min(max(ctx.chunk_size, batch_size), batch_size * n_samples)
 
 
-class Infidelity(Metric):
+def _keyed_draws(
+    images: Tensor, seed: int, keyed: Callable[[Tensor, Tensor, int], Tensor]
+) -> Callable[[Tensor], Tensor]:
+    """The perturbations of captum's successive calls for ``images`` ``[B, ...]``: a call's
+    ``inputs`` (the batch repeated once per draw) get ``keyed`` draws (:func:`keyed_normal`,
+    :func:`keyed_uniform`) keyed by ``(seed, image content, draw)``, numbered on from the last call's,
+    shaped and typed like ``inputs`` (:mod:`bench.core.rng`: independent of the batch and chunks)."""
+    keys = content_keys(images, seed)
+    done = 0
+
+    def draw(inputs: Tensor) -> Tensor:
+        nonlocal done
+        rk, sample = sample_rows(keys, inputs.shape[0], done)
+        done += inputs.shape[0] // images.shape[0]
+        return keyed(rk, sample, inputs[0].numel()).view_as(inputs).to(inputs.dtype)
+
+    return draw
+
+
+class _Yeh(Metric):
+    """What Yeh et al.'s two metrics share: computed by ``captum.metrics`` over perturbations drawn
+    per image (:func:`_keyed_draws`), a non-negative score, lower is better."""
+
+    higher_is_better = False
+    score_range = (0.0, None)  # a mean squared error, a norm ratio
+    stability = Stability.ROUNDING  # a mean squared error, a maximum of norms
+    citation = YEH
+
+
+class Infidelity(_Yeh):
     """Infidelity (Yeh et al. 2019): E[(I · m - (f(x) - f(x - I)))²] over Gaussian perturbations I.
 
     ``I ~ N(0, noise_std²)`` i.i.d. per input element in normalised space, ``n_perturb_samples``
@@ -41,11 +72,7 @@ class Infidelity(Metric):
     Lower is better.
     """
 
-    higher_is_better = False
-    score_range = (0.0, None)  # a mean squared error
     category = Category.FAITHFULNESS
-    stability = Stability.ROUNDING  # a mean squared error
-    citation = YEH
 
     def __init__(
         self,
@@ -64,19 +91,14 @@ class Infidelity(Metric):
     def compute(self, ctx: Context, batch: Batch, maps: Tensor) -> MetricOutput:
         x = batch.images
         targets = explained_targets(ctx, batch, self.target)
-        keys = content_keys(x, ctx.seed + _INFIDELITY_STREAM)
-        done = 0
+        noise_of = _keyed_draws(x, ctx.seed + _INFIDELITY_STREAM, keyed_normal)
 
         def forward(inputs: Tensor) -> Tensor:
             logits = ctx.forward(inputs)
             return ctx.probs(logits) if self.score == "probability" else logits
 
         def perturb(inputs: Tensor) -> tuple[Tensor, Tensor]:
-            nonlocal done
-            rk, sample = sample_rows(keys, inputs.shape[0], done)
-            done += inputs.shape[0] // x.shape[0]
-            z = keyed_normal(rk, sample, inputs[0].numel()).view_as(inputs).to(inputs.dtype)
-            noise = self.noise_std * z
+            noise = self.noise_std * noise_of(inputs)
             return noise, inputs - noise
 
         scores = infidelity(
@@ -92,7 +114,7 @@ class Infidelity(Metric):
         return MetricOutput(scores={"": scores.float()})
 
 
-class MaxSensitivity(Metric):
+class MaxSensitivity(_Yeh):
     """Max-sensitivity (Yeh et al. 2019): max over perturbations of ‖m(x + δ) − m(x)‖ / ‖m(x)‖.
 
     ``δ ~ U[-radius, radius]`` i.i.d. per input element in normalised space (captum's default
@@ -103,11 +125,7 @@ class MaxSensitivity(Metric):
     so a stochastic method is compared with a fresh draw of itself.
     """
 
-    higher_is_better = False
-    score_range = (0.0, None)  # a norm ratio
     category = Category.ROBUSTNESS
-    stability = Stability.ROUNDING  # a maximum of norms
-    citation = YEH
 
     def __init__(
         self,
@@ -129,8 +147,7 @@ class MaxSensitivity(Metric):
         method = ctx.method
         x = batch.images
         targets = explained_targets(ctx, batch, self.target)
-        keys = content_keys(x, ctx.seed + _SENSITIVITY_STREAM)
-        done = 0
+        uniform_of = _keyed_draws(x, ctx.seed + _SENSITIVITY_STREAM, keyed_uniform)
 
         def explain(inputs: Tensor | tuple[Tensor], target: Tensor) -> Tensor | tuple[Tensor]:
             # captum's convention: a tuple in (the unperturbed inputs) -> a tuple out
@@ -143,11 +160,7 @@ class MaxSensitivity(Metric):
             return (out,) if isinstance(inputs, tuple) else out
 
         def perturb(inputs: Tensor, radius: float) -> Tensor:
-            nonlocal done
-            rk, sample = sample_rows(keys, inputs.shape[0], done)
-            done += inputs.shape[0] // x.shape[0]
-            u = keyed_uniform(rk, sample, inputs[0].numel()).view_as(inputs).to(inputs.dtype)
-            return inputs + (2 * u - 1) * radius
+            return inputs + (2 * uniform_of(inputs) - 1) * radius
 
         scores = sensitivity_max(
             explain,
