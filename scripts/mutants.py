@@ -562,8 +562,8 @@ MUTANTS: tuple[Mutant, ...] = (
     _m(
         "max_sensitivity_one_sided_noise",
         "metrics/robustness.py",
-        "return inputs + (2 * u - 1) * radius",
-        "return inputs + u * radius",
+        "return inputs + (2 * uniform_of(inputs) - 1) * radius",
+        "return inputs + uniform_of(inputs) * radius",
         "max-sensitivity's perturbation drawn from U[0, r], not U[-r, r]",
         (ROBUST, X_SETTINGS),
     ),
