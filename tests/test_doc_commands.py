@@ -54,6 +54,19 @@ def blocks() -> list[tuple[str, str]]:
     return out
 
 
+@cache
+def pip_installed() -> set[str]:
+    """The packages the documented commands install themselves (``pip install build && python -m
+    build``): their modules need not be in the test environment. (A ``build/`` folder in the
+    checkout, which ``make docs`` writes, would otherwise hide a missing ``build`` module.)"""
+    names = set()
+    for _, command in blocks():
+        words = command.split()
+        if words[:2] == ["pip", "install"]:
+            names |= {w for w in words[2:] if not w.startswith("-") and "/" not in w}
+    return names
+
+
 def _strip_comment(line: str) -> str:
     """``line`` without a trailing ``# comment`` (a ``#`` outside quotes, after a space)."""
     quote = None
@@ -133,7 +146,7 @@ def problems(command: str) -> list[str]:
         return ["pip install attribution-bench: the package is not published"]
     if tool in {"python", "python3"} and args:
         if args[0] == "-m":
-            if importlib.util.find_spec(args[1]) is None:
+            if importlib.util.find_spec(args[1]) is None and args[1] not in pip_installed():
                 found.append(f"python -m {args[1]}: no such module")
         elif args[0].endswith(".py") and not (ROOT / args[0]).is_file():
             found.append(f"{args[0]}: no such script")
