@@ -64,11 +64,12 @@ def tiny_images() -> torch.Tensor:
     return torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
 
 
-def run_bench(args: list[str], cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run the ``bench`` entry point in a subprocess (as a user would) and capture its output."""
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": str(torch.get_num_threads())}
+def run_captured(
+    argv: list, cwd: Path = ROOT, env: dict | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess:
+    """``argv`` in a subprocess from ``cwd``, its output captured as text; any exit status."""
     return subprocess.run(
-        [sys.executable, "-m", "bench", *args],
+        [str(a) for a in argv],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -76,3 +77,21 @@ def run_bench(args: list[str], cwd: Path = ROOT, timeout: int = 300) -> subproce
         timeout=timeout,
         check=False,
     )
+
+
+def run_ok(
+    argv: list, cwd: Path = ROOT, env: dict | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess:
+    """:func:`run_captured`, which must exit 0 (else the end of its output is the message)."""
+    done = run_captured(argv, cwd, env, timeout)
+    assert done.returncode == 0, (
+        f"{[str(a) for a in argv[:3]]} exited {done.returncode}:\n{done.stdout[-2000:]}\n"
+        f"{done.stderr[-3000:]}"
+    )
+    return done
+
+
+def run_bench(args: list[str], cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run the ``bench`` entry point in a subprocess (as a user would) and capture its output."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    return run_captured([sys.executable, "-m", "bench", *args], cwd, env, timeout)

@@ -20,6 +20,7 @@ import torch
 from bench import ROOT
 from bench.core import paths
 from bench.core.errors import ConfigError
+from tests.conftest import run_ok
 
 DATA = "bench/_data/"
 SHIPPED = (
@@ -29,20 +30,6 @@ SHIPPED = (
     "conf/model/shapes_cnn.yaml",
     "results/reference/models/shapes_cnn.pt",
 )
-
-
-def _run(args: list, cwd: Path, env: dict | None = None, timeout: int = 300):
-    done = subprocess.run(
-        [str(a) for a in args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert done.returncode == 0, f"{args} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
-    return done
 
 
 def _pip_version() -> tuple[int, ...]:
@@ -92,7 +79,7 @@ def test_the_checkout_reads_its_own_configs() -> None:
 def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     # the wheel, built from the checkout as `pip wheel .` would (no download: --no-index)
     wheels = tmp_path / "wheels"
-    _run(
+    run_ok(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index"]
         + ["--disable-pip-version-check", "-q", "-w", wheels, ROOT],
         cwd=tmp_path,
@@ -114,17 +101,17 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     bindir = venv / ("Scripts" if os.name == "nt" else "bin")
     python = bindir / ("python.exe" if os.name == "nt" else "python")
     if _pip_version() >= (22, 3):  # this pip installs into the new venv (pip --python)
-        _run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=tmp_path)
+        run_ok([sys.executable, "-m", "venv", "--without-pip", venv], cwd=tmp_path)
         pip = [sys.executable, "-m", "pip", "--python", python]
     else:  # an older pip: the venv gets its own (ensurepip, a few seconds more)
-        _run([sys.executable, "-m", "venv", venv], cwd=tmp_path)
+        run_ok([sys.executable, "-m", "venv", venv], cwd=tmp_path)
         pip = [python, "-m", "pip"]
-    _run(
+    run_ok(
         [*pip, "install", "--no-deps", "--no-index", "--disable-pip-version-check", "-q", wheel],
         cwd=tmp_path,
     )
     purelib = Path(
-        _run(
+        run_ok(
             [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path
         ).stdout.strip()
     )
@@ -145,7 +132,7 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     )
 
     # the installed package is the one imported, and it reads its own data, not the checkout's
-    probe = _run(
+    probe = run_ok(
         [
             python,
             "-c",
@@ -173,7 +160,7 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
             f"raise SystemExit('the user\\'s {name}.py was imported')\n"
         )
     env["PYTHONPATH"] = str(work)
-    one = _run([bindir / "bench", "dataset.limit=2"], work, env)
+    one = run_ok([bindir / "bench", "dataset.limit=2"], work, env)
     assert "| shapes_cnn | shapes | gradcam | 2 |" in one.stdout, one.stdout
     (run_dir,) = (work / "results" / "runs").iterdir()
     assert (run_dir / "scores.csv").is_file()
@@ -183,10 +170,10 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     assert str(site_dir / DATA / "results") in json.dumps(record["model"]), record["model"]
 
     # a sweep, collated at its end, then collated again by hand
-    sweep = _run([bindir / "bench", "-m", "method=gradcam,random", "dataset.limit=2"], work, env)
+    sweep = run_ok([bindir / "bench", "-m", "method=gradcam,random", "dataset.limit=2"], work, env)
     (sweep_dir,) = (work / "results" / "sweeps").iterdir()
     assert (sweep_dir / "summary.md").is_file(), sweep.stdout + sweep.stderr
-    collated = _run([bindir / "bench-collate", sweep_dir], work, env)
+    collated = run_ok([bindir / "bench-collate", sweep_dir], work, env)
     for method in ("gradcam", "random"):
         assert f"| shapes_cnn | shapes | {method} | 2 |" in collated.stdout, collated.stdout
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench import ROOT
+from tests.conftest import run_ok
 
 SCRIPTS = ROOT / "scripts"
 #: Scripts whose smoke test lives in another module.
@@ -32,17 +33,7 @@ ENV = {
 
 def python(*argv: str, timeout: int = 300) -> subprocess.CompletedProcess:
     """``python <argv>`` from the checkout's root, one torch thread; it must exit 0."""
-    done = subprocess.run(
-        [sys.executable, *argv],
-        cwd=ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert done.returncode == 0, f"{argv[:2]} exited {done.returncode}:\n{done.stderr[-3000:]}"
-    return done
+    return run_ok([sys.executable, *argv], ROOT, ENV, timeout)
 
 
 def run(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:

@@ -175,20 +175,26 @@ def test_attention_that_does_not_check_out_is_refused():
         method_for("attention_rollout", model).check(model)
 
 
-def test_deit_maps_skip_both_prefix_tokens(families):
-    """Grad-CAM on DeiT's tokens equals Grad-CAM computed by hand on tokens 2.. as a 4 x 4 grid."""
-    model = families["timm_deit"]
-    x, t = images_for(model), torch.tensor([1, 4])
+def _cam_layer_output_and_grad(model, x, t):
+    """The CAM layer's output on ``x`` (detached) and the gradient of the targets' logits
+    ``t`` with respect to it, computed by hand."""
     layer = model.get_submodule(meta_of(model).cam_layer)
     store = {}
     handle = layer.register_forward_hook(lambda _m, _i, out: store.setdefault("a", out))
     try:
-        xx = x.clone().requires_grad_(True)
-        logits = model(xx)
+        logits = model(x.clone().requires_grad_(True))
         (grad,) = torch.autograd.grad(logits.gather(1, t[:, None]).sum(), store["a"])
     finally:
         handle.remove()
-    acts = store["a"][:, 2:].detach().reshape(2, 4, 4, -1).permute(0, 3, 1, 2)
+    return store["a"].detach(), grad
+
+
+def test_deit_maps_skip_both_prefix_tokens(families):
+    """Grad-CAM on DeiT's tokens equals Grad-CAM computed by hand on tokens 2.. as a 4 x 4 grid."""
+    model = families["timm_deit"]
+    x, t = images_for(model), torch.tensor([1, 4])
+    acts, grad = _cam_layer_output_and_grad(model, x, t)
+    acts = acts[:, 2:].reshape(2, 4, 4, -1).permute(0, 3, 1, 2)
     grad = grad[:, 2:].reshape(2, 4, 4, -1).permute(0, 3, 1, 2)
     cam = (grad.mean((2, 3))[:, :, None, None] * acts).sum(1).clamp_min(0)
     expected = F.interpolate(cam[:, None], size=(32, 32), mode="bilinear", align_corners=False)[
@@ -202,15 +208,7 @@ def test_swin_channels_last_maps_are_permuted_not_misread(families):
     """On Swin's [B, h, w, C] output Grad-CAM pools over h, w (not over w, C)."""
     model = families["timm_swin"]
     x, t = images_for(model), torch.tensor([0, 2])
-    layer = model.get_submodule(meta_of(model).cam_layer)
-    store = {}
-    handle = layer.register_forward_hook(lambda _m, _i, out: store.setdefault("a", out))
-    try:
-        logits = model(x.clone().requires_grad_(True))
-        (grad,) = torch.autograd.grad(logits.gather(1, t[:, None]).sum(), store["a"])
-    finally:
-        handle.remove()
-    acts = store["a"].detach()
+    acts, grad = _cam_layer_output_and_grad(model, x, t)
     assert acts.shape[1:3] == (8, 8) and acts.shape[3] == 32  # [B, h, w, C]
     cam = (grad.mean((1, 2))[:, None, None, :] * acts).sum(-1).clamp_min(0)
     expected = F.interpolate(cam[:, None], size=(32, 32), mode="bilinear", align_corners=False)[
