@@ -180,7 +180,7 @@ def example_paired(src: Sources) -> Rendered:
             f"and from `paired.md` (deletion; Friedman χ² = {fd['statistic']:.3g}, p = "
             f"{fmt_p(fd['p'])}, W = {fd['kendall_w']:.2g} over the {int(fd['k'])} methods):",
             "\n".join(table),
-            f"`better` names a method only where the Holm-corrected p is below 0.05 ({named or 'none'} "
+            f"`better` names a method only where the Holm-corrected p is below {ALPHA} ({named or 'none'} "
             f"here; not significant after the correction: {empty or 'none'}, so those cells are "
             "empty), by the sign of the rank-biserial correlation.",
         ]

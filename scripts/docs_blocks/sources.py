@@ -12,8 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-#: A Holm-corrected p below this is a finding (``bench.results.stats.ALPHA``).
-ALPHA = 0.05
+from bench.results.stats import ALPHA as ALPHA  # a Holm-corrected p below it is a finding
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,8 @@ N_IMAGES = 4
 @dataclass
 class Study:
     """Everything one report shows (see the module docstring); tables keyed like the paper tables
-    of :func:`bench.results.papers.write_paper_tables` and equal to them."""
+    of :func:`bench.results.papers.write_paper_tables` and equal to them (``per_class``: their
+    means and image counts, without the intervals the page does not show)."""
 
     roots: list[Path]
     collation: Collation
@@ -88,7 +89,7 @@ def gather(
         avg = stats.average_ranks(rows)
         ranks = stats.rank_methods(cells)
         agree = stats.rank_agreement(ranks)
-        per_class = stats.class_cells(rows, ranges)
+        per_class = stats.class_cells(rows, ranges, n_resamples=0)  # shown: means and n only
         means = stats.class_means(rows)
         thr = throughput(records, rows)
     grids: dict[tuple[str, str], dict[str, Any]] = {}

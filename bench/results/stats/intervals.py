@@ -138,6 +138,8 @@ def bootstrap_ci(
     lies within the values anyway; the clip guards rounding; the mean itself is never changed). With one value the interval is
     NaN; with values all equal it is that value (every resample's mean is); when BCa cannot be
     computed (degenerate jackknife) the percentile interval is given and ``ci_method`` says so.
+    ``n_resamples=0``: the mean alone (no interval, ``ci_method`` empty), for callers that show
+    means only.
     """
     if method not in ("BCa", "percentile"):
         raise ConfigError(f"method={method!r} is not valid; accepted: BCa, percentile.")
@@ -152,6 +154,8 @@ def bootstrap_ci(
         out["note"] = "no finite value"
         return out
     out["mean"] = float(raw.mean())  # summed in the rows' order, as every mean of the tables
+    if n_resamples == 0:
+        return out
     if len(v) < 2:
         out["note"] = "one value: no interval"
         return out
