@@ -167,9 +167,10 @@ def _read(name: str, m: nn.Module, kind: str, args: tuple, kwargs: dict, out: ob
     return probs
 
 
-def attention_weights(model: nn.Module, images: Tensor) -> list[Tensor]:
+def attention_weights(model: nn.Module, images: Tensor, last_only: bool = False) -> list[Tensor]:
     """Attention probabilities ``[B, heads, T, T]`` of every global self-attention module, in
-    forward order (see the module docstring); one forward pass without gradients."""
+    forward order (see the module docstring); one forward pass without gradients. ``last_only``:
+    of the last module alone (the others are neither hooked nor recomputed)."""
     store: list[Tensor] = []
     handles = []
 
@@ -186,7 +187,8 @@ def attention_weights(model: nn.Module, images: Tensor) -> list[Tensor]:
         return hook
 
     try:
-        for name, m, kind in attention_modules(model):
+        modules = attention_modules(model)
+        for name, m, kind in modules[-1:] if last_only else modules:
             if kind == "mha":
                 handles.append(m.register_forward_pre_hook(mha_pre, with_kwargs=True))
                 handles.append(m.register_forward_hook(mha_post))
@@ -287,7 +289,7 @@ class RawAttention(Method):
         self.head_fusion = check_choice("head_fusion", head_fusion, HEAD_FUSIONS)
 
     def attribute(self, model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
-        att = _fuse(attention_weights(model, images)[-1], self.head_fusion)  # [B, T, T]
+        att = _fuse(attention_weights(model, images, last_only=True)[-1], self.head_fusion)
         return class_token_map(model, att, images.shape[-2:])
 
 

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from typing_extensions import Unpack
 
 from bench.core.errors import ConfigError, check_int, choice_error, first_line
-from bench.core.layers import FeatureLayout, probe_outputs, token_grid
+from bench.core.layers import FeatureLayout, is_feature_map, probe_outputs, token_grid
 from bench.core.paths import existing_dir
 from bench.models.meta import ModelKeys, count_classes, image_size, model_keys
 
@@ -220,7 +220,7 @@ def hf_cam_layer(model: HFClassifier, size: tuple[int, int]) -> tuple[str | None
         if prefix >= 1:
             return name, FeatureLayout("nchw", prefix)
     for name, out in reversed(outputs):
-        if out.ndim == 4 and out.shape[-1] * out.shape[-2] > 1:
+        if is_feature_map(out):
             return name, FeatureLayout("nchw", None)
         if out.ndim == 3 and out.shape[2] > 1 and token_grid(out.shape[1], 0, size):
             return name, FeatureLayout("nchw", 0)
