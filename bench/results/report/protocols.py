@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bench.core.paths import RESOURCES
 from bench.results.report.page import esc
+from bench.results.stats import metric_key
 
 #: The protocols document (shipped with the package, ``bench/_data/docs``, by setup.py).
 PROTOCOLS = RESOURCES / "docs" / "PROTOCOLS.md"
@@ -54,7 +55,7 @@ def _slug(text: str) -> str:
 
 def base_name(metric: str) -> str:
     """The config name of a row's metric (``road_abc[...].probability`` -> ``road_abc``)."""
-    return re.sub(r"\[.*\]", "", metric).split(".")[0]
+    return metric_key(metric).split(".")[0]
 
 
 def protocol_of(metrics: Iterable[str], path: Path = PROTOCOLS) -> dict[str, Protocol]:

@@ -26,7 +26,7 @@ def pair_matrix(pairs: pd.DataFrame, methods: list[str]) -> str:
     (darker: Holm p below 0.01, 0.001), grey · where the test finds no difference, blank where
     no test ran."""
     by = {}
-    for r in pairs.itertuples(index=False):
+    for r in pairs.assign(tested=stats.tested(pairs)).itertuples(index=False):
         by[(r.method_a, r.method_b)] = r
         by[(r.method_b, r.method_a)] = r
     rows = []
@@ -46,7 +46,7 @@ def pair_matrix(pairs: pd.DataFrame, methods: list[str]) -> str:
                 row.append(Cell("▲", cls=f"w{_level(p)}", title=title))
             elif r.better == b:
                 row.append(Cell("▼", cls=f"l{_level(p)}", title=title))
-            elif np.isfinite(p) or (r.n_pairs > 0 and r.n_nonzero == 0):
+            elif r.tested:
                 row.append(Cell("·", cls="tie", title=title))
             else:
                 row.append(Cell("", cls="na", title=f"{a} vs {b}: not tested ({r.note})"))

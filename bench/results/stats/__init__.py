@@ -57,7 +57,7 @@ from bench.results.stats.paired import (
     paired_values,
     pairwise_tests,
 )
-from bench.results.stats.posthoc import average_ranks, critical_difference, tied_best
+from bench.results.stats.posthoc import average_ranks, critical_difference, tested, tied_best
 from bench.results.stats.ranks import (
     few_methods,
     mean_ranks,
@@ -106,6 +106,7 @@ __all__ = [
     "rank_agreement",
     "rank_methods",
     "score_ranges",
+    "tested",
     "tied_best",
     "usable",
 ]

@@ -15,6 +15,13 @@ from bench.results.stats.paired import complete_blocks
 from bench.results.stats.rows import ALPHA, check_rows
 
 
+def tested(pairs: pd.DataFrame) -> pd.Series:
+    """Which rows of :func:`~bench.results.stats.pairwise_tests` were tested: a finite
+    Holm-corrected p, or paired values that are all equal (no difference to test). A bool Series
+    on ``pairs.index``; an untested pair (too few images) shows no verdict."""
+    return pairs["p_holm"].notna() | ((pairs["n_pairs"] > 0) & (pairs["n_nonzero"] == 0))
+
+
 def tied_best(cells: pd.DataFrame, pairs: pd.DataFrame) -> pd.Series:
     """For each cell of a :func:`~bench.results.stats.cell_table` (by model, dataset, method,
     metric) whether it ties the best of its column: not ``best`` itself, but not significantly
@@ -26,8 +33,7 @@ def tied_best(cells: pd.DataFrame, pairs: pd.DataFrame) -> pd.Series:
     if cells.empty or pairs.empty:
         return out
     key = ["model", "dataset", "metric"]
-    tested = pairs["p_holm"].notna() | ((pairs["n_pairs"] > 0) & (pairs["n_nonzero"] == 0))
-    tie = pairs[tested & (pairs["better"].fillna("") == "")]
+    tie = pairs[tested(pairs) & (pairs["better"].fillna("") == "")]
     ties: set[tuple[Any, ...]] = set()
     for r in tie[[*key, "method_a", "method_b"]].itertuples(index=False):
         ties.add((*r[:3], r[3], r[4]))
