@@ -72,13 +72,14 @@ def machine() -> dict[str, Any]:
 
 
 def device_info(device: torch.device) -> dict[str, Any]:
+    here = machine()
     info: dict[str, Any] = {
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
-        "platform": platform.platform(),
+        "platform": here["platform"],
         "processor": platform.processor(),
-        "cpu": cpu_model(),
-        "load_average": machine()["load_average"],
+        "cpu": here["cpu"],
+        "load_average": here["load_average"],
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)

@@ -118,7 +118,7 @@ def _listed(items: list[str]) -> str:
     return ", ".join(items[:-1]) + (" and " if len(items) > 1 else "") + items[-1]
 
 
-def model_free(src: Sources, folder: str, metrics: dict[str, float]) -> tuple[str, list[Claim]]:
+def model_free(src: Sources, folder: str, metrics: dict[str, float]) -> str:
     """The methods whose means equal the given values on every given metric (the maps that fail
     the checks as they must), checked to be exactly :data:`MODEL_FREE`."""
     s = src.summary(folder)
@@ -131,8 +131,7 @@ def model_free(src: Sources, folder: str, metrics: dict[str, float]) -> tuple[st
         raise ValueError(
             f"{folder}: the maps scoring {metrics} are {sorted(hits)}, not {MODEL_FREE}"
         )
-    names = _listed([f"`{m}`" for m in MODEL_FREE])
-    return names, []
+    return _listed([f"`{m}`" for m in MODEL_FREE])
 
 
 def cheap_findings(src: Sources) -> Rendered:
@@ -152,7 +151,7 @@ def cheap_findings(src: Sources) -> Rendered:
         but = ""
     eq, c = equal_methods(s, CHEAP, [m for m in COLUMNS[CHEAP]])
     claims += c
-    free, _ = model_free(src, CHEAP, {"efficient_mprt": 0.0, "random_logit.spearman_abs": 1.0})
+    free = model_free(src, CHEAP, {"efficient_mprt": 0.0, "random_logit.spearman_abs": 1.0})
     lowest = ranked(s, "random_logit.spearman_abs", 3, lowest=True)
     text = (
         f"Means only, n = {n}: the per-image rows of these sweeps are not committed, so no paired "
@@ -168,7 +167,7 @@ def cheap_findings(src: Sources) -> Rendered:
 
 def heavy_findings(src: Sources) -> Rendered:
     s = pd.concat([src.summary(HEAVY), _only_in(src.summary(SANITY), src.summary(HEAVY))])
-    free, _ = model_free(
+    free = model_free(
         src,
         HEAVY,
         {
@@ -221,7 +220,7 @@ SMOOTHED = (
 def sanity_findings(src: Sources) -> Rendered:
     s = src.summary(SANITY)
     n = int(s["n"].max())
-    free, _ = model_free(
+    free = model_free(
         src, SANITY, {m: 1.0 for m in COLUMNS[SANITY] if m != "smooth_mprt.spearman_abs"}
     )
     mprt, smooth = "mprt.spearman_abs", "smooth_mprt.spearman_abs"
